@@ -1,0 +1,388 @@
+"""Load profiles safely, keep where every value came from, and compose `extends`.
+
+The loader refuses what YAML allows but a config file never needs (aliases,
+custom tags, tabs, huge or non-UTF-8 files) before building any object, so a
+hostile or broken file costs one linear scan and yields positioned errors.
+The result is plain dicts and lists plus a map from document path to
+(file, line, column); nothing downstream ever sees a ruamel object.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+from ruamel.yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
+
+from pilot import resources
+from pilot.diagnostics import ERROR, Diagnostic, json_path
+
+MAX_BYTES = 1024 * 1024
+MAX_EXTENDS_DEPTH = 16
+_CORE_TAGS = {
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")
+}
+
+PathKey = tuple  # a path into the document: ("sensors", "cpu", "every")
+
+
+@dataclass(frozen=True)
+class Pos:
+    file: str
+    line: int  # 1-based
+    col: int  # 1-based
+
+
+@dataclass
+class Document:
+    """A loaded (and possibly composed) profile: data plus provenance."""
+
+    file: str
+    data: Any
+    positions: dict[PathKey, Pos] = field(default_factory=dict)  # where each value starts
+    key_positions: dict[PathKey, Pos] = field(default_factory=dict)  # where each map key starts
+    sources: list[str] = field(default_factory=list)  # every file that contributed
+    quoted: set[PathKey] = field(default_factory=set)  # scalars written in quotes
+
+    def column_in(self, path: Iterable[object], offset: int) -> Pos:
+        """Position of character `offset` inside the one-line string value at path."""
+        parts = tuple(path)
+        pos = self.locate(parts)
+        if parts not in self.positions:
+            return pos
+        return Pos(pos.file, pos.line, pos.col + offset + (1 if parts in self.quoted else 0))
+
+    def locate(self, path: Iterable[object], *, key: bool = False) -> Pos:
+        """Position of the value at path, or of its nearest located ancestor."""
+        parts = tuple(path)
+        if key and parts in self.key_positions:
+            return self.key_positions[parts]
+        while parts:
+            if parts in self.positions:
+                return self.positions[parts]
+            parts = parts[:-1]
+        return self.positions.get((), Pos(self.file, 1, 1))
+
+    def diag(self, path: Iterable[object], message: str, *, severity: str = ERROR,
+             code: str = "", key: bool = False) -> Diagnostic:
+        parts = tuple(path)
+        pos = self.locate(parts, key=key)
+        return Diagnostic(pos.file, pos.line, pos.col, severity, json_path(parts), message, code)
+
+
+class _StringTimestamps(RoundTripConstructor):
+    """Timestamps stay the strings the user wrote (a cron-like `2024-01-01` is not a date)."""
+
+
+_StringTimestamps.add_constructor(
+    "tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str
+)
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.Constructor = _StringTimestamps
+    yaml.allow_duplicate_keys = False
+    yaml.preserve_quotes = True  # so a column inside a quoted expression can be pointed at
+    return yaml
+
+
+def _mark_diag(file: str, mark: Any, message: str, code: str) -> Diagnostic:
+    line = (mark.line + 1) if mark is not None else 1
+    col = (mark.column + 1) if mark is not None else 1
+    return Diagnostic(file, line, col, ERROR, "", message, code)
+
+
+def _decode(file: str, raw: bytes) -> tuple[str | None, list[Diagnostic]]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = len(before) - (before.rfind(b"\n") + 1) + 1
+        return None, [Diagnostic(file, line, col, ERROR, "",
+                                 f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x}); save it as UTF-8",
+                                 "encoding")]
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\x00" in text:
+        idx = text.index("\x00")
+        line = text.count("\n", 0, idx) + 1
+        col = idx - (text.rfind("\n", 0, idx) + 1) + 1
+        return None, [Diagnostic(file, line, col, ERROR, "", "the file contains a NUL byte", "encoding")]
+    return text, []
+
+
+def _tabs(file: str, text: str) -> list[Diagnostic]:
+    diags = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        col = line.find("\t")
+        if col >= 0:
+            diags.append(Diagnostic(
+                file, number, col + 1, ERROR, "",
+                "tab character: indent with spaces (inside a double-quoted string write \\t)",
+                "tab"))
+    return diags
+
+
+def _scan_events(file: str, text: str) -> list[Diagnostic]:
+    """One linear pass over parser events: reject aliases, anchors, foreign tags, multiple docs."""
+    diags: list[Diagnostic] = []
+    documents = 0
+    for event in _yaml().parse(text):
+        name = type(event).__name__
+        if name == "DocumentStartEvent":
+            documents += 1
+            if documents == 2:
+                diags.append(_mark_diag(file, event.start_mark,
+                                        "a profile holds exactly one YAML document; remove the second '---'",
+                                        "multiple-documents"))
+        if isinstance(event, AliasEvent):
+            diags.append(_mark_diag(file, event.start_mark,
+                                    f"alias '*{event.anchor}' is not allowed: write the value out (use `extends` to share settings)",
+                                    "alias"))
+            if len(diags) > 20:
+                break
+            continue
+        if isinstance(event, (ScalarEvent, CollectionStartEvent)):
+            if event.anchor:
+                diags.append(_mark_diag(file, event.start_mark,
+                                        f"anchor '&{event.anchor}' is not allowed: write the value out (use `extends` to share settings)",
+                                        "anchor"))
+            tag = str(event.tag) if event.tag is not None else None
+            if tag and tag != "!" and tag not in _CORE_TAGS:
+                shown = tag.replace("tag:yaml.org,2002:", "!!")
+                diags.append(_mark_diag(file, event.start_mark,
+                                        f"tag '{shown}' is not allowed: profiles hold only plain strings, numbers, booleans, lists and maps",
+                                        "tag"))
+        if len(diags) > 20:
+            break
+    return diags
+
+
+def _index(node: Any, path: PathKey, file: str, positions: dict, key_positions: dict,
+           quoted: set | None = None) -> Any:
+    """Convert ruamel containers to plain ones while recording every position."""
+    if isinstance(node, dict):
+        out = {}
+        for key in node:
+            child = path + (str(key) if not isinstance(key, str) else key,)
+            try:
+                kl, kc = node.lc.key(key)
+                key_positions[child] = Pos(file, kl + 1, kc + 1)
+                vl, vc = node.lc.value(key)
+                positions[child] = Pos(file, vl + 1, vc + 1)
+            except (AttributeError, KeyError, TypeError):
+                pass
+            out[child[-1]] = _index(node[key], child, file, positions, key_positions, quoted)
+        return out
+    if isinstance(node, list):
+        items = []
+        for i, value in enumerate(node):
+            child = path + (i,)
+            try:
+                il, ic = node.lc.item(i)
+                positions[child] = Pos(file, il + 1, ic + 1)
+            except (AttributeError, KeyError, TypeError):
+                pass
+            items.append(_index(value, child, file, positions, key_positions, quoted))
+        return items
+    if node is None or isinstance(node, (bool, int, float)):
+        return _plain_scalar(node)
+    if quoted is not None and isinstance(node, (DoubleQuotedScalarString, SingleQuotedScalarString)):
+        quoted.add(path)
+    return str(node)
+
+
+def _plain_scalar(node: Any) -> Any:
+    # ruamel's ScalarFloat/ScalarInt/ScalarBoolean subclass the builtins; normalise them.
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return node
+
+
+def load_text(file: str, raw: bytes) -> tuple[Document | None, list[Diagnostic]]:
+    if len(raw) > MAX_BYTES:
+        return None, [Diagnostic(file, 0, 0, ERROR, "",
+                                 f"the file is {len(raw)} bytes; profiles are limited to {MAX_BYTES} bytes (1 MiB)",
+                                 "too-large")]
+    text, diags = _decode(file, raw)
+    if text is None:
+        return None, diags
+    diags = _tabs(file, text)
+    if diags:
+        return None, diags
+    try:
+        diags = _scan_events(file, text)
+        if diags:
+            return None, diags
+        tree = _yaml().load(text)
+    except DuplicateKeyError as exc:
+        key = str(exc.problem).split('"')[1] if '"' in str(exc.problem) else ""
+        msg = f"duplicate key '{key}': each key may appear once in a map" if key else "duplicate key"
+        return None, [_mark_diag(file, exc.problem_mark, msg, "duplicate-key")]
+    except MarkedYAMLError as exc:
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        return None, [_mark_diag(file, exc.problem_mark or exc.context_mark,
+                                 f"YAML syntax error: {problem}", "syntax")]
+    except YAMLError as exc:
+        return None, [Diagnostic(file, 1, 1, ERROR, "", f"YAML error: {exc}", "syntax")]
+    except RecursionError:
+        return None, [Diagnostic(file, 1, 1, ERROR, "", "the document is nested too deeply", "syntax")]
+    if tree is None:
+        return None, [Diagnostic(file, 1, 1, ERROR, "", "the file is empty; a profile starts with `pilot: 1`", "empty")]
+    positions: dict[PathKey, Pos] = {(): Pos(file, 1, 1)}
+    key_positions: dict[PathKey, Pos] = {}
+    quoted: set[PathKey] = set()
+    data = _index(tree, (), file, positions, key_positions, quoted)
+    return Document(file, data, positions, key_positions, [file], quoted), []
+
+
+def load_file(path: str | os.PathLike[str]) -> tuple[Document | None, list[Diagnostic]]:
+    file = str(path)
+    try:
+        size = os.stat(file).st_size
+        if size > MAX_BYTES:
+            return None, [Diagnostic(file, 0, 0, ERROR, "",
+                                     f"the file is {size} bytes; profiles are limited to {MAX_BYTES} bytes (1 MiB)",
+                                     "too-large")]
+        with open(file, "rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        return None, [Diagnostic(file, 0, 0, ERROR, "", f"cannot read the file: {exc.strerror}", "unreadable")]
+    return load_text(file, raw)
+
+
+# ---------------------------------------------------------------- composition
+
+
+def pack_search_path() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("PILOT_PACKS_PATH", "").split(os.pathsep) if p]
+    return extra + [resources.profiles_dir()]
+
+
+def resolve_base(ref: str, relative_to: Path, search: list[Path]) -> Path | None:
+    """`pack:NAME/PROFILE` or `NAME/PROFILE` is a shipped pack; anything path-like is a file."""
+    is_pack = ref.startswith("pack:")
+    name = ref[5:] if is_pack else ref
+    looks_like_path = name.startswith((".", "/", "~")) or name.endswith((".yaml", ".yml"))
+    candidates: list[Path] = []
+    if not is_pack:
+        base = (relative_to / os.path.expanduser(name))
+        candidates += [base] if name.endswith((".yaml", ".yml")) else [base.with_name(base.name + ".yaml"), base]
+    if is_pack or not looks_like_path:
+        for root in search:
+            candidates += [root / f"{name}.yaml", root / f"{name}.yml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def merge_into(target: Document, overlay: Document) -> None:
+    """Recursive dict merge, later wins; positions follow the value that won."""
+    def replace(path: PathKey, value: Any) -> None:
+        n = len(path)
+        for table in (target.positions, target.key_positions):
+            for key in [k for k in table if k[:n] == path and len(k) > n]:
+                del table[key]
+        for src, dst in ((overlay.positions, target.positions), (overlay.key_positions, target.key_positions)):
+            for key, pos in src.items():
+                if key[:n] == path and len(key) >= n:
+                    dst[key] = pos
+
+    def walk(base: dict, over: dict, path: PathKey) -> None:
+        for key, value in over.items():
+            child = path + (key,)
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                for table_src, table_dst in ((overlay.positions, target.positions),
+                                             (overlay.key_positions, target.key_positions)):
+                    if child in table_src:
+                        table_dst[child] = table_src[child]
+                walk(base[key], value, child)
+            else:
+                base[key] = value
+                replace(child, value)
+
+    if isinstance(target.data, dict) and isinstance(overlay.data, dict):
+        walk(target.data, overlay.data, ())
+    else:
+        target.data = overlay.data
+        replace((), overlay.data)
+    target.sources += [s for s in overlay.sources if s not in target.sources]
+    target.quoted |= overlay.quoted
+
+
+def _copy(doc: Document) -> Document:
+    import copy
+
+    return Document(doc.file, copy.deepcopy(doc.data), dict(doc.positions), dict(doc.key_positions),
+                    list(doc.sources), set(doc.quoted))
+
+
+def compose(path: str | os.PathLike[str], *, search: list[Path] | None = None,
+            _stack: tuple[str, ...] = ()) -> tuple[Document | None, list[Diagnostic]]:
+    """Load a profile and everything it extends; `extends` is removed from the result."""
+    search = search if search is not None else pack_search_path()
+    doc, diags = load_file(path)
+    if doc is None:
+        return None, diags
+    if not isinstance(doc.data, dict):
+        return doc, diags
+    refs = doc.data.get("extends")
+    if refs is None:
+        return doc, diags
+    if isinstance(refs, str):
+        refs_list, ref_paths = [refs], [("extends",)]
+    elif isinstance(refs, list):
+        refs_list, ref_paths = refs, [("extends", i) for i in range(len(refs))]
+    else:
+        return doc, diags + [doc.diag(("extends",), "`extends` takes a profile name or a list of them", code="extends")]
+    me = os.path.realpath(str(path))
+    stack = _stack + (me,)
+    merged: Document | None = None
+    for ref, ref_path in zip(refs_list, ref_paths):
+        if not isinstance(ref, str):
+            diags.append(doc.diag(ref_path, "each `extends` entry is a profile name such as `base/linux` or a relative file path", code="extends"))
+            continue
+        if len(stack) > MAX_EXTENDS_DEPTH:
+            diags.append(doc.diag(ref_path, f"`extends` is nested more than {MAX_EXTENDS_DEPTH} levels deep", code="extends"))
+            continue
+        found = resolve_base(ref, Path(str(path)).parent, search)
+        if found is None:
+            where = ", ".join(str(p) for p in search)
+            diags.append(doc.diag(ref_path, f"cannot find base profile '{ref}' (looked next to this file and in {where})", code="extends-missing"))
+            continue
+        if os.path.realpath(found) in stack:
+            chain = " -> ".join(Path(p).name for p in stack[stack.index(os.path.realpath(found)):]) + f" -> {found.name}"
+            diags.append(doc.diag(ref_path, f"`extends` cycle: {chain}", code="extends-cycle"))
+            continue
+        base, base_diags = compose(found, search=search, _stack=stack)
+        diags += base_diags
+        if base is None:
+            continue
+        if merged is None:
+            merged = _copy(base)
+        else:
+            merge_into(merged, base)
+    own = _copy(doc)
+    if isinstance(own.data, dict):
+        own.data.pop("extends", None)
+    if merged is None:
+        merged = own
+    else:
+        merge_into(merged, own)
+        merged.file = doc.file
+        merged.positions[()] = doc.positions[()]
+    merged.sources = [doc.file] + [s for s in merged.sources if s != doc.file]
+    return merged, diags

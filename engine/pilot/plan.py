@@ -1,0 +1,195 @@
+"""The compiled plan: frozen dataclasses, the only form the runtime ever sees.
+
+A plan round-trips through plain JSON (`to_dict` / `from_dict`), so the agent
+can compile in a short-lived process or load a cached plan and never keep the
+validation machinery (jsonschema, ruamel) in its long-running memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    name: str
+    manufacturer: str | None = None
+    model: str | None = None
+    sw_version: str | None = None
+    suggested_area: str | None = None
+
+
+@dataclass(frozen=True)
+class Tls:
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class Mqtt:
+    host: str | None = None  # None: a local trial broker
+    port: int | None = None
+    client_id: str = ""
+    username: str | None = None
+    password_file: str | None = None
+    keepalive: int = 30
+    protocol: str = "3.1.1"
+    tls: Tls | None = None
+    topic_prefix: str = "pilot"
+    discovery_prefix: str = "homeassistant"
+    discovery: str = "device"
+
+
+@dataclass(frozen=True)
+class Entity:
+    """What Home Assistant is told about one entity (discovery fields, full key names)."""
+
+    platform: str
+    unique_id: str
+    name: str | None
+    default_entity_id: str
+    icon: str | None = None
+    device_class: str | None = None
+    unit_of_measurement: str | None = None
+    state_class: str | None = None
+    entity_category: str | None = None
+    enabled_by_default: bool = True
+    options: tuple[str, ...] | None = None
+    expire_after: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # platform fields: min, max, step, mode, pattern...
+
+
+@dataclass(frozen=True)
+class Sensor:
+    id: str
+    entity: Entity
+    state_topic: str
+    every: float
+    probe: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    expr: str | None = None
+    inputs: tuple[str, ...] = ()
+    precision: int | None = None
+    min_change: float | None = None
+    max_silence: float | None = None
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Command:
+    id: str
+    action: str
+    entity: Entity
+    command_topic: str
+    result_topic: str
+    state_topic: str | None
+    args: dict[str, Any] = field(default_factory=dict)
+    signed: bool = False
+    cooldown: float = 0.0
+    confirm: float | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # command | publish | notify | delay
+    command: str | None = None
+    value: Any = None
+    topic: str | None = None
+    payload: str | None = None
+    retain: bool = False
+    qos: int = 0
+    title: str | None = None
+    message: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    when: str
+    do: tuple[Step, ...]
+    inputs: tuple[str, ...] = ()
+    clear: str | None = None
+    hold: float = 0.0
+    cooldown: float = 0.0
+    on_clear: tuple[Step, ...] = ()
+    entity: Entity | None = None
+    state_topic: str | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: str
+    do: tuple[Step, ...]
+    cron: str | None = None
+    timezone: str | None = None
+    every: float | None = None
+    jitter: float = 0.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    allow: tuple[str, ...] | None = None
+    cooldown: float = 0.0
+    confirm_window: float = 10.0
+    require_signed: bool = False
+    keyring: str | None = None
+    window: float = 60.0
+    rate_max: int | None = None
+    rate_per: float | None = None
+    max_payload: int = 4096
+
+
+@dataclass(frozen=True)
+class Topics:
+    base: str
+    availability: str
+    capabilities: str
+    health: str
+    discovery: str  # device-based discovery topic
+
+
+@dataclass(frozen=True)
+class Plan:
+    profile: str
+    profile_hash: str
+    sources: tuple[str, ...]
+    device: Device
+    mqtt: Mqtt
+    topics: Topics
+    policy: Policy
+    sensors: tuple[Sensor, ...] = ()
+    commands: tuple[Command, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    schedules: tuple[Schedule, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Plan":
+        return _build(cls, data)
+
+
+def _build(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _build(inner[0], value) if len(inner) == 1 else value
+    if origin is tuple:
+        (item, *_rest) = typing.get_args(tp)
+        return tuple(_build(item, v) for v in value)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: _build(hints[f.name], value[f.name])
+                     for f in dataclasses.fields(tp) if f.name in value})
+    return value

@@ -1,0 +1,95 @@
+"""Named, self-describing capabilities (probes, actions, entity platforms).
+
+A capability is one decorated function in one module; the validator, the schema
+generator, `pilot probes` and the runtime all read the same entry, so adding a
+probe is adding one file and nothing else has to learn about it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    factory: Callable[..., Any]
+    doc: str
+    params: Mapping[str, Any]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    available: Callable[..., str | None] | None = None
+    privilege: str | None = None
+
+    @property
+    def summary(self) -> str:
+        return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
+
+
+class Registry:
+    """A name -> Entry map filled by decorators when the family's package is imported."""
+
+    def __init__(self, kind: str, package: str) -> None:
+        self.kind = kind
+        self._package = package
+        self._entries: dict[str, Entry] = {}
+        self._loaded = False
+
+    def register(
+        self,
+        name: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        available: Callable[..., str | None] | None = None,
+        privilege: str | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            self._entries[name] = Entry(
+                name=name,
+                factory=factory,
+                doc=factory.__doc__ or "",
+                params=params or {"type": "object", "additionalProperties": False},
+                defaults=dict(defaults or {}),
+                available=available,
+                privilege=privilege,
+            )
+            return factory
+
+        return decorate
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        package = importlib.import_module(self._package)
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{self._package}.{info.name}")
+
+    def get(self, name: str) -> Entry | None:
+        self._load()
+        return self._entries.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return self.get(name) is not None
+
+    def __iter__(self) -> Iterator[Entry]:
+        self._load()
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def names(self) -> list[str]:
+        return [e.name for e in self]
+
+    def suggest(self, name: str) -> str | None:
+        matches = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.6)
+        return matches[0] if matches else None
+
+
+PROBES = Registry("probe", "pilot.probes")
+ACTIONS = Registry("action", "pilot.actions")
