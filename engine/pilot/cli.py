@@ -217,8 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Later subcommands (run, keygen, ...) add themselves here from their own modules.
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+def _register_run(sub: Any) -> None:
+    from pilot.run_cmd import register
+
+    register(sub)
+
+
+# Subcommands that live in their own modules add themselves here.
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = [_register_run]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

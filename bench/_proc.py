@@ -1,0 +1,42 @@
+"""Whole-process measurements: wall time, CPU seconds and peak RSS of a child."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    max_rss_mb: float
+    returncode: int
+    stdout: str
+
+
+def run(argv: list[str], *, env: dict | None = None, cwd: str | None = None) -> Run:
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    out = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode,
+               out.decode(errors="replace"))
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return {"p50": statistics.median(ordered), "p90": pct(90), "p99": pct(99), "min": ordered[0], "max": ordered[-1]}
+
+
+def table(rows: list[tuple], headers: tuple) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths))
+    return "\n".join([line(headers), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])

@@ -1,0 +1,122 @@
+"""Runs checked expressions with simpleeval: parsed once, evaluated many times.
+
+Only expressions that passed `pilot.expressions.check` reach this module, and
+names are bound only to numbers, strings and booleans, so simpleeval's own
+guards are a second wall, not the first.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import time
+from collections import deque
+from typing import Any, Callable
+
+from simpleeval import SimpleEval
+
+from pilot.units import parse_duration
+
+_OPERATORS = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Eq: operator.eq, ast.NotEq: operator.ne,
+    ast.Gt: operator.gt, ast.Lt: operator.lt, ast.GtE: operator.ge, ast.LtE: operator.le,
+    ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos,
+    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+}
+
+
+class Missing(Exception):
+    """An input has no value yet: the expression is simply not true."""
+
+
+class History:
+    """Recent samples of the sensors that some window function reads, and no others."""
+
+    def __init__(self, spans: dict[str, float]) -> None:
+        self.spans = spans
+        self._samples: dict[str, deque[tuple[float, float]]] = {s: deque() for s in spans}
+
+    def add(self, sensor: str, value: Any, now: float) -> None:
+        samples = self._samples.get(sensor)
+        if samples is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+            return
+        samples.append((now, float(value)))
+        horizon = now - self.spans[sensor]
+        while samples and samples[0][0] < horizon:
+            samples.popleft()
+
+    def window(self, sensor: str, seconds: float, now: float) -> list[tuple[float, float]]:
+        return [(t, v) for t, v in self._samples.get(sensor, ()) if t >= now - seconds]
+
+
+class Evaluator:
+    def __init__(self, history: History | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.history = history or History({})
+        self.clock = clock
+        self._engine = SimpleEval(operators=_OPERATORS, functions=self._functions(), names={})
+        self._trees: dict[str, Any] = {}
+
+    def _functions(self) -> dict[str, Callable]:
+        def window(sensor: str, span: str) -> list[float]:
+            values = [v for _, v in self.history.window(sensor, parse_duration(span), self.clock())]
+            if not values:
+                raise Missing(sensor)
+            return values
+
+        def rate(sensor: str, span: str) -> float:
+            samples = self.history.window(sensor, parse_duration(span), self.clock())
+            if len(samples) < 2 or samples[-1][0] == samples[0][0]:
+                raise Missing(sensor)
+            return (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
+
+        return {
+            "min": min, "max": max, "abs": abs, "round": round,
+            "clamp": lambda x, low, high: max(low, min(high, x)),
+            "avg": lambda s, w: (lambda v: sum(v) / len(v))(window(s, w)),
+            "max_over": lambda s, w: max(window(s, w)), "min_over": lambda s, w: min(window(s, w)),
+            "rate": rate,
+        }
+
+    def evaluate(self, expr: str, values: dict[str, Any]) -> Any:
+        """Value of expr, or raises (Missing, ZeroDivisionError, TypeError, ...) for the caller to count."""
+        tree = self._trees.get(expr)
+        if tree is None:
+            tree = self._trees[expr] = self._engine.parse(expr.strip())
+        now = self.clock()
+        local = time.localtime(now)
+        names = {"now": now, "hour": local.tm_hour, "minute": local.tm_min, "weekday": local.tm_wday,
+                 "True": True, "False": False}
+        window_args = _window_arguments(tree)
+        for name in _names(tree):
+            if name in names:
+                continue
+            if name in window_args:
+                names[name] = name  # window functions take the sensor id, not its value
+                continue
+            value = values.get(name)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                raise Missing(name)
+            names[name] = value
+        self._engine.names = names
+        result = self._engine.eval(expr, previously_parsed=tree)
+        if isinstance(result, float) and math.isnan(result):
+            raise ValueError("result is NaN")
+        return result
+
+
+def _names(tree: Any) -> set[str]:
+    funcs = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in funcs}
+
+
+def _window_arguments(tree: Any) -> set[str]:
+    from pilot.expressions import WINDOW_FUNCTIONS
+
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in WINDOW_FUNCTIONS:
+            if node.args and isinstance(node.args[0], ast.Name):
+                out.add(node.args[0].id)
+    return out

@@ -1,0 +1,173 @@
+"""`pilot run` and `pilot demo`: turn a profile into a running agent.
+
+The plan is compiled in a child process (or read from a cache), the broker
+is chosen (profile, --broker, or a local trial broker), and the agent runs
+until SIGTERM or SIGINT, publishing `offline` on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("pilot")
+
+
+def parse_broker(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host:
+        return text, 1883
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def pick_profile() -> Path | None:
+    from pilot import facts, packs
+
+    matching = packs.matching(facts.host_facts())
+    for pack in matching:
+        if pack.default_profile:
+            return pack.default_profile
+    return None
+
+
+def _load_plan(profile: str, state_dir: Path) -> Any:
+    from pilot.compile_worker import CompileError, compile_profile
+    from pilot.plan import Plan
+
+    result = compile_profile(profile, cache_dir=state_dir)
+    if not result.get("ok"):
+        raise CompileError(result.get("diagnostics", []))
+    return Plan.from_dict(result["plan"])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pilot import logs
+
+    logs.setup(args.log_format, args.log_level)
+    from pilot.compile_worker import CompileError
+    from pilot.state import StateDir, default_state_dir
+
+    state_path = Path(args.state_dir) if args.state_dir else default_state_dir()
+    profile = args.profile
+    if profile is None:
+        picked = pick_profile()
+        if picked is None:
+            print("pilot: error: no profile given and no shipped pack matches this machine (see `pilot detect`)",
+                  file=sys.stderr)
+            return 2
+        profile = str(picked)
+        log.info("no profile given: using %s (the pack that matches this machine)", profile)
+    if not os.path.isfile(profile):
+        print(f"pilot: error: {profile}: no such file", file=sys.stderr)
+        return 2
+    try:
+        plan = _load_plan(profile, state_path)
+    except CompileError as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"pilot: {profile} is not valid; nothing started", file=sys.stderr)
+        return 1
+    except (RuntimeError, OSError) as exc:
+        print(f"pilot: error: {exc}", file=sys.stderr)
+        return 1
+
+    broker = None
+    if args.broker:
+        host, port = parse_broker(args.broker)
+    elif plan.mqtt.host:
+        host, port = plan.mqtt.host, plan.mqtt.port or 1883
+    else:
+        from pilot import broker as trial
+
+        host, port = "127.0.0.1", 1883
+        if not trial.listening(host, port):
+            try:
+                broker = trial.start(port)
+            except RuntimeError as exc:
+                print(f"pilot: error: {exc}", file=sys.stderr)
+                return 1
+            log.info("no broker configured: started a local trial broker (%s) on %s:%d", broker.kind, host, port)
+            print(f"Watch it:  mosquitto_sub -h {host} -p {port} -v -t 'pilot/#' -t 'homeassistant/#'",
+                  file=sys.stderr)
+        else:
+            log.info("no broker configured: using the one listening on %s:%d", host, port)
+
+    from pilot.runtime import Agent, AgentOptions
+    from pilot.state import StateDir
+
+    options = AgentOptions(host=host, port=port, state_dir=StateDir(state_path), dry_run=args.dry_run)
+    if os.environ.get("PILOT_HA_DELAY"):  # tests shorten Home Assistant's birth delay
+        low, _, high = os.environ["PILOT_HA_DELAY"].partition(",")
+        options.ha_delay = (float(low), float(high or low))
+    agent = Agent(plan, options)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        if args.once:
+            return _run_once(agent, args.timeout)
+        agent.start()
+        deadline = time.monotonic() + args.duration if args.duration else None
+        while not stop.is_set():
+            stop.wait(5.0 if deadline is None else max(0.0, min(5.0, deadline - time.monotonic())))
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if not agent.healthy():
+                log.error("the MQTT network thread died; exiting so the service manager restarts us")
+                return 1
+        log.info("stopping")
+        return 0
+    finally:
+        agent.stop()
+        if broker is not None:
+            broker.stop()
+
+
+def _run_once(agent: Any, timeout: float) -> int:
+    agent.options.state_dir.ensure()
+    agent.session.start()
+    if not agent.session.wait_connected(timeout):
+        log.error("could not reach the broker within %.0f s: %s", timeout, agent.session.stats.last_error)
+        return 1
+    agent.read_all()
+    deadline = time.monotonic() + timeout
+    while agent.session.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # let paho write what it was handed
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The README's first command: run the agent for this machine, dry-run, on a trial broker."""
+    argv = ["run", "--dry-run"]
+    if args.duration:
+        argv += ["--duration", str(args.duration)]
+    from pilot.cli import main
+
+    return main(argv)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run the agent: telemetry, discovery and commands over MQTT")
+    p.add_argument("profile", nargs="?", metavar="PROFILE", help="profile file; default: the matching shipped pack")
+    p.add_argument("--broker", metavar="HOST:PORT", help="use this broker instead of the profile's")
+    p.add_argument("--state-dir", metavar="DIR", help="where state is kept (default: XDG state dir or /var/lib/pilot)")
+    p.add_argument("--dry-run", action="store_true", help="run every guard but never execute an action")
+    p.add_argument("--once", action="store_true", help="publish discovery and one round of sensors, then exit")
+    p.add_argument("--timeout", type=float, default=15.0, help="--once: how long to wait for the broker")
+    p.add_argument("--duration", type=float, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run the agent for this machine in dry-run on a local trial broker")
+    p.add_argument("--duration", type=float, default=0, help="stop after this many seconds")
+    p.set_defaults(func=cmd_demo)

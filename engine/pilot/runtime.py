@@ -1,0 +1,229 @@
+"""The agent: a Plan, an MQTT session, scheduler jobs and the announcements that tie them.
+
+One APScheduler job per distinct sensor interval, so the process wakes only as
+often as its sensors need. Everything Home Assistant must know (discovery,
+availability, capabilities, current states) is republished on every connect
+and after Home Assistant's own birth message, because a broker restarted with
+SIGKILL or a restarted Home Assistant has forgotten it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from pilot import __version__, ha, telemetry
+from pilot.evaluator import Evaluator, History, Missing
+from pilot.mqtt import Session, Will
+from pilot.plan import Plan
+from pilot.probes import ProbeContext
+from pilot.registry import PROBES
+from pilot.state import StateDir
+from pilot.telemetry import SensorState
+
+log = logging.getLogger("pilot.agent")
+
+HA_DEBOUNCE = 10.0  # at most one re-announcement burst per this many seconds
+HA_DELAY = (1.0, 4.0)  # random delay after Home Assistant's birth message
+
+
+@dataclass
+class AgentOptions:
+    host: str
+    port: int
+    state_dir: StateDir
+    dry_run: bool = False
+    ha_delay: tuple[float, float] = HA_DELAY
+    ctx: ProbeContext = field(default_factory=ProbeContext)
+
+
+class Agent:
+    def __init__(self, plan: Plan, options: AgentOptions) -> None:
+        self.plan = plan
+        self.options = options
+        self.started = time.monotonic()
+        self._lock = threading.RLock()
+        self._announce_timer: threading.Timer | None = None
+        self._last_announce = 0.0
+        self._states: dict[str, SensorState] = {}
+        self._derived_by_input: dict[str, list[str]] = defaultdict(list)
+        self._evaluator = Evaluator()
+        self._probe_status: dict[str, str] = {}
+        self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1,
+                                                           "misfire_grace_time": 30})
+        self.session = Session(
+            settings=plan.mqtt, will=Will(plan.topics.availability), host=options.host, port=options.port,
+            on_connected=self._on_connected, on_message=self._on_message,
+            subscriptions=[(f"{plan.mqtt.discovery_prefix}/status", 1)],
+        )
+        self._bind_sensors()
+        # optional sensors whose probe cannot work here are not announced at all
+        self.announced = dataclasses.replace(plan, sensors=tuple(
+            s for s in plan.sensors if s.id in self._states or not s.optional))
+
+    # ---------------------------------------------------------------- setup
+    def _bind_sensors(self) -> None:
+        spans: dict[str, float] = {}
+        for sensor in self.plan.sensors:
+            state = SensorState(sensor)
+            if sensor.probe:
+                reader, reason = telemetry.bind(sensor, self.options.ctx)
+                self._probe_status[sensor.probe] = reason or "ok"
+                if reader is None:
+                    if sensor.optional:
+                        log.info("sensor %s skipped: %s", sensor.id, reason)
+                    else:
+                        log.warning("sensor %s unavailable: %s", sensor.id, reason)
+                    continue
+                state.reader = reader
+            else:
+                from pilot.expressions import check
+
+                for name in sensor.inputs:
+                    self._derived_by_input[name].append(sensor.id)
+                for _func, source, seconds in check(sensor.expr or "", frozenset(sensor.inputs)).windows:
+                    spans[source] = max(spans.get(source, 0.0), seconds)
+            self._states[sensor.id] = state
+        self._evaluator = Evaluator(History(spans))
+
+    def intervals(self) -> dict[float, list[str]]:
+        groups: dict[float, list[str]] = defaultdict(list)
+        for sid, state in self._states.items():
+            if state.reader is not None:
+                groups[state.sensor.every].append(sid)
+        return dict(groups)
+
+    # ---------------------------------------------------------------- telemetry
+    def read_group(self, sensor_ids: list[str]) -> None:
+        now = time.monotonic()
+        changed: list[str] = []
+        for sid in sensor_ids:
+            state = self._states[sid]
+            value = telemetry.read(state)
+            state.value = value
+            if value is None:
+                continue
+            self._evaluator.history.add(sid, value, self._evaluator.clock())
+            changed.append(sid)
+            self._maybe_publish(state, value, now)
+        self._update_derived(changed, now)
+
+    def _maybe_publish(self, state: SensorState, value: Any, now: float) -> None:
+        if telemetry.due(state, value, now):
+            payload = telemetry.render(state, value)
+            self.session.publish_telemetry(state.sensor.state_topic, payload, retain=True)
+            telemetry.mark_published(state, value, payload, now)
+
+    def _update_derived(self, changed: list[str], now: float) -> None:
+        pending = {d for sid in changed for d in self._derived_by_input.get(sid, ())}
+        seen: set[str] = set()
+        while pending:
+            sid = pending.pop()
+            if sid in seen:
+                continue
+            seen.add(sid)
+            state = self._states[sid]
+            values = {k: s.value for k, s in self._states.items()}
+            try:
+                value = telemetry.round_value(self._evaluator.evaluate(state.sensor.expr or "", values),
+                                              state.sensor.precision)
+            except Missing:
+                continue
+            except Exception as exc:
+                state.note_error(f"{type(exc).__name__}: {exc}")
+                continue
+            state.value = value
+            self._maybe_publish(state, value, now)
+            pending |= set(self._derived_by_input.get(sid, ()))
+
+    def read_all(self) -> None:
+        for every, ids in sorted(self.intervals().items()):
+            self.read_group(ids)
+
+    # ---------------------------------------------------------------- announcements
+    def capabilities(self) -> dict[str, Any]:
+        return {
+            "pilot_version": __version__,
+            "profile": self.plan.profile,
+            "profile_hash": self.plan.profile_hash,
+            "probes": dict(sorted(self._probe_status.items())),
+            "registry": {"probes": PROBES.names()},
+            "dry_run": self.options.dry_run,
+        }
+
+    def announce(self) -> None:
+        """Discovery (with removals), capabilities, availability, and every current state."""
+        with self._lock:
+            self._last_announce = time.monotonic()
+            previous = self.options.state_dir.read_json("discovery.json", {})
+            messages, record = ha.discovery_messages(self.announced, previous)
+            for message in messages:
+                self.session.publish_result(message.topic, message.payload, qos=message.qos, retain=message.retain)
+            if record != previous:
+                try:
+                    self.options.state_dir.write_json("discovery.json", record)
+                except OSError as exc:
+                    log.error("cannot remember published discovery in %s: %s", self.options.state_dir.path, exc)
+            self.session.publish_result(self.plan.topics.capabilities, json.dumps(self.capabilities()), retain=True)
+            self.session.publish_result(self.plan.topics.availability, "online", retain=True)
+            for state in self._states.values():
+                if state.published is not None:
+                    self.session.publish_telemetry(state.sensor.state_topic, state.published, retain=True)
+
+    def _on_connected(self) -> None:
+        self.announce()
+
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if topic == f"{self.plan.mqtt.discovery_prefix}/status" and payload.strip() == b"online":
+            self._schedule_announce()
+
+    def _schedule_announce(self) -> None:
+        """After Home Assistant's birth: a random few seconds, and never twice within HA_DEBOUNCE."""
+        with self._lock:
+            if self._announce_timer is not None and self._announce_timer.is_alive():
+                return
+            low, high = self.options.ha_delay
+            delay = random.uniform(low, high)
+            earliest = self._last_announce + HA_DEBOUNCE - time.monotonic()
+            delay = max(delay, earliest)
+            self._announce_timer = threading.Timer(delay, self.announce)
+            self._announce_timer.daemon = True
+            self._announce_timer.start()
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self.options.state_dir.ensure()
+        self.session.start()
+        for every, ids in self.intervals().items():
+            self.scheduler.add_job(self.read_group, "interval", seconds=every, args=[ids],
+                                   id=f"sensors-{every:g}s", next_run_time=_soon())
+        self.scheduler.start()
+        log.info("agent started: %d sensors in %d interval group(s), device %s, profile %s",
+                 len(self._states), len(self.intervals()), self.plan.device.id, self.plan.profile)
+
+    def stop(self) -> None:
+        try:
+            self.scheduler.shutdown(wait=False)
+        except Exception:
+            pass
+        if self._announce_timer is not None:
+            self._announce_timer.cancel()
+        self.session.stop()
+
+    def healthy(self) -> bool:
+        return self.session.alive()
+
+
+def _soon():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
