@@ -29,19 +29,23 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    def __init__(self, port: int | None = None, extra_conf: str = "") -> None:
+    def __init__(self, port: int | None = None, extra_conf: str = "", per_listener: bool = False) -> None:
         self.binary = find_mosquitto()
         if self.binary is None:
             raise RuntimeError("mosquitto is not installed; `./dev test` installs it")
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pilot-test-broker-"))
         self.extra_conf = extra_conf
+        self.per_listener = per_listener  # listener-specific auth (allow_anonymous, password_file)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Mosquitto":
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        f"{self.extra_conf}\n")
+        # as root, mosquitto drops to the `mosquitto` user, which cannot read the test's private files
+        user = "user root\n" if os.geteuid() == 0 else ""
+        per_listener = "per_listener_settings true\n" if self.per_listener else ""
+        conf.write_text(f"{per_listener}{user}persistence false\nlistener {self.port} 127.0.0.1\n"
+                        f"allow_anonymous true\n{self.extra_conf}\n")
         self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=open(self.dir / "broker.log", "ab"))
         deadline = time.monotonic() + 10

@@ -53,3 +53,10 @@ def test_published_schema_offers_probe_names_with_docs():
     assert "cpu.percent" in choices and choices["cpu.percent"]
     assert any(rule.get("if", {}).get("properties", {}).get("probe", {}).get("const") == "disk.used_percent"
                for rule in sensor["allOf"])
+
+
+def test_reference_docs_are_generated_from_the_schema(repo):
+    from pilot.docgen import render
+
+    on_disk = (repo / "docs" / "reference.md").read_text(encoding="utf-8")
+    assert on_disk == render(), "run `python -m pilot.docgen > docs/reference.md` and commit the result"

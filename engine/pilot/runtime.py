@@ -174,6 +174,9 @@ class Agent:
                 except OSError as exc:
                     log.error("cannot remember published discovery in %s: %s", self.options.state_dir.path, exc)
             self.session.publish_result(self.plan.topics.capabilities, json.dumps(self.capabilities()), retain=True)
+            log.info("announced %d entities (%s discovery on %s); states under %s/state/",
+                     len(ha.components(self.announced)), self.plan.mqtt.discovery, self.plan.topics.discovery,
+                     self.plan.topics.base)
             self.session.publish_result(self.plan.topics.availability, "online", retain=True)
             for state in self._states.values():
                 if state.published is not None:

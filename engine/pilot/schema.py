@@ -39,6 +39,8 @@ SWITCH_DEVICE_CLASSES = ["outlet", "switch"]
 STATE_CLASSES = ["measurement", "measurement_angle", "total", "total_increasing"]
 SENSOR_PLATFORMS = ["sensor", "binary_sensor"]
 COMMAND_PLATFORMS = ["button", "switch", "number", "select", "text"]
+HOST_FEATURES = ["backlight", "battery", "cpufreq", "hwmon", "nvidia_gpu", "proxmox", "raspberry_pi",
+                 "thermal_zone"]
 ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 ID_ERROR = "ids are lower-case letters, digits and underscores, starting with a letter (at most 64)"
 
@@ -371,16 +373,18 @@ def pack_schema() -> dict[str, Any]:
             "default": _s("string", "Profile (file name without .yaml) used when the pack matches."),
             "priority": _s("integer", "Higher wins when several packs match; more specific packs rank higher."),
             "match": _closed("Host facts that must all hold for the pack to apply (see `pilot detect`).", {
-                "os": _s("string", "Operating system: linux, windows or darwin."),
-                "arch": _s("array", "Any of these CPU architectures.", items={"type": "string"}),
-                "cpu.vendor": _s("array", "Any of these CPU vendors (intel, amd, arm).", items={"type": "string"}),
+                "os": _s("string", "Operating system.", enum=["linux", "windows", "darwin"]),
+                "arch": _s("array", "Any of these CPU architectures (as `pilot detect` prints them).",
+                           items={"type": "string", "enum": ["x86_64", "aarch64", "armv7l", "armv6l", "i686",
+                                                             "riscv64", "amd64", "arm64"]}),
+                "cpu.vendor": _s("array", "Any of these CPU vendors.",
+                                 items={"type": "string", "enum": ["intel", "amd", "arm", "other"]}),
                 "dmi.sys_vendor": _s("array", "Any of these DMI vendors (substring match, case-insensitive).",
                                      items={"type": "string"}),
                 "dmi.product_name": _s("array", "Any of these DMI products (substring, case-insensitive).",
                                        items={"type": "string"}),
-                "has": _s("array", "All of these features: battery, nvidia_gpu, hwmon, thermal_zone, cpufreq, "
-                          "backlight, proxmox, raspberry_pi.", items={"type": "string"}),
-                "lacks": _s("array", "None of these features.", items={"type": "string"}),
+                "has": _s("array", "All of these features.", items={"type": "string", "enum": HOST_FEATURES}),
+                "lacks": _s("array", "None of these features.", items={"type": "string", "enum": HOST_FEATURES}),
             }),
         },
     }

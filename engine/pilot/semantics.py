@@ -80,7 +80,8 @@ def _durations(c: _Collector, data: dict) -> None:
             c.warn(("sensors", sid, "every"), "reading more often than once a second costs CPU for little gain", "duration")
         positive(("sensors", sid, "expire_after"), s.get("expire_after"))
         positive(("sensors", sid, "publish", "max_silence"), (s.get("publish") or {}).get("max_silence"))
-        if s.get("expire_after") and s.get("every") and parse_duration(s["expire_after"]) <= parse_duration(s["every"]):
+        every = parse_duration(s.get("every", "30s"))
+        if s.get("expire_after") and parse_duration(s["expire_after"]) <= every:
             c.warn(("sensors", sid, "expire_after"), "expire_after is not longer than `every`: the entity will flicker to unavailable", "duration")
     for rid, r in (data.get("rules") or {}).items():
         positive(("rules", rid, "for"), r.get("for"), floor=-1)
@@ -194,14 +195,22 @@ def _policies(c: _Collector, data: dict) -> None:
 
 
 def _entities(c: _Collector, data: dict) -> None:
-    device_name = ((data.get("device") or {}).get("name") or "").strip().lower()
+    device_name = ((data.get("device") or {}).get("name") or "").strip()
     count = 0
     for section in ("sensors", "commands"):
         for eid, ent in (data.get(section) or {}).items():
             count += 1
             name = ent.get("name")
-            if device_name and isinstance(name, str) and name.lower().startswith(device_name):
+            if device_name and isinstance(name, str) and name.lower().startswith(device_name.lower()):
                 c.warn((section, eid, "name"), f"entity names should not start with the device name '{device_name}': Home Assistant adds it already", "ha-lint")
+            suggested = ent.get("default_entity_id")
+            if section == "sensors":
+                entry = PROBES.get(ent["probe"]) if ent.get("probe") else None
+                platform = ent.get("platform", (entry.defaults if entry else {}).get("platform", "sensor"))
+            else:
+                platform = ent.get("platform", "button")
+            if suggested and suggested.split(".", 1)[0] != platform:
+                c.error((section, eid, "default_entity_id"), f"'{suggested}' must start with '{platform}.', the entity's platform", "ha-lint")
     for sid, s in (data.get("sensors") or {}).items():
         entry = PROBES.get(s["probe"]) if s.get("probe") else None
         defaults = dict(entry.defaults) if entry else {}
@@ -211,7 +220,9 @@ def _entities(c: _Collector, data: dict) -> None:
         options = s.get("options", defaults.get("options"))
         if s.get("entity_category") == "config":
             c.error(("sensors", sid, "entity_category"), "`config` is for writable entities; a sensor is `diagnostic` or nothing", "ha-lint")
-        if platform == "binary_sensor" and entry and defaults.get("platform", "sensor") != "binary_sensor":
+        returns_bool = (s.get("args") or {}).get("parse") == "bool"
+        if platform == "binary_sensor" and entry and defaults.get("platform", "sensor") != "binary_sensor" \
+                and not returns_bool:
             c.warn(("sensors", sid, "platform"), f"probe '{entry.name}' returns a value, not on/off; use `expr:` for a binary sensor", "ha-lint")
         if platform != "sensor":
             continue

@@ -90,10 +90,10 @@ def _schema_diags(doc: Document, error: ValidationError, prefix: tuple = ()) -> 
                 msg = f"unknown key '{key}'{_suggest(key, known)}; allowed here: {', '.join(sorted(known))}"
             out.append(doc.diag(path + (key,), msg, code="schema", key=True))
         return out
-    if error.validator == "propertyNames":
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
         bad = error.instance
-        return [doc.diag(path + (bad,), f"'{bad}': " + (schema.get("propertyNames", {}).get("x-error")
-                                                         or error.message), code="schema", key=True)]
+        return [doc.diag(path + (bad,), f"bad id '{bad}': " + (schema.get("x-error") or error.message),
+                         code="schema", key=True)]
     if "x-error" in schema and error.validator not in ("type",):
         return [doc.diag(path, schema["x-error"], code="schema")]
     if error.validator is None:

@@ -38,8 +38,9 @@ def watcher(broker):
 
 
 class AgentProcess:
-    def __init__(self, profile: Path, port: int, state_dir: Path, *extra: str, env: dict | None = None) -> None:
-        self.argv = [sys.executable, "-m", "pilot.cli", "run", str(profile), "--broker", f"127.0.0.1:{port}",
+    def __init__(self, profile: Path, port: int, state_dir: Path, *extra: str, env: dict | None = None,
+                 host: str = "127.0.0.1") -> None:
+        self.argv = [sys.executable, "-m", "pilot.cli", "run", str(profile), "--broker", f"{host}:{port}",
                      "--state-dir", str(state_dir), *extra]
         self.env = {**os.environ, "PYTHONPATH": str(REPO / "engine"), **(env or {})}
         self.log = state_dir.parent / f"agent-{time.monotonic_ns()}.log"
@@ -74,8 +75,9 @@ class AgentProcess:
 def run_agent(tmp_path):
     started: list[AgentProcess] = []
 
-    def start(profile: Path, port: int, *extra: str, state_dir: Path | None = None, env: dict | None = None):
-        agent = AgentProcess(profile, port, state_dir or tmp_path / "state", *extra, env=env).start()
+    def start(profile: Path, port: int, *extra: str, state_dir: Path | None = None, env: dict | None = None,
+              host: str = "127.0.0.1"):
+        agent = AgentProcess(profile, port, state_dir or tmp_path / "state", *extra, env=env, host=host).start()
         started.append(agent)
         return agent
 
