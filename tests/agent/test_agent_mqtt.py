@@ -227,3 +227,12 @@ def test_broker_down_at_start_is_a_wait_not_an_error(run_agent, tmp_path):
         assert out.count("connection refused") == 1  # logged once per distinct error, not per retry
     finally:
         b.cleanup()
+
+
+def test_json_logs_are_one_object_per_line(broker, watcher, run_agent):
+    agent = run_agent(BASIC, broker.port, "--once", "--log-format", "json")
+    assert agent.wait(30) == 0
+    lines = [line for line in agent.output().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]
+    assert any(r["msg"].startswith("connected to 127.0.0.1") for r in records)
+    assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
