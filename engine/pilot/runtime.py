@@ -1,6 +1,6 @@
 """The agent: a Plan, an MQTT session, scheduler jobs and the announcements that tie them.
 
-One APScheduler job per distinct sensor interval, so the process wakes only as
+One ticker job per distinct sensor interval, so the process wakes only as
 often as its sensors need. Everything Home Assistant must know (discovery,
 availability, capabilities, current states) is republished on every connect
 and after Home Assistant's own birth message, because a broker restarted with
@@ -19,8 +19,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from pilot import __version__, ha, telemetry
 from pilot.evaluator import Evaluator, History, Missing
 from pilot.mqtt import Session, Will
@@ -29,6 +27,7 @@ from pilot.probes import ProbeContext
 from pilot.registry import PROBES
 from pilot.state import StateDir
 from pilot.telemetry import SensorState
+from pilot.ticker import Ticker
 
 log = logging.getLogger("pilot.agent")
 
@@ -58,8 +57,7 @@ class Agent:
         self._derived_by_input: dict[str, list[str]] = defaultdict(list)
         self._evaluator = Evaluator()
         self._probe_status: dict[str, str] = {}
-        self.scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1,
-                                                           "misfire_grace_time": 30})
+        self.ticker = Ticker()
         self.session = Session(
             settings=plan.mqtt, will=Will(plan.topics.availability), host=options.host, port=options.port,
             on_connected=self._on_connected, on_message=self._on_message,
@@ -207,26 +205,16 @@ class Agent:
         self.options.state_dir.ensure()
         self.session.start()
         for every, ids in self.intervals().items():
-            self.scheduler.add_job(self.read_group, "interval", seconds=every, args=[ids],
-                                   id=f"sensors-{every:g}s", next_run_time=_soon())
-        self.scheduler.start()
+            self.ticker.every(every, self.read_group, ids)
+        self.ticker.start()
         log.info("agent started: %d sensors in %d interval group(s), device %s, profile %s",
                  len(self._states), len(self.intervals()), self.plan.device.id, self.plan.profile)
 
     def stop(self) -> None:
-        try:
-            self.scheduler.shutdown(wait=False)
-        except Exception:
-            pass
+        self.ticker.stop()
         if self._announce_timer is not None:
             self._announce_timer.cancel()
         self.session.stop()
 
     def healthy(self) -> bool:
-        return self.session.alive()
-
-
-def _soon():
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc)
+        return self.session.alive() and self.ticker.alive()

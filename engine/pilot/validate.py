@@ -9,6 +9,7 @@ consequence of an error already shown.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -142,8 +143,28 @@ def _schema_diags(doc: Document, error: ValidationError, prefix: tuple = ()) -> 
     return [doc.diag(path, error.message, code="schema")]
 
 
+def _non_finite(doc: Document) -> list[Diagnostic]:
+    """.nan and .inf are YAML floats that JSON Schema's range checks cannot see."""
+    out = []
+
+    def walk(node: Any, path: tuple) -> None:
+        if isinstance(node, float) and not math.isfinite(node):
+            out.append(doc.diag(path, f"{node} is not a usable number here", code="schema"))
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, path + (key,))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, path + (i,))
+
+    walk(doc.data, ())
+    return out
+
+
 def schema_stage(doc: Document, kind: str = "profile") -> list[Diagnostic]:
-    out: list[Diagnostic] = []
+    out: list[Diagnostic] = _non_finite(doc)
+    if out:
+        return out
     seen: set[tuple] = set()
     for error in _validator(kind).iter_errors(doc.data):
         for diag in _schema_diags(doc, error):
