@@ -53,6 +53,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pilot import logs
 
     logs.setup(args.log_format, args.log_level)
+    if args.show_states:
+        logging.getLogger("pilot.agent").setLevel(logging.DEBUG)
     from pilot.compile_worker import CompileError
     from pilot.state import StateDir, default_state_dir
 
@@ -147,7 +149,7 @@ def _run_once(agent: Any, timeout: float) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The README's first command: run the agent for this machine, dry-run, on a trial broker."""
-    argv = ["run", "--dry-run"]
+    argv = ["run", "--dry-run", "--show-states"]
     if args.duration:
         argv += ["--duration", str(args.duration)]
     from pilot.cli import main
@@ -164,6 +166,7 @@ def register(sub: Any) -> None:
     p.add_argument("--once", action="store_true", help="publish discovery and one round of sensors, then exit")
     p.add_argument("--timeout", type=float, default=15.0, help="--once: how long to wait for the broker")
     p.add_argument("--duration", type=float, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--show-states", action="store_true", help="log every value as it is published")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     p.set_defaults(func=cmd_run)

@@ -120,6 +120,9 @@ class Agent:
             payload = telemetry.render(state, value)
             self.session.publish_telemetry(state.sensor.state_topic, payload, retain=True)
             telemetry.mark_published(state, value, payload, now)
+            if log.isEnabledFor(logging.DEBUG):
+                unit = state.sensor.entity.unit_of_measurement or ""
+                log.debug("%s = %s%s", state.sensor.id, payload, f" {unit}" if unit else "")
 
     def _update_derived(self, changed: list[str], now: float) -> None:
         pending = {d for sid in changed for d in self._derived_by_input.get(sid, ())}
