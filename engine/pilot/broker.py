@@ -59,7 +59,8 @@ class EmbeddedBroker:
 
 def start(port: int = 1883) -> EmbeddedBroker:
     workdir = tempfile.mkdtemp(prefix="pilot-broker-")
-    mosquitto = find_mosquitto()
+    choice = os.environ.get("PILOT_TRIAL_BROKER", "")  # "amqtt" to prefer the pure-Python broker
+    mosquitto = find_mosquitto() if choice != "amqtt" else None
     if mosquitto:
         conf = os.path.join(workdir, "mosquitto.conf")
         with open(conf, "w") as handle:

@@ -22,14 +22,18 @@ def _listening(port: int) -> bool:
         return False
 
 
-def test_trial_broker_started_when_no_broker_is_configured(tmp_path):
+@pytest.mark.parametrize("kind", ["mosquitto", "amqtt"])
+def test_trial_broker_started_when_no_broker_is_configured(tmp_path, kind):
+    if kind == "amqtt":
+        pytest.importorskip("amqtt")
     if _listening(1883):
         pytest.skip("something already listens on 1883; the agent would use it instead")
     profile = tmp_path / "p.yaml"
     profile.write_text("pilot: 1\ndevice: {id: trial1, name: Trial}\nsensors:\n  cpu: {probe: cpu.percent, every: 1s}\n")
     log = tmp_path / "agent.log"
     proc = subprocess.Popen([sys.executable, "-m", "pilot.cli", "run", str(profile), "--state-dir", str(tmp_path / "s"),
-                             "--duration", "8"], env={"PYTHONPATH": str(REPO / "engine"), "PATH": "/usr/bin:/bin:/usr/sbin"},
+                             "--duration", "8"], env={"PYTHONPATH": str(REPO / "engine"), "PATH": "/usr/bin:/bin:/usr/sbin",
+                                                      "PILOT_TRIAL_BROKER": kind},
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
@@ -42,7 +46,7 @@ def test_trial_broker_started_when_no_broker_is_configured(tmp_path):
             watcher.stop()
         assert proc.wait(20) == 0
         out = log.read_text()
-        assert "started a local trial broker (mosquitto) on 127.0.0.1:1883" in out
+        assert f"started a local trial broker ({kind}) on 127.0.0.1:1883" in out
         assert "mosquitto_sub -h 127.0.0.1 -p 1883" in out
         time.sleep(0.3)
         assert not _listening(1883), "the trial broker is stopped with the agent"
