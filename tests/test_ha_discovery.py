@@ -84,3 +84,12 @@ def test_discovery_none_publishes_nothing(plan):
 ])
 def test_state_formatting(value, platform, text):
     assert ha.format_state(value, platform) == text
+
+
+def test_a_sensor_made_enum_drops_the_probes_numeric_defaults():
+    doc, diags = load_text("p.yaml", b"pilot: 1\ndevice: {id: box1, name: Box}\nsensors:\n"
+                                     b"  level: {probe: cpu.load, device_class: enum, options: [low, high]}\n")
+    assert not diags
+    entity = compile_document(doc, facts={}, device_id="x").sensors[0].entity
+    assert entity.state_class is None and entity.unit_of_measurement is None
+    assert entity.device_class == "enum" and entity.options == ("low", "high")

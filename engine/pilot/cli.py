@@ -89,10 +89,10 @@ def _probe_reading(entry: Any, ctx: Any) -> tuple[str, Any]:
             return "unavailable", reason
         reader = entry.factory(ctx)
         value = reader()
-        if entry.name.endswith(("percent", "_rate", "rate")) and value is not None:
-            import time
+        if value is None or entry.name.endswith("_rate"):
+            import time  # rates and CPU usage need two samples
 
-            time.sleep(0.1)
+            time.sleep(0.25)
             value = reader()
         return "ok", value
     except Exception as exc:  # a probe failing here is information, not a crash

@@ -24,6 +24,19 @@ DEFAULT_EVERY = 30.0
 ENTITY_FIELDS = ("min", "max", "step", "mode", "pattern", "max_length", "min_length")
 
 
+NON_NUMERIC_DEVICE_CLASSES = frozenset({"enum", "timestamp", "date"})
+
+
+def effective_defaults(entry: Any, spec: dict) -> dict[str, Any]:
+    """A probe's suggested Home Assistant fields, minus those the sensor's own choices contradict:
+    a sensor made an `enum`, `timestamp` or `date` keeps no inherited unit or state_class."""
+    defaults = dict(entry.defaults) if entry else {}
+    if spec.get("device_class") in NON_NUMERIC_DEVICE_CLASSES or spec.get("options"):
+        for key in ("unit", "state_class", "precision"):
+            defaults.pop(key, None)
+    return defaults
+
+
 def _words(identifier: str) -> str:
     text = identifier.replace("_", " ").strip()
     return text[:1].upper() + text[1:]
@@ -130,7 +143,7 @@ def compile_document(doc: Document, *, facts: dict[str, Any] | None = None, devi
     sensors = []
     for sid, spec in (data.get("sensors") or {}).items():
         entry = PROBES.get(spec["probe"]) if spec.get("probe") else None
-        defaults = dict(entry.defaults) if entry else {}
+        defaults = effective_defaults(entry, spec)
         platform = spec.get("platform", defaults.get("platform", "sensor"))
         publish = spec.get("publish") or {}
         inputs = tuple(sorted(expressions.check(spec["expr"], sensor_ids).names)) if spec.get("expr") else ()

@@ -18,9 +18,30 @@ from simpleeval import SimpleEval
 
 from pilot.units import parse_duration
 
+MAX_STRING = 10_000  # no expression needs to build a longer string
+
+
+def _safe_add(a: Any, b: Any) -> Any:
+    if isinstance(a, str) and isinstance(b, str) and len(a) + len(b) > MAX_STRING:
+        raise ValueError(f"string longer than {MAX_STRING} characters")
+    return a + b
+
+
+def _safe_mult(a: Any, b: Any) -> Any:
+    if isinstance(a, str) or isinstance(b, str):
+        raise TypeError("strings cannot be multiplied")
+    return a * b
+
+
+def _safe_mod(a: Any, b: Any) -> Any:
+    if isinstance(a, str):
+        raise TypeError("string formatting with % is not allowed")
+    return a % b
+
+
 _OPERATORS = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Eq: operator.eq, ast.NotEq: operator.ne,
+    ast.Add: _safe_add, ast.Sub: operator.sub, ast.Mult: _safe_mult, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: _safe_mod, ast.Eq: operator.eq, ast.NotEq: operator.ne,
     ast.Gt: operator.gt, ast.Lt: operator.lt, ast.GtE: operator.ge, ast.LtE: operator.le,
     ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos,
     ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,

@@ -10,6 +10,7 @@ like 9**9**9 would hang the evaluator).
 from __future__ import annotations
 
 import ast
+import warnings
 from dataclasses import dataclass
 
 MAX_LENGTH = 256
@@ -70,14 +71,16 @@ def check(text: str, sensors: set[str] | frozenset[str]) -> Checked:
 
     if len(text) > MAX_LENGTH:
         return Checked(None, frozenset(), (), (ExprError(MAX_LENGTH, f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}"),))
+    lead = len(text) - len(text.lstrip())
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # "invalid decimal literal" and friends: ours to report, not Python's
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        offset = max((exc.offset or 1) - 1, 0)
+        offset = lead + max((exc.offset or 1) - 1, 0)
         return Checked(None, frozenset(), (), (ExprError(offset, f"syntax error in expression: {exc.msg}"),))
     except (RecursionError, MemoryError, ValueError):
         return Checked(None, frozenset(), (), (ExprError(0, "expression is nested too deeply"),))
-    lead = len(text) - len(text.lstrip())
     errors: list[ExprError] = []
     names: set[str] = set()
     windows: list[tuple[str, str, float]] = []
@@ -106,9 +109,11 @@ def check(text: str, sensors: set[str] | frozenset[str]) -> Checked:
         if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, str, bool)) and node.value is not None:
             errors.append(ExprError(at(node), "only numbers, strings and booleans are allowed as constants"))
         elif isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-                name = node.func.id if isinstance(node.func, ast.Name) else "that"
-                errors.append(ExprError(at(node), f"unknown function '{name}'; allowed: {', '.join(sorted(FUNCTIONS))}"))
+            if not isinstance(node.func, ast.Name):
+                errors.append(ExprError(at(node), f"only functions called by name can be called; allowed: {', '.join(sorted(FUNCTIONS))}"))
+                continue
+            if node.func.id not in FUNCTIONS:
+                errors.append(ExprError(at(node), f"unknown function '{node.func.id}'; allowed: {', '.join(sorted(FUNCTIONS))}"))
                 continue
             if node.keywords:
                 errors.append(ExprError(at(node), f"{node.func.id}() takes no keyword arguments"))

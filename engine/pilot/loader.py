@@ -17,7 +17,8 @@ from typing import Any, Iterable
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import DuplicateKeyError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+from ruamel.yaml.scalarstring import (DoubleQuotedScalarString, FoldedScalarString, LiteralScalarString,
+                                      SingleQuotedScalarString)
 from ruamel.yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 
 from pilot import resources
@@ -25,6 +26,7 @@ from pilot.diagnostics import ERROR, Diagnostic, json_path
 
 MAX_BYTES = 1024 * 1024
 MAX_EXTENDS_DEPTH = 16
+MAX_DEPTH = 32  # maps and lists inside each other; a profile needs about 6
 _CORE_TAGS = {
     f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")
 }
@@ -49,6 +51,8 @@ class Document:
     key_positions: dict[PathKey, Pos] = field(default_factory=dict)  # where each map key starts
     sources: list[str] = field(default_factory=list)  # every file that contributed
     quoted: set[PathKey] = field(default_factory=set)  # scalars written in quotes
+    blocks: set[PathKey] = field(default_factory=set)  # scalars written as `|` or `>` blocks
+    texts: dict[str, str] = field(default_factory=dict)  # source text per file, for block offsets
 
     def column_in(self, path: Iterable[object], offset: int) -> Pos:
         """Position of character `offset` inside the one-line string value at path."""
@@ -56,6 +60,8 @@ class Document:
         pos = self.locate(parts)
         if parts not in self.positions:
             return pos
+        if parts in self.blocks and pos.file in self.texts:
+            return _block_offset(self.texts[pos.file], pos, offset)
         return Pos(pos.file, pos.line, pos.col + offset + (1 if parts in self.quoted else 0))
 
     def locate(self, path: Iterable[object], *, key: bool = False) -> Pos:
@@ -74,6 +80,24 @@ class Document:
         parts = tuple(path)
         pos = self.locate(parts, key=key)
         return Diagnostic(pos.file, pos.line, pos.col, severity, json_path(parts), message, code)
+
+
+def _block_offset(text: str, indicator: Pos, offset: int) -> Pos:
+    """Where character `offset` of a `|`/`>` block scalar's value sits in the file."""
+    lines = text.split("\n")[indicator.line:]  # the content starts on the line after the indicator
+    indent = next((len(l) - len(l.lstrip(" ")) for l in lines if l.strip()), 0)
+    remaining = offset
+    for number, line in enumerate(lines, start=indicator.line + 1):
+        if not line.strip():
+            remaining -= 1
+            continue
+        if len(line) - len(line.lstrip(" ")) < indent:
+            break
+        content = line[indent:]
+        if remaining <= len(content):
+            return Pos(indicator.file, number, indent + max(remaining, 0) + 1)
+        remaining -= len(content) + 1
+    return indicator
 
 
 class _StringTimestamps(RoundTripConstructor):
@@ -131,12 +155,64 @@ def _tabs(file: str, text: str) -> list[Diagnostic]:
     return diags
 
 
+def _flow_depth(file: str, text: str) -> list[Diagnostic]:
+    """Deep `[[[[...` costs ruamel's scanner quadratic time; count flow brackets first, in O(n)."""
+    depth = 0
+    quote = ""
+    line, col = 1, 0
+    prev = " "
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        col += 1
+        if ch == "\n":
+            line, col = line + 1, 0
+            if quote == "'":  # single-quoted scalars may span lines; keep state
+                pass
+        if quote:
+            if ch == "\\" and quote == '"':
+                i += 2
+                col += 1
+                prev = " "
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch == "#" and prev in " \t\n":
+            end = text.find("\n", i)
+            if end < 0:
+                break
+            col += end - i - 1
+            i = end
+            continue
+        elif ch in "'\"" and prev in " \t\n[{,:":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return [Diagnostic(file, line, col, ERROR, "",
+                                   f"the document is nested more than {MAX_DEPTH} levels deep", "too-deep")]
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        prev = ch
+        i += 1
+    return []
+
+
 def _scan_events(file: str, text: str) -> list[Diagnostic]:
     """One linear pass over parser events: reject aliases, anchors, foreign tags, multiple docs."""
     diags: list[Diagnostic] = []
     documents = 0
+    depth = 0
     for event in _yaml().parse(text):
         name = type(event).__name__
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                diags.append(_mark_diag(file, event.start_mark,
+                                        f"the document is nested more than {MAX_DEPTH} levels deep", "too-deep"))
+                break
+        elif name in ("SequenceEndEvent", "MappingEndEvent"):
+            depth -= 1
         if name == "DocumentStartEvent":
             documents += 1
             if documents == 2:
@@ -167,7 +243,7 @@ def _scan_events(file: str, text: str) -> list[Diagnostic]:
 
 
 def _index(node: Any, path: PathKey, file: str, positions: dict, key_positions: dict,
-           quoted: set | None = None) -> Any:
+           quoted: set | None = None, blocks: set | None = None) -> Any:
     """Convert ruamel containers to plain ones while recording every position."""
     if isinstance(node, dict):
         out = {}
@@ -180,7 +256,7 @@ def _index(node: Any, path: PathKey, file: str, positions: dict, key_positions: 
                 positions[child] = Pos(file, vl + 1, vc + 1)
             except (AttributeError, KeyError, TypeError):
                 pass
-            out[child[-1]] = _index(node[key], child, file, positions, key_positions, quoted)
+            out[child[-1]] = _index(node[key], child, file, positions, key_positions, quoted, blocks)
         return out
     if isinstance(node, list):
         items = []
@@ -191,12 +267,14 @@ def _index(node: Any, path: PathKey, file: str, positions: dict, key_positions: 
                 positions[child] = Pos(file, il + 1, ic + 1)
             except (AttributeError, KeyError, TypeError):
                 pass
-            items.append(_index(value, child, file, positions, key_positions, quoted))
+            items.append(_index(value, child, file, positions, key_positions, quoted, blocks))
         return items
     if node is None or isinstance(node, (bool, int, float)):
         return _plain_scalar(node)
     if quoted is not None and isinstance(node, (DoubleQuotedScalarString, SingleQuotedScalarString)):
         quoted.add(path)
+    if blocks is not None and isinstance(node, (FoldedScalarString, LiteralScalarString)):
+        blocks.add(path)
     return str(node)
 
 
@@ -219,7 +297,7 @@ def load_text(file: str, raw: bytes) -> tuple[Document | None, list[Diagnostic]]
     text, diags = _decode(file, raw)
     if text is None:
         return None, diags
-    diags = _tabs(file, text)
+    diags = _tabs(file, text) or _flow_depth(file, text)
     if diags:
         return None, diags
     try:
@@ -244,8 +322,9 @@ def load_text(file: str, raw: bytes) -> tuple[Document | None, list[Diagnostic]]
     positions: dict[PathKey, Pos] = {(): Pos(file, 1, 1)}
     key_positions: dict[PathKey, Pos] = {}
     quoted: set[PathKey] = set()
-    data = _index(tree, (), file, positions, key_positions, quoted)
-    return Document(file, data, positions, key_positions, [file], quoted), []
+    blocks: set[PathKey] = set()
+    data = _index(tree, (), file, positions, key_positions, quoted, blocks)
+    return Document(file, data, positions, key_positions, [file], quoted, blocks, {file: text}), []
 
 
 def load_file(path: str | os.PathLike[str]) -> tuple[Document | None, list[Diagnostic]]:
@@ -321,13 +400,15 @@ def merge_into(target: Document, overlay: Document) -> None:
         replace((), overlay.data)
     target.sources += [s for s in overlay.sources if s not in target.sources]
     target.quoted |= overlay.quoted
+    target.blocks |= overlay.blocks
+    target.texts.update(overlay.texts)
 
 
 def _copy(doc: Document) -> Document:
     import copy
 
     return Document(doc.file, copy.deepcopy(doc.data), dict(doc.positions), dict(doc.key_positions),
-                    list(doc.sources), set(doc.quoted))
+                    list(doc.sources), set(doc.quoted), set(doc.blocks), dict(doc.texts))
 
 
 def compose(path: str | os.PathLike[str], *, search: list[Path] | None = None,

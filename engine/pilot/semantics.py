@@ -12,12 +12,12 @@ from typing import Any, Iterator
 
 from pilot import expressions
 from pilot.diagnostics import ERROR, WARNING, Diagnostic
+from pilot.compiler import NON_NUMERIC_DEVICE_CLASSES, effective_defaults
 from pilot.loader import Document
 from pilot.registry import PROBES
 from pilot.units import parse_duration
 
 ENTITY_BUDGET = 150
-NON_NUMERIC_DEVICE_CLASSES = {"enum", "timestamp", "date"}
 UNITS_BY_DEVICE_CLASS = {
     "temperature": {"°C", "°F", "K"},
     "battery": {"%"},
@@ -213,8 +213,9 @@ def _entities(c: _Collector, data: dict) -> None:
                 c.error((section, eid, "default_entity_id"), f"'{suggested}' must start with '{platform}.', the entity's platform", "ha-lint")
     for sid, s in (data.get("sensors") or {}).items():
         entry = PROBES.get(s["probe"]) if s.get("probe") else None
-        defaults = dict(entry.defaults) if entry else {}
+        defaults = effective_defaults(entry, s)
         platform = s.get("platform", defaults.get("platform", "sensor"))
+        state_class = s.get("state_class", defaults.get("state_class"))
         device_class = s.get("device_class", defaults.get("device_class"))
         unit = s.get("unit", defaults.get("unit"))
         options = s.get("options", defaults.get("options"))
@@ -226,7 +227,7 @@ def _entities(c: _Collector, data: dict) -> None:
             c.warn(("sensors", sid, "platform"), f"probe '{entry.name}' returns a value, not on/off; use `expr:` for a binary sensor", "ha-lint")
         if platform != "sensor":
             continue
-        if s.get("state_class") and (device_class in NON_NUMERIC_DEVICE_CLASSES or options):
+        if state_class and (device_class in NON_NUMERIC_DEVICE_CLASSES or options):
             c.error(("sensors", sid, "state_class"), f"state_class applies only to numeric sensors, not to device_class '{device_class}'", "ha-lint")
         if device_class == "enum" and not options:
             c.error(("sensors", sid), "a sensor with device_class enum needs `options:`", "ha-lint")

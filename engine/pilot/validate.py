@@ -8,6 +8,7 @@ consequence of an error already shown.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -76,8 +77,12 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _schema_diags(doc: Document, error: ValidationError, prefix: tuple = ()) -> list[Diagnostic]:
+def _schema_diags(doc: Document, error: ValidationError, prefix: tuple = (), code: str = "schema") -> list[Diagnostic]:
     path = prefix + tuple(error.absolute_path)
+    return [dataclasses.replace(d, code=code) if code != "schema" else d for d in _explain(doc, error, path, prefix)]
+
+
+def _explain(doc: Document, error: ValidationError, path: tuple, prefix: tuple) -> list[Diagnostic]:
     schema = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = set(schema.get("properties", {}))
@@ -87,6 +92,9 @@ def _schema_diags(doc: Document, error: ValidationError, prefix: tuple = ()) -> 
                 continue
             if key == "object_id":
                 msg = "`object_id` is deprecated in Home Assistant; use `default_entity_id`"
+            elif not known:
+                msg = f"unknown key '{key}': nothing is allowed here" + (
+                    "; this probe takes no arguments, remove `args`" if prefix and prefix[-1] == "args" else "")
             else:
                 msg = f"unknown key '{key}'{_suggest(key, known)}; allowed here: {', '.join(sorted(known))}"
             out.append(doc.diag(path + (key,), msg, code="schema", key=True))
@@ -120,7 +128,10 @@ def _schema_diags(doc: Document, error: ValidationError, prefix: tuple = ()) -> 
         got = _type_of(error.instance)
         words = " or ".join(_TYPE_WORDS.get(w, w) for w in want)
         shown = f" ({error.instance!r})" if got in ("string", "integer", "number", "boolean") else ""
-        wanted = schema.get("x-error", "").removeprefix("expected ") or words
+        hint = schema.get("x-error", "")
+        if hint and not hint.startswith("expected "):
+            return [doc.diag(path, f"{hint} (got {_TYPE_WORDS.get(got, got)}{shown})", code="schema")]
+        wanted = hint.removeprefix("expected ") or words
         return [doc.diag(path, f"expected {wanted}, got {_TYPE_WORDS.get(got, got)}{shown}", code="schema")]
     if error.validator == "enum":
         choices = [str(c) for c in error.validator_value]
@@ -139,7 +150,7 @@ def _schema_diags(doc: Document, error: ValidationError, prefix: tuple = ()) -> 
         return [doc.diag(path, f"too long: at most {error.validator_value} characters", code="schema")]
     if error.validator in ("anyOf", "oneOf") and error.context:
         best = min(error.context, key=lambda e: (len(e.absolute_path) * -1, e.validator == "type"))
-        return _schema_diags(doc, best, prefix)
+        return _explain(doc, best, prefix + tuple(best.absolute_path), prefix)
     return [doc.diag(path, error.message, code="schema")]
 
 
@@ -163,9 +174,7 @@ def _non_finite(doc: Document) -> list[Diagnostic]:
 
 def schema_stage(doc: Document, kind: str = "profile") -> list[Diagnostic]:
     out: list[Diagnostic] = _non_finite(doc)
-    if out:
-        return out
-    seen: set[tuple] = set()
+    seen: set[tuple] = {(d.line, d.col, d.path, d.message) for d in out}
     for error in _validator(kind).iter_errors(doc.data):
         for diag in _schema_diags(doc, error):
             key = (diag.line, diag.col, diag.path, diag.message)
@@ -178,7 +187,7 @@ def schema_stage(doc: Document, kind: str = "profile") -> list[Diagnostic]:
 def _args_errors(doc: Document, path: tuple, params: dict, args: Any) -> list[Diagnostic]:
     out = []
     for error in Draft202012Validator(params).iter_errors(args):
-        out += _schema_diags(doc, error, path)
+        out += _schema_diags(doc, error, path, code="registry")
     return out
 
 
@@ -243,7 +252,9 @@ def validate_file(path: str | os.PathLike[str]) -> tuple[Document | None, list[D
 
 def profile_files(target: Path) -> list[Path]:
     if target.is_dir():
-        return sorted(p for p in target.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        # dangling or looping links are kept: reading them reports why they cannot be read
+        return sorted(p for p in target.rglob("*") if p.suffix in (".yaml", ".yml")
+                      and (p.is_file() or p.is_symlink()))
     return [target]
 
 
