@@ -44,8 +44,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         files += profile_files(path)
     diags = []
     unreadable = False
+    bases: dict = {}  # composed base profiles, shared by every file of this run
     for file in files:
-        _, found = validate_file(file)
+        _, found = validate_file(file, cache=bases)
         unreadable |= any(d.code == "unreadable" for d in found)
         diags += found
     if args.strict:

@@ -231,7 +231,8 @@ def is_pack_manifest(path: Path) -> bool:
     return path.name in ("pack.yaml", "pack.yml")
 
 
-def validate_file(path: str | os.PathLike[str]) -> tuple[Document | None, list[Diagnostic]]:
+def validate_file(path: str | os.PathLike[str], cache: loader.BaseCache | None = None
+                  ) -> tuple[Document | None, list[Diagnostic]]:
     path = Path(path)
     if is_pack_manifest(path):
         doc, diags = loader.load_file(path)
@@ -244,7 +245,7 @@ def validate_file(path: str | os.PathLike[str]) -> tuple[Document | None, list[D
         if isinstance(default, str) and not (path.parent / f"{default}.yaml").is_file():
             diags.append(doc.diag(("default",), f"no profile '{default}.yaml' in this pack", code="pack"))
         return doc, diags
-    doc, diags = loader.compose(path)
+    doc, diags = loader.compose(path, cache=cache)
     if doc is None or any(d.severity == ERROR for d in diags):
         return doc, diags
     return doc, diags + validate_document(doc)
