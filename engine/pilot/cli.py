@@ -224,8 +224,14 @@ def _register_run(sub: Any) -> None:
     register(sub)
 
 
+def _register_keys(sub: Any) -> None:
+    from pilot.keys_cmd import register
+
+    register(sub)
+
+
 # Subcommands that live in their own modules add themselves here.
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = [_register_run]
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = [_register_run, _register_keys]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

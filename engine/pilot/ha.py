@@ -62,17 +62,41 @@ def components(plan: Plan) -> dict[str, dict[str, Any]]:
             config.update(payload_on=ON, payload_off=OFF)
         out[sensor.entity.unique_id] = config
     for command in plan.commands:
+        if command.signed:
+            continue  # Home Assistant cannot sign: these are driven by `pilot send`, not UI entities
         config = _entity_config(command.entity)
         config["command_topic"] = command.command_topic
+        config["qos"] = 1
         if command.state_topic:
             config["state_topic"] = command.state_topic
+        if command.entity.platform == "button":
+            config["payload_press"] = "PRESS"
+        elif command.entity.platform == "switch":
+            config.update(payload_on=ON, payload_off=OFF)
+        elif command.entity.platform == "text":
+            for ours, theirs in (("min_length", "min"), ("max_length", "max")):
+                if ours in config:
+                    config[theirs] = config.pop(ours)
         out[command.entity.unique_id] = config
+    if plan.commands:
+        uid = f"pilot_{plan.device.id}_command_audit"
+        out[uid] = {"platform": "event", "unique_id": uid, "name": "Command audit",
+                    "default_entity_id": f"event.{_slug(plan.device.name)}_command_audit",
+                    "state_topic": f"{plan.topics.base}/audit", "entity_category": "diagnostic",
+                    "icon": "mdi:shield-check",
+                    "event_types": ["ok", "dry_run", "failed", "rejected", "armed", "interrupted"]}
     for rule in plan.rules:
         if rule.entity is not None:
             config = _entity_config(rule.entity)
             config.update(state_topic=rule.state_topic, payload_on=ON, payload_off=OFF)
             out[rule.entity.unique_id] = config
     return out
+
+
+def _slug(text: str) -> str:
+    from pilot.compiler import slug
+
+    return slug(text)
 
 
 def _origin() -> dict[str, str]:

@@ -23,6 +23,9 @@ class Entry:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     available: Callable[..., str | None] | None = None
     privilege: str | None = None
+    # actions only: Home Assistant platforms that fit, and a reader of the current state
+    platforms: tuple[str, ...] = ()
+    state: Callable[..., Any] | None = None
 
     @property
     def summary(self) -> str:
@@ -46,6 +49,8 @@ class Registry:
         defaults: Mapping[str, Any] | None = None,
         available: Callable[..., str | None] | None = None,
         privilege: str | None = None,
+        platforms: tuple[str, ...] = (),
+        state: Callable[..., Any] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._entries:
@@ -58,6 +63,8 @@ class Registry:
                 defaults=dict(defaults or {}),
                 available=available,
                 privilege=privilege,
+                platforms=tuple(platforms),
+                state=state,
             )
             return factory
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -63,6 +64,19 @@ class Agent:
             on_connected=self._on_connected, on_message=self._on_message,
             subscriptions=[(f"{plan.mqtt.discovery_prefix}/status", 1)],
         )
+        self.commands = None
+        if plan.commands:
+            from pilot.actions._base import system_from_env
+            from pilot.commands import CommandService
+
+            publish = self.session.publish_result
+            system = system_from_env(lambda topic, payload, retain: publish(topic, payload, 1, retain))
+            if type(system).__name__ == "RecordingSystem":
+                log.warning("PILOT_SYSTEM_RECORD is set: actions are recorded to %s, not performed",
+                            os.environ.get("PILOT_SYSTEM_RECORD"))
+            self.commands = CommandService(plan, publish, system, options.state_dir.path, dry_run=options.dry_run)
+            self.session.subscriptions.append((self.commands.subscription, 1))
+        self._command_prefix = f"{plan.topics.base}/cmd/"
         self._bind_sensors()
         # optional sensors whose probe cannot work here are not announced at all
         self.announced = dataclasses.replace(plan, sensors=tuple(
@@ -182,12 +196,19 @@ class Agent:
             for state in self._states.values():
                 if state.published is not None:
                     self.session.publish_telemetry(state.sensor.state_topic, state.published, retain=True)
+            if self.commands is not None:
+                for command in self.plan.commands:
+                    value = self.commands.read_state(command) if command.state_topic else None
+                    if value is not None:
+                        self.session.publish_telemetry(command.state_topic, str(value), retain=True)
 
     def _on_connected(self) -> None:
         self.announce()
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
-        if topic == f"{self.plan.mqtt.discovery_prefix}/status" and payload.strip() == b"online":
+        if self.commands is not None and topic.startswith(self._command_prefix):
+            self.commands.handle(topic, payload, retained)
+        elif topic == f"{self.plan.mqtt.discovery_prefix}/status" and payload.strip() == b"online":
             self._schedule_announce()
 
     def _schedule_announce(self) -> None:
@@ -215,6 +236,8 @@ class Agent:
 
     def stop(self) -> None:
         self.ticker.stop()
+        if self.commands is not None:
+            self.commands.stop()
         if self._announce_timer is not None:
             self._announce_timer.cancel()
         self.session.stop()

@@ -194,6 +194,18 @@ def _policies(c: _Collector, data: dict) -> None:
                 c.error(("commands", cid, "step"), f"step ({step}) is larger than the range {low}..{high}", "entity")
 
 
+def _command_platforms(c: _Collector, data: dict) -> None:
+    from pilot.registry import ACTIONS
+
+    for cid, cmd in (data.get("commands") or {}).items():
+        entry = ACTIONS.get(cmd["action"])
+        platform = cmd.get("platform", "button")
+        if entry is not None and entry.platforms and platform not in entry.platforms:
+            path = ("commands", cid, "platform") if "platform" in cmd else ("commands", cid, "action")
+            c.error(path, f"action '{entry.name}' is driven by a {' or '.join(entry.platforms)}, not a {platform}"
+                    + ("" if "platform" in cmd else f"; add `platform: {entry.platforms[0]}`"), "entity")
+
+
 def _entities(c: _Collector, data: dict) -> None:
     device_name = ((data.get("device") or {}).get("name") or "").strip()
     count = 0
@@ -247,6 +259,6 @@ def _entities(c: _Collector, data: dict) -> None:
 def check(doc: Document) -> list[Diagnostic]:
     c = _Collector(doc)
     data = doc.data
-    for stage in (_durations, _references, _expressions, _cron, _policies, _entities):
+    for stage in (_durations, _references, _expressions, _cron, _policies, _command_platforms, _entities):
         stage(c, data)
     return c.out
