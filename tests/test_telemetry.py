@@ -28,8 +28,16 @@ def test_min_change_is_a_deadband_and_max_silence_a_heartbeat():
     assert not due(state, 11.9, now=1)
     assert due(state, 12.0, now=2)
     assert due(state, 8.0, now=3)
-    assert not due(state, 10.5, now=59.9)
-    assert due(state, 10.5, now=60.0)
+    assert not due(state, 10.5, now=59.4)  # interval 1 s: the beat is due half an interval early
+    assert due(state, 10.5, now=59.5)
+
+
+def test_a_heartbeat_equal_to_the_interval_survives_early_wakeups():
+    s = sensor(max_silence=5.0)
+    state = SensorState(Sensor(id=s.id, entity=s.entity, state_topic=s.state_topic, every=5.0, max_silence=5.0))
+    mark_published(state, 1, "1", now=100.0)
+    assert due(state, 1, now=104.999)  # the next tick woke a millisecond early
+    assert not due(state, 1, now=102.0)
 
 
 def test_text_values_change_without_a_deadband():

@@ -105,6 +105,7 @@ class Session:
     on_message: Callable[[str, bytes, bool], None] = lambda topic, payload, retained: None
     subscriptions: list[tuple[str, int]] = field(default_factory=list)
     stats: SessionStats = field(default_factory=SessionStats)
+    birth: bool = True  # publish `online` on connect; the agent turns this off and announces itself
 
     def __post_init__(self) -> None:
         protocol = paho.MQTTv5 if self.settings.protocol == "5" else paho.MQTTv311
@@ -164,7 +165,8 @@ class Session:
         log.info("connected to %s:%d", self.host, self.port)
         for topic, qos in self.subscriptions:
             client.subscribe(topic, qos)
-        client.publish(self.will.topic, "online", qos=1, retain=True)
+        if self.birth:
+            client.publish(self.will.topic, "online", qos=1, retain=True)
         self._connected.set()
         self.on_connected()
         self._drain()

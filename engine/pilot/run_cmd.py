@@ -136,9 +136,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_once(agent: Any, timeout: float) -> int:
     agent.options.state_dir.ensure()
     agent.session.start()
+    started = time.monotonic()
     if not agent.session.wait_connected(timeout):
         log.error("could not reach the broker within %.0f s: %s", timeout, agent.session.stats.last_error)
         return 1
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))  # usage and rate probes need an interval
     agent.read_all()
     deadline = time.monotonic() + timeout
     while agent.session.pending() and time.monotonic() < deadline:

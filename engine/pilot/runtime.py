@@ -62,7 +62,7 @@ class Agent:
         self.session = Session(
             settings=plan.mqtt, will=Will(plan.topics.availability), host=options.host, port=options.port,
             on_connected=self._on_connected, on_message=self._on_message,
-            subscriptions=[(f"{plan.mqtt.discovery_prefix}/status", 1)],
+            subscriptions=[(f"{plan.mqtt.discovery_prefix}/status", 1)], birth=False,
         )
         self.commands = None
         if plan.commands:
@@ -229,7 +229,8 @@ class Agent:
         self.options.state_dir.ensure()
         self.session.start()
         for every, ids in self.intervals().items():
-            self.ticker.every(every, self.read_group, ids)
+            # one second in, so rate and usage probes have a first interval to measure
+            self.ticker.every(every, self.read_group, ids, first_delay=min(every, 1.0))
         self.ticker.start()
         log.info("agent started: %d sensors in %d interval group(s), device %s, profile %s",
                  len(self._states), len(self.intervals()), self.plan.device.id, self.plan.profile)
