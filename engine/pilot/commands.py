@@ -119,7 +119,7 @@ class CommandService:
             self._reject(command_id, result_topic, exc.reason, None, origin=origin)
 
     # ------------------------------------------------------------ the chain
-    def _verify(self, command: Command, topic: str, payload: bytes) -> tuple[str, str]:
+    def _verify(self, command: Command | None, topic: str, payload: bytes) -> tuple[str, str]:
         envelope = signing.parse_envelope(payload)
         if self._keyring_error is not None or self.nonces is None:
             raise signing.Rejected("unavailable")
@@ -247,9 +247,24 @@ class CommandService:
         self.publish(self.audit_topic, json.dumps(event, separators=(",", ":")), 0, False)
 
     # ------------------------------------------------------------ lifecycle
-    def stop(self, timeout: float = 4.0) -> None:
-        """Interrupt running actions (they answer `interrupted`) and wait briefly for them."""
-        self.system.interrupt_all()
+    def verify_control(self, topic: str, payload: bytes, retained: bool) -> tuple[str | None, str | None]:
+        """Guards for a control command such as `_reload`: (reason or None, nonce)."""
+        reason = policy.check_size(payload, self.plan.policy.max_payload) or policy.check_retained(retained)
+        if reason:
+            return reason, None
+        if not self.plan.policy.require_signed:
+            return None, None
+        try:
+            _text, nonce = self._verify(None, topic, payload)
+            return None, nonce
+        except signing.Rejected as exc:
+            return exc.reason, getattr(exc, "nonce", None)
+
+    def stop(self, timeout: float = 4.0, interrupt: bool = True) -> None:
+        """Interrupt running actions (they answer `interrupted`) and wait briefly for them;
+        on a reload they are left to finish."""
+        if interrupt:
+            self.system.interrupt_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + timeout
         while self._running and time.monotonic() < deadline:

@@ -100,22 +100,28 @@ class Evaluator:
             "rate": rate,
         }
 
+    def _compiled(self, expr: str) -> tuple[Any, tuple[str, ...], frozenset[str], bool]:
+        """Parse once: the tree, the sensor names to bind, window arguments, whether time is used."""
+        entry = self._trees.get(expr)
+        if entry is None:
+            tree = self._engine.parse(expr.strip())
+            windows = _window_arguments(tree)
+            _quote_window_arguments(tree)  # avg(cpu, "5m") reads cpu's history, not its value
+            names = _names(tree)
+            uses_time = bool(names & {"now", "hour", "minute", "weekday"})
+            inputs = tuple(sorted(names - {"now", "hour", "minute", "weekday", "True", "False"}))
+            entry = self._trees[expr] = (tree, inputs, frozenset(windows), uses_time)
+        return entry
+
     def evaluate(self, expr: str, values: dict[str, Any]) -> Any:
         """Value of expr, or raises (Missing, ZeroDivisionError, TypeError, ...) for the caller to count."""
-        tree = self._trees.get(expr)
-        if tree is None:
-            tree = self._trees[expr] = self._engine.parse(expr.strip())
-        now = self.clock()
-        local = time.localtime(now)
-        names = {"now": now, "hour": local.tm_hour, "minute": local.tm_min, "weekday": local.tm_wday,
-                 "True": True, "False": False}
-        window_args = _window_arguments(tree)
-        for name in _names(tree):
-            if name in names:
-                continue
-            if name in window_args:
-                names[name] = name  # window functions take the sensor id, not its value
-                continue
+        tree, inputs, windows, uses_time = self._compiled(expr)
+        names: dict[str, Any] = {"True": True, "False": False}
+        if uses_time:
+            now = self.clock()
+            local = time.localtime(now)
+            names.update(now=now, hour=local.tm_hour, minute=local.tm_min, weekday=local.tm_wday)
+        for name in inputs:
             value = values.get(name)
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 raise Missing(name)
@@ -130,6 +136,15 @@ class Evaluator:
 def _names(tree: Any) -> set[str]:
     funcs = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in funcs}
+
+
+def _quote_window_arguments(tree: Any) -> None:
+    from pilot.expressions import WINDOW_FUNCTIONS
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in WINDOW_FUNCTIONS:
+            if node.args and isinstance(node.args[0], ast.Name):
+                node.args[0] = ast.copy_location(ast.Constant(node.args[0].id), node.args[0])
 
 
 def _window_arguments(tree: Any) -> set[str]:

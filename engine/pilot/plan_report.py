@@ -54,11 +54,19 @@ def render_plan(plan: Plan) -> str:
     lines.append(f"\nRules ({len(plan.rules)})")
     for r in plan.rules:
         hold = f" for {format_duration(r.hold)}" if r.hold else ""
-        lines.append(f"  {r.id}: when {r.when!r}{hold}; inputs: {', '.join(r.inputs) or '-'}; {len(r.do)} step(s)")
+        extra = "".join([f"; clear {r.clear!r}" if r.clear else "",
+                         f"; cooldown {format_duration(r.cooldown)}" if r.cooldown else "",
+                         f"; exposed as {r.entity.default_entity_id}" if r.entity else ""])
+        lines.append(f"  {r.id}: when {r.when!r}{hold}{extra}; inputs: {', '.join(r.inputs) or '-'}; "
+                     f"{len(r.do)} step(s), {len(r.on_clear)} on clear")
     lines.append(f"\nSchedules ({len(plan.schedules)})")
     for s in plan.schedules:
+        from pilot.schedules import next_fire_times
+
         when = f"cron {s.cron!r}{' ' + s.timezone if s.timezone else ''}" if s.cron else f"every {format_duration(s.every or 0)}"
-        lines.append(f"  {s.id}: {when}; {len(s.do)} step(s)")
+        jitter = f" (jitter {format_duration(s.jitter)})" if s.jitter else ""
+        upcoming = ", ".join(t.isoformat(timespec="minutes") for t in next_fire_times(s))
+        lines.append(f"  {s.id}: {when}{jitter}; {len(s.do)} step(s); next: {upcoming}")
     p = plan.policy
     lines.append("\nPolicy")
     lines.append(f"  allow: {', '.join(p.allow) if p.allow is not None else 'every declared command'}")

@@ -110,9 +110,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         low, _, high = os.environ["PILOT_HA_DELAY"].partition(",")
         options.ha_delay = (float(low), float(high or low))
     agent = Agent(plan, options)
+    reloader = Reloader(agent, profile, state_path)
+    agent.reload_handler = reloader.from_mqtt
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reloader.run, args=("SIGHUP",),
+                                                             daemon=True).start())
     try:
         if args.once:
             return _run_once(agent, args.timeout)
@@ -131,6 +135,61 @@ def cmd_run(args: argparse.Namespace) -> int:
         agent.stop()
         if broker is not None:
             broker.stop()
+
+
+class Reloader:
+    """Re-validate the profile and swap the plan in; a broken profile leaves the old plan running."""
+
+    def __init__(self, agent: Any, profile: str, state_dir: Path) -> None:
+        self.agent, self.profile, self.state_dir = agent, profile, state_dir
+        self._lock = threading.Lock()
+
+    def _reply(self, body: dict) -> None:
+        import json
+
+        topic = f"{self.agent.plan.topics.base}/cmd/_reload/result"
+        self.agent.session.publish_result(topic, json.dumps({**body, "ts": int(time.time())}), 1, False)
+
+    def from_mqtt(self, payload: bytes) -> None:
+        topic = f"{self.agent.plan.topics.base}/cmd/_reload/set"
+        if self.agent.plan.policy.require_signed:
+            if self.agent.commands is None:
+                self._reply({"status": "rejected", "reason": "unavailable"})
+                return
+            reason, nonce = self.agent.commands.verify_control(topic, payload, False)
+            if reason:
+                self._reply({"status": "rejected", "reason": reason, **({"nonce": nonce} if nonce else {})})
+                return
+        self.run("mqtt")
+
+    def run(self, origin: str) -> None:
+        from pilot.compile_worker import CompileError, format_diagnostics
+        from pilot.plan import Plan
+        from pilot.runtime import connection_key
+
+        with self._lock:
+            log.info("reload requested (%s): validating %s", origin, self.profile)
+            try:
+                from pilot.compile_worker import compile_profile
+
+                result = compile_profile(self.profile, cache_dir=self.state_dir)
+            except (RuntimeError, OSError) as exc:
+                log.error("reload failed, keeping the running profile: %s", exc)
+                self._reply({"status": "failed", "reason": "unavailable"})
+                return
+            if not result.get("ok"):
+                diagnostics = result.get("diagnostics", [])
+                log.error("reload refused, keeping the running profile:\n%s", format_diagnostics(diagnostics))
+                self._reply({"status": "rejected", "reason": "invalid_profile",
+                             "errors": [CompileError([d]).args[0] for d in diagnostics[:20]]})
+                return
+            plan = Plan.from_dict(result["plan"])
+            if connection_key(plan) != connection_key(self.agent.plan):
+                log.error("reload refused: broker, TLS, topic prefix or device id changed; restart Pilot to apply")
+                self._reply({"status": "rejected", "reason": "restart_required"})
+                return
+            self.agent.reload(plan)
+            self._reply({"status": "ok", "profile_hash": plan.profile_hash})
 
 
 def _run_once(agent: Any, timeout: float) -> int:

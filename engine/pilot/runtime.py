@@ -1,10 +1,12 @@
-"""The agent: a Plan, an MQTT session, scheduler jobs and the announcements that tie them.
+"""The agent: a Plan, an MQTT session, and the parts that run the plan.
 
 One ticker job per distinct sensor interval, so the process wakes only as
 often as its sensors need. Everything Home Assistant must know (discovery,
 availability, capabilities, current states) is republished on every connect
 and after Home Assistant's own birth message, because a broker restarted with
-SIGKILL or a restarted Home Assistant has forgotten it.
+SIGKILL or a restarted Home Assistant has forgotten it. A reload swaps the
+plan-level parts (sensors, commands, rules, schedules) without dropping the
+MQTT connection.
 """
 
 from __future__ import annotations
@@ -16,18 +18,19 @@ import os
 import random
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from pilot import __version__, ha, telemetry
-from pilot.evaluator import Evaluator, History, Missing
+from pilot import __version__, ha
+from pilot.actions._base import System, system_from_env
 from pilot.mqtt import Session, Will
-from pilot.plan import Plan
+from pilot.plan import Plan, Rule, Schedule
 from pilot.probes import ProbeContext
 from pilot.registry import PROBES
+from pilot.rules import RuleEngine
+from pilot.sensorset import SensorSet
 from pilot.state import StateDir
-from pilot.telemetry import SensorState
+from pilot.steps import StepRunner
 from pilot.ticker import Ticker
 
 log = logging.getLogger("pilot.agent")
@@ -46,123 +49,110 @@ class AgentOptions:
     ctx: ProbeContext = field(default_factory=ProbeContext)
 
 
+def connection_key(plan: Plan) -> tuple:
+    """What a reload cannot change without a new MQTT connection (the LWT topic, TLS, the broker)."""
+    return (plan.mqtt, plan.topics.availability)
+
+
 class Agent:
     def __init__(self, plan: Plan, options: AgentOptions) -> None:
-        self.plan = plan
         self.options = options
         self.started = time.monotonic()
         self._lock = threading.RLock()
         self._announce_timer: threading.Timer | None = None
         self._last_announce = 0.0
-        self._states: dict[str, SensorState] = {}
-        self._derived_by_input: dict[str, list[str]] = defaultdict(list)
-        self._evaluator = Evaluator()
-        self._probe_status: dict[str, str] = {}
         self.ticker = Ticker()
         self.session = Session(
             settings=plan.mqtt, will=Will(plan.topics.availability), host=options.host, port=options.port,
-            on_connected=self._on_connected, on_message=self._on_message,
-            subscriptions=[(f"{plan.mqtt.discovery_prefix}/status", 1)], birth=False,
+            on_connected=self._on_connected, on_message=self._on_message, birth=False,
+            subscriptions=[(f"{plan.mqtt.discovery_prefix}/status", 1), (f"{plan.topics.base}/cmd/+/set", 1)],
         )
+        self.system: System = system_from_env(
+            lambda topic, payload, retain: self.session.publish_result(topic, payload, 1, retain))
+        if type(self.system).__name__ == "RecordingSystem":
+            log.warning("PILOT_SYSTEM_RECORD is set: actions are recorded to %s, not performed",
+                        os.environ.get("PILOT_SYSTEM_RECORD"))
+        self.reload_handler = None  # set by run_cmd: re-validates the profile on `_reload`
+        self._install(plan)
+
+    # ---------------------------------------------------------------- the plan's parts
+    def _install(self, plan: Plan) -> None:
+        self.plan = plan
+        self._command_prefix = f"{plan.topics.base}/cmd/"
+        self.sensors = SensorSet(plan, self.options.ctx, self._publish_state, self._on_sensor_change)
         self.commands = None
         if plan.commands:
-            from pilot.actions._base import system_from_env
             from pilot.commands import CommandService
 
-            publish = self.session.publish_result
-            system = system_from_env(lambda topic, payload, retain: publish(topic, payload, 1, retain))
-            if type(system).__name__ == "RecordingSystem":
-                log.warning("PILOT_SYSTEM_RECORD is set: actions are recorded to %s, not performed",
-                            os.environ.get("PILOT_SYSTEM_RECORD"))
-            self.commands = CommandService(plan, publish, system, options.state_dir.path, dry_run=options.dry_run)
-            self.session.subscriptions.append((self.commands.subscription, 1))
-        self._command_prefix = f"{plan.topics.base}/cmd/"
-        self._bind_sensors()
+            self.commands = CommandService(plan, self.session.publish_result, self.system,
+                                           self.options.state_dir.path, dry_run=self.options.dry_run)
+        self.steps = StepRunner(plan.topics.base, self.sensors.values,
+                                self.commands.run_local if self.commands else None,
+                                self.session.publish_result, self.system, dry_run=self.options.dry_run)
+        self.rules = RuleEngine(plan.rules, self.sensors.evaluator, self._rule_fired, self._rule_cleared,
+                                wake_at=self._wake_rules_at)
+        self.scheduler = None
+        if plan.schedules:
+            from pilot.schedules import Scheduler
+
+            self.scheduler = Scheduler(plan.schedules, self._schedule_fired)
         # optional sensors whose probe cannot work here are not announced at all
         self.announced = dataclasses.replace(plan, sensors=tuple(
-            s for s in plan.sensors if s.id in self._states or not s.optional))
+            s for s in plan.sensors if s.id in self.sensors.states or not s.optional))
 
-    # ---------------------------------------------------------------- setup
-    def _bind_sensors(self) -> None:
-        spans: dict[str, float] = {}
-        for sensor in self.plan.sensors:
-            state = SensorState(sensor)
-            if sensor.probe:
-                reader, reason = telemetry.bind(sensor, self.options.ctx)
-                self._probe_status[sensor.probe] = reason or "ok"
-                if reader is None:
-                    if sensor.optional:
-                        log.info("sensor %s skipped: %s", sensor.id, reason)
-                    else:
-                        log.warning("sensor %s unavailable: %s", sensor.id, reason)
-                    continue
-                state.reader = reader
-            else:
-                from pilot.expressions import check
+    def _start_parts(self) -> None:
+        for every, ids in self.sensors.intervals().items():
+            # one second in, so rate and usage probes have a first interval to measure
+            self.ticker.every(every, self.sensors.read_group, ids, first_delay=min(every, 1.0))
+        if self.scheduler is not None:
+            self.scheduler.start()
 
-                for name in sensor.inputs:
-                    self._derived_by_input[name].append(sensor.id)
-                for _func, source, seconds in check(sensor.expr or "", frozenset(sensor.inputs)).windows:
-                    spans[source] = max(spans.get(source, 0.0), seconds)
-            self._states[sensor.id] = state
-        self._evaluator = Evaluator(History(spans))
+    def _stop_parts(self, interrupt: bool = True) -> None:
+        self.ticker.clear()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.steps.stop()
+        if self.commands is not None:
+            self.commands.stop(interrupt=interrupt)
 
-    def intervals(self) -> dict[float, list[str]]:
-        groups: dict[float, list[str]] = defaultdict(list)
-        for sid, state in self._states.items():
-            if state.reader is not None:
-                groups[state.sensor.every].append(sid)
-        return dict(groups)
+    def reload(self, plan: Plan) -> None:
+        """Swap in a new plan on the same connection; discovery removes what was dropped."""
+        with self._lock:
+            self._stop_parts(interrupt=False)
+            self._install(plan)
+            self._start_parts()
+        log.info("reloaded profile %s (hash %s)", plan.profile, plan.profile_hash)
+        if self.session.connected:
+            self.announce()
 
-    # ---------------------------------------------------------------- telemetry
-    def read_group(self, sensor_ids: list[str]) -> None:
-        now = time.monotonic()
-        changed: list[str] = []
-        for sid in sensor_ids:
-            state = self._states[sid]
-            value = telemetry.read(state)
-            state.value = value
-            if value is None:
-                continue
-            self._evaluator.history.add(sid, value, self._evaluator.clock())
-            changed.append(sid)
-            self._maybe_publish(state, value, now)
-        self._update_derived(changed, now)
+    # ---------------------------------------------------------------- events
+    def _publish_state(self, topic: str, payload: str) -> None:
+        self.session.publish_telemetry(topic, payload, retain=True)
 
-    def _maybe_publish(self, state: SensorState, value: Any, now: float) -> None:
-        if telemetry.due(state, value, now):
-            payload = telemetry.render(state, value)
-            self.session.publish_telemetry(state.sensor.state_topic, payload, retain=True)
-            telemetry.mark_published(state, value, payload, now)
-            if log.isEnabledFor(logging.DEBUG):
-                unit = state.sensor.entity.unit_of_measurement or ""
-                log.debug("%s = %s%s", state.sensor.id, payload, f" {unit}" if unit else "")
+    def _on_sensor_change(self, changed: list[str]) -> None:
+        self.rules.on_change(changed, self.sensors.values())
 
-    def _update_derived(self, changed: list[str], now: float) -> None:
-        pending = {d for sid in changed for d in self._derived_by_input.get(sid, ())}
-        seen: set[str] = set()
-        while pending:
-            sid = pending.pop()
-            if sid in seen:
-                continue
-            seen.add(sid)
-            state = self._states[sid]
-            values = {k: s.value for k, s in self._states.items()}
-            try:
-                value = telemetry.round_value(self._evaluator.evaluate(state.sensor.expr or "", values),
-                                              state.sensor.precision)
-            except Missing:
-                continue
-            except Exception as exc:
-                state.note_error(f"{type(exc).__name__}: {exc}")
-                continue
-            state.value = value
-            self._maybe_publish(state, value, now)
-            pending |= set(self._derived_by_input.get(sid, ()))
+    def _wake_rules_at(self, deadline: float) -> None:
+        self.ticker.after(max(0.0, deadline - time.monotonic()) + 0.001, self._poll_rules)
 
-    def read_all(self) -> None:
-        for every, ids in sorted(self.intervals().items()):
-            self.read_group(ids)
+    def _poll_rules(self) -> None:
+        self.rules.poll(self.sensors.values())
+
+    def _rule_fired(self, rule: Rule) -> None:
+        log.info("rule %s fired", rule.id)
+        if rule.state_topic:
+            self.session.publish_telemetry(rule.state_topic, ha.ON, retain=True)
+        self.steps.run(rule.do, f"rule:{rule.id}")
+
+    def _rule_cleared(self, rule: Rule) -> None:
+        log.info("rule %s cleared", rule.id)
+        if rule.state_topic:
+            self.session.publish_telemetry(rule.state_topic, ha.OFF, retain=True)
+        self.steps.run(rule.on_clear, f"rule:{rule.id}")
+
+    def _schedule_fired(self, schedule: Schedule) -> None:
+        log.info("schedule %s fired", schedule.id)
+        self.steps.run(schedule.do, f"schedule:{schedule.id}")
 
     # ---------------------------------------------------------------- announcements
     def capabilities(self) -> dict[str, Any]:
@@ -170,7 +160,8 @@ class Agent:
             "pilot_version": __version__,
             "profile": self.plan.profile,
             "profile_hash": self.plan.profile_hash,
-            "probes": dict(sorted(self._probe_status.items())),
+            "probes": dict(sorted(self.sensors.probe_status.items())),
+            "actions": sorted({c.action for c in self.plan.commands}),
             "registry": {"probes": PROBES.names()},
             "dry_run": self.options.dry_run,
         }
@@ -193,9 +184,11 @@ class Agent:
                      len(ha.components(self.announced)), self.plan.mqtt.discovery, self.plan.topics.discovery,
                      self.plan.topics.base)
             self.session.publish_result(self.plan.topics.availability, "online", retain=True)
-            for state in self._states.values():
-                if state.published is not None:
-                    self.session.publish_telemetry(state.sensor.state_topic, state.published, retain=True)
+            self.sensors.republish()
+            for state in self.rules.states.values():
+                if state.rule.state_topic:
+                    self.session.publish_telemetry(state.rule.state_topic, ha.ON if state.active else ha.OFF,
+                                                   retain=True)
             if self.commands is not None:
                 for command in self.plan.commands:
                     value = self.commands.read_state(command) if command.state_topic else None
@@ -206,8 +199,12 @@ class Agent:
         self.announce()
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
-        if self.commands is not None and topic.startswith(self._command_prefix):
-            self.commands.handle(topic, payload, retained)
+        if topic == f"{self._command_prefix}_reload/set":
+            if self.reload_handler is not None and not retained:
+                threading.Thread(target=self.reload_handler, args=(payload,), daemon=True).start()
+        elif topic.startswith(self._command_prefix):
+            if self.commands is not None:
+                self.commands.handle(topic, payload, retained)
         elif topic == f"{self.plan.mqtt.discovery_prefix}/status" and payload.strip() == b"online":
             self._schedule_announce()
 
@@ -225,20 +222,22 @@ class Agent:
             self._announce_timer.start()
 
     # ---------------------------------------------------------------- lifecycle
+    def read_all(self) -> None:
+        self.sensors.read_all()
+
     def start(self) -> None:
         self.options.state_dir.ensure()
         self.session.start()
-        for every, ids in self.intervals().items():
-            # one second in, so rate and usage probes have a first interval to measure
-            self.ticker.every(every, self.read_group, ids, first_delay=min(every, 1.0))
+        self._start_parts()
         self.ticker.start()
-        log.info("agent started: %d sensors in %d interval group(s), device %s, profile %s",
-                 len(self._states), len(self.intervals()), self.plan.device.id, self.plan.profile)
+        log.info("agent started: %d sensors in %d interval group(s), %d commands, %d rules, %d schedules, "
+                 "device %s, profile %s", len(self.sensors.states), len(self.sensors.intervals()),
+                 len(self.plan.commands), len(self.plan.rules), len(self.plan.schedules), self.plan.device.id,
+                 self.plan.profile)
 
     def stop(self) -> None:
         self.ticker.stop()
-        if self.commands is not None:
-            self.commands.stop()
+        self._stop_parts()
         if self._announce_timer is not None:
             self._announce_timer.cancel()
         self.session.stop()

@@ -188,7 +188,8 @@ def _step() -> dict[str, Any]:
         }, required=["command"]),
         "publish": _closed("Publish an MQTT message.", {
             "publish": _closed("The message.", {
-                "topic": _s("string", "Topic; relative topics live under this device's prefix.", minLength=1),
+                "topic": _s("string", "Topic; `~/name` is relative to this device's topics (`pilot/<id>/name`).",
+                            minLength=1, pattern=r"^[^#+]+$", **{"x-error": "a publish topic cannot hold # or +"}),
                 "payload": _s("string", "Payload template; `{sensor_id}` is replaced by that sensor's value."),
                 "retain": _s("boolean", "Retain the message."),
                 "qos": _s("integer", "MQTT QoS.", enum=[0, 1, 2]),

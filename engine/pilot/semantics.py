@@ -171,9 +171,9 @@ def _cron(c: _Collector, data: dict) -> None:
             c.error(("schedules", sid, "cron"), f"cron takes 5 fields (minute hour day month weekday), got {len(fields)}", "cron")
             continue
         try:
-            from apscheduler.triggers.cron import CronTrigger
+            from pilot.schedules import cron_trigger
 
-            CronTrigger.from_crontab(cron, timezone=tz or "UTC")
+            cron_trigger(cron, tz or "UTC")
         except (ValueError, TypeError) as exc:
             c.error(("schedules", sid, "cron"), f"invalid cron expression: {exc}", "cron")
 

@@ -38,6 +38,12 @@ class Ticker:
             heapq.heappush(self._heap, (self._clock() + first_delay, next(self._seq), seconds, func, args))
             self._wake.notify()
 
+    def after(self, delay: float, func: Callable[..., Any], *args: Any) -> None:
+        """Run func once, `delay` seconds from now."""
+        with self._wake:
+            heapq.heappush(self._heap, (self._clock() + max(0.0, delay), next(self._seq), 0.0, func, args))
+            self._wake.notify()
+
     def clear(self) -> None:
         with self._wake:
             self._heap.clear()
@@ -54,6 +60,8 @@ class Ticker:
                 if due <= now:
                     job = heapq.heappop(self._heap)
                     _, seq, seconds, func, args = job
+                    if seconds == 0.0:
+                        return job  # a one-shot
                     following = due + seconds
                     if following <= now:  # fell behind: one run now, then on the beat from now
                         self.catch_ups += 1
