@@ -112,11 +112,13 @@ def entity_topic(plan: Plan, platform: str, unique_id: str) -> str:
     return f"{plan.mqtt.discovery_prefix}/{platform}/{plan.device.id}/{object_id}/config"
 
 
-def discovery_messages(plan: Plan, previous: dict[str, Any] | None) -> tuple[list[Message], dict[str, Any]]:
+def discovery_messages(plan: Plan, previous: dict[str, Any] | None,
+                       extra: dict[str, dict[str, Any]] | None = None) -> tuple[list[Message], dict[str, Any]]:
     """Messages announcing the plan (and removing what the previous announcement had
-    that the plan no longer has), plus the record to remember for next time."""
+    that the plan no longer has), plus the record to remember for next time.
+    `extra` adds components that are not in the plan (the agent's own health entities)."""
     previous = previous or {}
-    current = components(plan)
+    current = {**components(plan), **(extra or {})}
     mode = plan.mqtt.discovery
     messages: list[Message] = []
     old_components: dict[str, str] = previous.get("components", {})

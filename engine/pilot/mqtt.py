@@ -255,8 +255,11 @@ class Session:
                 self._note_error(describe_failure(exc))
                 self._stop.wait(next(delays))
                 continue
+            # publishes from other threads wake paho's select through its socket pair, so a long
+            # timeout costs no latency; it only spares idle wake-ups (keepalive is still honoured)
+            idle = max(1.0, min(10.0, self.settings.keepalive / 3))
             while not self._stop.is_set():
-                rc = self._client.loop(timeout=1.0)
+                rc = self._client.loop(timeout=idle)
                 if rc != paho.MQTT_ERR_SUCCESS:
                     break
             if self._connected.is_set():

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pilot import __version__, ha
+from pilot.health import Health, encode as encode_health, entities as health_entities
 from pilot.actions._base import System, system_from_env
 from pilot.mqtt import Session, Will
 from pilot.plan import Plan, Rule, Schedule
@@ -37,6 +38,7 @@ log = logging.getLogger("pilot.agent")
 
 HA_DEBOUNCE = 10.0  # at most one re-announcement burst per this many seconds
 HA_DELAY = (1.0, 4.0)  # random delay after Home Assistant's birth message
+HEALTH_EVERY = float(os.environ.get("PILOT_HEALTH_EVERY", "30"))  # seconds; tests shorten it
 
 
 @dataclass
@@ -62,10 +64,12 @@ class Agent:
         self._announce_timer: threading.Timer | None = None
         self._last_announce = 0.0
         self.ticker = Ticker()
+        self.health = Health()
         self.session = Session(
             settings=plan.mqtt, will=Will(plan.topics.availability), host=options.host, port=options.port,
             on_connected=self._on_connected, on_message=self._on_message, birth=False,
-            subscriptions=[(f"{plan.mqtt.discovery_prefix}/status", 1), (f"{plan.topics.base}/cmd/+/set", 1)],
+            subscriptions=[(f"{plan.mqtt.discovery_prefix}/status", 1), (f"{plan.topics.base}/cmd/+/set", 1),
+                           (plan.topics.health, 1)],
         )
         self.system: System = system_from_env(
             lambda topic, payload, retain: self.session.publish_result(topic, payload, 1, retain))
@@ -101,6 +105,7 @@ class Agent:
             s for s in plan.sensors if s.id in self.sensors.states or not s.optional))
 
     def _start_parts(self) -> None:
+        self.ticker.every(HEALTH_EVERY, self.publish_health, first_delay=HEALTH_EVERY)
         for every, ids in self.sensors.intervals().items():
             # one second in, so rate and usage probes have a first interval to measure
             self.ticker.every(every, self.sensors.read_group, ids, first_delay=min(every, 1.0))
@@ -171,19 +176,24 @@ class Agent:
         with self._lock:
             self._last_announce = time.monotonic()
             previous = self.options.state_dir.read_json("discovery.json", {})
-            messages, record = ha.discovery_messages(self.announced, previous)
+            from pilot.compiler import slug
+
+            extra = health_entities(self.plan.device.id, slug(self.plan.device.name), self.plan.topics.health)
+            messages, record = ha.discovery_messages(self.announced, previous, extra)
             for message in messages:
                 self.session.publish_result(message.topic, message.payload, qos=message.qos, retain=message.retain)
             if record != previous:
                 try:
                     self.options.state_dir.write_json("discovery.json", record)
                 except OSError as exc:
+                    self.health.state_write_failures += 1
                     log.error("cannot remember published discovery in %s: %s", self.options.state_dir.path, exc)
             self.session.publish_result(self.plan.topics.capabilities, json.dumps(self.capabilities()), retain=True)
             log.info("announced %d entities (%s discovery on %s); states under %s/state/",
                      len(ha.components(self.announced)), self.plan.mqtt.discovery, self.plan.topics.discovery,
                      self.plan.topics.base)
             self.session.publish_result(self.plan.topics.availability, "online", retain=True)
+            self.publish_health()
             self.sensors.republish()
             for state in self.rules.states.values():
                 if state.rule.state_topic:
@@ -198,8 +208,27 @@ class Agent:
     def _on_connected(self) -> None:
         self.announce()
 
+    def health_report(self) -> dict:
+        return self.health.report(
+            session_stats=self.session.stats, command_stats=self.commands.stats if self.commands else None,
+            probe_errors=sum(s.errors for s in self.sensors.states.values()),
+            rule_errors=sum(s.errors for s in self.rules.states.values()))
+
+    def publish_health(self) -> None:
+        self.health.check_clock()
+        self.session.publish_telemetry(self.plan.topics.health, encode_health(self.health_report()), retain=True)
+
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
-        if topic == f"{self._command_prefix}_reload/set":
+        if topic == self.plan.topics.health:
+            try:
+                report = json.loads(payload)
+                # a report written after we started, by another instance: two agents share this id
+                # (our own previous instance's retained report predates our start)
+                if report.get("ts", 0) > self.health.started_wall:
+                    self.health.saw_instance(report.get("instance"))
+            except (ValueError, AttributeError, TypeError):
+                pass
+        elif topic == f"{self._command_prefix}_reload/set":
             if self.reload_handler is not None and not retained:
                 threading.Thread(target=self.reload_handler, args=(payload,), daemon=True).start()
         elif topic.startswith(self._command_prefix):

@@ -35,7 +35,10 @@ def test_discovery_payload_is_complete_and_consistent(broker, watcher, run_agent
     assert payload["device"]["sw_version"].startswith("Pilot ")
     assert payload["origin"]["name"] == "Pilot"
     assert payload["availability"][0]["topic"] == f"{BASE}/availability"
-    components = payload["components"]
+    components = {k: v for k, v in payload["components"].items() if "_health_" not in k}
+    health = {k: v for k, v in payload["components"].items() if "_health_" in k}
+    assert all(c["state_topic"] == f"{BASE}/health" and c["entity_category"] == "diagnostic" for c in health.values())
+    assert "pilot_testrig01_health_duplicate_agent" in health
     unique_ids = [c["unique_id"] for c in components.values()]
     assert len(unique_ids) == len(set(unique_ids))
     assert set(components) == set(unique_ids)
@@ -66,8 +69,8 @@ def test_required_but_unavailable_sensor_is_announced_and_logged(broker, watcher
                        "  gpu: {probe: gpu.temperature, every: 5s}\n  cpu: {probe: cpu.percent, every: 1s}\n")
     agent = run_agent(profile, broker.port)
     msg = watcher.wait_for(lambda m: m.topic == "homeassistant/device/nogpu1/config", timeout=15)
-    components = json.loads(msg.payload)["components"]
-    assert set(components) == {"pilot_nogpu1_gpu", "pilot_nogpu1_cpu"}  # announced: it is a declared, non-optional sensor
+    components = {k for k in json.loads(msg.payload)["components"] if "_health_" not in k}
+    assert components == {"pilot_nogpu1_gpu", "pilot_nogpu1_cpu"}  # announced: it is a declared, non-optional sensor
     assert watcher.wait_for(lambda m: m.topic == "pilot/nogpu1/state/cpu", timeout=10)
     time.sleep(0.5)
     assert "sensor gpu unavailable" in agent.output()
@@ -183,7 +186,7 @@ def test_entity_dropped_from_profile_is_removed(broker, watcher, run_agent, tmp_
     third = run_agent(SMALLER, broker.port, "--once", state_dir=state)
     assert third.wait(30) == 0
     msg = watcher.wait_for(lambda m: m.topic == DISCOVERY, timeout=10, since=t)
-    assert set(json.loads(msg.payload)["components"]) == {"pilot_testrig01_cpu_usage"}
+    assert {k for k in json.loads(msg.payload)["components"] if "_health_" not in k} == {"pilot_testrig01_cpu_usage"}
 
 
 def test_per_entity_discovery_mode(broker, watcher, run_agent, tmp_path):
