@@ -17,6 +17,18 @@ from pathlib import Path
 from typing import Any
 
 
+def _plan_or_report(args: argparse.Namespace) -> Any:
+    """The compiled plan of args.profile, or None after printing why (with positions)."""
+    from pilot.run_cmd import _load_plan
+    from pilot.state import default_state_dir
+
+    try:
+        return _load_plan(args.profile, Path(args.state_dir) if args.state_dir else default_state_dir())
+    except Exception as exc:
+        print(f"pilot: error: {exc}" if "error:" not in str(exc) else str(exc), file=sys.stderr)
+        return None
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from pilot import signing
 
@@ -74,13 +86,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from pilot import signing
-    from pilot.run_cmd import _load_plan, parse_broker
-    from pilot.state import default_state_dir
+    from pilot.run_cmd import parse_broker
 
-    try:
-        plan = _load_plan(args.profile, Path(args.state_dir) if args.state_dir else default_state_dir())
-    except Exception as exc:
-        print(f"pilot: error: {exc}", file=sys.stderr)
+    plan = _plan_or_report(args)
+    if plan is None:
         return 1
     command = next((c for c in plan.commands if c.id == args.command), None)
     if command is None:
@@ -163,13 +172,8 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_privileges(args: argparse.Namespace) -> int:
     from pilot.privileges import render
 
-    from pilot.run_cmd import _load_plan
-    from pilot.state import default_state_dir
-
-    try:
-        plan = _load_plan(args.profile, Path(args.state_dir) if args.state_dir else default_state_dir())
-    except Exception as exc:
-        print(f"pilot: error: {exc}", file=sys.stderr)
+    plan = _plan_or_report(args)
+    if plan is None:
         return 1
     print(render(plan, user=args.user), end="")
     return 0

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from pilot.evaluator import Evaluator, Missing
 from pilot.plan import Rule
+from pilot.telemetry import first_time
 
 log = logging.getLogger("pilot.rules")
 
@@ -32,8 +33,7 @@ class RuleState:
 
     def note_error(self, message: str) -> None:
         self.errors += 1
-        if message not in self.error_kinds and len(self.error_kinds) < 20:
-            self.error_kinds.add(message)
+        if first_time(self.error_kinds, message):
             log.warning("rule %s: %s", self.rule.id, message)
 
 

@@ -33,9 +33,17 @@ class SensorState:
 
     def note_error(self, message: str) -> None:
         self.errors += 1
-        if message not in self.error_kinds and len(self.error_kinds) < 20:
-            self.error_kinds.add(message)
+        if first_time(self.error_kinds, message):
             log.warning("sensor %s: %s", self.sensor.id, message)
+
+
+def first_time(seen: set[str], message: str, limit: int = 20) -> bool:
+    """Log each distinct error once (and remember at most `limit` of them): a failing probe read
+    every second must not flood the journal, and a new kind of failure must still show."""
+    if message in seen or len(seen) >= limit:
+        return False
+    seen.add(message)
+    return True
 
 
 def round_value(value: Any, precision: int | None) -> Any:

@@ -12,6 +12,8 @@ from typing import Any, Iterable, Mapping
 
 from pilot.actions._base import ActionContext, ActionError, Call, Unsupported
 
+from pilot.params import params, prop  # noqa: F401  (re-exported for the modules here)
+
 # A name that goes into an argv as one element: no leading '-' (it would read as an option).
 SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -19,32 +21,6 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Environment a session-bound tool needs to find the user's display and bus.
 SESSION_ENV = ("DISPLAY", "XAUTHORITY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS")
 BASE_ENV = ("PATH", "LANG", "LC_ALL")
-
-
-def prop(type_: str | list[str], description: str, **extra: Any) -> dict[str, Any]:
-    """One params property; every property carries a description for the schema and `pilot actions`."""
-    return {"type": type_, "description": description, **extra}
-
-
-def params(
-    properties: Mapping[str, Mapping[str, Any]] | None = None,
-    *,
-    required: tuple[str, ...] = (),
-    examples: list[dict[str, Any]] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A closed (additionalProperties: false) object schema for an action's `args:`."""
-    schema: dict[str, Any] = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {k: dict(v) for k, v in (properties or {}).items()},
-    }
-    if required:
-        schema["required"] = list(required)
-    if examples:
-        schema["examples"] = examples
-    schema.update(extra)
-    return schema
 
 
 def env_from(ctx: ActionContext, names: Iterable[str]) -> tuple[tuple[str, str], ...]:

@@ -8,6 +8,8 @@ from typing import Any, Callable, Mapping
 
 import psutil
 
+from pilot.params import params, prop  # noqa: F401  (re-exported for the modules here)
+
 Reading = int | float | str | bool | None
 Reader = Callable[[], Reading]
 
@@ -20,30 +22,6 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     LookupError,
     psutil.Error,
 )
-
-
-def prop(type_: str | list[str], description: str, **extra: Any) -> dict[str, Any]:
-    """One params property; every property carries a description for the schema and `pilot probes`."""
-    return {"type": type_, "description": description, **extra}
-
-
-def params(
-    properties: Mapping[str, Mapping[str, Any]] | None = None,
-    *,
-    required: tuple[str, ...] = (),
-    examples: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """A closed (additionalProperties: false) object schema for a probe's `args:`."""
-    schema: dict[str, Any] = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {k: dict(v) for k, v in (properties or {}).items()},
-    }
-    if required:
-        schema["required"] = list(required)
-    if examples:
-        schema["examples"] = examples
-    return schema
 
 
 def guarded(reader: Callable[[], Reading]) -> Reader:
