@@ -33,7 +33,7 @@ def test_trial_broker_started_when_no_broker_is_configured(tmp_path, kind):
     log = tmp_path / "agent.log"
     proc = subprocess.Popen([sys.executable, "-m", "pilot.cli", "run", str(profile), "--state-dir", str(tmp_path / "s"),
                              "--duration", "8"], env={"PYTHONPATH": str(REPO / "engine"), "PATH": "/usr/bin:/bin:/usr/sbin",
-                                                      "PILOT_TRIAL_BROKER": kind},
+                                                      "PILOT_TRIAL_BROKER": kind, "PILOT_ALLOW_ROOT": "1"},
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
@@ -58,7 +58,7 @@ def test_trial_broker_started_when_no_broker_is_configured(tmp_path, kind):
 def test_no_profile_runs_the_pack_that_matches_this_machine(broker, watcher, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pilot.cli", "run", "--once", "--broker", f"127.0.0.1:{broker.port}",
                            "--state-dir", str(tmp_path / "s")], env={"PYTHONPATH": str(REPO / "engine"),
-                                                                      "PATH": "/usr/bin:/bin"},
+                                                                      "PATH": "/usr/bin:/bin", "PILOT_ALLOW_ROOT": "1"},
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     detect = json.loads(subprocess.run([sys.executable, "-m", "pilot.cli", "detect", "--json"],
