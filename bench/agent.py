@@ -221,7 +221,8 @@ def wait_discovery(agent: Agent, watcher: Watcher) -> float | None:
 def pilot_agent(profile: Path, port: int, state_dir: Path, work: Path, device_id: str, *extra: str) -> Agent:
     argv = [sys.executable, "-m", "pilot.cli", "run", str(profile), "--broker", f"127.0.0.1:{port}",
             "--state-dir", str(state_dir), *extra]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "engine"), str(REPO)])}
+    # benchmarks run as root in CI: the agent refuses root unless told it is fine
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "engine"), str(REPO)]), "PILOT_ALLOW_ROOT": "1"}
     return Agent("pilot", argv, owns=lambda t: t.startswith((f"pilot/{device_id}/", f"homeassistant/device/{device_id}/")),
                  is_discovery=lambda t: t == f"homeassistant/device/{device_id}/config",
                  log=work / f"pilot{'-once' if extra else ''}.log", env=env)

@@ -73,10 +73,14 @@ def agent_cpu_share(rules: int, window: float) -> dict:
             write_profile(profile, 100, rules)
             argv = [sys.executable, "-m", "pilot.cli", "run", str(profile), "--broker", f"127.0.0.1:{broker.port}",
                     "--state-dir", str(Path(tmp) / "state")]
-            env = {**os.environ, "PYTHONPATH": str(REPO / "engine")}
-            proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # benchmarks run as root in CI: the agent refuses root unless told it is fine
+            env = {**os.environ, "PYTHONPATH": str(REPO / "engine"), "PILOT_ALLOW_ROOT": "1"}
+            log = Path(tmp) / "agent.log"
+            proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
             try:
                 time.sleep(5)  # compile, connect, first rounds
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the agent exited: {log.read_text()[-2000:]}")
                 before, t0 = cpu_seconds(proc.pid), time.monotonic()
                 time.sleep(window)
                 used, elapsed = cpu_seconds(proc.pid) - before, time.monotonic() - t0
