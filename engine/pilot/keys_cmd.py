@@ -170,12 +170,12 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_privileges(args: argparse.Namespace) -> int:
-    from pilot.privileges import render
+    from pilot.privileges import render, render_polkit
 
     plan = _plan_or_report(args)
     if plan is None:
         return 1
-    print(render(plan, user=args.user), end="")
+    print((render_polkit if args.polkit else render)(plan, user=args.user), end="")
     return 0
 
 
@@ -224,6 +224,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("privileges", help="print the polkit rule (and sudoers alternative) the profile needs")
     p.add_argument("profile", metavar="PROFILE")
     p.add_argument("--user", default="pilot", help="the service user (default: pilot)")
+    p.add_argument("--polkit", action="store_true", help="print only the polkit rules file")
     p.add_argument("--state-dir", metavar="DIR")
     p.set_defaults(func=cmd_privileges)
 
