@@ -67,3 +67,15 @@ def test_a_failing_job_does_not_stop_the_loop():
     finally:
         ticker.stop()
     assert not ticker.alive()
+
+
+def test_a_job_stuck_for_minutes_makes_the_ticker_unhealthy():
+    clock = FakeClock()
+    ticker = Ticker(clock)
+    ticker._thread = threading.current_thread()  # stands in for a running loop
+    assert ticker.alive()
+    ticker.running_since = clock.now
+    clock.now += 119
+    assert ticker.alive()
+    clock.now += 2
+    assert not ticker.alive()

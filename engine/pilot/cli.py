@@ -230,8 +230,14 @@ def _register_keys(sub: Any) -> None:
     register(sub)
 
 
+def _register_service(sub: Any) -> None:
+    from pilot.service_cmd import register
+
+    register(sub)
+
+
 # Subcommands that live in their own modules add themselves here.
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = [_register_run, _register_keys]
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = [_register_run, _register_keys, _register_service]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

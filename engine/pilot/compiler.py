@@ -222,6 +222,7 @@ def compile_document(doc: Document, *, facts: dict[str, Any] | None = None, devi
         rate_max=rate.get("max"),
         rate_per=parse_duration(rate["per"]) if "per" in rate else None,
         max_payload=parse_size(policies.get("max_payload", 4096)),
+        allow_root=bool((data.get("service") or {}).get("allow_root", False)),
     )
     return Plan(
         profile=profile_name or Path(doc.file).stem,

@@ -145,6 +145,7 @@ class Policy:
     rate_max: int | None = None
     rate_per: float | None = None
     max_payload: int = 4096
+    allow_root: bool = False  # `service.allow_root`: `pilot run` may start as root
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,12 @@ def render_polkit(plan: Plan, user: str = "pilot") -> str:
         "});"]) + "\n"
 
 
+def tmpfiles_lines(plan: Plan, user: str = "pilot") -> list[str]:
+    """tmpfiles.d lines: group write for the service user on exactly the sysfs files it writes."""
+    files = sorted({p.split("write ", 1)[1] for _, p in needed(plan) if p.startswith("root: write ")})
+    return [f"z {path} 0664 root {user} -" for path in files]
+
+
 def render(plan: Plan, user: str = "pilot") -> str:
     pairs = needed(plan)
     if not pairs:
@@ -71,8 +77,8 @@ def render(plan: Plan, user: str = "pilot") -> str:
     if sudo:
         lines += ["", "# Alternative without polkit: /etc/sudoers.d/pilot (edit with visudo -f)",
                   f"# {user} ALL=(root) NOPASSWD: " + ", ".join(sudo)]
-    files = sorted({p.split("write ", 1)[1] for _, p in pairs if p.startswith("root: write ")})
+    files = tmpfiles_lines(plan, user)
     if files:
         lines += ["", "# sysfs writes: /etc/tmpfiles.d/pilot.conf (applied at boot; `systemd-tmpfiles --create`)"]
-        lines += [f"z {path} 0664 root {user} -" for path in files]
+        lines += files
     return "\n".join(lines) + "\n"

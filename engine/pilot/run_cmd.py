@@ -49,8 +49,21 @@ def _load_plan(profile: str, state_dir: Path) -> Any:
     return Plan.from_dict(result["plan"])
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from pilot import logs
+ROOT_REFUSAL = ("pilot: error: refusing to run as root: every command would run with full privileges. Run Pilot "
+                "as a dedicated user (`pilot service install` creates one), or set `service: {allow_root: true}` "
+                "in the profile (PILOT_ALLOW_ROOT=1 in the environment does the same; --dry-run is always allowed)")
+
+
+def refuse_root(plan: Any, dry_run: bool, environ: Any = os.environ) -> bool:
+    """True when `pilot run` must not start: euid 0 without allow_root, --dry-run or PILOT_ALLOW_ROOT=1."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or dry_run:
+        return False
+    return not (plan.policy.allow_root or environ.get("PILOT_ALLOW_ROOT") == "1")
+
+
+def cmd_run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT, or until `stop` is set (the Windows service passes its own event)."""
+    from pilot import logs, sdnotify
 
     logs.setup(args.log_format, args.log_level)
     if args.show_states:
@@ -80,6 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (RuntimeError, OSError) as exc:
         print(f"pilot: error: {exc}", file=sys.stderr)
         return 1
+    if refuse_root(plan, args.dry_run):
+        print(ROOT_REFUSAL, file=sys.stderr)
+        return 2
 
     broker = None
     if args.broker:
@@ -112,29 +128,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     agent = Agent(plan, options)
     reloader = Reloader(agent, profile, state_path)
     agent.reload_handler = reloader.from_mqtt
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reloader.run, args=("SIGHUP",),
-                                                             daemon=True).start())
+    if stop is None or threading.current_thread() is threading.main_thread():
+        stop = stop or threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        if hasattr(signal, "SIGBREAK"):  # Windows: Ctrl-Break
+            signal.signal(signal.SIGBREAK, lambda *_: stop.set())
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=_reload_notified, args=(reloader,),
+                                                                     daemon=True).start())
     try:
         if args.once:
             return _run_once(agent, args.timeout)
         agent.start()
+        sdnotify.ready(f"started; connecting to {host}:{port}")
+        # WatchdogSec=: ping at half the period, and only while the MQTT thread and the ticker are alive
+        watchdog = sdnotify.watchdog_interval()
+        period = min(5.0, watchdog) if watchdog else 5.0
+        shown = None
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stop.is_set():
-            stop.wait(5.0 if deadline is None else max(0.0, min(5.0, deadline - time.monotonic())))
+            stop.wait(period if deadline is None else max(0.0, min(period, deadline - time.monotonic())))
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if not agent.healthy():
                 log.error("the MQTT network thread died; exiting so the service manager restarts us")
                 return 1
+            if watchdog:
+                sdnotify.watchdog()
+            text = f"{'online' if agent.session.connected else 'offline: broker unreachable'} ({host}:{port})"
+            if text != shown:
+                shown = text
+                sdnotify.status(text)
         log.info("stopping")
         return 0
     finally:
+        sdnotify.stopping()
         agent.stop()
         if broker is not None:
             broker.stop()
+
+
+def _reload_notified(reloader: "Reloader") -> None:
+    """SIGHUP (systemd's ExecReload): tell systemd we are reloading, and ready again after."""
+    from pilot import sdnotify
+
+    sdnotify.reloading()
+    try:
+        reloader.run("SIGHUP")
+    finally:
+        sdnotify.ready()
 
 
 class Reloader:

@@ -305,6 +305,18 @@ def _mqtt() -> dict[str, Any]:
     })
 
 
+def _service() -> dict[str, Any]:
+    return _closed("How Pilot runs as a system service (`pilot service install`).", {
+        "allow_root": _s("boolean", "Let `pilot run` start as root. Off by default: every command would then run "
+                         "with full privileges; `pilot service install` runs Pilot as a dedicated user instead.",
+                         default=False),
+        "user": _s("string", "The user the system service runs as (default `pilot`); `pilot service install` "
+                   "creates it when missing and grants it exactly the privileges the profile's commands need.",
+                   pattern=r"^[a-z_][a-z0-9_-]{0,31}$", default="pilot",
+                   **{"x-error": "a user name is lower-case letters, digits, '_' and '-' (at most 32)"}),
+    })
+
+
 def _device() -> dict[str, Any]:
     return _closed("How this machine appears in Home Assistant.", {
         "id": _s("string", "Stable device id; defaults to a hash of /etc/machine-id (never the host name).",
@@ -342,6 +354,7 @@ def base_profile_schema() -> dict[str, Any]:
             "rules": _id_map("Conditions over sensors and what to do when they hold, by id.", "#/$defs/rule"),
             "schedules": _id_map("Steps run at fixed times, by id.", "#/$defs/schedule"),
             "policies": _policies(),
+            "service": _service(),
         },
         "$defs": {
             "sensor": _sensor(),

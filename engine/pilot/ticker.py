@@ -30,6 +30,7 @@ class Ticker:
         self._thread: threading.Thread | None = None
         self.runs = 0
         self.catch_ups = 0
+        self.running_since: float | None = None  # a job that never returns shows here
 
     def every(self, seconds: float, func: Callable[..., Any], *args: Any, first_delay: float = 0.0) -> None:
         if seconds <= 0:
@@ -77,10 +78,13 @@ class Ticker:
             if job is None:
                 return
             _, _, _, func, args = job
+            self.running_since = self._clock()
             try:
                 func(*args)
             except Exception:
                 log.exception("job %s failed", getattr(func, "__name__", func))
+            finally:
+                self.running_since = None
             self.runs += 1
 
     def start(self) -> None:
@@ -94,5 +98,9 @@ class Ticker:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
-    def alive(self) -> bool:
+    def alive(self, stuck_after: float = 120.0) -> bool:
+        """Running, and not stuck in one job (a probe blocked in a dead NFS mount, say)."""
+        started = self.running_since
+        if started is not None and self._clock() - started > stuck_after:
+            return False
         return self._thread is not None and self._thread.is_alive()
