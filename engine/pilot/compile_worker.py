@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -69,6 +68,8 @@ def compile_profile(profile: str, cache_dir: Path | None = None) -> dict[str, An
                 return cached["result"]
         except (OSError, ValueError, KeyError, TypeError):
             pass
+    import subprocess  # only on a cache miss: a warm start never loads it
+
     proc = subprocess.run([sys.executable, "-m", "pilot.compile_worker", profile], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
     try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pilot import __version__, expressions
 from pilot.loader import Document
+from pilot.naming import slug, words
 from pilot.plan import (Command, Device, Entity, Mqtt, Plan, Policy, Rule, Schedule, Sensor, Step, Tls,
                         Topics)
 from pilot.registry import PROBES
@@ -37,13 +38,7 @@ def effective_defaults(entry: Any, spec: dict) -> dict[str, Any]:
     return defaults
 
 
-def _words(identifier: str) -> str:
-    text = identifier.replace("_", " ").strip()
-    return text[:1].upper() + text[1:]
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "pilot"
+_words = words
 
 
 def profile_hash(data: Any) -> str:

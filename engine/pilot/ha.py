@@ -94,7 +94,7 @@ def components(plan: Plan) -> dict[str, dict[str, Any]]:
 
 
 def _slug(text: str) -> str:
-    from pilot.compiler import slug
+    from pilot.naming import slug
 
     return slug(text)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -25,7 +25,7 @@ CLOCK_JUMP = 60.0  # seconds the wall clock may drift from the monotonic one bet
 class Health:
     started_mono: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
-    instance: str = field(default_factory=lambda: secrets.token_hex(6))
+    instance: str = field(default_factory=lambda: os.urandom(6).hex())
     state_write_failures: int = 0
     clock_jumps: int = 0
     duplicate_since: float | None = None

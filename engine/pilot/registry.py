@@ -7,9 +7,8 @@ probe is adding one file and nothing else has to learn about it.
 
 from __future__ import annotations
 
-import difflib
 import importlib
-import pkgutil
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
@@ -75,9 +74,10 @@ class Registry:
             return
         self._loaded = True
         package = importlib.import_module(self._package)
-        for info in pkgutil.iter_modules(package.__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{self._package}.{info.name}")
+        for folder in package.__path__:
+            for name in sorted(os.listdir(folder)):
+                if name.endswith(".py") and not name.startswith("_"):
+                    importlib.import_module(f"{self._package}.{name[:-3]}")
 
     def get(self, name: str) -> Entry | None:
         self._load()
@@ -94,6 +94,8 @@ class Registry:
         return [e.name for e in self]
 
     def suggest(self, name: str) -> str | None:
+        import difflib
+
         matches = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.6)
         return matches[0] if matches else None
 

@@ -176,7 +176,7 @@ class Agent:
         with self._lock:
             self._last_announce = time.monotonic()
             previous = self.options.state_dir.read_json("discovery.json", {})
-            from pilot.compiler import slug
+            from pilot.naming import slug
 
             extra = health_entities(self.plan.device.id, slug(self.plan.device.name), self.plan.topics.health)
             messages, record = ha.discovery_messages(self.announced, previous, extra)

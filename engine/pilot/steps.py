@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from pilot.actions import ActionContext, ActionError
@@ -45,14 +44,19 @@ class StepRunner:
         self.dry_run = dry_run
         self.ctx = ctx or ActionContext()
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pilot-steps")
+        self._pool: Any = None  # made on first use: most profiles never run a step
 
     def run(self, steps: tuple[Step, ...], origin: str) -> None:
-        if steps:
-            try:
-                self._pool.submit(self._run, steps, origin)
-            except RuntimeError:
-                log.warning("%s: not run, the agent is stopping", origin)
+        if not steps or self._stop.is_set():
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pilot-steps")
+        try:
+            self._pool.submit(self._run, steps, origin)
+        except RuntimeError:
+            log.warning("%s: not run, the agent is stopping", origin)
 
     def _run(self, steps: tuple[Step, ...], origin: str) -> None:
         for step in steps:
@@ -98,4 +102,5 @@ class StepRunner:
 
     def stop(self) -> None:
         self._stop.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,7 +76,7 @@ class System:
 
     def __init__(self, publish: Callable[[str, str, bool], None] | None = None) -> None:
         self._publish = publish
-        self._running: dict[int, subprocess.Popen] = {}
+        self._running: dict[int, Any] = {}  # pid -> subprocess.Popen
         self._lock = threading.Lock()
 
     def perform(self, call: Call) -> Outcome:
@@ -90,6 +89,8 @@ class System:
                 raise ActionError("MQTT is not connected")
             self._publish(call.topic or "", call.data or "", call.retain)
             return Outcome()
+        import subprocess  # loaded when an action first runs, not by every agent
+
         env = dict(call.env) if call.env is not None else {k: v for k, v in os.environ.items()
                                                            if k in ("PATH", "LANG", "LC_ALL")}
         proc = subprocess.Popen(list(call.argv), cwd=call.cwd, env=env, stdin=subprocess.DEVNULL,
