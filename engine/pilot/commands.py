@@ -47,18 +47,29 @@ class CommandService:
     wall: Callable[[], float] = time.time
     mono: Callable[[], float] = time.monotonic
     ctx: ActionContext = field(default_factory=ActionContext)
+    carry: "CommandService | None" = None  # on reload: the service whose guard state continues
 
     def __post_init__(self) -> None:
-        self.stats = CommandStats()
         self._by_id = {c.id: c for c in self.plan.commands}
         self._prefix = f"{self.plan.topics.base}/cmd/"
         self.audit_topic = f"{self.plan.topics.base}/audit"
-        self.cooldowns = policy.Cooldowns(self.mono)
-        self.confirmations = policy.Confirmations(self.mono)
+        old = self.carry
+        self.carry = None
+        # a reload must not reset what guards remember: cooldowns, armed confirmations, the
+        # rate limits and which actions are still running (they keep running across it)
+        self.stats = old.stats if old else CommandStats()
+        self.cooldowns = old.cooldowns if old else policy.Cooldowns(self.mono)
+        self.confirmations = old.confirmations if old else policy.Confirmations(self.mono)
+        self.junk_replies = old.junk_replies if old else policy.RateLimit(1, 1.0, self.mono)
+        # answers to unsigned commands: one a second per declared command (bounded by the profile)
+        self._replies = old._replies if old else {}
+        for command_id in self._by_id:
+            self._replies.setdefault(command_id, policy.RateLimit(1, 1.0, self.mono))
+        self._running: set[str] = old._running if old else set()
+        self._lock = old._lock if old else threading.Lock()
         self.rate = policy.RateLimit(self.plan.policy.rate_max, self.plan.policy.rate_per, self.mono)
-        self.junk_replies = policy.RateLimit(1, 1.0, self.mono)
-        self._running: set[str] = set()
-        self._lock = threading.Lock()
+        if old and (old.rate.limit, old.rate.per) == (self.rate.limit, self.rate.per):
+            self.rate = old.rate
         self._pool = ThreadPoolExecutor(max_workers=MAX_RUNNING, thread_name_prefix="pilot-action")
         self._keys: dict[str, signing.Key] = {}
         self._keyring_error: str | None = None
@@ -95,6 +106,8 @@ class CommandService:
             assert command is not None
             if command.signed:
                 text, nonce = self._verify(command, topic, payload)
+                if policy.decode_text(text.encode("utf-8", "surrogatepass")) is None:
+                    raise _Authenticated("malformed", nonce)
             else:
                 decoded = policy.decode_text(payload)
                 if decoded is None:
@@ -137,20 +150,21 @@ class CommandService:
         if reason:
             raise _Authenticated(reason, nonce)
         if confirm and command.confirm:
-            if not self.confirmations.press(command.id, command.confirm):
-                self._result(result_topic, {"status": "armed", "confirm_within": command.confirm}, nonce)
-                self._audit(command.id, "armed", None, origin)
+            if not self.confirmations.press(command.id, command.confirm, value):
+                if command.signed or self._replies[command.id].allow():
+                    self._result(result_topic, {"status": "armed", "confirm_within": command.confirm}, nonce)
+                    self._audit(command.id, "armed", None, origin)
                 return
         cooldown = command.cooldown or self.plan.policy.cooldown
-        if self.cooldowns.check(command.id, cooldown):
-            raise _Authenticated("cooldown", nonce)
-        if not self.rate.allow():
-            raise _Authenticated("rate_limited", nonce)
-        with self._lock:
+        with self._lock:  # checked and marked as one step: two threads cannot both pass
+            if self.cooldowns.check(command.id, cooldown):
+                raise _Authenticated("cooldown", nonce)
             if command.id in self._running or len(self._running) >= MAX_RUNNING:
                 raise _Authenticated("busy", nonce)
+            if not self.rate.allow():
+                raise _Authenticated("rate_limited", nonce)
             self._running.add(command.id)
-        self.cooldowns.mark(command.id)
+            self.cooldowns.mark(command.id)
         try:
             self._pool.submit(self._execute, command, value, origin, result_topic, nonce)
         except RuntimeError:  # pool shut down: the agent is stopping
@@ -234,9 +248,19 @@ class CommandService:
 
     def _reject(self, command_id: str, topic: str, reason: str, nonce: str | None, origin: str) -> None:
         self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
-        if reason in policy.UNAUTHENTICATED and origin == "mqtt" and not self.junk_replies.allow():
-            self.stats.replies_suppressed += 1  # answer unauthenticated junk at most once a second
-            return
+        command = self._by_id.get(command_id)
+        # whoever holds no key gets at most one answer (and one audit event) a second: junk and
+        # replays overall, and rejections of an unsigned command per command
+        if origin == "mqtt":
+            if reason in policy.UNAUTHENTICATED or command is None:
+                limiter = self.junk_replies
+            elif not command.signed:
+                limiter = self._replies[command.id]
+            else:
+                limiter = None
+            if limiter is not None and not limiter.allow():
+                self.stats.replies_suppressed += 1
+                return
         self._result(topic, {"status": "rejected", "reason": reason}, nonce)
         self._audit(command_id if command_id in self._by_id else None, "rejected", reason, origin)
 
@@ -260,12 +284,14 @@ class CommandService:
         except signing.Rejected as exc:
             return exc.reason, getattr(exc, "nonce", None)
 
-    def stop(self, timeout: float = 4.0, interrupt: bool = True) -> None:
-        """Interrupt running actions (they answer `interrupted`) and wait briefly for them;
-        on a reload they are left to finish."""
-        if interrupt:
-            self.system.interrupt_all()
+    def retire(self) -> None:
+        """On reload: accept nothing new; running actions finish and answer as usual."""
+        self._pool.shutdown(wait=False, cancel_futures=False)
+
+    def stop(self, timeout: float = 4.0) -> None:
+        """Interrupt running actions (they answer `interrupted`) and wait briefly for them."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.system.interrupt_all(grace=min(2.0, timeout / 2))
         deadline = time.monotonic() + timeout
         while self._running and time.monotonic() < deadline:
             time.sleep(0.02)

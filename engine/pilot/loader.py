@@ -267,6 +267,11 @@ def _compose(text: str, fast: bool | None = None) -> tuple[Any, Any, bool]:
     return node, constructor, False
 
 
+class _ComplexKey(Exception):
+    def __init__(self, mark: Any) -> None:
+        self.mark = mark
+
+
 class _DuplicateKey(Exception):
     def __init__(self, key: str, mark: Any) -> None:
         self.key, self.mark = key, mark
@@ -286,7 +291,7 @@ def _build(node: Any, path: PathKey, file: str, constructor: Any, doc: "Document
                 key = _scalar(key_node, constructor)
                 key = key if isinstance(key, str) else str(key)
             else:
-                raise ValueError(key_node.start_mark)
+                raise _ComplexKey(key_node.start_mark)
             if key in out:
                 raise _DuplicateKey(key, key_node.start_mark)
             child = path + (key,)
@@ -413,9 +418,12 @@ def load_text(file: str, raw: bytes) -> tuple[Document | None, list[Diagnostic]]
     except _DuplicateKey as exc:
         return None, [_mark_diag(file, exc.mark, f"duplicate key '{exc.key}': each key may appear once in a map",
                                  "duplicate-key")]
-    except ValueError as exc:  # a map key that is itself a list or map
-        mark = exc.args[0] if exc.args and hasattr(exc.args[0], "line") else None
-        return None, [_mark_diag(file, mark, "map keys must be plain text", "syntax")]
+    except _ComplexKey as exc:
+        return None, [_mark_diag(file, exc.mark, "map keys must be plain text", "syntax")]
+    except AssertionError:  # ruamel asserts on %YAML directives it does not know
+        return None, [Diagnostic(file, 1, 1, ERROR, "", "unsupported %YAML version: profiles are YAML 1.2", "syntax")]
+    except ValueError as exc:  # a scalar the constructor cannot build (a 5,000-digit number, say)
+        return None, [Diagnostic(file, 1, 1, ERROR, "", f"a value cannot be read: {str(exc)[:120]}", "syntax")]
     except (MarkedYAMLError, RecursionError) as exc:
         diags = _scan_events(file, text)  # names nesting and extra documents precisely
         if diags:

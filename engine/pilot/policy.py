@@ -17,9 +17,10 @@ from typing import Any, Callable
 from pilot.plan import Command, Policy
 
 REASONS = ("malformed", "too_large", "retained", "unauthorized", "expired", "replayed", "not_allowed",
-           "bad_value", "cooldown", "busy", "unavailable", "rate_limited")
+           "bad_value", "cooldown", "busy", "unavailable", "rate_limited", "exit_status")
 # rejections that happen before the sender is known to hold a key
-UNAUTHENTICATED = frozenset({"malformed", "too_large", "retained", "unauthorized", "expired", "not_allowed"})
+UNAUTHENTICATED = frozenset({"malformed", "too_large", "retained", "unauthorized", "expired", "not_allowed",
+                             "replayed"})  # a replayer holds no key either
 
 
 def check_size(payload: bytes, limit: int) -> str | None:
@@ -79,8 +80,11 @@ def check_value(command: Command, text: str) -> tuple[Any, str | None]:
         if len(text) > extra.get("max_length", 255) or len(text) < extra.get("min_length", 0):
             return None, "bad_value"
         pattern = extra.get("pattern")
-        if pattern and not re.fullmatch(pattern, text):
-            return None, "bad_value"
+        try:
+            if pattern and not re.fullmatch(pattern, text):
+                return None, "bad_value"
+        except re.error:
+            return None, "bad_value"  # validation refuses bad patterns; never raise here
         return text, None
     return None, "bad_value"
 
@@ -111,15 +115,16 @@ class Confirmations:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self._armed: dict[str, float] = {}
+        self._armed: dict[str, tuple[float, Any]] = {}
 
-    def press(self, command_id: str, window: float) -> bool:
-        """True when this press confirms an armed command; False when it only arms it."""
+    def press(self, command_id: str, window: float, value: Any = "PRESS") -> bool:
+        """True when this press confirms an armed command with the same value; False when it
+        only arms it (arming OFF and confirming ON must not run ON)."""
         now = self.clock()
-        armed_at = self._armed.pop(command_id, None)
-        if armed_at is not None and now - armed_at <= window:
+        armed = self._armed.pop(command_id, None)
+        if armed is not None and now - armed[0] <= window and armed[1] == value:
             return True
-        self._armed[command_id] = now
+        self._armed[command_id] = (now, value)
         return False
 
 

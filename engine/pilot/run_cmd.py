@@ -176,6 +176,8 @@ def _reload_notified(reloader: "Reloader") -> None:
     sdnotify.reloading()
     try:
         reloader.run("SIGHUP")
+    except Exception:  # a reload must never take the agent down with it
+        log.exception("reload failed; the running profile stays")
     finally:
         sdnotify.ready()
 
@@ -183,9 +185,37 @@ def _reload_notified(reloader: "Reloader") -> None:
 class Reloader:
     """Re-validate the profile and swap the plan in; a broken profile leaves the old plan running."""
 
+    MIN_INTERVAL = 5.0  # seconds between two reloads; requests in between fold into one
+
     def __init__(self, agent: Any, profile: str, state_dir: Path) -> None:
         self.agent, self.profile, self.state_dir = agent, profile, state_dir
         self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._origin = ""
+        self._last = 0.0
+        self._worker: threading.Thread | None = None
+
+    def request(self, origin: str) -> None:
+        """Ask for a reload without blocking the caller (a signal handler or paho's thread).
+        One worker runs them; a flood of requests folds into one reload every few seconds."""
+        self._origin = origin
+        self._wanted.set()
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name="pilot-reload", daemon=True)
+            self._worker.start()
+
+    def _work(self) -> None:
+        while self._wanted.wait(timeout=30):
+            wait = self._last + self.MIN_INTERVAL - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._wanted.clear()
+            self._last = time.monotonic()
+            try:
+                self.run(self._origin)
+            except Exception:  # a reload must never take the agent down with it
+                log.exception("reload failed; the running profile stays")
+                self._reply({"status": "failed", "reason": "unavailable"})
 
     def _reply(self, body: dict) -> None:
         import json
@@ -194,16 +224,19 @@ class Reloader:
         self.agent.session.publish_result(topic, json.dumps({**body, "ts": int(time.time())}), 1, False)
 
     def from_mqtt(self, payload: bytes) -> None:
+        """Runs on paho's thread: cheap checks only, then a request for the worker."""
         topic = f"{self.agent.plan.topics.base}/cmd/_reload/set"
+        if len(payload) > self.agent.plan.policy.max_payload:
+            return
         if self.agent.plan.policy.require_signed:
             if self.agent.commands is None:
-                self._reply({"status": "rejected", "reason": "unavailable"})
                 return
             reason, nonce = self.agent.commands.verify_control(topic, payload, False)
             if reason:
-                self._reply({"status": "rejected", "reason": reason, **({"nonce": nonce} if nonce else {})})
+                if nonce or self.agent.commands.junk_replies.allow():  # junk: one answer a second
+                    self._reply({"status": "rejected", "reason": reason, **({"nonce": nonce} if nonce else {})})
                 return
-        self.run("mqtt")
+        self.request("mqtt")
 
     def run(self, origin: str) -> None:
         from pilot.compile_worker import CompileError, format_diagnostics

@@ -80,7 +80,9 @@ class Agent:
         self._install(plan)
 
     # ---------------------------------------------------------------- the plan's parts
-    def _install(self, plan: Plan) -> None:
+    def _install(self, plan: Plan, carry: Any = None) -> None:
+        """Build the plan's parts (nothing starts here); `carry` is the command service whose
+        guard state (cooldowns, armed confirmations, running actions) continues."""
         self.plan = plan
         self._command_prefix = f"{plan.topics.base}/cmd/"
         self.sensors = SensorSet(plan, self.options.ctx, self._publish_state, self._on_sensor_change)
@@ -89,7 +91,7 @@ class Agent:
             from pilot.commands import CommandService
 
             self.commands = CommandService(plan, self.session.publish_result, self.system,
-                                           self.options.state_dir.path, dry_run=self.options.dry_run)
+                                           self.options.state_dir.path, dry_run=self.options.dry_run, carry=carry)
         self.steps = StepRunner(plan.topics.base, self.sensors.values,
                                 self.commands.run_local if self.commands else None,
                                 self.session.publish_result, self.system, dry_run=self.options.dry_run)
@@ -112,19 +114,35 @@ class Agent:
         if self.scheduler is not None:
             self.scheduler.start()
 
-    def _stop_parts(self, interrupt: bool = True) -> None:
+    def _stop_parts(self) -> None:
         self.ticker.clear()
         if self.scheduler is not None:
             self.scheduler.stop()
         self.steps.stop()
         if self.commands is not None:
-            self.commands.stop(interrupt=interrupt)
+            self.commands.stop()
+
+    _PARTS = ("plan", "_command_prefix", "sensors", "commands", "steps", "rules", "scheduler", "announced")
 
     def reload(self, plan: Plan) -> None:
-        """Swap in a new plan on the same connection; discovery removes what was dropped."""
+        """Swap in a new plan on the same connection; discovery removes what was dropped.
+
+        The new parts are built before the old ones stop, so a failure leaves the old plan
+        running; running actions finish, and the guards remember them and their cooldowns."""
         with self._lock:
-            self._stop_parts(interrupt=False)
-            self._install(plan)
+            old = {name: getattr(self, name) for name in self._PARTS}
+            try:
+                self._install(plan, carry=old["commands"])
+            except Exception:
+                for name, value in old.items():
+                    setattr(self, name, value)
+                raise
+            self.ticker.clear()
+            if old["scheduler"] is not None:
+                old["scheduler"].stop()
+            old["steps"].stop()
+            if old["commands"] is not None:
+                old["commands"].retire()
             self._start_parts()
         log.info("reloaded profile %s (hash %s)", plan.profile, plan.profile_hash)
         if self.session.connected:
@@ -182,7 +200,7 @@ class Agent:
             messages, record = ha.discovery_messages(self.announced, previous, extra)
             for message in messages:
                 self.session.publish_result(message.topic, message.payload, qos=message.qos, retain=message.retain)
-            if record != previous:
+            if record != previous or not self.options.state_dir.readable("discovery.json"):
                 try:
                     self.options.state_dir.write_json("discovery.json", record)
                 except OSError as exc:
@@ -230,7 +248,7 @@ class Agent:
                 pass
         elif topic == f"{self._command_prefix}_reload/set":
             if self.reload_handler is not None and not retained:
-                threading.Thread(target=self.reload_handler, args=(payload,), daemon=True).start()
+                self.reload_handler(payload)  # quick checks; the reload itself runs on its own worker
         elif topic.startswith(self._command_prefix):
             if self.commands is not None:
                 self.commands.handle(topic, payload, retained)

@@ -186,6 +186,14 @@ def _policies(c: _Collector, data: dict) -> None:
         if ((cmd.get("policy") or {}).get("signed") or signed_everywhere) and not has_keyring:
             path = ("commands", cid, "policy", "signed") if (cmd.get("policy") or {}).get("signed") else ("policies", "require_signed")
             c.error(path, f"command '{cid}' requires a signature but `policies.hmac.keyring` names no keyring", "policy")
+        pattern = cmd.get("pattern")
+        if pattern is not None:
+            import re
+
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                c.error(("commands", cid, "pattern"), f"not a valid regular expression: {exc}", "entity")
         if cmd.get("platform") == "number":
             low, high, step = cmd.get("min"), cmd.get("max"), cmd.get("step")
             if low is not None and high is not None and low >= high:

@@ -56,6 +56,27 @@ class SensorSet:
                 for _func, source, seconds in check(text or "", sensor_ids).windows if text else ():
                     spans[source] = max(spans.get(source, 0.0), seconds)
         self.evaluator = Evaluator(History(spans))
+        self._order = self._dependency_order()
+
+    def _dependency_order(self) -> list[str]:
+        """Derived sensors sorted so each comes after every derived sensor it reads (validation
+        refuses cycles), so one pass computes a chain like a = x*2, b = a + x consistently."""
+        derived = [sid for sid, s in self.states.items() if s.sensor.expr]
+        order: list[str] = []
+        placed: set[str] = set()
+
+        def place(sid: str, trail: frozenset[str]) -> None:
+            if sid in placed or sid in trail:
+                return
+            for name in self.states[sid].sensor.inputs:
+                if name in self.states and self.states[name].sensor.expr:
+                    place(name, trail | {sid})
+            placed.add(sid)
+            order.append(sid)
+
+        for sid in derived:
+            place(sid, frozenset())
+        return order
 
     def intervals(self) -> dict[float, list[str]]:
         groups: dict[float, list[str]] = defaultdict(list)
@@ -98,14 +119,17 @@ class SensorSet:
                 log.debug("%s = %s%s", state.sensor.id, payload, f" {unit}" if unit else "")
 
     def _update_derived(self, changed: list[str], now: float) -> list[str]:
-        pending = {d for sid in changed for d in self._derived_by_input.get(sid, ())}
-        seen: set[str] = set()
+        affected: set[str] = set()
+        frontier = list(changed)
+        while frontier:  # every derived sensor downstream of a change
+            for dependent in self._derived_by_input.get(frontier.pop(), ()):
+                if dependent not in affected:
+                    affected.add(dependent)
+                    frontier.append(dependent)
         updated: list[str] = []
-        while pending:
-            sid = pending.pop()
-            if sid in seen:
+        for sid in self._order:
+            if sid not in affected:
                 continue
-            seen.add(sid)
             state = self.states[sid]
             try:
                 value = telemetry.round_value(self.evaluator.evaluate(state.sensor.expr or "", self.values()),
@@ -119,7 +143,6 @@ class SensorSet:
                 updated.append(sid)
             state.value = value
             self._maybe_publish(state, value, now)
-            pending |= set(self._derived_by_input.get(sid, ()))
         return updated
 
     def republish(self) -> None:

@@ -14,6 +14,8 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
+import math
 import os
 import re
 import secrets
@@ -23,6 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from pilot.state import write_all
+
+log = logging.getLogger("pilot.signing")
 
 SCHEME = "pilot-cmd-v1"
 KID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -194,8 +200,9 @@ class NonceStore:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return
-        except OSError:
+        except (OSError, ValueError):  # unreadable or not text: fail closed, never crash
             self.healthy = False
+            log.error("the nonce store %s cannot be read; signed commands are refused (unavailable)", self.path)
             return
         horizon = self.clock() - self.window
         for line in text.splitlines():
@@ -204,6 +211,8 @@ class NonceStore:
                 try:
                     ts = float(parts[1])
                 except ValueError:
+                    continue
+                if not math.isfinite(ts):
                     continue
                 if ts >= horizon - self.window:
                     self._seen[parts[0]] = ts
@@ -229,7 +238,7 @@ class NonceStore:
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
-                    os.write(fd, f"{nonce} {int(ts)}\n".encode())
+                    write_all(fd, f"{nonce} {int(ts)}\n".encode())
                     os.fsync(fd)
                 finally:
                     os.close(fd)
@@ -247,7 +256,7 @@ class NonceStore:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.write(fd, "".join(f"{n} {int(t)}\n" for n, t in self._seen.items()).encode())
+                write_all(fd, "".join(f"{n} {int(t)}\n" for n, t in self._seen.items()).encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -12,6 +12,17 @@ from pathlib import Path
 from typing import Any
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is down: on a nearly full disk a write can return short
+    instead of failing, and a short state file renamed into place is a corrupt one."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(28, "No space left on device")
+        view = view[written:]
+
+
 def default_state_dir(system: bool = False) -> Path:
     if system or os.geteuid() == 0 and not os.environ.get("XDG_STATE_HOME"):
         return Path(os.environ.get("STATE_DIRECTORY", "/var/lib/pilot"))
@@ -39,6 +50,17 @@ class StateDir:
         except (OSError, ValueError):
             return default
 
+    def readable(self, name: str) -> bool:
+        """False when the file exists but does not hold JSON (a damaged file is rewritten)."""
+        try:
+            with open(self.path / name, encoding="utf-8") as handle:
+                json.load(handle)
+            return True
+        except FileNotFoundError:
+            return True
+        except (OSError, ValueError):
+            return False
+
     def write_json(self, name: str, data: Any) -> None:
         """Atomic replace; raises OSError (ENOSPC, EACCES) for the caller to count."""
         self.ensure()
@@ -47,10 +69,16 @@ class StateDir:
         payload = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, payload)
+            write_all(fd, payload)
             os.fsync(fd)
-        finally:
+        except OSError:
             os.close(fd)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        os.close(fd)
         os.replace(tmp, target)
         dir_fd = os.open(self.path, os.O_RDONLY)
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,8 +103,11 @@ class System:
         try:
             out, _ = proc.communicate(timeout=call.timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
+            _kill_group(proc.pid, signal.SIGKILL)  # the whole session: a grandchild may hold the pipe
+            try:
+                proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
             raise ActionError(f"timed out after {call.timeout:g} s")
         finally:
             with self._lock:
@@ -111,14 +115,32 @@ class System:
         return Outcome(proc.returncode, (out or b"").decode(errors="replace")[-4096:],
                        interrupted=proc.returncode < 0)
 
-    def interrupt_all(self) -> None:
-        """On SIGTERM: stop what is still running so the agent can exit in time."""
+    def interrupt_all(self, grace: float = 2.0) -> None:
+        """On SIGTERM: stop what is still running (each action's whole process group, since
+        actions start their own session), then kill what ignored the request."""
+        import time
+
         with self._lock:
-            for proc in self._running.values():
-                try:
-                    proc.terminate()
-                except OSError:
-                    pass
+            pids = list(self._running)
+        for pid in pids:
+            _kill_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running:
+                    return
+            time.sleep(0.02)
+        with self._lock:
+            pids = list(self._running)
+        for pid in pids:
+            _kill_group(pid, signal.SIGKILL)
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
 
 
 class RecordingSystem(System):
