@@ -7,6 +7,7 @@ import statistics
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 
 @dataclass
@@ -34,6 +35,26 @@ def summary(values: list[float]) -> dict[str, float]:
     def pct(p: float) -> float:
         return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
     return {"p50": statistics.median(ordered), "p90": pct(90), "p99": pct(99), "min": ordered[0], "max": ordered[-1]}
+
+
+def finish(result: dict, load_before: float, work: Any, keep: bool, as_json: bool,
+           printer: Callable[[dict], None]) -> int:
+    """The common tail of a whole-process benchmark: clean up, note the machine, print."""
+    import json
+    import shutil
+    import sys
+
+    if keep:
+        print(f"work directory kept: {work}", file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    result["notes"].append(f"machine: {os.cpu_count()} CPUs, 1-min load average {load_before:.2f} at start, "
+                           f"{os.getloadavg()[0]:.2f} at end (other work on the machine skews latencies)")
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        printer(result)
+    return 0
 
 
 def table(rows: list[tuple], headers: tuple) -> str:

@@ -71,7 +71,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "engine")]
 
-from bench._proc import summary, table  # noqa: E402
+from bench._proc import finish, summary, table  # noqa: E402
 from tests.broker import Mosquitto, Watcher  # noqa: E402
 
 PILOT_PROFILE = REPO / "bench" / "agent_profiles" / "pilot.yaml"
@@ -609,20 +609,13 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     try:
         result = stress(args, work) if args.stress else compare(args, work)
-    finally:
-        if args.keep:
-            print(f"work directory kept: {work}", file=sys.stderr)
-        else:
+    except BaseException:
+        if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+        raise
     result["pilot_source"] = source_state()
     result["notes"].insert(0, f"Pilot measured at {result['pilot_source']}")
-    result["notes"].append(f"machine: {os.cpu_count()} CPUs, 1-min load average {load_before:.2f} at start, "
-                           f"{os.getloadavg()[0]:.2f} at end (other work on the machine skews latencies)")
-    if args.json:
-        print(json.dumps(result, indent=2, default=str))
-    else:
-        (print_stress if args.stress else print_compare)(result)
-    return 0
+    return finish(result, load_before, work, args.keep, args.json, (print_stress if args.stress else print_compare))
 
 
 if __name__ == "__main__":

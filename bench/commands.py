@@ -94,7 +94,7 @@ sys.path[:0] = [str(REPO), str(REPO / "engine")]
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from bench._proc import summary, table  # noqa: E402
+from bench._proc import finish, summary, table  # noqa: E402
 from bench.agent import Agent, cpu_seconds, install_lnxlink, power_shims, source_state  # noqa: E402
 from pilot import signing  # noqa: E402
 from tests.broker import Mosquitto  # noqa: E402
@@ -782,20 +782,13 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     try:
         result = bench(args, work)
-    finally:
-        if args.keep:
-            print(f"work directory kept: {work}", file=sys.stderr)
-        else:
+    except BaseException:
+        if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+        raise
     result["pilot_source"] = source_state()
     result["notes"].insert(0, f"Pilot measured at {result['pilot_source']}")
-    result["notes"].append(f"machine: {os.cpu_count()} CPUs, 1-min load average {load_before:.2f} at start, "
-                           f"{os.getloadavg()[0]:.2f} at end (other work on the machine skews latencies)")
-    if args.json:
-        print(json.dumps(result, indent=2, default=str))
-    else:
-        print_result(result)
-    return 0
+    return finish(result, load_before, work, args.keep, args.json, print_result)
 
 
 if __name__ == "__main__":

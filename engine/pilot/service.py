@@ -158,6 +158,23 @@ def systemd_quote(arg: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _service_core(start: str, env: dict | None) -> list[str]:
+    """The [Service] lines system and user units share: readiness, reload, restarts, logging."""
+    return [
+        "Type=notify",
+        "NotifyAccess=main",
+        f"ExecStart={start}",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+        "RestartPreventExitStatus=2",  # a usage error or a refusal to run as root will not heal
+        "RestartSec=5",
+        "TimeoutStopSec=15",
+        f"WatchdogSec={WATCHDOG_SEC}",
+        "SyslogIdentifier=pilot",
+        *_env_line({"PYTHONUNBUFFERED": "1", **(env or {})}),
+    ]
+
+
 def _env_line(env: dict[str, str]) -> list[str]:
     return [f"Environment={systemd_quote(f'{k}={v}')}" for k, v in sorted(env.items())]
 
@@ -307,18 +324,8 @@ def render_system_unit(exec_argv: list[str], profile: str, user: str, *, rw_path
         "After=network-online.target",
         "",
         "[Service]",
-        "Type=notify",
-        "NotifyAccess=main",
         f"User={user}",
-        f"ExecStart={start}",
-        "ExecReload=/bin/kill -HUP $MAINPID",
-        "Restart=on-failure",
-        "RestartPreventExitStatus=2",
-        "RestartSec=5",
-        "TimeoutStopSec=15",
-        f"WatchdogSec={WATCHDOG_SEC}",
-        "SyslogIdentifier=pilot",
-        *_env_line({"PYTHONUNBUFFERED": "1", **(env or {})}),
+        *_service_core(start, env),
         "StateDirectory=pilot",
         "StateDirectoryMode=0700",
         "ConfigurationDirectory=pilot",
@@ -362,17 +369,7 @@ def render_user_unit(exec_argv: list[str], profile: str, *, env: dict[str, str] 
         "Description=Pilot: this computer as a Home Assistant device over MQTT (user service)",
         "",
         "[Service]",
-        "Type=notify",
-        "NotifyAccess=main",
-        f"ExecStart={start}",
-        "ExecReload=/bin/kill -HUP $MAINPID",
-        "Restart=on-failure",
-        "RestartPreventExitStatus=2",
-        "RestartSec=5",
-        "TimeoutStopSec=15",
-        f"WatchdogSec={WATCHDOG_SEC}",
-        "SyslogIdentifier=pilot",
-        *_env_line({"PYTHONUNBUFFERED": "1", **(env or {})}),
+        *_service_core(start, env),
         "# User managers cannot set up mount namespaces without user namespaces: only what works unprivileged.",
         "NoNewPrivileges=true",
         f"RestrictAddressFamilies={ADDRESS_FAMILIES}",
