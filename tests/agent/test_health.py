@@ -19,7 +19,7 @@ def test_health_is_published_retained_with_counters(broker, watcher, run_agent):
     assert report["duplicate_agent"] is False and report["reconnects"] == 0
     later = watcher.wait_for(lambda m: m.topic == "pilot/testrig01/health" and json.loads(m.payload)["uptime_s"] >= 2,
                              timeout=10)
-    assert later is not None and later.retain in (True, False)
+    assert later is not None  # reported again as time passes, not only once at connect
 
 
 def test_two_agents_with_one_device_id_are_detected_without_a_fast_takeover_loop(broker, watcher, run_agent, tmp_path):
