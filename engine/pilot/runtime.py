@@ -193,14 +193,14 @@ class Agent:
         """Discovery (with removals), capabilities, availability, and every current state."""
         with self._lock:
             self._last_announce = time.monotonic()
-            previous = self.options.state_dir.read_json("discovery.json", {})
+            previous, intact = self.options.state_dir.read_json("discovery.json", {})
             from pilot.naming import slug
 
             extra = health_entities(self.plan.device.id, slug(self.plan.device.name), self.plan.topics.health)
             messages, record = ha.discovery_messages(self.announced, previous, extra)
             for message in messages:
                 self.session.publish_result(message.topic, message.payload, qos=message.qos, retain=message.retain)
-            if record != previous or not self.options.state_dir.readable("discovery.json"):
+            if record != previous or not intact:
                 try:
                     self.options.state_dir.write_json("discovery.json", record)
                 except OSError as exc:

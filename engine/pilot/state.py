@@ -41,25 +41,16 @@ class StateDir:
         except OSError:
             pass
 
-    def read_json(self, name: str, default: Any = None) -> Any:
+    def read_json(self, name: str, default: Any = None) -> tuple[Any, bool]:
+        """(the data, or default; whether the file was intact). A missing file is intact; one that
+        exists but holds no JSON is not, so the caller rewrites it."""
         try:
             with open(self.path / name, encoding="utf-8") as handle:
-                return json.load(handle)
+                return json.load(handle), True
         except FileNotFoundError:
-            return default
+            return default, True
         except (OSError, ValueError):
-            return default
-
-    def readable(self, name: str) -> bool:
-        """False when the file exists but does not hold JSON (a damaged file is rewritten)."""
-        try:
-            with open(self.path / name, encoding="utf-8") as handle:
-                json.load(handle)
-            return True
-        except FileNotFoundError:
-            return True
-        except (OSError, ValueError):
-            return False
+            return default, False
 
     def write_json(self, name: str, data: Any) -> None:
         """Atomic replace; raises OSError (ENOSPC, EACCES) for the caller to count."""
