@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from tests.faults.harness import figure, free_port, make_ca, make_cert, make_expired_cert
+from tests.faults.harness import figure, free_port
+from tests.pki import make_ca, make_cert, make_expired_cert
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 
