@@ -56,7 +56,6 @@ the period between consecutive ticks' first arrivals.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -297,15 +296,18 @@ def lnxlink_agent(exe: Path, port: int, work: Path) -> Agent:
                  log=work / "lnxlink.log", env=env)
 
 
-def lnxlink_modules_ok(agent: Agent, timeout: float = 10.0) -> str | None:
-    """None when LNXlink loaded only the sensor modules; otherwise what went wrong."""
+def lnxlink_modules_ok(agent: Agent, allowed: set[str] = LNXLINK_MODULES, timeout: float = 10.0) -> str | None:
+    """None when LNXlink loaded no module outside `allowed`; otherwise what went wrong. The benches
+    stop it on anything else: a stray module could act on this machine."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for line in agent.log.read_text(errors="replace").splitlines():
             if "Loaded addons:" in line:
                 loaded = {m.strip() for m in line.split("Loaded addons:", 1)[1].split(",") if m.strip()}
-                extra = loaded - LNXLINK_MODULES
+                extra = loaded - allowed
                 return f"unexpected modules loaded: {sorted(extra)}" if extra else None
+        if not agent.alive():
+            return f"exited (rc {agent.proc.returncode}): {agent.tail()}"
         time.sleep(0.1)
     return "no 'Loaded addons' line in its log"
 

@@ -75,7 +75,6 @@ import json
 import os
 import random
 import re
-import secrets
 import shutil
 import socket
 import struct
@@ -95,7 +94,7 @@ import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from bench._proc import finish, summary, table  # noqa: E402
-from bench.agent import Agent, cpu_seconds, install_lnxlink, power_shims, source_state  # noqa: E402
+from bench.agent import Agent, cpu_seconds, install_lnxlink, lnxlink_modules_ok, power_shims, source_state  # noqa: E402
 from pilot import signing  # noqa: E402
 from tests.broker import Mosquitto  # noqa: E402
 
@@ -259,20 +258,6 @@ def lnxlink_agent(exe: Path, port: int, work: Path) -> Agent:
     argv = [str(exe), "-c", str(config), "--ignore-systemd", "--logging", "INFO", "--log-directory", str(config_dir)]
     return Agent("lnxlink", argv, owns=lambda t: False, is_discovery=lambda t: False, log=work / "lnxlink.log",
                  env=env)
-
-
-def lnxlink_modules_ok(agent: Agent, timeout: float = 20.0) -> str | None:
-    """None when LNXlink loaded only `bash`; otherwise what went wrong."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in agent.log.read_text(errors="replace").splitlines():
-            if "Loaded addons:" in line:
-                loaded = {m.strip() for m in line.split("Loaded addons:", 1)[1].split(",") if m.strip()}
-                return None if loaded == LNXLINK_MODULES else f"loaded {sorted(loaded)}, expected only bash"
-        if not agent.alive():
-            return f"exited (rc {agent.proc.returncode}): {agent.tail()}"
-        time.sleep(0.1)
-    return "no 'Loaded addons' line in its log"
 
 
 def wait_ready(presser: Presser, target: Target, agent: Agent) -> str | None:
@@ -609,7 +594,7 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
         for agent in agents.values():
             agent.start()
         if "lnxlink" in agents:
-            problem = lnxlink_modules_ok(agents["lnxlink"])
+            problem = lnxlink_modules_ok(agents["lnxlink"], LNXLINK_MODULES, timeout=20.0)
             if problem:
                 agents["lnxlink"].stop()
                 notes.append(f"lnxlink stopped by the bench: {problem}")

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "engine"), str(REPO), str(REPO / "bench")]
 
 from _proc import summary, table  # noqa: E402
+from bench.agent import cpu_seconds  # noqa: E402  (the whole process tree)
 
 TYPICAL = ("cpu > 80 and temp > 70", "temp < 60")
 
@@ -54,11 +55,6 @@ def write_profile(path: Path, sensors: int, rules: int) -> None:
             lines.append(f'  r{r}: {{when: "s{a} % {rng.randint(2, 9)} == 0 and s{b} > 10", '
                          f'clear: "s{a} % 2 == 1", do: [{{publish: {{topic: "~/r{r}", payload: "{{s{a}}}"}}}}]}}')
     path.write_text("\n".join(lines) + "\n")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def agent_cpu_share(rules: int, window: float) -> dict:
