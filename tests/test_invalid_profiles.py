@@ -138,7 +138,7 @@ def test_invalid_profile(case: Path, capsys: pytest.CaptureFixture[str]) -> None
     want = Counter(e.key for e in errors_expected)
     got = Counter((_real(d["file"]), d["line"], d["col"], d["path"]) for d in errors)
     assert got == want, (
-        f"error places differ\nexpected:\n" + "\n".join(e.shown() for e in errors_expected)
+        "error places differ\nexpected:\n" + "\n".join(e.shown() for e in errors_expected)
         + f"\nactual:\n{shown}")
     # ...and each message says what the case states.
     missing, _ = _match(errors_expected, errors)

@@ -50,7 +50,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         unreadable |= any(d.code == "unreadable" for d in found)
         diags += found
     if args.strict:
-        diags = [d.__class__(**{**d.__dict__, "severity": ERROR}) if d.severity == WARNING else d for d in diags]
+        from dataclasses import replace
+
+        diags = [replace(d, severity=ERROR) if d.severity == WARNING else d for d in diags]
     diags.sort(key=sort_key)
     if args.quiet:
         diags = [d for d in diags if d.severity == ERROR]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ def effective_defaults(entry: Any, spec: dict) -> dict[str, Any]:
     return defaults
 
 
-_words = words
 
 
 def profile_hash(data: Any) -> str:
@@ -85,7 +83,7 @@ def _entity(platform: str, eid: str, spec: dict, device: Device, defaults: dict)
     return Entity(
         platform=platform,
         unique_id=f"pilot_{device.id}_{eid}",
-        name=spec["name"] if "name" in spec else _words(eid),
+        name=spec["name"] if "name" in spec else words(eid),
         default_entity_id=spec.get("default_entity_id") or f"{platform}.{slug(device.name)}_{eid}",
         icon=pick("icon"),
         device_class=pick("device_class"),
@@ -190,7 +188,7 @@ def compile_document(doc: Document, *, facts: dict[str, Any] | None = None, devi
         entity = None
         if expose:
             extra = expose if isinstance(expose, dict) else {}
-            entity = _entity("binary_sensor", f"rule_{rid}", {"name": _words(rid), **extra}, device, {})
+            entity = _entity("binary_sensor", f"rule_{rid}", {"name": words(rid), **extra}, device, {})
         rules.append(Rule(
             id=rid, when=spec["when"], do=_steps(spec["do"]), inputs=tuple(sorted(names)),
             clear=spec.get("clear"), hold=parse_duration(spec.get("for", 0)),

@@ -100,22 +100,21 @@ class Evaluator:
             "rate": rate,
         }
 
-    def _compiled(self, expr: str) -> tuple[Any, tuple[str, ...], frozenset[str], bool]:
-        """Parse once: the tree, the sensor names to bind, window arguments, whether time is used."""
+    def _compiled(self, expr: str) -> tuple[Any, tuple[str, ...], bool]:
+        """Parse once: the tree, the sensor names to bind, whether time is used."""
         entry = self._trees.get(expr)
         if entry is None:
             tree = self._engine.parse(expr.strip())
-            windows = _window_arguments(tree)
             _quote_window_arguments(tree)  # avg(cpu, "5m") reads cpu's history, not its value
             names = _names(tree)
             uses_time = bool(names & {"now", "hour", "minute", "weekday"})
             inputs = tuple(sorted(names - {"now", "hour", "minute", "weekday", "True", "False"}))
-            entry = self._trees[expr] = (tree, inputs, frozenset(windows), uses_time)
+            entry = self._trees[expr] = (tree, inputs, uses_time)
         return entry
 
     def evaluate(self, expr: str, values: dict[str, Any]) -> Any:
         """Value of expr, or raises (Missing, ZeroDivisionError, TypeError, ...) for the caller to count."""
-        tree, inputs, windows, uses_time = self._compiled(expr)
+        tree, inputs, uses_time = self._compiled(expr)
         names: dict[str, Any] = {"True": True, "False": False}
         if uses_time:
             now = self.clock()
@@ -145,14 +144,3 @@ def _quote_window_arguments(tree: Any) -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in WINDOW_FUNCTIONS:
             if node.args and isinstance(node.args[0], ast.Name):
                 node.args[0] = ast.copy_location(ast.Constant(node.args[0].id), node.args[0])
-
-
-def _window_arguments(tree: Any) -> set[str]:
-    from pilot.expressions import WINDOW_FUNCTIONS
-
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in WINDOW_FUNCTIONS:
-            if node.args and isinstance(node.args[0], ast.Name):
-                out.add(node.args[0].id)
-    return out

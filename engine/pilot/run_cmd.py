@@ -119,7 +119,6 @@ def cmd_run(args: argparse.Namespace, stop: threading.Event | None = None) -> in
             log.info("no broker configured: using the one listening on %s:%d", host, port)
 
     from pilot.runtime import Agent, AgentOptions
-    from pilot.state import StateDir
 
     options = AgentOptions(host=host, port=port, state_dir=StateDir(state_path), dry_run=args.dry_run)
     if os.environ.get("PILOT_HA_DELAY"):  # tests shorten Home Assistant's birth delay

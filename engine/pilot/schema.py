@@ -15,7 +15,7 @@ import copy
 import json
 from typing import Any
 
-from pilot.units import DURATION_PATTERN, FREQUENCY_PATTERN
+from pilot.units import DURATION_PATTERN
 
 SCHEMA_BASE_URI = "https://pilot-agent.dev/schemas"
 PROFILE_ID = f"{SCHEMA_BASE_URI}/profile.v1.schema.json"

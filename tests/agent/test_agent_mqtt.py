@@ -7,7 +7,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 
 HERE = Path(__file__).resolve().parent
 BASIC = HERE / "profiles" / "basic.yaml"
@@ -47,7 +46,7 @@ def test_discovery_payload_is_complete_and_consistent(broker, watcher, run_agent
         assert "object_id" not in config
         assert config["state_topic"].startswith(f"{BASE}/state/")
     # no GPU here: the optional GPU sensor is not announced; the battery (recorded laptop) is
-    assert f"pilot_testrig01_gpu_temp" not in components
+    assert "pilot_testrig01_gpu_temp" not in components
     battery = components["pilot_testrig01_battery"]
     assert battery["device_class"] == "battery" and battery["unit_of_measurement"] == "%"
     assert components["pilot_testrig01_plugged"]["platform"] == "binary_sensor"

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 from pilot.mqtt import Session, Will
 from pilot.plan import Mqtt
-from tests.broker import Watcher
 
 
 def make_session(port: int, **kw) -> Session:

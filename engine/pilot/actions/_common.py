@@ -1,4 +1,4 @@
-"""Shared pieces of the action families: params-schema builders, value coercion, small sysfs reads.
+"""Shared pieces of the action families: value coercion, small sysfs reads.
 
 Stdlib only: importing `pilot.actions` must stay cheap (the registry imports
 every action module to list them).
@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from pilot.actions._base import ActionContext, ActionError, Call, Unsupported
 
-from pilot.params import params, prop  # noqa: F401  (re-exported for the modules here)
 
 # A name that goes into an argv as one element: no leading '-' (it would read as an option).
 SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$"

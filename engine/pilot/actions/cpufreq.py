@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pilot.actions._base import ActionContext, ActionError, Call, Unsupported
-from pilot.actions._common import as_number, numbered, params, prop, read_int, read_text
+from pilot.actions._common import as_number, numbered, read_int, read_text
+from pilot.params import params, prop
 from pilot.registry import ACTIONS
 from pilot.units import parse_frequency
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from pilot.actions import _windows
 from pilot.actions._base import ActionContext, ActionError, Call, Unsupported
-from pilot.actions._common import (SAFE_NAME, as_number, as_switch, env_from, exec_call, is_windows, params,
-                                   prop, read_int, read_text)
+from pilot.actions._common import (SAFE_NAME, as_number, as_switch, env_from, exec_call, is_windows, read_int, read_text)
+from pilot.params import params, prop
 from pilot.registry import ACTIONS
 
 MUTTER = ("busctl", "--user", "call", "org.gnome.Mutter.DisplayConfig", "/org/gnome/Mutter/DisplayConfig",

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from pilot.actions._base import ActionContext, ActionError, Call, Unsupported
-from pilot.actions._common import SESSION_ENV, env_from, exec_call, params, prop, value_text
+from pilot.actions._common import SESSION_ENV, env_from, exec_call, value_text
+from pilot.params import params, prop
 from pilot.registry import ACTIONS
 
 URGENCIES = ("low", "normal", "critical")

@@ -26,7 +26,8 @@ from typing import Any, Callable
 
 from pilot.actions import _windows
 from pilot.actions._base import ActionContext, ActionError, Call, Unsupported
-from pilot.actions._common import exec_call, is_windows, need_tool, params, prop
+from pilot.actions._common import exec_call, is_windows, need_tool
+from pilot.params import params, prop
 from pilot.registry import ACTIONS
 from pilot.units import DURATION_PATTERN, parse_duration
 

@@ -16,7 +16,8 @@ from pathlib import PureWindowsPath
 from typing import Any
 
 from pilot.actions._base import ActionContext, ActionError, Call
-from pilot.actions._common import ENV_NAME, exec_call, params, prop, value_text
+from pilot.actions._common import ENV_NAME, exec_call, value_text
+from pilot.params import params, prop
 from pilot.registry import ACTIONS
 from pilot.units import DURATION_PATTERN, parse_duration
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from pilot.actions._base import ActionContext, ActionError, Call
-from pilot.actions._common import params, prop, value_text
+from pilot.actions._common import value_text
+from pilot.params import params, prop
 from pilot.registry import ACTIONS
 
 MAX_TOPIC = 65535  # MQTT's own limit, in UTF-8 bytes

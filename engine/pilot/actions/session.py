@@ -12,7 +12,8 @@ from typing import Any
 
 from pilot.actions import _windows
 from pilot.actions._base import ActionContext, ActionError, Call, Unsupported
-from pilot.actions._common import SAFE_NAME, check_name, exec_call, is_windows, params, prop
+from pilot.actions._common import SAFE_NAME, check_name, exec_call, is_windows
+from pilot.params import params, prop
 from pilot.registry import ACTIONS
 
 _SESSION = prop("string", "logind session id (see `loginctl list-sessions`); leave out for every session.",

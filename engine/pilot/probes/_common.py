@@ -1,14 +1,13 @@
-"""Shared pieces of the probe families: params-schema builders, the reader guard, counter rates."""
+"""Shared pieces of the probe families: the reader guard, reasons, counter rates."""
 
 from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import psutil
 
-from pilot.params import params, prop  # noqa: F401  (re-exported for the modules here)
 
 Reading = int | float | str | bool | None
 Reader = Callable[[], Reading]

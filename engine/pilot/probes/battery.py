@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from pilot.probes._common import Reader, guarded, params, prop, reason_of
+from pilot.probes._common import Reader, guarded, reason_of
+from pilot.params import params, prop
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.probes._sysfs import list_dir, parse_int, read_text, read_uevent
 from pilot.registry import PROBES

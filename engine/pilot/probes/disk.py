@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 import psutil
 
-from pilot.probes._common import CounterRate, Reader, guarded, params, prop, reason_of
+from pilot.probes._common import CounterRate, Reader, guarded, reason_of
+from pilot.params import params, prop
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.registry import PROBES
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pilot.probes._common import Reader, guarded, params, prop, reason_of
+from pilot.probes._common import Reader, guarded, reason_of
+from pilot.params import params, prop
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.probes._sysfs import hwmon_chips, read_int
 from pilot.registry import PROBES

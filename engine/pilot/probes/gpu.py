@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pilot.probes._common import Reader, params, prop
+from pilot.probes._common import Reader
+from pilot.params import params, prop
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.registry import PROBES
 

@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterable
 
 import psutil
 
-from pilot.probes._common import CounterRate, Reader, guarded, params, prop, reason_of
+from pilot.probes._common import CounterRate, Reader, guarded, reason_of
+from pilot.params import params, prop
 from pilot.probes._context import ProbeContext
 from pilot.probes._sysfs import read_text
 from pilot.registry import PROBES

@@ -11,7 +11,8 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pilot.probes._common import Reader, guarded, params, prop, reason_of
+from pilot.probes._common import Reader, guarded, reason_of
+from pilot.params import params, prop
 from pilot.probes._context import ProbeContext
 from pilot.probes._sysfs import exists, parse_float, parse_int, read_text
 from pilot.registry import PROBES

@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 import psutil
 
-from pilot.probes._common import Reader, guarded, params, prop, reason_of
+from pilot.probes._common import Reader, guarded, reason_of
+from pilot.params import params, prop
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.probes._sysfs import is_dir, list_dir, read_int, read_text
 from pilot.registry import PROBES

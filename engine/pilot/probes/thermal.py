@@ -21,7 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from pilot.probes._common import Reader, guarded, params, prop, reason_of
+from pilot.probes._common import Reader, guarded, reason_of
+from pilot.params import params, prop
 from pilot.probes._context import ProbeContext
 from pilot.probes._sysfs import HwmonChip, hwmon_chips, list_dir, read_int, read_text
 from pilot.registry import PROBES
