@@ -15,7 +15,7 @@ import copy
 import json
 from typing import Any
 
-from pilot.units import DURATION_PATTERN
+from pilot.units import DURATION_PATTERN, SIZE_PATTERN
 
 SCHEMA_BASE_URI = "https://pilot-agent.dev/schemas"
 PROFILE_ID = f"{SCHEMA_BASE_URI}/profile.v1.schema.json"
@@ -273,7 +273,9 @@ def _policies() -> dict[str, Any]:
             "max": _s("integer", "Commands accepted per period.", minimum=1),
             "per": duration("The period."),
         }, required=["max", "per"]),
-        "max_payload": _s(["integer", "string"], "Largest command payload accepted, in bytes or as `4KiB`."),
+        "max_payload": {"description": "Largest command payload accepted, in bytes or as `4KiB`.",
+                        "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SIZE_PATTERN}],
+                        "x-error": "expected a size such as 4096, 4KiB or 1MB"},
     })
 
 

@@ -8,11 +8,11 @@ DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$"
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
-SIZE_PATTERN = r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*$"
+SIZE_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)\s*$"
 _SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
                "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
-FREQUENCY_PATTERN = r"^\s*\d+(\.\d+)?\s*([kMG]?Hz)\s*$"
+FREQUENCY_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([kMG]?Hz)\s*$"
 _FREQ_UNITS = {"Hz": 1, "kHz": 10**3, "MHz": 10**6, "GHz": 10**9}
 
 
@@ -41,7 +41,7 @@ def format_duration(seconds: float) -> str:
 def parse_size(text: str | int) -> int:
     if isinstance(text, int) and not isinstance(text, bool):
         return text
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)\s*", str(text))
+    match = re.match(SIZE_PATTERN, str(text))
     if not match:
         raise ValueError(f"'{text}' is not a size such as 512KiB or 1MB")
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
@@ -51,7 +51,7 @@ def parse_frequency(text: str | int | float) -> float:
     """Hertz in `1.6GHz`; a bare number is taken as GHz only by callers that say so."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kMG]?Hz)\s*", str(text))
+    match = re.match(FREQUENCY_PATTERN, str(text))
     if not match:
         raise ValueError(f"'{text}' is not a frequency such as 800MHz or 1.6GHz")
     return float(match.group(1)) * _FREQ_UNITS[match.group(2)]
