@@ -2,7 +2,7 @@
 
 What runs (all on a private mosquitto on a free loopback port, nothing else):
 
-* Pilot: `python -m pilot.cli run bench/agent_profiles/pilot.yaml` (CPU, memory,
+* Pilot: `python -m pilot run bench/agent_profiles/pilot.yaml` (CPU, memory,
   root disk, network rates, uptime, CPU temperature if any, IPv4 address, all
   read and published every 5 s). It is first run once with `--once` on an empty
   state dir: that run compiles the profile in a child process and fills the plan
@@ -71,7 +71,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "engine")]
 
 from bench._proc import finish, summary, table  # noqa: E402
-from tests.broker import Mosquitto, Watcher  # noqa: E402
+from testkit.broker import Mosquitto, Watcher  # noqa: E402
 
 PILOT_PROFILE = REPO / "bench" / "agent_profiles" / "pilot.yaml"
 LNXLINK_TEMPLATE = REPO / "bench" / "lnxlink" / "lnxlink.yaml.tmpl"
@@ -218,7 +218,7 @@ def wait_discovery(agent: Agent, watcher: Watcher) -> float | None:
 
 
 def pilot_agent(profile: Path, port: int, state_dir: Path, work: Path, device_id: str, *extra: str) -> Agent:
-    argv = [sys.executable, "-m", "pilot.cli", "run", str(profile), "--broker", f"127.0.0.1:{port}",
+    argv = [sys.executable, "-m", "pilot", "run", str(profile), "--broker", f"127.0.0.1:{port}",
             "--state-dir", str(state_dir), *extra]
     # benchmarks run as root in CI: the agent refuses root unless told it is fine
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "engine"), str(REPO)]), "PILOT_ALLOW_ROOT": "1"}

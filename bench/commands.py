@@ -10,7 +10,7 @@ Targets, all running at once and pressed in turn (round robin, the order
 rotated every round, so load from elsewhere on the machine falls on all alike;
 `--warmup` presses each first, not counted):
 
-* pilot dry-run: `python -m pilot.cli run PROFILE --dry-run` with
+* pilot dry-run: `python -m pilot run PROFILE --dry-run` with
   bench/commands_profiles/pilot.yaml.tmpl: button `noop` =
   `process.run /bin/true`, no cooldown, no rate limit. Answer: the result
   message, status `dry_run`.
@@ -95,8 +95,8 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from bench._proc import finish, summary, table  # noqa: E402
 from bench.agent import Agent, cpu_seconds, install_lnxlink, lnxlink_modules_ok, power_shims, source_state  # noqa: E402
-from pilot import signing  # noqa: E402
-from tests.broker import Mosquitto  # noqa: E402
+from pilot.agent import signing  # noqa: E402
+from testkit.broker import Mosquitto  # noqa: E402
 
 PROFILE_TEMPLATE = REPO / "bench" / "commands_profiles" / "pilot.yaml.tmpl"
 LNXLINK_TEMPLATE = REPO / "bench" / "lnxlink" / "commands.yaml.tmpl"
@@ -232,7 +232,7 @@ def make_keyring(work: Path) -> tuple[Path, signing.Key]:
 
 
 def pilot_agent(profile: Path, port: int, state_dir: Path, work: Path, name: str, *extra: str) -> Agent:
-    argv = [sys.executable, "-m", "pilot.cli", "run", str(profile), "--broker", f"127.0.0.1:{port}",
+    argv = [sys.executable, "-m", "pilot", "run", str(profile), "--broker", f"127.0.0.1:{port}",
             "--state-dir", str(state_dir), *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "engine"), str(REPO)])}
     env.pop("PILOT_SYSTEM_RECORD", None)

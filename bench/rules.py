@@ -27,9 +27,9 @@ TYPICAL = ("cpu > 80 and temp > 70", "temp < 60")
 
 
 def per_rule_cost(iterations: int) -> dict:
-    from pilot.evaluator import Evaluator, History
+    from pilot.agent.evaluator import Evaluator, History
     from pilot.plan import Rule
-    from pilot.rules import RuleEngine
+    from pilot.agent.rules import RuleEngine
 
     rule = Rule(id="hot", when=TYPICAL[0], clear=TYPICAL[1], hold=0, do=(), inputs=("cpu", "temp"))
     eng = RuleEngine((rule,), Evaluator(History({})), lambda r: None, lambda r: None)
@@ -60,14 +60,14 @@ def write_profile(path: Path, sensors: int, rules: int) -> None:
 def agent_cpu_share(rules: int, window: float) -> dict:
     import subprocess
 
-    from tests.broker import Mosquitto
+    from testkit.broker import Mosquitto
 
     broker = Mosquitto().start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             profile = Path(tmp) / "p.yaml"
             write_profile(profile, 100, rules)
-            argv = [sys.executable, "-m", "pilot.cli", "run", str(profile), "--broker", f"127.0.0.1:{broker.port}",
+            argv = [sys.executable, "-m", "pilot", "run", str(profile), "--broker", f"127.0.0.1:{broker.port}",
                     "--state-dir", str(Path(tmp) / "state")]
             # benchmarks run as root in CI: the agent refuses root unless told it is fine
             env = {**os.environ, "PYTHONPATH": str(REPO / "engine"), "PILOT_ALLOW_ROOT": "1"}

@@ -38,9 +38,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "engine")]
 
-from pilot import signing  # noqa: E402
-from tests.broker import Mosquitto, Watcher  # noqa: E402
-from tests.faults.harness import Agent, fd_count, recorded_calls, rss_kb, thread_count  # noqa: E402
+from pilot.agent import signing  # noqa: E402
+from testkit.broker import Mosquitto, Watcher  # noqa: E402
+from tests.support.harness import Agent, fd_count, recorded_calls, rss_kb, thread_count  # noqa: E402
 
 DEVICE = "soakrig"
 BASE = f"pilot/{DEVICE}"

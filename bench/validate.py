@@ -44,7 +44,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    pilot = [sys.executable, "-m", "pilot.cli"]
+    pilot = [sys.executable, "-m", "pilot"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "engine")}
     with tempfile.TemporaryDirectory() as tmp:
         one = Path(tmp) / "one.yaml"
@@ -65,7 +65,7 @@ def main() -> int:
             results[name] = {"wall": summary([r.wall for r in runs]), "cpu": summary([r.cpu for r in runs]),
                              "max_rss_mb": max(r.max_rss_mb for r in runs)}
     sys.path.insert(0, str(REPO / "engine"))
-    from pilot.loader import load_text
+    from pilot.profile.loader import load_text
 
     load_text("warm.yaml", b"a: 1\n")
     bomb_times = []

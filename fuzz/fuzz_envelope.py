@@ -8,7 +8,7 @@ are built by a FuzzedDataProvider into envelope-shaped JSON (each field valid or
 the target's key, then possibly altered), so that `verify` is reached past the shape check and the
 HMAC. Properties: `parse_envelope` returns a dict with exactly the envelope keys or raises
 `Rejected("malformed")`; `verify` returns a `Verified` whose fields are the envelope's, or raises
-`Rejected` with a reason from `pilot.policy.REASONS`; nothing else is ever raised.
+`Rejected` with a reason from `pilot.agent.policy.REASONS`; nothing else is ever raised.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
 with atheris.instrument_imports():
-    from pilot import policy, signing
+    from pilot.agent import policy, signing
 
 KEY = signing.Key("k1", b"fuzz-secret-0123456789abcdef")
 KEYS = {"k1": KEY, "old": signing.Key("old", b"o" * 32, "revoked"),

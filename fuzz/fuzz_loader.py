@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""atheris target: the YAML profile loader (pilot.loader.load_text).
+"""atheris target: the YAML profile loader (pilot.profile.loader.load_text).
 
     python fuzz/fuzz_loader.py -runs=100000 [-max_len=8192] [CORPUS_DIR...]
 
@@ -22,7 +22,7 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
 with atheris.instrument_imports():
-    from pilot import loader
+    from pilot.profile import loader
     from pilot.diagnostics import ERROR, WARNING, Diagnostic
 
 FILE = "fuzz.yaml"

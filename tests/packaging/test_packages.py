@@ -212,7 +212,7 @@ def test_installed_pilot_validates_the_shipped_profile_and_a_broken_one(installe
 
 
 def test_installed_pilot_compiles_in_its_child_process(installed, tmp_path):
-    """`pilot privileges` compiles the profile in a child `python -m pilot.compile_worker`, which must
+    """`pilot privileges` compiles the profile in a child `python -m pilot.profile.worker`, which must
     find the bundled libraries too; its output, cut as docs/deploy.md says, is the polkit rule alone."""
     text = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
     profile = re.search(r"```yaml\n# /etc/pilot/pilot.yaml\n(.*?)```", text, re.S).group(1)
@@ -229,7 +229,7 @@ def test_installed_pilot_compiles_in_its_child_process(installed, tmp_path):
 
 def test_installed_agent_announces_itself(installed, tmp_path):
     """The packaged agent end to end: paho, psutil, the compile worker, discovery on a real broker."""
-    from tests.broker import Mosquitto, Watcher, find_mosquitto
+    from testkit.broker import Mosquitto, Watcher, find_mosquitto
 
     if find_mosquitto() is None:
         pytest.skip("mosquitto is not installed (./dev test installs it)")

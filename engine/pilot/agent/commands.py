@@ -1,0 +1,305 @@
+"""The command path: guard chain, bounded action executor, results and audit.
+
+Messages arrive on paho's network thread; everything up to the decision runs
+there (it is pure and fast, but for the one fsync of a signed command's
+nonce), and the action itself runs on a small pool so a slow action never
+blocks MQTT. A command whose action is still running is answered `busy`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pilot.agent import policy, signing
+from pilot.actions import ActionContext, ActionError, Call
+from pilot.actions._base import System
+from pilot.plan import Command, Plan
+from pilot.registry import ACTIONS
+
+log = logging.getLogger("pilot.commands")
+
+MAX_RUNNING = 4
+
+
+@dataclass
+class CommandStats:
+    executed: int = 0
+    failed: int = 0
+    dry_run: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    replies_suppressed: int = 0
+
+
+@dataclass
+class CommandService:
+    plan: Plan
+    publish: Callable[[str, str, int, bool], None]  # topic, payload, qos, retain (ordered, never dropped)
+    system: System
+    state_dir: Path
+    dry_run: bool = False
+    wall: Callable[[], float] = time.time
+    mono: Callable[[], float] = time.monotonic
+    ctx: ActionContext = field(default_factory=ActionContext)
+    carry: "CommandService | None" = None  # on reload: the service whose guard state continues
+
+    def __post_init__(self) -> None:
+        self._by_id = {c.id: c for c in self.plan.commands}
+        self._prefix = f"{self.plan.topics.base}/cmd/"
+        self.audit_topic = f"{self.plan.topics.base}/audit"
+        old = self.carry
+        self.carry = None
+        # a reload must not reset what guards remember: cooldowns, armed confirmations, the
+        # rate limits and which actions are still running (they keep running across it)
+        self.stats = old.stats if old else CommandStats()
+        self.cooldowns = old.cooldowns if old else policy.Cooldowns(self.mono)
+        self.confirmations = old.confirmations if old else policy.Confirmations(self.mono)
+        self.junk_replies = old.junk_replies if old else policy.RateLimit(1, 1.0, self.mono)
+        # answers to unsigned commands: one a second per declared command (bounded by the profile)
+        self._replies = old._replies if old else {}
+        for command_id in self._by_id:
+            self._replies.setdefault(command_id, policy.RateLimit(1, 1.0, self.mono))
+        self._running: set[str] = old._running if old else set()
+        self._lock = old._lock if old else threading.Lock()
+        self.rate = policy.RateLimit(self.plan.policy.rate_max, self.plan.policy.rate_per, self.mono)
+        if old and (old.rate.limit, old.rate.per) == (self.rate.limit, self.rate.per):
+            self.rate = old.rate
+        self._pool = ThreadPoolExecutor(max_workers=MAX_RUNNING, thread_name_prefix="pilot-action")
+        self._keys: dict[str, signing.Key] = {}
+        self._keyring_error: str | None = None
+        self.nonces: signing.NonceStore | None = None
+        if any(c.signed for c in self.plan.commands):
+            self._load_keys()
+            self.nonces = signing.NonceStore(self.state_dir / "nonces.log", self.plan.policy.window, clock=self.wall)
+
+    def _load_keys(self) -> None:
+        try:
+            self._keys = signing.load_keyring(self.plan.policy.keyring or "")
+        except (signing.KeyringError, ValueError) as exc:
+            self._keyring_error = str(exc)
+            log.error("signed commands are refused until the keyring is fixed: %s", exc)
+
+    @property
+    def subscription(self) -> str:
+        return f"{self._prefix}+/set"
+
+    # ------------------------------------------------------------ entry points
+    def handle(self, topic: str, payload: bytes, retained: bool) -> None:
+        """A message on `<base>/cmd/<id>/set`."""
+        command_id = topic[len(self._prefix):-len("/set")] if topic.startswith(self._prefix) else ""
+        command = self._by_id.get(command_id)
+        result_topic = f"{self._prefix}{command_id}/result" if command_id and "/" not in command_id \
+            else f"{self._prefix}_unknown/result"
+        nonce: str | None = None
+        try:
+            reason = (policy.check_size(payload, self.plan.policy.max_payload)
+                      or policy.check_retained(retained)
+                      or policy.check_allowed(command, self.plan.policy))
+            if reason:
+                raise signing.Rejected(reason)
+            assert command is not None
+            if command.signed:
+                text, nonce = self._verify(command, topic, payload)
+                if policy.decode_text(text.encode("utf-8", "surrogatepass")) is None:
+                    raise _Authenticated("malformed", nonce)
+            else:
+                decoded = policy.decode_text(payload)
+                if decoded is None:
+                    raise signing.Rejected("malformed")
+                text = decoded
+            self._decide(command, text, origin="mqtt", result_topic=result_topic, nonce=nonce, confirm=True)
+        except signing.Rejected as exc:
+            self._reject(command_id, result_topic, exc.reason, getattr(exc, "nonce", None) or nonce, origin="mqtt")
+
+    def run_local(self, command_id: str, value: Any, origin: str) -> None:
+        """A command reached by a rule or schedule: no signature and no confirmation, the rest applies."""
+        command = self._by_id.get(command_id)
+        result_topic = f"{self._prefix}{command_id}/result"
+        try:
+            reason = policy.check_allowed(command, self.plan.policy)
+            if reason:
+                raise signing.Rejected(reason)
+            assert command is not None
+            text = "PRESS" if value is None and command.entity.platform == "button" else str(value)
+            self._decide(command, text, origin=origin, result_topic=result_topic, nonce=None, confirm=False)
+        except signing.Rejected as exc:
+            self._reject(command_id, result_topic, exc.reason, None, origin=origin)
+
+    # ------------------------------------------------------------ the chain
+    def _verify(self, command: Command | None, topic: str, payload: bytes) -> tuple[str, str]:
+        envelope = signing.parse_envelope(payload)
+        if self._keyring_error is not None or self.nonces is None:
+            raise signing.Rejected("unavailable")
+        verified = signing.verify(envelope, self._keys, self.plan.device.id, topic, now=self.wall(),
+                                  window=self.plan.policy.window)
+        try:
+            self.nonces.admit(verified.nonce, verified.ts)  # durable before anything runs
+        except signing.Rejected as exc:
+            raise _Authenticated(exc.reason, verified.nonce) from None
+        return verified.cmd, verified.nonce
+
+    def _decide(self, command: Command, text: str, *, origin: str, result_topic: str, nonce: str | None,
+                confirm: bool) -> None:
+        value, reason = policy.check_value(command, text)
+        if reason:
+            raise _Authenticated(reason, nonce)
+        if confirm and command.confirm:
+            if not self.confirmations.press(command.id, command.confirm, value):
+                if command.signed or self._replies[command.id].allow():
+                    self._result(result_topic, {"status": "armed", "confirm_within": command.confirm}, nonce)
+                    self._audit(command.id, "armed", None, origin)
+                return
+        cooldown = command.cooldown or self.plan.policy.cooldown
+        with self._lock:  # checked and marked as one step: two threads cannot both pass
+            if self.cooldowns.check(command.id, cooldown):
+                raise _Authenticated("cooldown", nonce)
+            if command.id in self._running or len(self._running) >= MAX_RUNNING:
+                raise _Authenticated("busy", nonce)
+            if not self.rate.allow():
+                raise _Authenticated("rate_limited", nonce)
+            self._running.add(command.id)
+            self.cooldowns.mark(command.id)
+        try:
+            self._pool.submit(self._execute, command, value, origin, result_topic, nonce)
+        except RuntimeError:  # pool shut down: the agent is stopping
+            with self._lock:
+                self._running.discard(command.id)
+            raise _Authenticated("unavailable", nonce) from None
+
+    def _execute(self, command: Command, value: Any, origin: str, result_topic: str, nonce: str | None) -> None:
+        try:
+            entry = ACTIONS.get(command.action)
+            if entry is None:
+                self._finish(command, result_topic, {"status": "failed", "reason": "unavailable"}, nonce, origin)
+                return
+            try:
+                calls: list[Call] = entry.factory(self.ctx, value, **command.args)
+            except ActionError as exc:
+                self._finish(command, result_topic, {"status": "failed", "reason": "unavailable",
+                                                     "detail": str(exc)}, nonce, origin)
+                return
+            if self.dry_run:
+                self.stats.dry_run += 1
+                log.info("dry-run %s (%s): %s", command.id, origin, "; ".join(c.describe() for c in calls))
+                self._finish(command, result_topic, {"status": "dry_run",
+                                                     "calls": [c.to_dict() for c in calls]}, nonce, origin)
+                return
+            for call in calls:
+                outcome = self.system.perform(call)
+                if outcome.interrupted:
+                    self._finish(command, result_topic, {"status": "interrupted"}, nonce, origin)
+                    return
+                if outcome.returncode != 0:
+                    self.stats.failed += 1
+                    self._finish(command, result_topic, {"status": "failed", "reason": "exit_status",
+                                                         "detail": f"{call.argv[0] if call.argv else call.kind} "
+                                                                   f"exited {outcome.returncode}"}, nonce, origin)
+                    return
+            self.stats.executed += 1
+            log.info("executed %s (%s): %s", command.id, origin, "; ".join(c.describe() for c in calls))
+            self._publish_state(command, value)
+            self._finish(command, result_topic, {"status": "ok"}, nonce, origin)
+        except (ActionError, OSError) as exc:
+            self.stats.failed += 1
+            self._finish(command, result_topic, {"status": "failed", "reason": "unavailable",
+                                                 "detail": str(exc)[:200]}, nonce, origin)
+        except Exception:
+            self.stats.failed += 1
+            log.exception("action %s failed", command.action)
+            self._finish(command, result_topic, {"status": "failed", "reason": "unavailable"}, nonce, origin)
+        finally:
+            with self._lock:
+                self._running.discard(command.id)
+
+    # ------------------------------------------------------------ output
+    def _publish_state(self, command: Command, value: Any) -> None:
+        if not command.state_topic:
+            return
+        state = self.read_state(command)
+        if state is None and command.entity.platform != "button":
+            state = value  # optimistic: what was just applied
+        if state is not None:
+            self.publish(command.state_topic, str(state), 1, True)
+
+    def read_state(self, command: Command) -> Any:
+        entry = ACTIONS.get(command.action)
+        if entry is None or entry.state is None:
+            return None
+        try:
+            return entry.state(self.ctx, **command.args)
+        except Exception:
+            return None
+
+    def _finish(self, command: Command, topic: str, body: dict, nonce: str | None, origin: str) -> None:
+        self._result(topic, body, nonce)
+        self._audit(command.id, body["status"], body.get("reason"), origin)
+
+    def _result(self, topic: str, body: dict, nonce: str | None) -> None:
+        body = {**body, "ts": int(self.wall())}
+        if nonce:
+            body["nonce"] = nonce
+        self.publish(topic, json.dumps(body, separators=(",", ":")), 1, False)
+
+    def _reject(self, command_id: str, topic: str, reason: str, nonce: str | None, origin: str) -> None:
+        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+        command = self._by_id.get(command_id)
+        # whoever holds no key gets at most one answer (and one audit event) a second: junk and
+        # replays overall, and rejections of an unsigned command per command
+        if origin == "mqtt":
+            if reason in policy.UNAUTHENTICATED or command is None:
+                limiter = self.junk_replies
+            elif not command.signed:
+                limiter = self._replies[command.id]
+            else:
+                limiter = None
+            if limiter is not None and not limiter.allow():
+                self.stats.replies_suppressed += 1
+                return
+        self._result(topic, {"status": "rejected", "reason": reason}, nonce)
+        self._audit(command_id if command_id in self._by_id else None, "rejected", reason, origin)
+
+    def _audit(self, command_id: str | None, status: str, reason: str | None, origin: str) -> None:
+        event = {"event_type": status, "command": command_id, "origin": origin}
+        if reason:
+            event["reason"] = reason
+        self.publish(self.audit_topic, json.dumps(event, separators=(",", ":")), 0, False)
+
+    # ------------------------------------------------------------ lifecycle
+    def verify_control(self, topic: str, payload: bytes, retained: bool) -> tuple[str | None, str | None]:
+        """Guards for a control command such as `_reload`: (reason or None, nonce)."""
+        reason = policy.check_size(payload, self.plan.policy.max_payload) or policy.check_retained(retained)
+        if reason:
+            return reason, None
+        if not self.plan.policy.require_signed:
+            return None, None
+        try:
+            _text, nonce = self._verify(None, topic, payload)
+            return None, nonce
+        except signing.Rejected as exc:
+            return exc.reason, getattr(exc, "nonce", None)
+
+    def retire(self) -> None:
+        """On reload: accept nothing new; running actions finish and answer as usual."""
+        self._pool.shutdown(wait=False, cancel_futures=False)
+
+    def stop(self, timeout: float = 4.0) -> None:
+        """Interrupt running actions (they answer `interrupted`) and wait briefly for them."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.system.interrupt_all(grace=min(2.0, timeout / 2))
+        deadline = time.monotonic() + timeout
+        while self._running and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+class _Authenticated(signing.Rejected):
+    """A rejection after the sender proved a key (or for an unsigned command): the nonce may be echoed."""
+
+    def __init__(self, reason: str, nonce: str | None) -> None:
+        super().__init__(reason)
+        self.nonce = nonce

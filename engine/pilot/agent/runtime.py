@@ -1,0 +1,294 @@
+"""The agent: a Plan, an MQTT session, and the parts that run the plan.
+
+One ticker job per distinct sensor interval, so the process wakes only as
+often as its sensors need. Everything Home Assistant must know (discovery,
+availability, capabilities, current states) is republished on every connect
+and after Home Assistant's own birth message, because a broker restarted with
+SIGKILL or a restarted Home Assistant has forgotten it. A reload swaps the
+plan-level parts (sensors, commands, rules, schedules) without dropping the
+MQTT connection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pilot import __version__
+from pilot.agent import ha
+from pilot.agent.health import Health, encode as encode_health, entities as health_entities
+from pilot.actions._base import System, system_from_env
+from pilot.agent.mqtt import Session, Will
+from pilot.plan import Plan, Rule, Schedule
+from pilot.probes import ProbeContext
+from pilot.registry import PROBES
+from pilot.agent.rules import RuleEngine
+from pilot.agent.sensorset import SensorSet
+from pilot.agent.state import StateDir
+from pilot.agent.steps import StepRunner
+from pilot.agent.ticker import Ticker
+
+log = logging.getLogger("pilot.agent")
+
+HA_DEBOUNCE = 10.0  # at most one re-announcement burst per this many seconds
+HA_DELAY = (1.0, 4.0)  # random delay after Home Assistant's birth message
+HEALTH_EVERY = float(os.environ.get("PILOT_HEALTH_EVERY", "30"))  # seconds; tests shorten it
+
+
+@dataclass
+class AgentOptions:
+    host: str
+    port: int
+    state_dir: StateDir
+    dry_run: bool = False
+    ha_delay: tuple[float, float] = HA_DELAY
+    ctx: ProbeContext = field(default_factory=ProbeContext)
+
+
+def connection_key(plan: Plan) -> tuple:
+    """What a reload cannot change without a new MQTT connection (the LWT topic, TLS, the broker)."""
+    return (plan.mqtt, plan.topics.availability)
+
+
+class Agent:
+    def __init__(self, plan: Plan, options: AgentOptions) -> None:
+        self.options = options
+        self.started = time.monotonic()
+        self._lock = threading.RLock()
+        self._announce_timer: threading.Timer | None = None
+        self._last_announce = 0.0
+        self.ticker = Ticker()
+        self.health = Health()
+        self.session = Session(
+            settings=plan.mqtt, will=Will(plan.topics.availability), host=options.host, port=options.port,
+            on_connected=self._on_connected, on_message=self._on_message, birth=False,
+            subscriptions=[(f"{plan.mqtt.discovery_prefix}/status", 1), (f"{plan.topics.base}/cmd/+/set", 1),
+                           (plan.topics.health, 1)],
+        )
+        self.system: System = system_from_env(
+            lambda topic, payload, retain: self.session.publish_result(topic, payload, 1, retain))
+        if type(self.system).__name__ == "RecordingSystem":
+            log.warning("PILOT_SYSTEM_RECORD is set: actions are recorded to %s, not performed",
+                        os.environ.get("PILOT_SYSTEM_RECORD"))
+        self.reload_handler = None  # set by the CLI: re-validates the profile on `_reload`
+        self._install(plan)
+
+    # ---------------------------------------------------------------- the plan's parts
+    def _install(self, plan: Plan, carry: Any = None) -> None:
+        """Build the plan's parts (nothing starts here); `carry` is the command service whose
+        guard state (cooldowns, armed confirmations, running actions) continues."""
+        self.plan = plan
+        self._command_prefix = f"{plan.topics.base}/cmd/"
+        self.sensors = SensorSet(plan, self.options.ctx, self._publish_state, self._on_sensor_change)
+        self.commands = None
+        if plan.commands:
+            from pilot.agent.commands import CommandService
+
+            self.commands = CommandService(plan, self.session.publish_result, self.system,
+                                           self.options.state_dir.path, dry_run=self.options.dry_run, carry=carry)
+        self.steps = StepRunner(plan.topics.base, self.sensors.values,
+                                self.commands.run_local if self.commands else None,
+                                self.session.publish_result, self.system, dry_run=self.options.dry_run)
+        self.rules = RuleEngine(plan.rules, self.sensors.evaluator, self._rule_fired, self._rule_cleared,
+                                wake_at=self._wake_rules_at)
+        self.scheduler = None
+        if plan.schedules:
+            from pilot.agent.schedules import Scheduler
+
+            self.scheduler = Scheduler(plan.schedules, self._schedule_fired)
+        # optional sensors whose probe cannot work here are not announced at all
+        self.announced = dataclasses.replace(plan, sensors=tuple(
+            s for s in plan.sensors if s.id in self.sensors.states or not s.optional))
+
+    def _start_parts(self) -> None:
+        self.ticker.every(HEALTH_EVERY, self.publish_health, first_delay=HEALTH_EVERY)
+        for every, ids in self.sensors.intervals().items():
+            # one second in, so rate and usage probes have a first interval to measure
+            self.ticker.every(every, self.sensors.read_group, ids, first_delay=min(every, 1.0))
+        if self.scheduler is not None:
+            self.scheduler.start()
+
+    def _stop_parts(self) -> None:
+        self.ticker.clear()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.steps.stop()
+        if self.commands is not None:
+            self.commands.stop()
+
+    _PARTS = ("plan", "_command_prefix", "sensors", "commands", "steps", "rules", "scheduler", "announced")
+
+    def reload(self, plan: Plan) -> None:
+        """Swap in a new plan on the same connection; discovery removes what was dropped.
+
+        The new parts are built before the old ones stop, so a failure leaves the old plan
+        running; running actions finish, and the guards remember them and their cooldowns."""
+        with self._lock:
+            old = {name: getattr(self, name) for name in self._PARTS}
+            try:
+                self._install(plan, carry=old["commands"])
+            except Exception:
+                for name, value in old.items():
+                    setattr(self, name, value)
+                raise
+            self.ticker.clear()
+            if old["scheduler"] is not None:
+                old["scheduler"].stop()
+            old["steps"].stop()
+            if old["commands"] is not None:
+                old["commands"].retire()
+            self._start_parts()
+        log.info("reloaded profile %s (hash %s)", plan.profile, plan.profile_hash)
+        if self.session.connected:
+            self.announce()
+
+    # ---------------------------------------------------------------- events
+    def _publish_state(self, topic: str, payload: str) -> None:
+        self.session.publish_telemetry(topic, payload, retain=True)
+
+    def _on_sensor_change(self, changed: list[str]) -> None:
+        self.rules.on_change(changed, self.sensors.values())
+
+    def _wake_rules_at(self, deadline: float) -> None:
+        self.ticker.after(max(0.0, deadline - time.monotonic()) + 0.001, self._poll_rules)
+
+    def _poll_rules(self) -> None:
+        self.rules.poll(self.sensors.values())
+
+    def _rule_fired(self, rule: Rule) -> None:
+        log.info("rule %s fired", rule.id)
+        if rule.state_topic:
+            self.session.publish_telemetry(rule.state_topic, ha.ON, retain=True)
+        self.steps.run(rule.do, f"rule:{rule.id}")
+
+    def _rule_cleared(self, rule: Rule) -> None:
+        log.info("rule %s cleared", rule.id)
+        if rule.state_topic:
+            self.session.publish_telemetry(rule.state_topic, ha.OFF, retain=True)
+        self.steps.run(rule.on_clear, f"rule:{rule.id}")
+
+    def _schedule_fired(self, schedule: Schedule) -> None:
+        log.info("schedule %s fired", schedule.id)
+        self.steps.run(schedule.do, f"schedule:{schedule.id}")
+
+    # ---------------------------------------------------------------- announcements
+    def capabilities(self) -> dict[str, Any]:
+        return {
+            "pilot_version": __version__,
+            "profile": self.plan.profile,
+            "profile_hash": self.plan.profile_hash,
+            "probes": dict(sorted(self.sensors.probe_status.items())),
+            "actions": sorted({c.action for c in self.plan.commands}),
+            "registry": {"probes": PROBES.names()},
+            "dry_run": self.options.dry_run,
+        }
+
+    def announce(self) -> None:
+        """Discovery (with removals), capabilities, availability, and every current state."""
+        with self._lock:
+            self._last_announce = time.monotonic()
+            previous, intact = self.options.state_dir.read_json("discovery.json", {})
+            from pilot.naming import slug
+
+            extra = health_entities(self.plan.device.id, slug(self.plan.device.name), self.plan.topics.health)
+            messages, record = ha.discovery_messages(self.announced, previous, extra)
+            for message in messages:
+                self.session.publish_result(message.topic, message.payload, qos=message.qos, retain=message.retain)
+            if record != previous or not intact:
+                try:
+                    self.options.state_dir.write_json("discovery.json", record)
+                except OSError as exc:
+                    self.health.state_write_failures += 1
+                    log.error("cannot remember published discovery in %s: %s", self.options.state_dir.path, exc)
+            self.session.publish_result(self.plan.topics.capabilities, json.dumps(self.capabilities()), retain=True)
+            log.info("announced %d entities (%s discovery on %s); states under %s/state/",
+                     len(ha.components(self.announced)), self.plan.mqtt.discovery, self.plan.topics.discovery,
+                     self.plan.topics.base)
+            self.session.publish_result(self.plan.topics.availability, "online", retain=True)
+            self.publish_health()
+            self.sensors.republish()
+            for state in self.rules.states.values():
+                if state.rule.state_topic:
+                    self.session.publish_telemetry(state.rule.state_topic, ha.ON if state.active else ha.OFF,
+                                                   retain=True)
+            if self.commands is not None:
+                for command in self.plan.commands:
+                    value = self.commands.read_state(command) if command.state_topic else None
+                    if value is not None:
+                        self.session.publish_telemetry(command.state_topic, str(value), retain=True)
+
+    def _on_connected(self) -> None:
+        self.announce()
+
+    def health_report(self) -> dict:
+        return self.health.report(
+            session_stats=self.session.stats, command_stats=self.commands.stats if self.commands else None,
+            probe_errors=sum(s.errors for s in self.sensors.states.values()),
+            rule_errors=sum(s.errors for s in self.rules.states.values()))
+
+    def publish_health(self) -> None:
+        self.health.check_clock()
+        self.session.publish_telemetry(self.plan.topics.health, encode_health(self.health_report()), retain=True)
+
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if topic == self.plan.topics.health:
+            try:
+                report = json.loads(payload)
+                # a report written after we started, by another instance: two agents share this id
+                # (our own previous instance's retained report predates our start)
+                if report.get("ts", 0) > self.health.started_wall:
+                    self.health.saw_instance(report.get("instance"))
+            except (ValueError, AttributeError, TypeError):
+                pass
+        elif topic == f"{self._command_prefix}_reload/set":
+            if self.reload_handler is not None and not retained:
+                self.reload_handler(payload)  # quick checks; the reload itself runs on its own worker
+        elif topic.startswith(self._command_prefix):
+            if self.commands is not None:
+                self.commands.handle(topic, payload, retained)
+        elif topic == f"{self.plan.mqtt.discovery_prefix}/status" and payload.strip() == b"online":
+            self._schedule_announce()
+
+    def _schedule_announce(self) -> None:
+        """After Home Assistant's birth: a random few seconds, and never twice within HA_DEBOUNCE."""
+        with self._lock:
+            if self._announce_timer is not None and self._announce_timer.is_alive():
+                return
+            low, high = self.options.ha_delay
+            delay = random.uniform(low, high)
+            earliest = self._last_announce + HA_DEBOUNCE - time.monotonic()
+            delay = max(delay, earliest)
+            self._announce_timer = threading.Timer(delay, self.announce)
+            self._announce_timer.daemon = True
+            self._announce_timer.start()
+
+    # ---------------------------------------------------------------- lifecycle
+    def read_all(self) -> None:
+        self.sensors.read_all()
+
+    def start(self) -> None:
+        self.options.state_dir.ensure()
+        self.session.start()
+        self._start_parts()
+        self.ticker.start()
+        log.info("agent started: %d sensors in %d interval group(s), %d commands, %d rules, %d schedules, "
+                 "device %s, profile %s", len(self.sensors.states), len(self.sensors.intervals()),
+                 len(self.plan.commands), len(self.plan.rules), len(self.plan.schedules), self.plan.device.id,
+                 self.plan.profile)
+
+    def stop(self) -> None:
+        self.ticker.stop()
+        self._stop_parts()
+        if self._announce_timer is not None:
+            self._announce_timer.cancel()
+        self.session.stop()
+
+    def healthy(self) -> bool:
+        return self.session.alive() and self.ticker.alive()

@@ -1,0 +1,146 @@
+"""`pilot service install | uninstall | status`: the command line over pilot.service (and pilot.service.windows)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _system(args: argparse.Namespace) -> bool:
+    from pilot.service.systemd import is_root
+
+    if args.system:
+        return True
+    if args.user:
+        return False
+    return is_root()
+
+
+def _report(changes: Any) -> None:
+    for text in changes.warnings:
+        _err(f"pilot: warning: {text}")
+    for text in changes.notes:
+        _err(f"pilot: note: {text}")
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    if os.name == "nt":
+        from pilot.service import windows as winservice
+
+        return winservice.cli_install(args)
+    from pilot.service import systemd as service
+    from pilot.diagnostics import ERROR, REPORTERS
+
+    if not os.path.isfile(args.profile):
+        _err(f"pilot: error: {args.profile}: no such file")
+        return 2
+    system = _system(args)
+    root = Path(args.root).resolve() if args.root else None
+    try:
+        doc, plan, diags = service.load_profile(args.profile)
+        if doc is None:
+            _err(REPORTERS["text"](diags, 1))
+            _err(f"pilot: {args.profile} is not valid; nothing installed")
+            return 1
+        if any(d.severity != ERROR for d in diags):
+            _err(REPORTERS["text"](diags, 1))
+        changes = service.plan_install(args.profile, doc, plan, system=system, exec_override=args.exec_path)
+    except (service.InstallError, OSError) as exc:
+        _err(f"pilot: error: {exc}")
+        return 1
+    if args.print:
+        sys.stdout.write(service.render_changes(changes, root))
+        _report(changes)
+        for text in changes.blockers:
+            _err(f"pilot: error: install would refuse: {text}")
+        return 1 if changes.blockers else 0
+    if changes.blockers:
+        for text in changes.blockers:
+            _err(f"pilot: error: {text}")
+        _err("pilot: nothing installed")
+        return 1
+    if system and root is None and not service.is_root():
+        _err("pilot: error: installing the system service needs root (sudo), or --user for a user service")
+        return 1
+    _report(changes)
+    code = service.apply(changes, service.default_runner(), root=root, run_commands=root is None)
+    if code == 0 and root is None:
+        journal = "journalctl -u pilot -f" if system else "journalctl --user -u pilot -f"
+        print(f"Pilot is installed and started. Follow it with `{journal}`; `pilot service status` shows its state.")
+    return code
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    if os.name == "nt":
+        from pilot.service import windows as winservice
+
+        return winservice.cli_uninstall(args)
+    from pilot.service import systemd as service
+
+    system = _system(args)
+    root = Path(args.root).resolve() if args.root else None
+    changes = service.plan_uninstall(system=system, purge=args.purge)
+    if args.print:
+        sys.stdout.write(service.render_changes(changes, root))
+        return 0
+    if system and root is None and not service.is_root():
+        _err("pilot: error: removing the system service needs root (sudo), or --user for a user service")
+        return 1
+    code = service.apply(changes, service.default_runner(), root=root, run_commands=root is None)
+    if code == 0 and not args.purge and system:
+        print(f"Kept {service.CONFIG_DIR} and {service.STATE_DIR} (and the {service.DEFAULT_USER} user); "
+              "--purge removes the folders too.")
+    return code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if os.name == "nt":
+        from pilot.service import windows as winservice
+
+        return winservice.cli_status(args)
+    from pilot.service import systemd as service
+
+    code, text = service.status(system=_system(args), runner=service.default_runner(),
+                                state_dir=Path(args.state_dir) if args.state_dir else None)
+    sys.stdout.write(text)
+    return code
+
+
+def _scope(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--system", action="store_true", help="the system service (default when run as root)")
+    group.add_argument("--user", action="store_true", help="a user service (default when not root)")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("service", help="install, remove or inspect Pilot as a systemd (or Windows) service")
+    actions = p.add_subparsers(dest="service_command", metavar="ACTION", parser_class=type(p))
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    i = actions.add_parser("install", help="validate the profile, write the unit (and polkit rule), enable and start")
+    i.add_argument("profile", metavar="PROFILE")
+    _scope(i)
+    i.add_argument("--print", action="store_true", help="print every file and command; change nothing")
+    i.add_argument("--root", metavar="DIR", help="write every file under DIR and run no command (tests, packaging)")
+    i.add_argument("--exec", dest="exec_path", metavar="PATH",
+                   help="the pilot executable the unit runs (default: the one in use)")
+    i.set_defaults(func=cmd_install)
+
+    u = actions.add_parser("uninstall", help="stop and disable the service, remove its unit and polkit rule")
+    _scope(u)
+    u.add_argument("--print", action="store_true", help="print what would be removed and run; change nothing")
+    u.add_argument("--root", metavar="DIR", help="remove files under DIR and run no command")
+    u.add_argument("--purge", action="store_true", help="also remove /etc/pilot and /var/lib/pilot")
+    u.set_defaults(func=cmd_uninstall)
+
+    s = actions.add_parser("status", help="`systemctl status pilot` and what the state directory says")
+    _scope(s)
+    s.add_argument("--state-dir", metavar="DIR", help="default: /var/lib/pilot (system) or the XDG state dir")
+    s.set_defaults(func=cmd_status)

@@ -1,0 +1,1 @@
+"""The profile compiler: YAML in, a validated Plan out. Never imported by the agent."""

@@ -1,0 +1,272 @@
+"""Stage 3: what a schema cannot say. References resolve, expressions and cron
+strings parse, durations make sense, and Home Assistant will accept the entities.
+
+Runs only on a document that passed the schema and registry stages, so shapes
+and types here are already known to be right.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterator
+
+from pilot import expressions
+from pilot.diagnostics import ERROR, WARNING, Diagnostic
+from pilot.profile.compiler import NON_NUMERIC_DEVICE_CLASSES, effective_defaults
+from pilot.profile.loader import Document
+from pilot.registry import PROBES
+from pilot.units import parse_duration
+
+ENTITY_BUDGET = 150
+UNITS_BY_DEVICE_CLASS = {
+    "temperature": {"°C", "°F", "K"},
+    "battery": {"%"},
+    "humidity": {"%"},
+    "power": {"mW", "W", "kW", "MW", "GW", "TW", "BTU/h"},
+    "energy": {"J", "kJ", "MJ", "GJ", "mWh", "Wh", "kWh", "MWh", "GWh", "TWh", "cal", "kcal", "Mcal", "Gcal"},
+    "voltage": {"µV", "mV", "V", "kV", "MV"},
+    "current": {"mA", "A"},
+    "frequency": {"Hz", "kHz", "MHz", "GHz"},
+    "duration": {"d", "h", "min", "s", "ms", "µs"},
+    "data_size": {"bit", "kbit", "Mbit", "Gbit", "B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB",
+                  "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"},
+    "data_rate": {"bit/s", "kbit/s", "Mbit/s", "Gbit/s", "B/s", "kB/s", "MB/s", "GB/s", "KiB/s", "MiB/s",
+                  "GiB/s"},
+}
+
+
+class _Collector:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.out: list[Diagnostic] = []
+
+    def error(self, path: tuple, message: str, code: str, *, key: bool = False) -> None:
+        self.out.append(self.doc.diag(path, message, code=code, key=key))
+
+    def warn(self, path: tuple, message: str, code: str, *, key: bool = False) -> None:
+        self.out.append(self.doc.diag(path, message, severity=WARNING, code=code, key=key))
+
+    def expr_error(self, path: tuple, offset: int, message: str) -> None:
+        pos = self.doc.column_in(path, offset)
+        from pilot.diagnostics import json_path
+
+        self.out.append(Diagnostic(pos.file, pos.line, pos.col, ERROR, json_path(path), message, "expression"))
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _steps(data: dict) -> Iterator[tuple[tuple, dict]]:
+    for section in ("rules", "schedules"):
+        for item_id, item in (data.get(section) or {}).items():
+            for field in ("do", "on_clear"):
+                for i, step in enumerate(item.get(field) or []):
+                    yield (section, item_id, field, i), step
+
+
+def _durations(c: _Collector, data: dict) -> None:
+    def positive(path: tuple, value: Any, *, floor: float = 0.0, what: str = "") -> None:
+        if value is None:
+            return
+        seconds = parse_duration(value)
+        if seconds <= floor:
+            c.error(path, f"must be longer than {floor:g}s" if floor else "must be longer than 0", "duration")
+
+    for sid, s in (data.get("sensors") or {}).items():
+        positive(("sensors", sid, "every"), s.get("every"))
+        if s.get("every") is not None and parse_duration(s["every"]) < 1:
+            c.warn(("sensors", sid, "every"), "reading more often than once a second costs CPU for little gain", "duration")
+        positive(("sensors", sid, "expire_after"), s.get("expire_after"))
+        positive(("sensors", sid, "publish", "max_silence"), (s.get("publish") or {}).get("max_silence"))
+        every = parse_duration(s.get("every", "30s"))
+        if s.get("expire_after") and parse_duration(s["expire_after"]) <= every:
+            c.warn(("sensors", sid, "expire_after"), "expire_after is not longer than `every`: the entity will flicker to unavailable", "duration")
+    for rid, r in (data.get("rules") or {}).items():
+        positive(("rules", rid, "for"), r.get("for"), floor=-1)
+        positive(("rules", rid, "cooldown"), r.get("cooldown"), floor=-1)
+    for sid, s in (data.get("schedules") or {}).items():
+        positive(("schedules", sid, "every"), s.get("every"))
+        if s.get("every") and parse_duration(s["every"]) < 1:
+            c.error(("schedules", sid, "every"), "schedules run at most once a second", "duration")
+    for path, step in _steps(data):
+        positive(path + ("delay",), step.get("delay"))
+
+
+def _references(c: _Collector, data: dict) -> None:
+    commands = list(data.get("commands") or {})
+    for path, step in _steps(data):
+        target = step.get("command")
+        if target is not None and target not in commands:
+            c.error(path + ("command",), f"no command '{target}' is declared under `commands`{_did_you_mean(target, commands)}", "reference")
+    policies = data.get("policies") or {}
+    for field in ("allow", "confirm"):
+        for i, name in enumerate(policies.get(field) or []):
+            if name not in commands:
+                c.error(("policies", field, i), f"no command '{name}' is declared under `commands`{_did_you_mean(name, commands)}", "reference")
+    for name in (policies.get("cooldowns") or {}):
+        if name not in commands:
+            c.error(("policies", "cooldowns", name), f"no command '{name}' is declared under `commands`{_did_you_mean(name, commands)}", "reference", key=True)
+    allow = policies.get("allow")
+    if allow is not None:
+        for path, step in _steps(data):
+            target = step.get("command")
+            if target in commands and target not in allow:
+                c.warn(path + ("command",), f"command '{target}' is not in `policies.allow`, so this step will be refused", "reference")
+
+
+def _expressions(c: _Collector, data: dict) -> None:
+    sensors = frozenset(data.get("sensors") or {})
+    graph: dict[str, frozenset[str]] = {}
+    places = [(("sensors", sid, "expr"), s.get("expr")) for sid, s in (data.get("sensors") or {}).items()]
+    for rid, r in (data.get("rules") or {}).items():
+        places += [(("rules", rid, "when"), r.get("when")), (("rules", rid, "clear"), r.get("clear"))]
+    for path, text in places:
+        if text is None:
+            continue
+        checked = expressions.check(text, sensors)
+        for err in checked.errors:
+            c.expr_error(path, err.offset, err.message)
+        if path[0] == "sensors":
+            graph[path[1]] = checked.names
+            if path[1] in checked.names:
+                c.error(path, f"sensor '{path[1]}' cannot use its own value", "expression")
+    # a derived sensor that depends on itself through others never gets a value
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == node:
+                continue
+            if state.get(nxt) == 1:
+                cycle = trail[trail.index(nxt):] + [nxt] if nxt in trail else [node, nxt]
+                c.error(("sensors", node, "expr"), "derived sensors depend on each other in a cycle: " + " -> ".join(cycle), "expression")
+            elif state.get(nxt) is None and nxt in graph:
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if state.get(node) is None:
+            visit(node, [node])
+
+
+def _cron(c: _Collector, data: dict) -> None:
+    for sid, s in (data.get("schedules") or {}).items():
+        tz = s.get("timezone")
+        if tz is not None:
+            try:
+                from zoneinfo import ZoneInfo
+
+                ZoneInfo(tz)
+            except Exception:
+                c.error(("schedules", sid, "timezone"), f"unknown time zone '{tz}'; use an IANA name such as Europe/Berlin", "cron")
+                tz = None
+        cron = s.get("cron")
+        if cron is None:
+            continue
+        fields = cron.split()
+        if len(fields) != 5:
+            c.error(("schedules", sid, "cron"), f"cron takes 5 fields (minute hour day month weekday), got {len(fields)}", "cron")
+            continue
+        try:
+            from pilot.agent.schedules import cron_trigger
+
+            cron_trigger(cron, tz or "UTC")
+        except (ValueError, TypeError) as exc:
+            c.error(("schedules", sid, "cron"), f"invalid cron expression: {exc}", "cron")
+
+
+def _policies(c: _Collector, data: dict) -> None:
+    policies = data.get("policies") or {}
+    signed_everywhere = policies.get("require_signed", False)
+    has_keyring = bool((policies.get("hmac") or {}).get("keyring"))
+    for cid, cmd in (data.get("commands") or {}).items():
+        if ((cmd.get("policy") or {}).get("signed") or signed_everywhere) and not has_keyring:
+            path = ("commands", cid, "policy", "signed") if (cmd.get("policy") or {}).get("signed") else ("policies", "require_signed")
+            c.error(path, f"command '{cid}' requires a signature but `policies.hmac.keyring` names no keyring", "policy")
+        pattern = cmd.get("pattern")
+        if pattern is not None:
+            import re
+
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                c.error(("commands", cid, "pattern"), f"not a valid regular expression: {exc}", "entity")
+        if cmd.get("platform") == "number":
+            low, high, step = cmd.get("min"), cmd.get("max"), cmd.get("step")
+            if low is not None and high is not None and low >= high:
+                c.error(("commands", cid, "max"), f"max ({high}) must be greater than min ({low})", "entity")
+            elif step is not None and low is not None and high is not None and step > high - low:
+                c.error(("commands", cid, "step"), f"step ({step}) is larger than the range {low}..{high}", "entity")
+
+
+def _command_platforms(c: _Collector, data: dict) -> None:
+    from pilot.registry import ACTIONS
+
+    for cid, cmd in (data.get("commands") or {}).items():
+        entry = ACTIONS.get(cmd["action"])
+        platform = cmd.get("platform", "button")
+        if entry is not None and entry.platforms and platform not in entry.platforms:
+            path = ("commands", cid, "platform") if "platform" in cmd else ("commands", cid, "action")
+            c.error(path, f"action '{entry.name}' is driven by a {' or '.join(entry.platforms)}, not a {platform}"
+                    + ("" if "platform" in cmd else f"; add `platform: {entry.platforms[0]}`"), "entity")
+
+
+def _entities(c: _Collector, data: dict) -> None:
+    device_name = ((data.get("device") or {}).get("name") or "").strip()
+    count = 0
+    for section in ("sensors", "commands"):
+        for eid, ent in (data.get(section) or {}).items():
+            count += 1
+            name = ent.get("name")
+            if device_name and isinstance(name, str) and name.lower().startswith(device_name.lower()):
+                c.warn((section, eid, "name"), f"entity names should not start with the device name '{device_name}': Home Assistant adds it already", "ha-lint")
+            suggested = ent.get("default_entity_id")
+            if section == "sensors":
+                entry = PROBES.get(ent["probe"]) if ent.get("probe") else None
+                platform = ent.get("platform", (entry.defaults if entry else {}).get("platform", "sensor"))
+            else:
+                platform = ent.get("platform", "button")
+            if suggested and suggested.split(".", 1)[0] != platform:
+                c.error((section, eid, "default_entity_id"), f"'{suggested}' must start with '{platform}.', the entity's platform", "ha-lint")
+    for sid, s in (data.get("sensors") or {}).items():
+        entry = PROBES.get(s["probe"]) if s.get("probe") else None
+        defaults = effective_defaults(entry, s)
+        platform = s.get("platform", defaults.get("platform", "sensor"))
+        state_class = s.get("state_class", defaults.get("state_class"))
+        device_class = s.get("device_class", defaults.get("device_class"))
+        unit = s.get("unit", defaults.get("unit"))
+        options = s.get("options", defaults.get("options"))
+        if s.get("entity_category") == "config":
+            c.error(("sensors", sid, "entity_category"), "`config` is for writable entities; a sensor is `diagnostic` or nothing", "ha-lint")
+        returns_bool = (s.get("args") or {}).get("parse") == "bool"
+        if platform == "binary_sensor" and entry and defaults.get("platform", "sensor") != "binary_sensor" \
+                and not returns_bool:
+            c.warn(("sensors", sid, "platform"), f"probe '{entry.name}' returns a value, not on/off; use `expr:` for a binary sensor", "ha-lint")
+        if platform != "sensor":
+            continue
+        if state_class and (device_class in NON_NUMERIC_DEVICE_CLASSES or options):
+            c.error(("sensors", sid, "state_class"), f"state_class applies only to numeric sensors, not to device_class '{device_class}'", "ha-lint")
+        if device_class == "enum" and not options:
+            c.error(("sensors", sid), "a sensor with device_class enum needs `options:`", "ha-lint")
+        if options and device_class != "enum":
+            c.error(("sensors", sid, "options"), "`options` needs device_class: enum", "ha-lint")
+        if device_class == "enum" and unit:
+            c.error(("sensors", sid, "unit"), "an enum sensor has no unit", "ha-lint")
+        allowed = UNITS_BY_DEVICE_CLASS.get(device_class or "")
+        if allowed and unit and unit not in allowed:
+            path = ("sensors", sid, "unit") if "unit" in s else ("sensors", sid, "device_class") if "device_class" in s else ("sensors", sid)
+            c.warn(path, f"unit '{unit}' is not one Home Assistant accepts for device_class {device_class} ({', '.join(sorted(allowed))})", "ha-lint")
+    budget = count + len(data.get("rules") or {})
+    if budget > ENTITY_BUDGET:
+        c.warn(("sensors",), f"{budget} entities on one device; Home Assistant stays usable up to about {ENTITY_BUDGET}", "ha-lint")
+
+
+def check(doc: Document) -> list[Diagnostic]:
+    c = _Collector(doc)
+    data = doc.data
+    for stage in (_durations, _references, _expressions, _cron, _policies, _command_platforms, _entities):
+        stage(c, data)
+    return c.out

@@ -1,0 +1,1 @@
+"""Installing Pilot as a service: systemd units, polkit rules, the Windows service."""

@@ -1,0 +1,165 @@
+"""`pilot run` as systemd sees it: READY, STATUS, WATCHDOG, RELOADING/READY on SIGHUP, STOPPING on SIGTERM,
+and the refusal to run as root."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pilot.cli import run as run_cmd
+from pilot.plan import Plan, Policy
+
+from .conftest import BASIC, REPO, write
+
+pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX") or os.name == "nt", reason="needs AF_UNIX and signals")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                                             "PILOT_ALLOW_ROOT", "PILOT_SERVICE_RECORD")}
+    return {**env, "PYTHONPATH": str(REPO / "engine"), **extra}
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when this returns: nothing listens there
+
+
+class Notifications:
+    def __init__(self, folder: Path) -> None:
+        self.path = str(folder / "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.seen: list[str] = []
+
+    def wait_for(self, predicate, timeout: float = 20.0, earlier: bool = False) -> str:
+        """The next message that matches (or, with earlier=True, one already received)."""
+        if earlier:
+            for message in self.seen:
+                if predicate(message):
+                    return message
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                message = self.sock.recv(4096).decode()
+            except socket.timeout:
+                break
+            self.seen.append(message)
+            if predicate(message):
+                return message
+        raise AssertionError(f"no matching notification; got {self.seen}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_run_notifies_ready_status_watchdog_reload_and_stopping(tmp_path):
+    from testkit.broker import Mosquitto, find_mosquitto
+
+    broker = Mosquitto().start() if find_mosquitto() else None
+    port = broker.port if broker else _closed_port()
+    notes = Notifications(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pilot", "run", str(BASIC), "--broker", f"127.0.0.1:{port}",
+         "--state-dir", str(tmp_path / "state")],
+        env=_env(NOTIFY_SOCKET=notes.path, WATCHDOG_USEC="2000000", PILOT_ALLOW_ROOT="1"),
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "agent.log", "wb"))
+    try:
+        assert notes.wait_for(lambda m: "READY=1" in m).startswith("READY=1")
+        started = time.monotonic()
+        notes.wait_for(lambda m: m == "WATCHDOG=1", timeout=5)
+        notes.wait_for(lambda m: m == "WATCHDOG=1", timeout=5)
+        assert time.monotonic() - started < 4, "WatchdogSec=2 means a ping at least every second"
+        if broker is not None:
+            status = notes.wait_for(lambda m: m.startswith("STATUS=online"), earlier=True)
+            assert status == f"STATUS=online (127.0.0.1:{port})"
+        else:
+            notes.wait_for(lambda m: m.startswith("STATUS=offline"), earlier=True)
+        proc.send_signal(signal.SIGHUP)
+        notes.wait_for(lambda m: m.startswith("RELOADING=1\nMONOTONIC_USEC="))
+        notes.wait_for(lambda m: m == "READY=1")
+        proc.send_signal(signal.SIGTERM)
+        notes.wait_for(lambda m: m == "STOPPING=1")
+        assert proc.wait(15) == 0, (tmp_path / "agent.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notes.close()
+        if broker is not None:
+            broker.cleanup()
+
+
+def test_without_watchdog_usec_there_is_no_watchdog_ping(tmp_path):
+    notes = Notifications(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pilot", "run", str(BASIC), "--broker", f"127.0.0.1:{_closed_port()}",
+         "--state-dir", str(tmp_path / "state"), "--duration", "6"],
+        env=_env(NOTIFY_SOCKET=notes.path, PILOT_ALLOW_ROOT="1"), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        notes.wait_for(lambda m: m == "STOPPING=1", timeout=30)
+        assert proc.wait(15) == 0
+        assert "WATCHDOG=1" not in notes.seen and notes.seen[0].startswith("READY=1")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        notes.close()
+
+
+# ------------------------------------------------------------------ root
+
+
+def _plan(allow_root: bool) -> Plan:
+    return Plan.from_dict({"profile": "p", "profile_hash": "h", "sources": [], "device": {"id": "d", "name": "d"},
+                           "mqtt": {}, "topics": {"base": "b", "availability": "a", "capabilities": "c",
+                                                  "health": "h", "discovery": "x"},
+                           "policy": {"allow_root": allow_root}})
+
+
+def test_refuse_root_rules(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert run_cmd.refuse_root(_plan(False), dry_run=False, environ={}) is True
+    assert run_cmd.refuse_root(_plan(True), dry_run=False, environ={}) is False
+    assert run_cmd.refuse_root(_plan(False), dry_run=True, environ={}) is False
+    assert run_cmd.refuse_root(_plan(False), dry_run=False, environ={"PILOT_ALLOW_ROOT": "1"}) is False
+    assert run_cmd.refuse_root(_plan(False), dry_run=False, environ={"PILOT_ALLOW_ROOT": "yes"}) is True
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert run_cmd.refuse_root(_plan(False), dry_run=False, environ={}) is False
+
+
+def test_allow_root_is_compiled_into_the_plan_and_survives_json(tmp_path):
+    from pilot.profile.compiler import compile_document
+    from pilot.profile.validate import validate_file
+
+    doc, diags = validate_file(write(tmp_path, "p.yaml", "pilot: 1\nservice: {allow_root: true, user: root}\n"))
+    assert not diags
+    plan = compile_document(doc)
+    assert plan.policy.allow_root is True
+    assert Plan.from_dict(plan.to_dict()).policy.allow_root is True
+    assert Policy().allow_root is False
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="the refusal applies to root only")
+def test_pilot_run_as_root_is_refused_unless_allowed(tmp_path):
+    argv = [sys.executable, "-m", "pilot", "run", "--broker", f"127.0.0.1:{_closed_port()}", "--duration", "1"]
+    refused = subprocess.run(argv + [str(BASIC), "--state-dir", str(tmp_path / "s1")], env=_env(),
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    assert "refusing to run as root" in refused.stderr and "service: {allow_root: true}" in refused.stderr
+    assert "PILOT_ALLOW_ROOT=1" in refused.stderr
+    allowed = write(tmp_path, "allowed.yaml", BASIC.read_text() + "service: {allow_root: true}\n")
+    for extra, env in (([str(allowed)], _env()), ([str(BASIC), "--dry-run"], _env()),
+                       ([str(BASIC)], _env(PILOT_ALLOW_ROOT="1"))):
+        proc = subprocess.run(argv + extra + ["--state-dir", str(tmp_path / "s2")], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, (extra, proc.stderr)
