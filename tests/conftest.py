@@ -1,4 +1,4 @@
-"""Shared test fixtures: repository paths and the recorded fixtures beside the checkout."""
+"""Shared test fixtures: the repository path; every test runs as a user would (PILOT_ALLOW_ROOT for root)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,9 @@ import pytest
 os.environ.setdefault("PILOT_ALLOW_ROOT", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PILOT_SHARED", REPO.parent / "shared"))
 
 
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
 
-
-@pytest.fixture(scope="session")
-def shared() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip(f"recorded fixtures not found at {SHARED} (set PILOT_SHARED)")
-    return SHARED

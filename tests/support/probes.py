@@ -6,11 +6,8 @@ Kept out of conftest.py so test modules can import it by a unique name
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "engine") not in sys.path:  # run without an install or PYTHONPATH=engine
@@ -18,15 +15,10 @@ if str(REPO / "engine") not in sys.path:  # run without an install or PYTHONPATH
 
 from pilot.probes import ProbeContext  # noqa: E402
 
-# CI checks the shared folder out beside the clone; PILOT_SHARED points elsewhere.
-SHARED = Path(os.environ.get("PILOT_SHARED", REPO.parent / "shared"))
-SYSFS_FIXTURES = SHARED / "fixtures" / "sysfs"
-NVML_FIXTURES = SHARED / "fixtures" / "nvml"
-
-
-def require_shared() -> None:
-    if not SYSFS_FIXTURES.is_dir():
-        pytest.skip(f"recorded fixtures not found at {SHARED} (check out ../shared or set PILOT_SHARED)")
+# Recorded real data, kept in the repository with its provenance (SOURCES.md, README.md there).
+FIXTURES = REPO / "tests" / "fixtures"
+SYSFS_FIXTURES = FIXTURES / "sysfs"
+NVML_FIXTURES = FIXTURES / "nvml"
 
 
 def bind(probe: str, ctx: ProbeContext, /, **args: object):

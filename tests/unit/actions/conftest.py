@@ -15,6 +15,7 @@ from typing import Iterable
 import pytest
 
 from pilot.actions import ActionContext
+from tests.support.probes import SYSFS_FIXTURES
 
 DANGEROUS = {"busctl", "systemctl", "shutdown", "reboot", "poweroff", "halt", "loginctl", "xset", "kscreen-doctor",
              "powerprofilesctl", "notify-send", "systemd-run", "rundll32.exe", "nircmd", "powercfg"}
@@ -54,13 +55,13 @@ def make_ctx(tmp_path: Path):
 
 
 @pytest.fixture
-def sysfs_fixture(shared: Path):
-    """sysfs_fixture("folder") -> Path of a recorded sysfs tree under shared/fixtures/sysfs."""
+def sysfs_fixture():
+    """sysfs_fixture("folder") -> Path of a recorded sysfs tree under tests/fixtures/sysfs."""
 
     def get(name: str) -> Path:
-        root = shared / "fixtures" / "sysfs" / name
+        root = SYSFS_FIXTURES / name
         if not root.is_dir():
-            pytest.skip(f"recorded sysfs tree {name} not found under {shared}")
+            pytest.fail(f"recorded sysfs tree {name} not found under {SYSFS_FIXTURES}")
         return root
 
     return get

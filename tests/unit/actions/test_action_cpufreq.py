@@ -1,4 +1,4 @@
-"""cpufreq.*: planned writes against the REAL recorded sysfs trees in shared/fixtures/sysfs (see SOURCES.md there).
+"""cpufreq.*: planned writes against the REAL recorded sysfs trees in tests/fixtures/sysfs (see SOURCES.md there).
 
 Only the policy-directory and big.LITTLE cases use a made-up tree (said where they do): none of
 the recordings has `cpu/cpufreq/policyN/` directories or cores with different ranges.

@@ -77,7 +77,7 @@ def test_power_on_windows_needs_nircmd(make_ctx) -> None:
 
 def backlight(root: Path, name: str, brightness: int, top: int, kind: str | None = None) -> Path:
     # Made-up values in the layout of /sys/class/backlight/<name>/{brightness,max_brightness,type}:
-    # no recorded backlight tree exists under shared/fixtures.
+    # no recorded backlight tree exists under tests/fixtures.
     light = root / "class" / "backlight" / name
     light.mkdir(parents=True)
     (light / "brightness").write_text(f"{brightness}\n")

@@ -12,10 +12,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # so tests can import fake_nvml
     sys.path.insert(0, str(HERE))
 
-from tests.support.probes import SHARED, SYSFS_FIXTURES, require_shared  # noqa: E402
+from tests.support.probes import SYSFS_FIXTURES  # noqa: E402
 from pilot.probes import ProbeContext  # noqa: E402
-
-__all__ = ["SHARED"]
 
 
 @pytest.fixture
@@ -26,7 +24,6 @@ def machine(tmp_path: Path):
     """
 
     def make(name: str, nvml: object | None = None) -> ProbeContext:
-        require_shared()
         root = SYSFS_FIXTURES / name
         if not root.is_dir():
             pytest.fail(f"fixture {name} missing under {SYSFS_FIXTURES}")
@@ -42,7 +39,6 @@ def machine_copy(tmp_path: Path):
     """machine_copy("folder") -> (writable copy of the tree, context on it), to remove or add files."""
 
     def make(*names: str) -> tuple[Path, ProbeContext]:
-        require_shared()
         root = tmp_path / "sys"
         for name in names:
             shutil.copytree(SYSFS_FIXTURES / name, root, dirs_exist_ok=True)

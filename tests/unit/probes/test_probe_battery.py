@@ -1,4 +1,4 @@
-"""Battery and AC probes against recorded real power_supply trees (see shared/fixtures/sysfs/SOURCES.md)."""
+"""Battery and AC probes against recorded real power_supply trees (see tests/fixtures/sysfs/SOURCES.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.probes import SYSFS_FIXTURES, bind, read, reason, require_shared
+from tests.support.probes import SYSFS_FIXTURES, bind, read, reason
 from pilot.probes import ProbeContext, ProbeUnavailable
 
 PROBES = ("level", "state", "time_left", "power", "health")
@@ -108,7 +108,6 @@ def test_not_a_battery_by_name(machine) -> None:
     (SYSFS_FIXTURES / f).rglob("uevent")))))
 def test_uevent_only_gives_the_same_answers(folder: str, tmp_path: Path, machine) -> None:
     """Keep only the real uevent dumps: every attribute must come from POWER_SUPPLY_* lines."""
-    require_shared()
     root = tmp_path / "uevent-only"
     for uevent in (SYSFS_FIXTURES / folder).rglob("uevent"):
         target = root / uevent.relative_to(SYSFS_FIXTURES / folder)
@@ -121,7 +120,6 @@ def test_uevent_only_gives_the_same_answers(folder: str, tmp_path: Path, machine
 
 
 def test_uevent_only_folders_exist() -> None:
-    require_shared()
     with_uevent = [f for f in EXPECTED if list((SYSFS_FIXTURES / f).rglob("uevent"))]
     assert len(with_uevent) >= 6
 

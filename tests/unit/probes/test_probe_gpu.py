@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import fake_nvml
-from tests.support.probes import NVML_FIXTURES, SHARED, bind, read, reason
+from tests.support.probes import NVML_FIXTURES, bind, read, reason
 from pilot.probes import ProbeContext, ProbeUnavailable
 from pilot.probes.gpu import gpu_count
 from pilot.registry import PROBES
@@ -17,10 +17,7 @@ GPU_PROBES = [n for n in PROBES.names() if n.startswith("gpu.")]
 
 @pytest.fixture
 def h200():
-    path = NVML_FIXTURES / "h200.json"
-    if not path.is_file():
-        pytest.skip(f"NVML recording not found under {SHARED}")
-    module = fake_nvml.make_module(fake_nvml.load_recording(path))
+    module = fake_nvml.make_module(fake_nvml.load_recording(NVML_FIXTURES / "h200.json"))
     return module, ProbeContext(nvml=module)
 
 
