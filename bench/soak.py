@@ -40,7 +40,8 @@ sys.path[:0] = [str(REPO), str(REPO / "engine")]
 
 from pilot.agent import signing  # noqa: E402
 from testkit.broker import Mosquitto, Watcher  # noqa: E402
-from tests.support.harness import Agent, fd_count, recorded_calls, rss_kb, thread_count  # noqa: E402
+from testkit.agent import fd_count, recorded_calls, rss_kb, thread_count  # noqa: E402
+from tests.support.harness import Agent  # noqa: E402
 
 DEVICE = "soakrig"
 BASE = f"pilot/{DEVICE}"

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.harness import (BlackholeProxy, Clock, broker_keepalive_slack, figure, free_port,
-                                  mosquitto_version, online, offline, recorded_calls, retained_value, rss_kb)
+                                  mosquitto_version, online, offline, retained_value)
+from testkit.agent import recorded_calls, rss_kb
 
 KEEPALIVE = 5
 
