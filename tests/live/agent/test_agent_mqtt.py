@@ -7,6 +7,7 @@ import signal
 import time
 from pathlib import Path
 
+from tests.support.probes import SYSFS_FIXTURES
 
 HERE = Path(__file__).resolve().parent
 BASIC = HERE / "profiles" / "basic.yaml"
@@ -22,12 +23,12 @@ def discovery(watcher, since=0.0, timeout=15.0):
     return json.loads(msg.payload)
 
 
-def laptop_env(shared):
-    return {"PILOT_SYSFS_ROOT": str(shared / "fixtures" / "sysfs" / LAPTOP)}
+def laptop_env():
+    return {"PILOT_SYSFS_ROOT": str(SYSFS_FIXTURES / LAPTOP)}
 
 
-def test_discovery_payload_is_complete_and_consistent(broker, watcher, run_agent, shared):
-    agent = run_agent(BASIC, broker.port, env=laptop_env(shared))
+def test_discovery_payload_is_complete_and_consistent(broker, watcher, run_agent):
+    agent = run_agent(BASIC, broker.port, env=laptop_env())
     payload = discovery(watcher)
     assert payload["device"]["identifiers"] == ["pilot_testrig01"]
     assert payload["device"]["name"] == "Test rig"
