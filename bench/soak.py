@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import sys
@@ -40,8 +39,7 @@ sys.path[:0] = [str(REPO), str(REPO / "engine")]
 
 from pilot.agent import signing  # noqa: E402
 from testkit.broker import Mosquitto, Watcher  # noqa: E402
-from testkit.agent import fd_count, recorded_calls, rss_kb, thread_count  # noqa: E402
-from tests.support.harness import Agent  # noqa: E402
+from testkit.agent import fd_count, pilot_run, recorded_calls, rss_kb, thread_count  # noqa: E402
 
 DEVICE = "soakrig"
 BASE = f"pilot/{DEVICE}"
@@ -97,9 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     record = work / "calls.jsonl"
     broker = Mosquitto().start()
     observer = Observer(broker.port, topics=(f"{BASE}/#",)).start()
-    os.environ.setdefault("PILOT_ALLOW_ROOT", "1")
-    agent = Agent(profile, broker.port, work / "state", env={"PILOT_SYSTEM_RECORD": str(record)},
-                  log_dir=work).start()
+    agent = pilot_run(profile, broker.port, work / "state", env={"PILOT_SYSTEM_RECORD": str(record)},
+                      log_format="json", log_dir=work).start()
     duration = args.minutes * 60.0
     samples: list[tuple[float, int, int, int]] = []
     restarts: list[dict] = []

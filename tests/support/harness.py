@@ -1,5 +1,5 @@
-"""Tools for the fault-injection suite: the agent as a subprocess with JSON logs, a ready-checked
-watcher, a black-hole TCP proxy, process measurements and a certificate factory.
+"""Tools for the fault-injection suite: clocks and figures, a ready-checked watcher and a black-hole
+TCP proxy. The agent itself (as a subprocess) and process measurements are in testkit/agent.py.
 
 Timings come from two clocks: the watcher stamps messages with time.monotonic() on receipt,
 the agent's JSON log lines carry time.time() (`ts`, millisecond precision). `Clock` maps
@@ -8,23 +8,16 @@ one onto the other so that a figure can be "log line minus fault" or "message mi
 
 from __future__ import annotations
 
-import json
-import os
 import selectors
-import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 from testkit.broker import Mosquitto, Watcher, free_port
 
 __all__ = ["Mosquitto", "Watcher", "free_port"]  # re-exported for the tests; the rest is imported by name
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------ clocks and figures
@@ -76,86 +69,7 @@ def broker_keepalive_slack() -> float:
     return 6.0 if version[:2] == (2, 0) else 0.0
 
 
-# ------------------------------------------------------------------ the agent
-
-class Agent:
-    """`pilot run PROFILE --broker 127.0.0.1:PORT --state-dir DIR --log-format json` as a subprocess."""
-
-    def __init__(self, profile: Path, port: int, state_dir: Path, *extra: str, env: dict | None = None,
-                 host: str = "127.0.0.1", log_dir: Path | None = None) -> None:
-        self.argv = [sys.executable, "-m", "pilot", "run", str(profile), "--broker", f"{host}:{port}",
-                     "--state-dir", str(state_dir), "--log-format", "json", *extra]
-        self.env = {**os.environ, "PYTHONPATH": str(REPO / "engine"), "PILOT_ALLOW_ROOT": "1", **(env or {})}
-        self.log = (log_dir or state_dir.parent) / f"agent-{time.monotonic_ns()}.log"
-        self.proc: subprocess.Popen | None = None
-        self.started_wall = 0.0
-
-    def start(self) -> "Agent":
-        self.started_wall = time.time()
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def tail(self, chars: int = 4000) -> str:
-        return self.output()[-chars:]
-
-    def records(self) -> list[dict]:
-        out = []
-        for line in self.output().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and "msg" in record:
-                out.append(record)
-        return out
-
-    def lines(self, text: str, after: float = 0.0) -> list[dict]:
-        """Log records whose message contains text, written at or after wall time `after`."""
-        return [r for r in self.records() if text in r["msg"] and r["ts"] >= after - 0.0005]
-
-    def wait_log(self, text: str, timeout: float, after: float = 0.0) -> dict | None:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.lines(text, after)
-            if found:
-                return found[0]
-            if time.monotonic() >= deadline or not self.running():
-                return None
-            time.sleep(0.05)
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
+# ------------------------------------------------------------------ watchers
 
 def ready_watcher(port: int, topics: tuple[str, ...] = ("#",), timeout: float = 10.0) -> Watcher:
     """A Watcher whose subscriptions are known to be active (a marker message came back)."""

@@ -15,7 +15,8 @@ import signal
 import pytest
 
 from testkit.broker import Mosquitto, find_mosquitto
-from tests.support.harness import FIGURES, Agent, ready_watcher
+from testkit.agent import AgentProcess, pilot_run
+from tests.support.harness import FIGURES, ready_watcher
 
 def pytest_collection_modifyitems(config, items):
     if find_mosquitto() is None:
@@ -79,12 +80,13 @@ def watchers():
 
 @pytest.fixture
 def agents(tmp_path):
-    started: list[Agent] = []
+    """agents(profile, port, *extra) -> a started `pilot run ... --log-format json`, stopped after the test."""
+    started: list[AgentProcess] = []
 
     def start(profile, port: int, *extra: str, state_dir=None, env: dict | None = None,
-              host: str = "127.0.0.1") -> Agent:
-        agent = Agent(profile, port, state_dir or tmp_path / "state", *extra, env=env, host=host,
-                      log_dir=tmp_path).start()
+              host: str = "127.0.0.1") -> AgentProcess:
+        agent = pilot_run(profile, port, state_dir or tmp_path / "state", *extra, env=env, host=host,
+                          log_format="json", log_dir=tmp_path).start()
         started.append(agent)
         return agent
 
