@@ -37,9 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "engine")]
 
-from pilot.agent import signing  # noqa: E402
+from testkit.agent import Signer, fd_count, new_keyring, pilot_run, recorded_calls, rss_kb, thread_count  # noqa: E402
 from testkit.broker import Mosquitto, Watcher  # noqa: E402
-from testkit.agent import fd_count, pilot_run, recorded_calls, rss_kb, thread_count  # noqa: E402
 
 DEVICE = "soakrig"
 BASE = f"pilot/{DEVICE}"
@@ -86,10 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="pilot-soak-"))
-    keyring = work / "keyring"
-    keyring.write_text(signing.new_key_line("k1") + "\n")
-    keyring.chmod(0o600)
-    keys = signing.load_keyring(keyring)
+    keyring = new_keyring(work / "keyring")
+    signer = Signer(keyring, DEVICE, BASE)
     profile = work / "soak.yaml"
     profile.write_text(profile_text(args.rate, keyring))
     record = work / "calls.jsonl"
@@ -164,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             if now >= next_command and observer.availability == b"online" and next_restart - now > 3.0:
                 seq += 1
                 value = f"c{seq:06d}"
-                env = signing.sign(keys["k1"], DEVICE, f"{BASE}/cmd/stamp/set", value)
+                env = signer.sign("stamp", value)
                 payload = json.dumps(env)
                 commands[value] = {"nonce": env["nonce"], "payload": payload, "first": now, "last": now, "sends": 1,
                                    "results": []}

@@ -199,6 +199,8 @@ def recorded_calls(record: Path) -> list[dict]:
 
 @dataclass
 class Signer:
+    """Signs commands for one device with the keys of a keyring file (as `pilot send` would)."""
+
     keyring: Path
     device: str
     base: str
@@ -209,13 +211,19 @@ class Signer:
 
         self.keys = signing.load_keyring(self.keyring)
 
-    def envelope(self, command: str, value: str = "PRESS", *, ts: int | None = None, kid: str = "k1") -> str:
+    def sign(self, command: str, value: str = "PRESS", *, ts: int | None = None, kid: str = "k1") -> dict:
+        """A signed envelope for `value` on the command's set topic (a fresh nonce each time)."""
         from pilot.agent import signing
 
-        return json.dumps(signing.sign(self.keys[kid], self.device, f"{self.base}/cmd/{command}/set", value, ts=ts))
+        return signing.sign(self.keys[kid], self.device, f"{self.base}/cmd/{command}/set", value, ts=ts)
+
+    def envelope(self, command: str, value: str = "PRESS", *, ts: int | None = None, kid: str = "k1") -> str:
+        """The same as JSON text, ready to publish."""
+        return json.dumps(self.sign(command, value, ts=ts, kid=kid))
 
 
 def new_keyring(path: Path) -> Path:
+    """A fresh keyring file with one key, `k1`, readable by its owner only (the agent refuses others)."""
     from pilot.agent import signing
 
     path.write_text(signing.new_key_line("k1") + "\n")
