@@ -58,12 +58,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -71,6 +69,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "engine")]
 
 from bench._proc import finish, summary, table  # noqa: E402
+from testkit.agent import AgentProcess, pilot_argv, pilot_env  # noqa: E402
 from testkit.broker import Mosquitto, Watcher  # noqa: E402
 
 PILOT_PROFILE = REPO / "bench" / "agent_profiles" / "pilot.yaml"
@@ -167,42 +166,17 @@ def memory_mb(pid: int) -> dict[str, float]:
 # ------------------------------------------------------------------ agents
 
 
-@dataclass
-class Agent:
-    name: str
-    argv: list[str]
-    owns: Callable[[str], bool]
-    is_discovery: Callable[[str], bool]
-    log: Path
-    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    proc: subprocess.Popen | None = None
-    started: float = 0.0
-    figures: dict[str, float | int | None] = field(default_factory=dict)
+class Agent(AgentProcess):
+    """One agent under measurement: its process (testkit's launcher), which topics are its own,
+    which message is its discovery, and the figures measured."""
 
-    def start(self) -> None:
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if not self.alive():
-            return
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def tail(self, lines: int = 5) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+    def __init__(self, name: str, argv: list[str], *, owns: Callable[[str], bool], is_discovery: Callable[[str], bool],
+                 log: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(argv, log=log, env=env)
+        self.name = name
+        self.owns = owns
+        self.is_discovery = is_discovery
+        self.figures: dict[str, float | int | None] = {}
 
 
 def wait_discovery(agent: Agent, watcher: Watcher) -> float | None:
@@ -212,16 +186,14 @@ def wait_discovery(agent: Agent, watcher: Watcher) -> float | None:
         found = watcher.wait_for(lambda m: agent.is_discovery(m.topic), 0.5, since=agent.started)
         if found is not None:
             return found.at - agent.started
-        if not agent.alive():
+        if not agent.running():
             return None
     return None
 
 
 def pilot_agent(profile: Path, port: int, state_dir: Path, work: Path, device_id: str, *extra: str) -> Agent:
-    argv = [sys.executable, "-m", "pilot", "run", str(profile), "--broker", f"127.0.0.1:{port}",
-            "--state-dir", str(state_dir), *extra]
-    # benchmarks run as root in CI: the agent refuses root unless told it is fine
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "engine"), str(REPO)]), "PILOT_ALLOW_ROOT": "1"}
+    # benchmarks run as root in CI: pilot_env() sets PILOT_ALLOW_ROOT=1, or the agent would refuse root
+    argv, env = pilot_argv(profile, port, state_dir, *extra), pilot_env()
     return Agent("pilot", argv, owns=lambda t: t.startswith((f"pilot/{device_id}/", f"homeassistant/device/{device_id}/")),
                  is_discovery=lambda t: t == f"homeassistant/device/{device_id}/config",
                  log=work / f"pilot{'-once' if extra else ''}.log", env=env)
@@ -306,8 +278,8 @@ def lnxlink_modules_ok(agent: Agent, allowed: set[str] = LNXLINK_MODULES, timeou
                 loaded = {m.strip() for m in line.split("Loaded addons:", 1)[1].split(",") if m.strip()}
                 extra = loaded - allowed
                 return f"unexpected modules loaded: {sorted(extra)}" if extra else None
-        if not agent.alive():
-            return f"exited (rc {agent.proc.returncode}): {agent.tail()}"
+        if not agent.running():
+            return f"exited (rc {agent.proc.returncode}): {agent.tail(lines=5)}"
         time.sleep(0.1)
     return "no 'Loaded addons' line in its log"
 
@@ -320,7 +292,7 @@ Sample = tuple[float, float, int]  # cpu_seconds, cpu_seconds_precise, context s
 
 def snapshot(agents: list[Agent]) -> dict[str, Sample]:
     return {a.name: (cpu_seconds(a.proc.pid), cpu_seconds_precise(a.proc.pid), context_switches(a.proc.pid))
-            for a in agents if a.alive()}
+            for a in agents if a.running()}
 
 
 def window_figures(agent: Agent, before: Sample, after: Sample, messages: list,
@@ -347,8 +319,8 @@ def start_in_turn(agents: list[Agent], watcher: Watcher, notes: list[str]) -> li
     for agent in agents:
         agent.start()
         agent.figures["discovery_s"] = wait_discovery(agent, watcher)
-        if not agent.alive():
-            notes.append(f"{agent.name} exited at start (rc {agent.proc.returncode}): {agent.tail()}")
+        if not agent.running():
+            notes.append(f"{agent.name} exited at start (rc {agent.proc.returncode}): {agent.tail(lines=5)}")
             continue
         if agent.figures["discovery_s"] is None:
             notes.append(f"{agent.name}: no discovery within {DISCOVERY_TIMEOUT:.0f} s")
@@ -366,7 +338,7 @@ def start_in_turn(agents: list[Agent], watcher: Watcher, notes: list[str]) -> li
 def take_memory(agents: list[Agent]) -> None:
     for agent in sorted(agents, key=lambda a: a.started):
         sleep_until(agent.started + MEMORY_AT)
-        if agent.alive():
+        if agent.running():
             agent.figures.update(memory_mb(agent.proc.pid))
 
 
@@ -410,8 +382,8 @@ def compare(args: argparse.Namespace, work: Path) -> dict:
         take_memory(running)
         run_window(running, watcher, args.steady)
         for agent in running:
-            if not agent.alive():
-                notes.append(f"{agent.name} died during the run: {agent.tail()}")
+            if not agent.running():
+                notes.append(f"{agent.name} died during the run: {agent.tail(lines=5)}")
     finally:
         for agent in agents:
             agent.stop()
@@ -513,10 +485,10 @@ def stress(args: argparse.Namespace, work: Path) -> dict:
         agent.figures["discovery_s"] = wait_discovery(agent, watcher)
         sleep_until(agent.started + 10)  # past the start-up burst
         start, end = run_window([agent], watcher, args.stress_window)
-        if agent.alive():
+        if agent.running():
             agent.figures.update(memory_mb(agent.proc.pid))
         else:
-            notes.append(f"pilot died: {agent.tail()}")
+            notes.append(f"pilot died: {agent.tail(lines=5)}")
         states = [m.at for m in list(watcher.messages)
                   if start <= m.at <= end and m.topic.startswith("pilot/benchstress/state/")]
     finally:

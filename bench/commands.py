@@ -96,6 +96,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from bench._proc import finish, summary, table  # noqa: E402
 from bench.agent import Agent, cpu_seconds, install_lnxlink, lnxlink_modules_ok, power_shims, source_state  # noqa: E402
 from pilot.agent import signing  # noqa: E402
+from testkit.agent import pilot_argv, pilot_env  # noqa: E402
 from testkit.broker import Mosquitto  # noqa: E402
 
 PROFILE_TEMPLATE = REPO / "bench" / "commands_profiles" / "pilot.yaml.tmpl"
@@ -232,13 +233,11 @@ def make_keyring(work: Path) -> tuple[Path, signing.Key]:
 
 
 def pilot_agent(profile: Path, port: int, state_dir: Path, work: Path, name: str, *extra: str) -> Agent:
-    argv = [sys.executable, "-m", "pilot", "run", str(profile), "--broker", f"127.0.0.1:{port}",
-            "--state-dir", str(state_dir), *extra]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "engine"), str(REPO)])}
-    env.pop("PILOT_SYSTEM_RECORD", None)
-    if os.geteuid() == 0:  # newer Pilots refuse to run actions as root unless told; the action is /bin/true
-        env["PILOT_ALLOW_ROOT"] = "1"
-    return Agent(name, argv, owns=lambda t: False, is_discovery=lambda t: False, log=work / f"{name}.log", env=env)
+    # the action really runs (/bin/true): nothing recorded in its place. pilot_env() sets PILOT_ALLOW_ROOT=1,
+    # or as root `pilot run` would refuse to start
+    env = pilot_env(base={k: v for k, v in os.environ.items() if k != "PILOT_SYSTEM_RECORD"})
+    return Agent(name, pilot_argv(profile, port, state_dir, *extra), owns=lambda t: False,
+                 is_discovery=lambda t: False, log=work / f"{name}.log", env=env)
 
 
 def floor_agent(port: int, work: Path) -> Agent:
@@ -265,8 +264,8 @@ def wait_ready(presser: Presser, target: Target, agent: Agent) -> str | None:
     deadline = time.monotonic() + READY_TIMEOUT
     last = "no answer"
     while time.monotonic() < deadline:
-        if not agent.alive():
-            return f"{agent.name} exited (rc {agent.proc.returncode}): {agent.tail()}"
+        if not agent.running():
+            return f"{agent.name} exited (rc {agent.proc.returncode}): {agent.tail(lines=5)}"
         seconds, what = press_once(presser, target, timeout=1.0)
         if what == "ok":
             return None
@@ -600,9 +599,9 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
                 notes.append(f"lnxlink stopped by the bench: {problem}")
         for target in all_targets:
             agent = agents.get(target.agent)
-            if agent is None or not agent.alive():
+            if agent is None or not agent.running():
                 if agent is not None:
-                    notes.append(f"{target.name}: {agent.name} is not running: {agent.tail()}")
+                    notes.append(f"{target.name}: {agent.name} is not running: {agent.tail(lines=5)}")
                 continue
             why = wait_ready(presser, target, agent)
             if why:
@@ -615,25 +614,26 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
             notes.append("LNXlink, one press of its bash button while subscribed to lnxlink/#, answered on: "
                          + ("; ".join(answered) if answered else "nothing") + f"; timed: {lnx.answer_topic}")
         running = {t.agent for t in targets}
-        cpu_before = {name: cpu_seconds(a.proc.pid) for name, a in agents.items() if name in running and a.alive()}
+        cpu_before = {name: cpu_seconds(a.proc.pid) for name, a in agents.items() if name in running and a.running()}
         started = time.monotonic()
         run_rounds(presser, targets, args.count, args.warmup, args.gap)
         rounds_s = time.monotonic() - started
         for name, before in cpu_before.items():
-            if agents[name].alive():
+            if agents[name].running():
                 presses = sum(len(t.latencies_ms) + sum(t.failures.values()) for t in targets if t.agent == name)
                 cpu[name] = (cpu_seconds(agents[name].proc.pid) - before) * 1000 / max(1, presses)
         notes.append(f"{args.count} presses per target (+{args.warmup} warm-up each, not counted), round robin, "
                      f"{args.gap * 1000:.0f} ms gap, {rounds_s:.0f} s in all")
-        if not args.no_junk and agents["pilot"].alive() and any(t.agent == "pilot" for t in targets):
+        if not args.no_junk and agents["pilot"].running() and any(t.agent == "pilot" for t in targets):
             for rate in args.junk_rates:
                 junk.append(junk_phase(presser, agents["pilot"], key, broker.port, args.junk_seconds, rate,
                                        counters))
-                if not agents["pilot"].alive():
+                if not agents["pilot"].running():
                     break
         for agent in agents.values():
-            if agent.proc is not None and not agent.alive():
-                notes.append(f"{agent.name} exited during the run (rc {agent.proc.returncode}): {agent.tail()}")
+            if agent.proc is not None and not agent.running():
+                notes.append(f"{agent.name} exited during the run (rc {agent.proc.returncode}): "
+                             f"{agent.tail(lines=5)}")
     finally:
         presser.stop()
         for agent in agents.values():

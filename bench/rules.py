@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import tempfile
@@ -58,8 +57,7 @@ def write_profile(path: Path, sensors: int, rules: int) -> None:
 
 
 def agent_cpu_share(rules: int, window: float) -> dict:
-    import subprocess
-
+    from testkit.agent import pilot_run, rss_kb
     from testkit.broker import Mosquitto
 
     broker = Mosquitto().start()
@@ -67,23 +65,18 @@ def agent_cpu_share(rules: int, window: float) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             profile = Path(tmp) / "p.yaml"
             write_profile(profile, 100, rules)
-            argv = [sys.executable, "-m", "pilot", "run", str(profile), "--broker", f"127.0.0.1:{broker.port}",
-                    "--state-dir", str(Path(tmp) / "state")]
-            # benchmarks run as root in CI: the agent refuses root unless told it is fine
-            env = {**os.environ, "PYTHONPATH": str(REPO / "engine"), "PILOT_ALLOW_ROOT": "1"}
-            log = Path(tmp) / "agent.log"
-            proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+            # benchmarks run as root in CI: pilot_run() sets PILOT_ALLOW_ROOT=1, or the agent would refuse root
+            agent = pilot_run(profile, broker.port, Path(tmp) / "state", log=Path(tmp) / "agent.log").start()
             try:
                 time.sleep(5)  # compile, connect, first rounds
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the agent exited: {log.read_text()[-2000:]}")
-                before, t0 = cpu_seconds(proc.pid), time.monotonic()
+                if not agent.running():
+                    raise RuntimeError(f"the agent exited: {agent.tail(2000)}")
+                before, t0 = cpu_seconds(agent.pid), time.monotonic()
                 time.sleep(window)
-                used, elapsed = cpu_seconds(proc.pid) - before, time.monotonic() - t0
-                rss = int(next(l for l in open(f"/proc/{proc.pid}/status") if l.startswith("VmRSS")).split()[1])
+                used, elapsed = cpu_seconds(agent.pid) - before, time.monotonic() - t0
+                rss = rss_kb(agent.pid)
             finally:
-                proc.terminate()
-                proc.wait(10)
+                agent.stop()
     finally:
         broker.cleanup()
     return {"cpu_percent": 100 * used / elapsed, "rss_mb": rss / 1024}
