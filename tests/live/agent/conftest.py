@@ -35,12 +35,16 @@ def watcher(broker):
 
 @pytest.fixture
 def run_agent(tmp_path):
-    """run_agent(profile, port, *extra) -> a started `pilot run`, stopped (SIGTERM, then SIGKILL) after the test."""
+    """run_agent(profile, port, *extra) -> a started `pilot run`, stopped (SIGTERM, then SIGKILL) after the test.
+
+    profile None: no profile argument (the agent picks a pack); port None: no --broker (a trial broker).
+    `env` is added to this process's environment, or to `base_env` when given."""
     started: list[AgentProcess] = []
 
-    def start(profile: Path, port: int, *extra: str, state_dir: Path | None = None, env: dict | None = None,
-              host: str = "127.0.0.1") -> AgentProcess:
-        agent = pilot_run(profile, port, state_dir or tmp_path / "state", *extra, env=env, host=host).start()
+    def start(profile: Path | None, port: int | None, *extra: str, state_dir: Path | None = None,
+              env: dict | None = None, base_env: dict | None = None, host: str = "127.0.0.1") -> AgentProcess:
+        agent = pilot_run(profile, port, state_dir or tmp_path / "state", *extra, env=env, base_env=base_env,
+                          host=host).start()
         started.append(agent)
         return agent
 
