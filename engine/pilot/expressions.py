@@ -143,10 +143,9 @@ def check(text: str, sensors: set[str] | frozenset[str]) -> Checked:
             elif node.id in ("True", "False"):
                 pass
             elif node.id not in BUILTIN_NAMES:
-                import difflib
+                from pilot.naming import did_you_mean
 
-                close = difflib.get_close_matches(node.id, list(sensors) + list(BUILTIN_NAMES), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                hint = did_you_mean(node.id, list(sensors) + list(BUILTIN_NAMES))
                 errors.append(ExprError(at(node), f"unknown name '{node.id}'{hint}: expressions use sensor ids and {', '.join(BUILTIN_NAMES)}"))
     unique = tuple(dict.fromkeys(errors))
     return Checked(tree if not unique else None, frozenset(names), tuple(windows), unique)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 
 def slug(text: str) -> str:
@@ -14,3 +15,17 @@ def words(identifier: str) -> str:
     """`cpu_usage` -> `Cpu usage`, the default display name of an entity."""
     text = identifier.replace("_", " ").strip()
     return text[:1].upper() + text[1:]
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice a typo most likely meant, or None (difflib's ratio of at least 0.6)."""
+    import difflib  # only when there is a mistake to explain
+
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'path'?)`, or "" when nothing is close: the one hint every message uses."""
+    close = closest(word, choices)
+    return f" (did you mean '{close}'?)" if close else ""

@@ -94,10 +94,9 @@ class Registry:
         return [e.name for e in self]
 
     def suggest(self, name: str) -> str | None:
-        import difflib
+        from pilot.naming import closest
 
-        matches = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.6)
-        return matches[0] if matches else None
+        return closest(name, self.names())
 
 
 PROBES = Registry("probe", "pilot.probes")

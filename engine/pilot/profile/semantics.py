@@ -7,9 +7,9 @@ and types here are already known to be right.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Iterator
 
+from pilot.naming import did_you_mean
 from pilot import expressions
 from pilot.diagnostics import ERROR, WARNING, Diagnostic
 from pilot.profile.compiler import NON_NUMERIC_DEVICE_CLASSES, effective_defaults
@@ -53,11 +53,6 @@ class _Collector:
         self.out.append(Diagnostic(pos.file, pos.line, pos.col, ERROR, json_path(path), message, "expression"))
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def _steps(data: dict) -> Iterator[tuple[tuple, dict]]:
     for section in ("rules", "schedules"):
         for item_id, item in (data.get(section) or {}).items():
@@ -99,15 +94,15 @@ def _references(c: _Collector, data: dict) -> None:
     for path, step in _steps(data):
         target = step.get("command")
         if target is not None and target not in commands:
-            c.error(path + ("command",), f"no command '{target}' is declared under `commands`{_did_you_mean(target, commands)}", "reference")
+            c.error(path + ("command",), f"no command '{target}' is declared under `commands`{did_you_mean(target, commands)}", "reference")
     policies = data.get("policies") or {}
     for field in ("allow", "confirm"):
         for i, name in enumerate(policies.get(field) or []):
             if name not in commands:
-                c.error(("policies", field, i), f"no command '{name}' is declared under `commands`{_did_you_mean(name, commands)}", "reference")
+                c.error(("policies", field, i), f"no command '{name}' is declared under `commands`{did_you_mean(name, commands)}", "reference")
     for name in (policies.get("cooldowns") or {}):
         if name not in commands:
-            c.error(("policies", "cooldowns", name), f"no command '{name}' is declared under `commands`{_did_you_mean(name, commands)}", "reference", key=True)
+            c.error(("policies", "cooldowns", name), f"no command '{name}' is declared under `commands`{did_you_mean(name, commands)}", "reference", key=True)
     allow = policies.get("allow")
     if allow is not None:
         for path, step in _steps(data):

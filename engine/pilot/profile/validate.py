@@ -9,7 +9,6 @@ consequence of an error already shown.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 from functools import lru_cache
@@ -19,6 +18,7 @@ from typing import Any, Iterable
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from pilot.naming import did_you_mean
 from pilot.profile import loader
 from pilot.diagnostics import ERROR, Diagnostic
 from pilot.profile.loader import Document
@@ -72,11 +72,6 @@ def _type_of(value: Any) -> str:
     return "object"
 
 
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def _schema_diags(doc: Document, error: ValidationError, prefix: tuple = (), code: str = "schema") -> list[Diagnostic]:
     path = prefix + tuple(error.absolute_path)
     return [dataclasses.replace(d, code=code) if code != "schema" else d for d in _explain(doc, error, path, prefix)]
@@ -96,7 +91,7 @@ def _explain(doc: Document, error: ValidationError, path: tuple, prefix: tuple) 
                 msg = f"unknown key '{key}': nothing is allowed here" + (
                     "; this probe takes no arguments, remove `args`" if prefix and prefix[-1] == "args" else "")
             else:
-                msg = f"unknown key '{key}'{_suggest(key, known)}; allowed here: {', '.join(sorted(known))}"
+                msg = f"unknown key '{key}'{did_you_mean(key, known)}; allowed here: {', '.join(sorted(known))}"
             out.append(doc.diag(path + (key,), msg, code="schema", key=True))
         return out
     if "propertyNames" in error.schema_path and isinstance(error.instance, str):
@@ -135,7 +130,7 @@ def _explain(doc: Document, error: ValidationError, path: tuple, prefix: tuple) 
         return [doc.diag(path, f"expected {wanted}, got {_TYPE_WORDS.get(got, got)}{shown}", code="schema")]
     if error.validator == "enum":
         choices = [str(c) for c in error.validator_value]
-        return [doc.diag(path, f"'{error.instance}' is not one of: {', '.join(choices)}{_suggest(str(error.instance), choices)}", code="schema")]
+        return [doc.diag(path, f"'{error.instance}' is not one of: {', '.join(choices)}{did_you_mean(str(error.instance), choices)}", code="schema")]
     if error.validator == "const":
         return [doc.diag(path, f"must be {error.validator_value!r}", code="schema")]
     if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
