@@ -1,8 +1,11 @@
-"""The compiled plan: frozen dataclasses, the only form the runtime ever sees.
+"""The contract between the two programs: the compiler writes a Plan, the agent reads it.
 
-A plan round-trips through plain JSON (`to_dict` / `from_dict`), so the agent
-can compile in a short-lived process or load a cached plan and never keep the
-validation machinery (jsonschema, ruamel) in its long-running memory.
+Frozen dataclasses, the only form the runtime ever sees. A plan round-trips
+through plain JSON (`to_dict` / `from_dict`), so the agent can compile in a
+short-lived process or load a cached plan and never keep the validation
+machinery (jsonschema, ruamel) in its long-running memory. `CompileResult`
+is what crosses that process boundary: a plan, or the diagnostics that say
+why there is none.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Union
+
+from pilot.diagnostics import ERROR, Diagnostic
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,14 @@ class Entity:
 
 
 @dataclass(frozen=True)
+class Window:
+    """An expression's look back at one sensor (`avg(cpu, 5m)`): history the agent must keep."""
+
+    source: str  # sensor id
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Sensor:
     id: str
     entity: Entity
@@ -80,6 +93,7 @@ class Sensor:
     min_change: float | None = None
     max_silence: float | None = None
     optional: bool = False
+    windows: tuple[Window, ...] = ()  # of `expr`
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,7 @@ class Rule:
     on_clear: tuple[Step, ...] = ()
     entity: Entity | None = None
     state_topic: str | None = None
+    windows: tuple[Window, ...] = ()  # of `when` and `clear`
 
 
 @dataclass(frozen=True)
@@ -145,7 +160,14 @@ class Policy:
     rate_max: int | None = None
     rate_per: float | None = None
     max_payload: int = 4096
-    allow_root: bool = False  # `service.allow_root`: `pilot run` may start as root
+
+
+@dataclass(frozen=True)
+class Service:
+    """The profile's `service:` section: who runs the agent."""
+
+    user: str = "pilot"  # the system service's user
+    allow_root: bool = False  # `pilot run` may start as root
 
 
 @dataclass(frozen=True)
@@ -166,6 +188,7 @@ class Plan:
     mqtt: Mqtt
     topics: Topics
     policy: Policy
+    service: Service = Service()
     sensors: tuple[Sensor, ...] = ()
     commands: tuple[Command, ...] = ()
     rules: tuple[Rule, ...] = ()
@@ -177,6 +200,33 @@ class Plan:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Plan":
         return _build(cls, data)
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """A plan, or why there is none. `diagnostics` holds the errors when there is no plan,
+    the warnings when there is one."""
+
+    plan: Plan | None
+    diagnostics: tuple[Diagnostic, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.plan is not None
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity == ERROR)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"plan": self.plan.to_dict() if self.plan else None,
+                "diagnostics": [dataclasses.asdict(d) for d in self.diagnostics]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CompileResult":
+        plan = data.get("plan")
+        return cls(Plan.from_dict(plan) if plan else None,
+                   tuple(Diagnostic(**d) for d in data.get("diagnostics") or ()))
 
 
 def _build(tp: Any, value: Any) -> Any:

@@ -29,10 +29,9 @@ class SensorSet:
         self.states: dict[str, SensorState] = {}
         self.probe_status: dict[str, str] = {}
         self._derived_by_input: dict[str, list[str]] = defaultdict(list)
-        spans: dict[str, float] = {}
-        from pilot.expressions import check
-
-        sensor_ids = frozenset(s.id for s in plan.sensors)
+        spans: dict[str, float] = {}  # sensor id -> the longest window any expression reads of it
+        for window in [w for s in plan.sensors for w in s.windows] + [w for r in plan.rules for w in r.windows]:
+            spans[window.source] = max(spans.get(window.source, 0.0), window.seconds)
         for sensor in plan.sensors:
             state = SensorState(sensor)
             if sensor.probe:
@@ -48,13 +47,7 @@ class SensorSet:
             else:
                 for name in sensor.inputs:
                     self._derived_by_input[name].append(sensor.id)
-                for _func, source, seconds in check(sensor.expr or "", sensor_ids).windows:
-                    spans[source] = max(spans.get(source, 0.0), seconds)
             self.states[sensor.id] = state
-        for rule in plan.rules:
-            for text in (rule.when, rule.clear):
-                for _func, source, seconds in check(text or "", sensor_ids).windows if text else ():
-                    spans[source] = max(spans.get(source, 0.0), seconds)
         self.evaluator = Evaluator(History(spans))
         self._order = self._dependency_order()
 

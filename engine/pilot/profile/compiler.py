@@ -15,8 +15,8 @@ from typing import Any
 from pilot import __version__, expressions
 from pilot.profile.loader import Document
 from pilot.naming import slug, words
-from pilot.plan import (Command, Device, Entity, Mqtt, Plan, Policy, Rule, Schedule, Sensor, Step, Tls,
-                        Topics)
+from pilot.plan import (Command, Device, Entity, Mqtt, Plan, Policy, Rule, Schedule, Sensor, Service, Step, Tls,
+                        Topics, Window)
 from pilot.registry import PROBES
 from pilot.units import parse_duration, parse_size
 
@@ -115,31 +115,34 @@ def _steps(specs: list[dict] | None) -> tuple[Step, ...]:
     return tuple(out)
 
 
-def compile_document(doc: Document, *, facts: dict[str, Any] | None = None, device_id: str | None = None,
-                     profile_name: str | None = None) -> Plan:
-    from pilot import facts as host
+def _windows(texts: list[str], sensor_ids: frozenset[str]) -> tuple[Window, ...]:
+    """The history each expression needs, decided here so the agent never parses an expression twice."""
+    seen: dict[str, float] = {}
+    for text in texts:
+        for _func, source, seconds in expressions.check(text, sensor_ids).windows:
+            seen[source] = max(seen.get(source, 0.0), seconds)
+    return tuple(Window(source, seconds) for source, seconds in seen.items())
 
-    data = doc.data
-    facts = facts if facts is not None else host.host_facts()
-    device = _device(data, facts, device_id or host.device_id())
-    mqtt = _mqtt(data, device)
+
+def _topics(mqtt: Mqtt, device: Device) -> Topics:
     base = f"{mqtt.topic_prefix}/{device.id}"
-    topics = Topics(
+    return Topics(
         base=base,
         availability=f"{base}/availability",
         capabilities=f"{base}/capabilities",
         health=f"{base}/health",
         discovery=f"{mqtt.discovery_prefix}/device/{device.id}/config",
     )
-    sensor_ids = frozenset(data.get("sensors") or {})
 
+
+def _sensors(data: dict, device: Device, base: str, sensor_ids: frozenset[str]) -> tuple[Sensor, ...]:
     sensors = []
     for sid, spec in (data.get("sensors") or {}).items():
         entry = PROBES.get(spec["probe"]) if spec.get("probe") else None
         defaults = effective_defaults(entry, spec)
         platform = spec.get("platform", defaults.get("platform", "sensor"))
         publish = spec.get("publish") or {}
-        inputs = tuple(sorted(expressions.check(spec["expr"], sensor_ids).names)) if spec.get("expr") else ()
+        expr = spec.get("expr")
         sensors.append(Sensor(
             id=sid,
             entity=_entity(platform, sid, spec, device, defaults),
@@ -147,18 +150,21 @@ def compile_document(doc: Document, *, facts: dict[str, Any] | None = None, devi
             every=parse_duration(spec["every"]) if "every" in spec else float(defaults.get("every", DEFAULT_EVERY)),
             probe=spec.get("probe"),
             args=dict(spec.get("args", {})),
-            expr=spec.get("expr"),
-            inputs=inputs,
+            expr=expr,
+            inputs=tuple(sorted(expressions.check(expr, sensor_ids).names)) if expr else (),
             precision=spec.get("precision", defaults.get("precision")),
             min_change=publish.get("min_change"),
             max_silence=parse_duration(publish["max_silence"]) if "max_silence" in publish else None,
             optional=spec.get("optional", False),
+            windows=_windows([expr], sensor_ids) if expr else (),
         ))
+    return tuple(sensors)
 
+
+def _commands(data: dict, device: Device, base: str, confirm_window: float) -> tuple[Command, ...]:
     policies = data.get("policies") or {}
     cooldowns = policies.get("cooldowns") or {}
     confirm_list = set(policies.get("confirm") or [])
-    confirm_window = parse_duration(policies.get("confirm_window", "10s"))
     commands = []
     for cid, spec in (data.get("commands") or {}).items():
         own = spec.get("policy") or {}
@@ -178,12 +184,16 @@ def compile_document(doc: Document, *, facts: dict[str, Any] | None = None, devi
             cooldown=parse_duration(cooldown) if cooldown else 0.0,
             confirm=parse_duration(confirm) if confirm else (confirm_window if cid in confirm_list else None),
         ))
+    return tuple(commands)
 
+
+def _rules(data: dict, device: Device, base: str, sensor_ids: frozenset[str]) -> tuple[Rule, ...]:
     rules = []
     for rid, spec in (data.get("rules") or {}).items():
-        names = expressions.check(spec["when"], sensor_ids).names
-        if spec.get("clear"):
-            names |= expressions.check(spec["clear"], sensor_ids).names
+        texts = [spec["when"]] + ([spec["clear"]] if spec.get("clear") else [])
+        names: set[str] = set()
+        for text in texts:
+            names |= expressions.check(text, sensor_ids).names
         expose = spec.get("expose")
         entity = None
         if expose:
@@ -194,18 +204,25 @@ def compile_document(doc: Document, *, facts: dict[str, Any] | None = None, devi
             clear=spec.get("clear"), hold=parse_duration(spec.get("for", 0)),
             cooldown=parse_duration(spec.get("cooldown", 0)), on_clear=_steps(spec.get("on_clear")),
             entity=entity, state_topic=f"{base}/rule/{rid}/state" if entity else None,
+            windows=_windows(texts, sensor_ids),
         ))
+    return tuple(rules)
 
-    schedules = [
+
+def _schedules(data: dict) -> tuple[Schedule, ...]:
+    return tuple(
         Schedule(id=sid, do=_steps(spec["do"]), cron=spec.get("cron"), timezone=spec.get("timezone"),
                  every=parse_duration(spec["every"]) if "every" in spec else None,
                  jitter=parse_duration(spec.get("jitter", 0)))
         for sid, spec in (data.get("schedules") or {}).items()
-    ]
+    )
 
+
+def _policy(data: dict, confirm_window: float) -> Policy:
+    policies = data.get("policies") or {}
     hmac = policies.get("hmac") or {}
     rate = policies.get("rate_limit") or {}
-    policy = Policy(
+    return Policy(
         allow=tuple(policies["allow"]) if "allow" in policies else None,
         cooldown=parse_duration(policies.get("cooldown", 0)),
         confirm_window=confirm_window,
@@ -215,12 +232,35 @@ def compile_document(doc: Document, *, facts: dict[str, Any] | None = None, devi
         rate_max=rate.get("max"),
         rate_per=parse_duration(rate["per"]) if "per" in rate else None,
         max_payload=parse_size(policies.get("max_payload", 4096)),
-        allow_root=bool((data.get("service") or {}).get("allow_root", False)),
     )
+
+
+def _service(data: dict) -> Service:
+    spec = data.get("service") or {}
+    return Service(user=spec.get("user", Service.user), allow_root=bool(spec.get("allow_root", False)))
+
+
+def compile_document(doc: Document, *, facts: dict[str, Any] | None = None, device_id: str | None = None,
+                     profile_name: str | None = None) -> Plan:
+    """The Plan of a document that validated without errors (see pilot.profile.pipeline)."""
+    from pilot import facts as host
+
+    data = doc.data
+    facts = facts if facts is not None else host.host_facts()
+    device = _device(data, facts, device_id or host.device_id())
+    mqtt = _mqtt(data, device)
+    topics = _topics(mqtt, device)
+    sensor_ids = frozenset(data.get("sensors") or {})
+    confirm_window = parse_duration((data.get("policies") or {}).get("confirm_window", "10s"))
     return Plan(
         profile=profile_name or Path(doc.file).stem,
         profile_hash=profile_hash(data),
         sources=tuple(doc.sources),
-        device=device, mqtt=mqtt, topics=topics, policy=policy,
-        sensors=tuple(sensors), commands=tuple(commands), rules=tuple(rules), schedules=tuple(schedules),
+        device=device, mqtt=mqtt, topics=topics,
+        policy=_policy(data, confirm_window),
+        service=_service(data),
+        sensors=_sensors(data, device, topics.base, sensor_ids),
+        commands=_commands(data, device, topics.base, confirm_window),
+        rules=_rules(data, device, topics.base, sensor_ids),
+        schedules=_schedules(data),
     )

@@ -1,8 +1,11 @@
-"""Validate and compile a profile in a short-lived process; print the Plan as JSON.
+"""Compile a profile in a short-lived child process, so the agent never loads the compiler.
 
-The agent runs this as a child (or reuses a cached result keyed by the profile
-files' sizes and mtimes) so its own long-running process never imports
-jsonschema or ruamel: they cost several MB of RSS that telemetry never uses.
+`compile_profile()` runs in the agent's process: it imports nothing heavy, reads
+a cached result when no source file changed, and otherwise starts
+`python -m pilot.profile.worker PROFILE` (or with no PROFILE: the shipped pack
+that matches this machine, picked in the child) and reads a CompileResult as
+JSON from its standard output. jsonschema and ruamel cost several MB of RSS
+that telemetry never uses, and picking a pack needs the loader too.
 """
 
 from __future__ import annotations
@@ -10,38 +13,38 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pilot import __version__
+from pilot.diagnostics import ERROR, Diagnostic
+from pilot.plan import CompileResult
+
+COMPILE_TIMEOUT = 60.0  # seconds; a profile that takes longer is refused, the running agent stays as it is
+NO_PACK = "no profile given and no shipped pack matches this machine (see `pilot detect`)"
 
 
-class CompileError(Exception):
-    def __init__(self, diagnostics: list[dict[str, Any]]) -> None:
-        self.diagnostics = diagnostics
-        super().__init__(format_diagnostics(diagnostics))
+def pick_profile() -> Path | None:
+    """The default profile of the first shipped pack that matches this machine's facts."""
+    from pilot import facts
+    from pilot.profile import packs
+
+    for pack in packs.matching(facts.host_facts()):
+        if pack.default_profile:
+            return pack.default_profile
+    return None
 
 
-def format_diagnostics(diagnostics: list[dict[str, Any]]) -> str:
-    lines = []
-    for d in diagnostics:
-        where = f"{d['file']}:{d['line']}:{d['col']}" if d.get("line") else d["file"]
-        lines.append(f"{where}: {d['severity']}: {d['path'] + ': ' if d.get('path') else ''}{d['message']}")
-    return "\n".join(lines)
+def compile_here(profile: str | None) -> CompileResult:
+    """In the child: pick a pack when no profile is given, then validate and compile."""
+    from pilot.profile.pipeline import compile_file
 
-
-def compile_here(profile: str) -> dict[str, Any]:
-    from pilot.profile.compiler import compile_document
-    from pilot.profile.validate import validate_file
-
-    doc, diags = validate_file(profile)
-    errors = [d for d in diags if d.severity == "error"]
-    if doc is None or errors:
-        return {"ok": False, "diagnostics": [asdict(d) for d in (errors or diags)]}
-    plan = compile_document(doc)
-    warnings = [asdict(d) for d in diags]
-    return {"ok": True, "plan": plan.to_dict(), "warnings": warnings}
+    if profile is None:
+        picked = pick_profile()
+        if picked is None:
+            return CompileResult(None, (Diagnostic("", 0, 0, ERROR, "", NO_PACK, "no_pack"),))
+        profile = str(picked)
+    return compile_file(profile)[1]
 
 
 def _fingerprint(sources: list[str]) -> list[list[Any]] | None:
@@ -55,39 +58,58 @@ def _fingerprint(sources: list[str]) -> list[list[Any]] | None:
     return out
 
 
-def compile_profile(profile: str, cache_dir: Path | None = None) -> dict[str, Any]:
-    """Compiled result for profile, from the cache when no source file changed."""
-    profile = os.path.abspath(profile)
-    cache = None
-    if cache_dir is not None:
-        cache = cache_dir / "plan-cache.json"
-        try:
-            cached = json.loads(cache.read_text(encoding="utf-8"))
-            if (cached.get("version") == __version__ and cached.get("profile") == profile
-                    and cached.get("fingerprint") == _fingerprint(cached["result"]["plan"]["sources"])):
-                return cached["result"]
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+def _cached(cache: Path, profile: str) -> CompileResult | None:
+    try:
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if (cached.get("version") == __version__ and cached.get("profile") == profile
+                and cached.get("fingerprint") == _fingerprint(cached["result"]["plan"]["sources"])):
+            return CompileResult.from_dict(cached["result"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _remember(cache: Path, profile: str, result: CompileResult) -> None:
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"version": __version__, "profile": profile,
+                                   "fingerprint": _fingerprint(list(result.plan.sources)),
+                                   "result": result.to_dict()}), encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+
+
+def compile_profile(profile: str | None, cache_dir: Path | None = None,
+                    timeout: float = COMPILE_TIMEOUT) -> CompileResult:
+    """The compiled result for profile (None: the matching shipped pack), from the cache when no
+    source file changed. Raises RuntimeError when the child fails or runs past `timeout`."""
+    profile = os.path.abspath(profile) if profile is not None else None
+    # a picked pack depends on this machine's facts, which only the child reads: never cached
+    cache = cache_dir / "plan-cache.json" if cache_dir is not None and profile is not None else None
+    if cache is not None:
+        cached = _cached(cache, profile)
+        if cached is not None:
+            return cached
     import subprocess  # only on a cache miss: a warm start never loads it
 
-    proc = subprocess.run([sys.executable, "-m", "pilot.profile.worker", profile], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    argv = [sys.executable, "-m", "pilot.profile.worker"] + ([profile] if profile else [])
     try:
-        result = json.loads(proc.stdout)
-    except ValueError:
-        raise RuntimeError(f"compiling {profile} failed: {proc.stderr.strip() or proc.stdout.strip()}") from None
-    if result.get("ok") and cache is not None:
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"version": __version__, "profile": profile,
-                                       "fingerprint": _fingerprint(result["plan"]["sources"]),
-                                       "result": result}), encoding="utf-8")
-            os.replace(tmp, cache)
-        except OSError:
-            pass
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"compiling {profile or 'the matching pack'} took longer than {timeout:g} s; "
+                           "nothing was changed") from None
+    try:
+        result = CompileResult.from_dict(json.loads(proc.stdout))
+    except (ValueError, TypeError, KeyError):
+        raise RuntimeError(f"compiling {profile or 'the matching pack'} failed: "
+                           f"{proc.stderr.strip() or proc.stdout.strip()}") from None
+    if result.ok and cache is not None:
+        _remember(cache, profile, result)
     return result
 
 
 if __name__ == "__main__":
-    print(json.dumps(compile_here(sys.argv[1])))
+    print(json.dumps(compile_here(sys.argv[1] if len(sys.argv) > 1 else None).to_dict()))

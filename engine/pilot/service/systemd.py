@@ -20,7 +20,13 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from pilot import environment
+
+if TYPE_CHECKING:
+    from pilot.diagnostics import Diagnostic
+    from pilot.plan import Plan
 
 SERVICE = "pilot"
 SYSTEM_UNIT = "/etc/systemd/system/pilot.service"
@@ -80,7 +86,7 @@ class RecordingRunner(Runner):
 
 
 def default_runner() -> Runner:
-    path = os.environ.get("PILOT_SERVICE_RECORD")
+    path = environment.get("PILOT_SERVICE_RECORD")
     return RecordingRunner(path) if path else Runner()
 
 
@@ -195,7 +201,7 @@ def read_write_paths(patterns: list[str], sysfs_root: Path | None = None) -> lis
     /sys/devices, which a bind mount of /sys/class/backlight does not cover). Each is prefixed with
     `-`: a folder missing at start (no backlight on this machine) is not an error."""
     if sysfs_root is None:
-        sysfs_root = Path(os.environ.get("PILOT_SYSFS_ROOT", "/sys"))
+        sysfs_root = Path(environment.get("PILOT_SYSFS_ROOT") or "/sys")
     real_root = os.path.realpath(sysfs_root)
     out: list[str] = []
     for pattern in patterns:
@@ -389,26 +395,19 @@ def user_unit_path(home: str | None = None) -> str:
 # ------------------------------------------------------------------ install
 
 
-def load_profile(profile: str) -> tuple[Any, Any, list[Any]]:
+def load_profile(profile: str) -> tuple[Any, Plan | None, list[Diagnostic]]:
     """(document, plan, diagnostics); document and plan are None when the profile has errors."""
-    from pilot.profile.compiler import compile_document
-    from pilot.diagnostics import ERROR
-    from pilot.profile.validate import is_pack_manifest, validate_file
+    from pilot.profile.pipeline import compile_file
 
-    if is_pack_manifest(Path(profile)):
-        raise InstallError(f"{profile} is a pack manifest, not a profile; give one of the pack's profiles")
-    doc, diags = validate_file(profile)
-    if doc is None or any(d.severity == ERROR for d in diags):
-        return None, None, diags
-    return doc, compile_document(doc), diags
+    doc, result = compile_file(profile)
+    return doc, result.plan, list(result.diagnostics)
 
 
-def plan_install(profile: str, doc: Any, plan: Any, *, system: bool, exec_override: str | None = None,
+def plan_install(profile: str, doc: Any, plan: Plan, *, system: bool, exec_override: str | None = None,
                  sysfs_root: Path | None = None, exists: Callable[[str], bool] | None = None) -> Changes:
     exists = exists or user_exists
     exec_argv, env = pilot_command(exec_override)
-    service = (doc.data.get("service") or {}) if isinstance(doc.data, dict) else {}
-    allow_root = bool(service.get("allow_root", False))
+    allow_root = plan.service.allow_root
     if not system:
         changes = Changes("user")
         path = user_unit_path()
@@ -427,7 +426,7 @@ def plan_install(profile: str, doc: Any, plan: Any, *, system: bool, exec_overri
         changes.notes.append("a user service stops when you log out, unless `loginctl enable-linger $USER`")
         return changes
 
-    user = service.get("user", DEFAULT_USER)
+    user = plan.service.user
     changes = Changes("system")
     copies = profile_copies(doc, Path(profile))
     installed_profile = copies[0][1]

@@ -96,13 +96,40 @@ def status_command() -> list[str]:
 
 
 def parse_run_args(argv: Sequence[str]) -> argparse.Namespace:
-    """`run PROFILE --state-dir DIR` parsed by pilot's own parser, as `pilot run` would."""
-    from pilot.cli import build_parser
+    """`run PROFILE --state-dir DIR`, the command line `run_args()` writes into the service."""
+    parser = argparse.ArgumentParser(prog="python -m pilot.service.windows", add_help=False)
+    parser.add_argument("command", choices=["run"])
+    parser.add_argument("profile")
+    parser.add_argument("--state-dir", required=True)
+    try:
+        return parser.parse_args(list(argv))
+    except SystemExit:
+        raise SystemExit(f"pilot.service.windows: expected `run PROFILE --state-dir DIR`, got {' '.join(argv)!r}") \
+            from None
 
-    args = build_parser().parse_args(list(argv))
-    if getattr(args, "command", None) != "run":
-        raise SystemExit(f"pilot.service.windows: expected `run PROFILE ...`, got {' '.join(argv)!r}")
-    return args
+
+def run_profile(args: argparse.Namespace, stop: threading.Event) -> int:
+    """What SvcDoRun runs: compile the profile (in a child, as `pilot run` does) and run the agent."""
+    import logging
+    from pathlib import Path
+
+    from pilot.agent import logs
+    from pilot.agent.supervise import options_from_env, run_agent
+    from pilot.profile.worker import compile_profile
+
+    logs.setup("text", "info")
+    state = Path(args.state_dir)
+    try:
+        result = compile_profile(args.profile, cache_dir=state)
+    except (RuntimeError, OSError) as exc:
+        logging.getLogger("pilot").error("cannot compile %s: %s", args.profile, exc)
+        return 1
+    if result.plan is None:
+        logging.getLogger("pilot").error("%s is not valid; nothing started:\n%s", args.profile,
+                                         "\n".join(d.text() for d in result.diagnostics))
+        return 1
+    options = options_from_env(os.environ, state_dir=state)
+    return run_agent(result.plan, options, stop, recompile=lambda: compile_profile(args.profile, cache_dir=state))
 
 
 # ------------------------------------------------------------------ pywin32 (Windows only)
@@ -130,14 +157,12 @@ def _service_class() -> Any:
             self.stop_event.set()
 
         def SvcDoRun(self) -> None:  # noqa: N802
-            from pilot.cli.run import cmd_run
-
             args = parse_run_args(_RUN_ARGV)
             os.makedirs(args.state_dir, exist_ok=True)
             # a service has no console: the agent's log lines go to a file
             sys.stderr = open(ntpath.join(args.state_dir, "pilot.log"), "a", encoding="utf-8", buffering=1)
             servicemanager.LogInfoMsg(f"{SERVICE_NAME}: starting {' '.join(_RUN_ARGV)}")
-            code = cmd_run(args, stop=self.stop_event)
+            code = run_profile(args, self.stop_event)
             if code != 0:
                 servicemanager.LogErrorMsg(f"{SERVICE_NAME}: the agent exited with status {code}; see pilot.log")
                 sys.stderr.flush()
@@ -183,15 +208,11 @@ def _run_all(commands: list[list[str]], stop_on_error: bool = True) -> int:
 
 def cli_install(args: argparse.Namespace) -> int:
     from pilot.diagnostics import REPORTERS
-    from pilot.service.systemd import InstallError, load_profile
+    from pilot.profile.pipeline import compile_file
 
-    try:
-        doc, _, diags = load_profile(args.profile)
-    except InstallError as exc:
-        print(f"pilot: error: {exc}", file=sys.stderr)
-        return 1
-    if doc is None:
-        print(REPORTERS["text"](diags, 1), file=sys.stderr)
+    _, result = compile_file(args.profile)
+    if result.plan is None:
+        print(REPORTERS["text"](list(result.diagnostics), 1), file=sys.stderr)
         print(f"pilot: {args.profile} is not valid; nothing installed", file=sys.stderr)
         return 1
     python = getattr(args, "exec_path", None) or sys.executable

@@ -49,9 +49,9 @@ def test_install_commands_register_an_automatic_service_that_restarts_on_failure
     assert winservice.uninstall_commands() == [["sc.exe", "stop", "Pilot"], ["sc.exe", "delete", "Pilot"]]
 
 
-def test_the_run_arguments_parse_as_pilot_run():
+def test_the_run_arguments_parse_back():
     args = winservice.parse_run_args(winservice.run_args(r"C:\p.yaml", r"C:\ProgramData\Pilot"))
-    assert args.profile == r"C:\p.yaml" and args.state_dir == r"C:\ProgramData\Pilot" and not args.dry_run
+    assert args.profile == r"C:\p.yaml" and args.state_dir == r"C:\ProgramData\Pilot"
     with pytest.raises(SystemExit):
         winservice.parse_run_args(["validate", "x.yaml"])
 
