@@ -16,6 +16,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from pilot import environment
 
 
 class ActionError(Exception):
@@ -63,7 +64,7 @@ class Outcome:
 class ActionContext:
     """What an action may look at while planning: roots tests point at recorded trees."""
 
-    sysfs_root: Path = field(default_factory=lambda: Path(os.environ.get("PILOT_SYSFS_ROOT", "/sys")))
+    sysfs_root: Path = field(default_factory=lambda: Path(environment.get("PILOT_SYSFS_ROOT") or "/sys"))
     platform: str = field(default_factory=lambda: os.name and __import__("platform").system().lower())
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     which: Callable[[str], str | None] = field(default_factory=lambda: __import__("shutil").which)
@@ -161,7 +162,7 @@ class RecordingSystem(System):
             os.fsync(handle.fileno())
         if call.kind == "publish" and self._publish is not None:
             self._publish(call.topic or "", call.data or "", call.retain)
-        delay = float(os.environ.get("PILOT_SYSTEM_RECORD_DELAY", "0") or 0)
+        delay = float(environment.get("PILOT_SYSTEM_RECORD_DELAY") or 0)
         if delay:
             import time
 
@@ -170,5 +171,5 @@ class RecordingSystem(System):
 
 
 def system_from_env(publish: Callable[[str, str, bool], None] | None = None) -> System:
-    path = os.environ.get("PILOT_SYSTEM_RECORD")
+    path = environment.get("PILOT_SYSTEM_RECORD")
     return RecordingSystem(path, publish) if path else System(publish)

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pilot import environment
 
 log = logging.getLogger("pilot.broker")
 
@@ -59,7 +60,7 @@ class EmbeddedBroker:
 
 def start(port: int = 1883) -> EmbeddedBroker:
     workdir = tempfile.mkdtemp(prefix="pilot-broker-")
-    choice = os.environ.get("PILOT_TRIAL_BROKER", "")  # "amqtt" to prefer the pure-Python broker
+    choice = environment.get("PILOT_TRIAL_BROKER") or ""  # "amqtt" to prefer the pure-Python broker
     mosquitto = find_mosquitto() if choice != "amqtt" else None
     if mosquitto:
         conf = os.path.join(workdir, "mosquitto.conf")

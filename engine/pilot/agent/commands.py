@@ -38,6 +38,27 @@ class CommandStats:
 
 
 @dataclass
+class Guards:
+    """What the guards remember. A reload hands it whole to the next CommandService, so it cannot
+    reset a cooldown, forget an armed confirmation or a running action, or open a window in
+    which a nonce seen by the old service is unknown to the new one."""
+
+    cooldowns: policy.Cooldowns
+    confirmations: policy.Confirmations
+    junk_replies: policy.RateLimit  # answers to senders that proved no key: one a second overall
+    replies: dict[str, policy.RateLimit] = field(default_factory=dict)  # per unsigned command: one a second
+    stats: CommandStats = field(default_factory=CommandStats)
+    running: set[str] = field(default_factory=set)  # commands whose action is still running
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    rate: policy.RateLimit | None = None  # the profile's rate_limit (rebuilt when that changes)
+    nonces: signing.NonceStore | None = None  # one store per file: never two writers of nonces.log
+
+    @classmethod
+    def fresh(cls, mono: Callable[[], float]) -> "Guards":
+        return cls(policy.Cooldowns(mono), policy.Confirmations(mono), policy.RateLimit(1, 1.0, mono))
+
+
+@dataclass
 class CommandService:
     plan: Plan
     publish: Callable[[str, str, int, bool], None]  # topic, payload, qos, retain (ordered, never dropped)
@@ -47,36 +68,32 @@ class CommandService:
     wall: Callable[[], float] = time.time
     mono: Callable[[], float] = time.monotonic
     ctx: ActionContext = field(default_factory=ActionContext)
-    carry: "CommandService | None" = None  # on reload: the service whose guard state continues
+    guards: Guards | None = None  # on reload: the previous service's, which continue
 
     def __post_init__(self) -> None:
         self._by_id = {c.id: c for c in self.plan.commands}
         self._prefix = f"{self.plan.topics.base}/cmd/"
         self.audit_topic = f"{self.plan.topics.base}/audit"
-        old = self.carry
-        self.carry = None
-        # a reload must not reset what guards remember: cooldowns, armed confirmations, the
-        # rate limits and which actions are still running (they keep running across it)
-        self.stats = old.stats if old else CommandStats()
-        self.cooldowns = old.cooldowns if old else policy.Cooldowns(self.mono)
-        self.confirmations = old.confirmations if old else policy.Confirmations(self.mono)
-        self.junk_replies = old.junk_replies if old else policy.RateLimit(1, 1.0, self.mono)
-        # answers to unsigned commands: one a second per declared command (bounded by the profile)
-        self._replies = old._replies if old else {}
+        guards = self.guards = self.guards or Guards.fresh(self.mono)
         for command_id in self._by_id:
-            self._replies.setdefault(command_id, policy.RateLimit(1, 1.0, self.mono))
-        self._running: set[str] = old._running if old else set()
-        self._lock = old._lock if old else threading.Lock()
-        self.rate = policy.RateLimit(self.plan.policy.rate_max, self.plan.policy.rate_per, self.mono)
-        if old and (old.rate.limit, old.rate.per) == (self.rate.limit, self.rate.per):
-            self.rate = old.rate
+            guards.replies.setdefault(command_id, policy.RateLimit(1, 1.0, self.mono))
+        limit = (self.plan.policy.rate_max, self.plan.policy.rate_per)
+        if guards.rate is None or (guards.rate.limit, guards.rate.per) != limit:
+            guards.rate = policy.RateLimit(*limit, self.mono)
         self._pool = ThreadPoolExecutor(max_workers=MAX_RUNNING, thread_name_prefix="pilot-action")
         self._keys: dict[str, signing.Key] = {}
         self._keyring_error: str | None = None
-        self.nonces: signing.NonceStore | None = None
-        if any(c.signed for c in self.plan.commands):
+        self._signed = any(c.signed for c in self.plan.commands)
+        if self._signed:
             self._load_keys()
-            self.nonces = signing.NonceStore(self.state_dir / "nonces.log", self.plan.policy.window, clock=self.wall)
+            path = self.state_dir / "nonces.log"
+            old = guards.nonces
+            if old is None or (old.path, old.window) != (path, self.plan.policy.window):
+                guards.nonces = signing.NonceStore(path, self.plan.policy.window, clock=self.wall)
+
+    @property
+    def nonces(self) -> signing.NonceStore | None:
+        return self.guards.nonces if self._signed else None
 
     def _load_keys(self) -> None:
         try:
@@ -150,26 +167,26 @@ class CommandService:
         if reason:
             raise _Authenticated(reason, nonce)
         if confirm and command.confirm:
-            if not self.confirmations.press(command.id, command.confirm, value):
-                if command.signed or self._replies[command.id].allow():
+            if not self.guards.confirmations.press(command.id, command.confirm, value):
+                if command.signed or self.guards.replies[command.id].allow():
                     self._result(result_topic, {"status": "armed", "confirm_within": command.confirm}, nonce)
                     self._audit(command.id, "armed", None, origin)
                 return
         cooldown = command.cooldown or self.plan.policy.cooldown
-        with self._lock:  # checked and marked as one step: two threads cannot both pass
-            if self.cooldowns.check(command.id, cooldown):
+        with self.guards.lock:  # checked and marked as one step: two threads cannot both pass
+            if self.guards.cooldowns.check(command.id, cooldown):
                 raise _Authenticated("cooldown", nonce)
-            if command.id in self._running or len(self._running) >= MAX_RUNNING:
+            if command.id in self.guards.running or len(self.guards.running) >= MAX_RUNNING:
                 raise _Authenticated("busy", nonce)
-            if not self.rate.allow():
+            if not self.guards.rate.allow():
                 raise _Authenticated("rate_limited", nonce)
-            self._running.add(command.id)
-            self.cooldowns.mark(command.id)
+            self.guards.running.add(command.id)
+            self.guards.cooldowns.mark(command.id)
         try:
             self._pool.submit(self._execute, command, value, origin, result_topic, nonce)
         except RuntimeError:  # pool shut down: the agent is stopping
-            with self._lock:
-                self._running.discard(command.id)
+            with self.guards.lock:
+                self.guards.running.discard(command.id)
             raise _Authenticated("unavailable", nonce) from None
 
     def _execute(self, command: Command, value: Any, origin: str, result_topic: str, nonce: str | None) -> None:
@@ -185,7 +202,7 @@ class CommandService:
                                                      "detail": str(exc)}, nonce, origin)
                 return
             if self.dry_run:
-                self.stats.dry_run += 1
+                self.guards.stats.dry_run += 1
                 log.info("dry-run %s (%s): %s", command.id, origin, "; ".join(c.describe() for c in calls))
                 self._finish(command, result_topic, {"status": "dry_run",
                                                      "calls": [c.to_dict() for c in calls]}, nonce, origin)
@@ -196,26 +213,26 @@ class CommandService:
                     self._finish(command, result_topic, {"status": "interrupted"}, nonce, origin)
                     return
                 if outcome.returncode != 0:
-                    self.stats.failed += 1
+                    self.guards.stats.failed += 1
                     self._finish(command, result_topic, {"status": "failed", "reason": "exit_status",
                                                          "detail": f"{call.argv[0] if call.argv else call.kind} "
                                                                    f"exited {outcome.returncode}"}, nonce, origin)
                     return
-            self.stats.executed += 1
+            self.guards.stats.executed += 1
             log.info("executed %s (%s): %s", command.id, origin, "; ".join(c.describe() for c in calls))
             self._publish_state(command, value)
             self._finish(command, result_topic, {"status": "ok"}, nonce, origin)
         except (ActionError, OSError) as exc:
-            self.stats.failed += 1
+            self.guards.stats.failed += 1
             self._finish(command, result_topic, {"status": "failed", "reason": "unavailable",
                                                  "detail": str(exc)[:200]}, nonce, origin)
         except Exception:
-            self.stats.failed += 1
+            self.guards.stats.failed += 1
             log.exception("action %s failed", command.action)
             self._finish(command, result_topic, {"status": "failed", "reason": "unavailable"}, nonce, origin)
         finally:
-            with self._lock:
-                self._running.discard(command.id)
+            with self.guards.lock:
+                self.guards.running.discard(command.id)
 
     # ------------------------------------------------------------ output
     def _publish_state(self, command: Command, value: Any) -> None:
@@ -247,19 +264,19 @@ class CommandService:
         self.publish(topic, json.dumps(body, separators=(",", ":")), 1, False)
 
     def _reject(self, command_id: str, topic: str, reason: str, nonce: str | None, origin: str) -> None:
-        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+        self.guards.stats.rejected[reason] = self.guards.stats.rejected.get(reason, 0) + 1
         command = self._by_id.get(command_id)
         # whoever holds no key gets at most one answer (and one audit event) a second: junk and
         # replays overall, and rejections of an unsigned command per command
         if origin == "mqtt":
             if reason in policy.UNAUTHENTICATED or command is None:
-                limiter = self.junk_replies
+                limiter = self.guards.junk_replies
             elif not command.signed:
-                limiter = self._replies[command.id]
+                limiter = self.guards.replies[command.id]
             else:
                 limiter = None
             if limiter is not None and not limiter.allow():
-                self.stats.replies_suppressed += 1
+                self.guards.stats.replies_suppressed += 1
                 return
         self._result(topic, {"status": "rejected", "reason": reason}, nonce)
         self._audit(command_id if command_id in self._by_id else None, "rejected", reason, origin)
@@ -293,7 +310,7 @@ class CommandService:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.system.interrupt_all(grace=min(2.0, timeout / 2))
         deadline = time.monotonic() + timeout
-        while self._running and time.monotonic() < deadline:
+        while self.guards.running and time.monotonic() < deadline:
             time.sleep(0.02)
 
 

@@ -57,7 +57,7 @@ def backoff_delays(first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP):
         delay = min(delay * 2, cap)
 
 
-def _read_password(path: str | None) -> str | None:
+def read_password(path: str | None) -> str | None:
     if not path:
         return None
     with open(path, encoding="utf-8") as handle:
@@ -115,7 +115,7 @@ class Session:
         self._client.connect_timeout = 5.0
         self._client.will_set(self.will.topic, self.will.payload, qos=1, retain=True)
         if self.settings.username:
-            self._client.username_pw_set(self.settings.username, _read_password(self.settings.password_file))
+            self._client.username_pw_set(self.settings.username, read_password(self.settings.password_file))
         if self.settings.tls is not None:
             self._client.tls_set_context(tls_context(self.settings))
             if self.settings.tls.insecure:

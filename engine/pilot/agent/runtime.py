@@ -14,17 +14,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from pilot import __version__
 from pilot.agent import ha
 from pilot.agent.health import Health, encode as encode_health, entities as health_entities
-from pilot.actions._base import System, system_from_env
+from pilot.actions._base import RecordingSystem, System, system_from_env
 from pilot.agent.mqtt import Session, Will
 from pilot.plan import Plan, Rule, Schedule
 from pilot.probes import ProbeContext
@@ -35,11 +34,15 @@ from pilot.agent.state import StateDir
 from pilot.agent.steps import StepRunner
 from pilot.agent.ticker import Ticker
 
+if TYPE_CHECKING:
+    from pilot.agent.commands import CommandService, Guards
+    from pilot.agent.schedules import Scheduler
+
 log = logging.getLogger("pilot.agent")
 
 HA_DEBOUNCE = 10.0  # at most one re-announcement burst per this many seconds
 HA_DELAY = (1.0, 4.0)  # random delay after Home Assistant's birth message
-HEALTH_EVERY = float(os.environ.get("PILOT_HEALTH_EVERY", "30"))  # seconds; tests shorten it
+HEALTH_EVERY = 30.0  # seconds between health reports
 
 
 @dataclass
@@ -49,12 +52,26 @@ class AgentOptions:
     state_dir: StateDir
     dry_run: bool = False
     ha_delay: tuple[float, float] = HA_DELAY
+    health_every: float = HEALTH_EVERY
     ctx: ProbeContext = field(default_factory=ProbeContext)
 
 
-def connection_key(plan: Plan) -> tuple:
-    """What a reload cannot change without a new MQTT connection (the LWT topic, TLS, the broker)."""
-    return (plan.mqtt, plan.topics.availability)
+@dataclass
+class Parts:
+    """Everything built from one plan. A reload builds the next set before it stops this one, and
+    swaps it in with one assignment, so no message ever sees half of each."""
+
+    plan: Plan
+    sensors: SensorSet
+    commands: CommandService | None
+    steps: StepRunner
+    rules: RuleEngine
+    scheduler: Scheduler | None
+    announced: Plan  # the plan less the optional sensors whose probe cannot work here
+
+    @property
+    def command_prefix(self) -> str:
+        return f"{self.plan.topics.base}/cmd/"
 
 
 class Agent:
@@ -74,56 +91,59 @@ class Agent:
         )
         self.system: System = system_from_env(
             lambda topic, payload, retain: self.session.publish_result(topic, payload, 1, retain))
-        if type(self.system).__name__ == "RecordingSystem":
-            log.warning("PILOT_SYSTEM_RECORD is set: actions are recorded to %s, not performed",
-                        os.environ.get("PILOT_SYSTEM_RECORD"))
-        self.reload_handler = None  # set by the CLI: re-validates the profile on `_reload`
-        self._install(plan)
+        if isinstance(self.system, RecordingSystem):
+            log.warning("PILOT_SYSTEM_RECORD is set: actions are recorded to %s, not performed", self.system.path)
+        self.reload_handler: Callable[[bytes], None] | None = None  # `_reload` requests; see pilot.agent.reload
+        self.parts = self._build(plan)
+
+    # the current plan's parts, read through `parts` so a reload swaps them all at once
+    plan = property(lambda self: self.parts.plan)
+    sensors = property(lambda self: self.parts.sensors)
+    commands = property(lambda self: self.parts.commands)
+    rules = property(lambda self: self.parts.rules)
 
     # ---------------------------------------------------------------- the plan's parts
-    def _install(self, plan: Plan, carry: Any = None) -> None:
-        """Build the plan's parts (nothing starts here); `carry` is the command service whose
-        guard state (cooldowns, armed confirmations, running actions) continues."""
-        self.plan = plan
-        self._command_prefix = f"{plan.topics.base}/cmd/"
-        self.sensors = SensorSet(plan, self.options.ctx, self._publish_state, self._on_sensor_change)
-        self.commands = None
+    def _build(self, plan: Plan, guards: Guards | None = None) -> Parts:
+        """Build the plan's parts (nothing starts here); `guards` is the guard state (cooldowns,
+        armed confirmations, running actions, nonces) of the plan before a reload."""
+        sensors = SensorSet(plan, self.options.ctx, self._publish_state, self._on_sensor_change)
+        commands = None
         if plan.commands:
             from pilot.agent.commands import CommandService
 
-            self.commands = CommandService(plan, self.session.publish_result, self.system,
-                                           self.options.state_dir.path, dry_run=self.options.dry_run, carry=carry)
-        self.steps = StepRunner(plan.topics.base, self.sensors.values,
-                                self.commands.run_local if self.commands else None,
-                                self.session.publish_result, self.system, dry_run=self.options.dry_run)
-        self.rules = RuleEngine(plan.rules, self.sensors.evaluator, self._rule_fired, self._rule_cleared,
-                                wake_at=self._wake_rules_at)
-        self.scheduler = None
+            commands = CommandService(plan, self.session.publish_result, self.system, self.options.state_dir.path,
+                                      dry_run=self.options.dry_run, guards=guards)
+        steps = StepRunner(plan.topics.base, sensors.values, commands.run_local if commands else None,
+                           self.session.publish_result, self.system, dry_run=self.options.dry_run)
+        rules = RuleEngine(plan.rules, sensors.evaluator, self._rule_fired, self._rule_cleared,
+                           wake_at=self._wake_rules_at)
+        scheduler = None
         if plan.schedules:
             from pilot.agent.schedules import Scheduler
 
-            self.scheduler = Scheduler(plan.schedules, self._schedule_fired)
+            scheduler = Scheduler(plan.schedules, self._schedule_fired)
         # optional sensors whose probe cannot work here are not announced at all
-        self.announced = dataclasses.replace(plan, sensors=tuple(
-            s for s in plan.sensors if s.id in self.sensors.states or not s.optional))
+        announced = dataclasses.replace(plan, sensors=tuple(
+            s for s in plan.sensors if s.id in sensors.states or not s.optional))
+        return Parts(plan, sensors, commands, steps, rules, scheduler, announced)
 
     def _start_parts(self) -> None:
-        self.ticker.every(HEALTH_EVERY, self.publish_health, first_delay=HEALTH_EVERY)
-        for every, ids in self.sensors.intervals().items():
+        every = self.options.health_every
+        self.ticker.every(every, self.publish_health, first_delay=every)
+        for interval, ids in self.sensors.intervals().items():
             # one second in, so rate and usage probes have a first interval to measure
-            self.ticker.every(every, self.sensors.read_group, ids, first_delay=min(every, 1.0))
-        if self.scheduler is not None:
-            self.scheduler.start()
+            self.ticker.every(interval, self.sensors.read_group, ids, first_delay=min(interval, 1.0))
+        if self.parts.scheduler is not None:
+            self.parts.scheduler.start()
 
-    def _stop_parts(self) -> None:
+    def _stop_parts(self, parts: Parts, *, retire: bool = False) -> None:
+        """Stop what runs on its own. `retire`: on reload, let running actions finish and answer."""
         self.ticker.clear()
-        if self.scheduler is not None:
-            self.scheduler.stop()
-        self.steps.stop()
-        if self.commands is not None:
-            self.commands.stop()
-
-    _PARTS = ("plan", "_command_prefix", "sensors", "commands", "steps", "rules", "scheduler", "announced")
+        if parts.scheduler is not None:
+            parts.scheduler.stop()
+        parts.steps.stop()
+        if parts.commands is not None:
+            (parts.commands.retire if retire else parts.commands.stop)()
 
     def reload(self, plan: Plan) -> None:
         """Swap in a new plan on the same connection; discovery removes what was dropped.
@@ -131,19 +151,10 @@ class Agent:
         The new parts are built before the old ones stop, so a failure leaves the old plan
         running; running actions finish, and the guards remember them and their cooldowns."""
         with self._lock:
-            old = {name: getattr(self, name) for name in self._PARTS}
-            try:
-                self._install(plan, carry=old["commands"])
-            except Exception:
-                for name, value in old.items():
-                    setattr(self, name, value)
-                raise
-            self.ticker.clear()
-            if old["scheduler"] is not None:
-                old["scheduler"].stop()
-            old["steps"].stop()
-            if old["commands"] is not None:
-                old["commands"].retire()
+            old = self.parts
+            new = self._build(plan, guards=old.commands.guards if old.commands else None)
+            self._stop_parts(old, retire=True)
+            self.parts = new
             self._start_parts()
         log.info("reloaded profile %s (hash %s)", plan.profile, plan.profile_hash)
         if self.session.connected:
@@ -166,17 +177,17 @@ class Agent:
         log.info("rule %s fired", rule.id)
         if rule.state_topic:
             self.session.publish_telemetry(rule.state_topic, ha.ON, retain=True)
-        self.steps.run(rule.do, f"rule:{rule.id}")
+        self.parts.steps.run(rule.do, f"rule:{rule.id}")
 
     def _rule_cleared(self, rule: Rule) -> None:
         log.info("rule %s cleared", rule.id)
         if rule.state_topic:
             self.session.publish_telemetry(rule.state_topic, ha.OFF, retain=True)
-        self.steps.run(rule.on_clear, f"rule:{rule.id}")
+        self.parts.steps.run(rule.on_clear, f"rule:{rule.id}")
 
     def _schedule_fired(self, schedule: Schedule) -> None:
         log.info("schedule %s fired", schedule.id)
-        self.steps.run(schedule.do, f"schedule:{schedule.id}")
+        self.parts.steps.run(schedule.do, f"schedule:{schedule.id}")
 
     # ---------------------------------------------------------------- announcements
     def capabilities(self) -> dict[str, Any]:
@@ -198,7 +209,7 @@ class Agent:
             from pilot.naming import slug
 
             extra = health_entities(self.plan.device.id, slug(self.plan.device.name), self.plan.topics.health)
-            messages, record = ha.discovery_messages(self.announced, previous, extra)
+            messages, record = ha.discovery_messages(self.parts.announced, previous, extra)
             for message in messages:
                 self.session.publish_result(message.topic, message.payload, qos=message.qos, retain=message.retain)
             if record != previous or not intact:
@@ -209,7 +220,7 @@ class Agent:
                     log.error("cannot remember published discovery in %s: %s", self.options.state_dir.path, exc)
             self.session.publish_result(self.plan.topics.capabilities, json.dumps(self.capabilities()), retain=True)
             log.info("announced %d entities (%s discovery on %s); states under %s/state/",
-                     len(ha.components(self.announced)), self.plan.mqtt.discovery, self.plan.topics.discovery,
+                     len(ha.components(self.parts.announced)), self.plan.mqtt.discovery, self.plan.topics.discovery,
                      self.plan.topics.base)
             self.session.publish_result(self.plan.topics.availability, "online", retain=True)
             self.publish_health()
@@ -229,7 +240,7 @@ class Agent:
 
     def health_report(self) -> dict:
         return self.health.report(
-            session_stats=self.session.stats, command_stats=self.commands.stats if self.commands else None,
+            session_stats=self.session.stats, command_stats=self.commands.guards.stats if self.commands else None,
             probe_errors=sum(s.errors for s in self.sensors.states.values()),
             rule_errors=sum(s.errors for s in self.rules.states.values()))
 
@@ -247,12 +258,13 @@ class Agent:
                     self.health.saw_instance(report.get("instance"))
             except (ValueError, AttributeError, TypeError):
                 pass
-        elif topic == f"{self._command_prefix}_reload/set":
+        elif topic == f"{self.parts.command_prefix}_reload/set":
             if self.reload_handler is not None and not retained:
                 self.reload_handler(payload)  # quick checks; the reload itself runs on its own worker
-        elif topic.startswith(self._command_prefix):
-            if self.commands is not None:
-                self.commands.handle(topic, payload, retained)
+        elif topic.startswith(self.parts.command_prefix):
+            commands = self.parts.commands
+            if commands is not None:
+                commands.handle(topic, payload, retained)
         elif topic == f"{self.plan.mqtt.discovery_prefix}/status" and payload.strip() == b"online":
             self._schedule_announce()
 
@@ -285,7 +297,7 @@ class Agent:
 
     def stop(self) -> None:
         self.ticker.stop()
-        self._stop_parts()
+        self._stop_parts(self.parts)
         if self._announce_timer is not None:
             self._announce_timer.cancel()
         self.session.stop()

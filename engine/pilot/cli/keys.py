@@ -16,17 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pilot.cli.common import load_plan, parse_broker, state_path
+from pilot.plan import Plan
 
-def _plan_or_report(args: argparse.Namespace) -> Any:
+
+def _plan_or_report(args: argparse.Namespace) -> Plan | None:
     """The compiled plan of args.profile, or None after printing why (with positions)."""
-    from pilot.cli.run import _load_plan
-    from pilot.agent.state import default_state_dir
-
-    try:
-        return _load_plan(args.profile, Path(args.state_dir) if args.state_dir else default_state_dir())
-    except Exception as exc:
-        print(f"pilot: error: {exc}" if "error:" not in str(exc) else str(exc), file=sys.stderr)
-        return None
+    return load_plan(args.profile, state_path(args.state_dir))[0]
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -86,7 +82,6 @@ def cmd_send(args: argparse.Namespace) -> int:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from pilot.agent import signing
-    from pilot.cli.run import parse_broker
 
     plan = _plan_or_report(args)
     if plan is None:
@@ -109,7 +104,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             print(f"pilot: error: {exc}", file=sys.stderr)
             return 1
         payload = json.dumps(signing.sign(key, plan.device.id, command.command_topic, value), separators=(",", ":"))
-    host, port = parse_broker(args.broker) if args.broker else (plan.mqtt.host or "127.0.0.1", plan.mqtt.port or 1883)
+    host, port = args.broker if args.broker else (plan.mqtt.host or "127.0.0.1", plan.mqtt.port or 1883)
     done = threading.Event()
     result: dict[str, Any] = {}
     sent = {"payload": payload}
@@ -123,9 +118,9 @@ def cmd_send(args: argparse.Namespace) -> int:
         return json.loads(text).get("nonce") if key is not None else None
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pilot-send-{os.getpid()}")
     if plan.mqtt.username:
-        from pilot.agent.mqtt import _read_password
+        from pilot.agent.mqtt import read_password
 
-        client.username_pw_set(plan.mqtt.username, _read_password(plan.mqtt.password_file))
+        client.username_pw_set(plan.mqtt.username, read_password(plan.mqtt.password_file))
     if plan.mqtt.tls is not None:
         from pilot.agent.mqtt import tls_context
 
@@ -215,7 +210,7 @@ def register(sub: Any) -> None:
     p.add_argument("value", nargs="?", metavar="VALUE")
     p.add_argument("--keyring", help="default: the profile's policies.hmac.keyring")
     p.add_argument("--kid")
-    p.add_argument("--broker", metavar="HOST:PORT")
+    p.add_argument("--broker", metavar="HOST:PORT", type=parse_broker)
     p.add_argument("--state-dir", metavar="DIR")
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--no-confirm", action="store_true", help="do not press a second time for confirm commands")

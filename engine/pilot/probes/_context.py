@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from pilot import environment
 
 
 class ProbeUnavailable(Exception):
@@ -14,7 +15,7 @@ class ProbeUnavailable(Exception):
 
 @dataclass
 class ProbeContext:
-    sysfs_root: Path = field(default_factory=lambda: Path(os.environ.get("PILOT_SYSFS_ROOT", "/sys")))
+    sysfs_root: Path = field(default_factory=lambda: Path(environment.get("PILOT_SYSFS_ROOT") or "/sys"))
     procfs_root: Path = field(default_factory=lambda: Path("/proc"))
     etc_root: Path = field(default_factory=lambda: Path("/etc"))
     # The pynvml module (or a stand-in with the same functions); None = import lazily.

@@ -25,6 +25,7 @@ from ruamel.yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 
 from pilot import resources
 from pilot.diagnostics import ERROR, Diagnostic, json_path
+from pilot import environment
 
 MAX_BYTES = 1024 * 1024
 MAX_EXTENDS_DEPTH = 16
@@ -456,7 +457,7 @@ def load_file(path: str | os.PathLike[str]) -> tuple[Document | None, list[Diagn
 
 
 def pack_search_path() -> list[Path]:
-    extra = [Path(p) for p in os.environ.get("PILOT_PACKS_PATH", "").split(os.pathsep) if p]
+    extra = [Path(p) for p in (environment.get("PILOT_PACKS_PATH") or "").split(os.pathsep) if p]
     return extra + [resources.profiles_dir()]
 
 

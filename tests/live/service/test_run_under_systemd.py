@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pilot.cli import run as run_cmd
-from pilot.plan import Plan, Policy
+from pilot.agent.supervise import options_from_env, refuse_root
+from pilot.plan import Plan, Service
 
-from .conftest import BASIC, REPO, write
+from tests.support.files import BASIC, REPO, write
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX") or os.name == "nt", reason="needs AF_UNIX and signals")
 
@@ -123,30 +123,32 @@ def _plan(allow_root: bool) -> Plan:
     return Plan.from_dict({"profile": "p", "profile_hash": "h", "sources": [], "device": {"id": "d", "name": "d"},
                            "mqtt": {}, "topics": {"base": "b", "availability": "a", "capabilities": "c",
                                                   "health": "h", "discovery": "x"},
-                           "policy": {"allow_root": allow_root}})
+                           "policy": {}, "service": {"allow_root": allow_root}})
+
+
+def _refused(plan: Plan, dry_run: bool, environ: dict[str, str]) -> bool:
+    return refuse_root(plan, options_from_env(environ, state_dir=Path("unused"), dry_run=dry_run))
 
 
 def test_refuse_root_rules(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert run_cmd.refuse_root(_plan(False), dry_run=False, environ={}) is True
-    assert run_cmd.refuse_root(_plan(True), dry_run=False, environ={}) is False
-    assert run_cmd.refuse_root(_plan(False), dry_run=True, environ={}) is False
-    assert run_cmd.refuse_root(_plan(False), dry_run=False, environ={"PILOT_ALLOW_ROOT": "1"}) is False
-    assert run_cmd.refuse_root(_plan(False), dry_run=False, environ={"PILOT_ALLOW_ROOT": "yes"}) is True
+    assert _refused(_plan(False), dry_run=False, environ={}) is True
+    assert _refused(_plan(True), dry_run=False, environ={}) is False
+    assert _refused(_plan(False), dry_run=True, environ={}) is False
+    assert _refused(_plan(False), dry_run=False, environ={"PILOT_ALLOW_ROOT": "1"}) is False
+    assert _refused(_plan(False), dry_run=False, environ={"PILOT_ALLOW_ROOT": "yes"}) is True
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert run_cmd.refuse_root(_plan(False), dry_run=False, environ={}) is False
+    assert _refused(_plan(False), dry_run=False, environ={}) is False
 
 
 def test_allow_root_is_compiled_into_the_plan_and_survives_json(tmp_path):
-    from pilot.profile.compiler import compile_document
-    from pilot.profile.validate import validate_file
+    from pilot.profile.pipeline import compile_file
 
-    doc, diags = validate_file(write(tmp_path, "p.yaml", "pilot: 1\nservice: {allow_root: true, user: root}\n"))
-    assert not diags
-    plan = compile_document(doc)
-    assert plan.policy.allow_root is True
-    assert Plan.from_dict(plan.to_dict()).policy.allow_root is True
-    assert Policy().allow_root is False
+    _, result = compile_file(write(tmp_path, "p.yaml", "pilot: 1\nservice: {allow_root: true, user: root}\n"))
+    assert result.plan is not None and not result.diagnostics
+    assert result.plan.service == Service(user="root", allow_root=True)
+    assert Plan.from_dict(result.plan.to_dict()).service.allow_root is True
+    assert Service().allow_root is False
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="the refusal applies to root only")

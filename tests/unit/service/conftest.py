@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-BASIC = REPO / "tests" / "live" / "agent" / "profiles" / "basic.yaml"
+from tests.support.files import BASIC, REPO, write  # noqa: F401 - the service tests import them from here
 
 
 @pytest.fixture(autouse=True)
@@ -36,13 +35,6 @@ def fake_pilot(tmp_path) -> Path:
     exe.write_text("#!/bin/sh\nexit 0\n")
     exe.chmod(0o755)
     return exe
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 PRIVILEGED = """\

@@ -1,0 +1,182 @@
+"""run_agent(): a Plan in, a running agent until told to stop, an exit code out.
+
+`pilot run`, `pilot demo` and the Windows service all come through here. It
+chooses the broker (the --broker override, the profile's, or a local trial
+broker), refuses to run as root unless allowed, handles SIGTERM, SIGINT and
+SIGHUP, talks to systemd (readiness, watchdog, status) and exits non-zero when
+the MQTT thread dies so that the service manager restarts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from pilot.agent import sdnotify
+from pilot.agent.reload import Reloader
+from pilot.agent.runtime import HA_DELAY, HEALTH_EVERY, Agent, AgentOptions
+from pilot.agent.state import StateDir
+from pilot.plan import CompileResult, Plan
+
+log = logging.getLogger("pilot")
+
+ROOT_REFUSAL = ("pilot: error: refusing to run as root: every command would run with full privileges. Run Pilot "
+                "as a dedicated user (`pilot service install` creates one), or set `service: {allow_root: true}` "
+                "in the profile (PILOT_ALLOW_ROOT=1 in the environment does the same; --dry-run is always allowed)")
+TRIAL_HOST, TRIAL_PORT = "127.0.0.1", 1883
+
+
+@dataclass
+class RunOptions:
+    state_dir: Path
+    broker: tuple[str, int] | None = None  # overrides the profile's; None and no profile broker: a trial broker
+    dry_run: bool = False
+    once: bool = False  # discovery and one round of sensors, then exit
+    timeout: float = 15.0  # --once: how long to wait for the broker
+    duration: float = 0.0  # stop after this many seconds (0: until told to stop)
+    allow_root: bool = False  # PILOT_ALLOW_ROOT=1
+    ha_delay: tuple[float, float] = HA_DELAY
+    health_every: float = HEALTH_EVERY
+
+
+def refuse_root(plan: Plan, options: RunOptions) -> bool:
+    """True when the agent must not start: euid 0 without allow_root (profile or environment) or --dry-run."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or options.dry_run:
+        return False
+    return not (plan.service.allow_root or options.allow_root)
+
+
+def run_agent(plan: Plan, options: RunOptions, stop: threading.Event | None = None,
+              recompile: Callable[[], CompileResult] | None = None) -> int:
+    """Run until SIGTERM/SIGINT, `stop` (the Windows service's event) or `options.duration`.
+    `recompile` returns the profile compiled afresh; without it, reload requests are ignored."""
+    if refuse_root(plan, options):
+        print(ROOT_REFUSAL, file=sys.stderr)
+        return 2
+    broker = None
+    if options.broker:
+        host, port = options.broker
+    elif plan.mqtt.host:
+        host, port = plan.mqtt.host, plan.mqtt.port or 1883
+    else:
+        from pilot.agent import broker as trial
+
+        host, port = TRIAL_HOST, TRIAL_PORT
+        if not trial.listening(host, port):
+            try:
+                broker = trial.start(port)
+            except RuntimeError as exc:
+                print(f"pilot: error: {exc}", file=sys.stderr)
+                return 1
+            log.info("no broker configured: started a local trial broker (%s) on %s:%d", broker.kind, host, port)
+            print(f"Watch it:  mosquitto_sub -h {host} -p {port} -v -t 'pilot/#' -t 'homeassistant/#'",
+                  file=sys.stderr)
+        else:
+            log.info("no broker configured: using the one listening on %s:%d", host, port)
+
+    agent = Agent(plan, AgentOptions(host=host, port=port, state_dir=StateDir(options.state_dir),
+                                     dry_run=options.dry_run, ha_delay=options.ha_delay,
+                                     health_every=options.health_every))
+    reloader = Reloader(agent, recompile) if recompile is not None else None
+    if reloader is not None:
+        agent.reload_handler = reloader.from_mqtt
+    stop = _install_signals(stop, reloader)
+    try:
+        if options.once:
+            return _run_once(agent, options.timeout)
+        return _supervise(agent, stop, options.duration, f"{host}:{port}")
+    finally:
+        sdnotify.stopping()
+        agent.stop()
+        if broker is not None:
+            broker.stop()
+
+
+def _install_signals(stop: threading.Event | None, reloader: Reloader | None) -> threading.Event:
+    """SIGTERM and SIGINT set `stop`; SIGHUP reloads. Signal handlers exist only on the main thread
+    (the Windows service runs us on another one and sets `stop` itself)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        return stop
+    for name in ("SIGTERM", "SIGINT", "SIGBREAK"):  # SIGBREAK: Ctrl-Break on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda *_: stop.set())
+    if hasattr(signal, "SIGHUP") and reloader is not None:
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
+            target=_reload_notified, args=(reloader,), name="pilot-sighup", daemon=True).start())
+    return stop
+
+
+def _supervise(agent: Agent, stop: threading.Event, duration: float, where: str) -> int:
+    agent.start()
+    sdnotify.ready(f"started; connecting to {where}")
+    # WatchdogSec=: ping at half the period, and only while the MQTT thread and the ticker are alive
+    watchdog = sdnotify.watchdog_interval()
+    period = min(5.0, watchdog) if watchdog else 5.0
+    shown = None
+    deadline = time.monotonic() + duration if duration else None
+    while not stop.is_set():
+        stop.wait(period if deadline is None else max(0.0, min(period, deadline - time.monotonic())))
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        if not agent.healthy():
+            log.error("the MQTT network thread died; exiting so the service manager restarts us")
+            return 1
+        if watchdog:
+            sdnotify.watchdog()
+        text = f"{'online' if agent.session.connected else 'offline: broker unreachable'} ({where})"
+        if text != shown:
+            shown = text
+            sdnotify.status(text)
+    log.info("stopping")
+    return 0
+
+
+def _reload_notified(reloader: Reloader) -> None:
+    """SIGHUP (systemd's ExecReload): tell systemd we are reloading, and ready again after."""
+    sdnotify.reloading()
+    try:
+        reloader.run("SIGHUP")
+    except Exception:  # a reload must never take the agent down with it
+        log.exception("reload failed; the running profile stays")
+    finally:
+        sdnotify.ready()
+
+
+def _run_once(agent: Agent, timeout: float) -> int:
+    agent.options.state_dir.ensure()
+    agent.session.start()
+    started = time.monotonic()
+    if not agent.session.wait_connected(timeout):
+        log.error("could not reach the broker within %.0f s: %s", timeout, agent.session.stats.last_error)
+        return 1
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))  # usage and rate probes need an interval
+    agent.read_all()
+    deadline = time.monotonic() + timeout
+    while agent.session.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # let paho write what it was handed
+    return 0
+
+
+def options_from_env(environ: Mapping[str, str], **given: object) -> RunOptions:
+    """RunOptions with the environment's test and service switches (see docs/configuration.md)."""
+    from pilot import environment
+
+    options = RunOptions(**given)  # type: ignore[arg-type]
+    options.allow_root = environment.get("PILOT_ALLOW_ROOT", environ) == "1"
+    delay = environment.get("PILOT_HA_DELAY", environ)
+    if delay:
+        low, _, high = delay.partition(",")
+        options.ha_delay = (float(low), float(high or low))
+    every = environment.get("PILOT_HEALTH_EVERY", environ)
+    if every:
+        options.health_every = float(every)
+    return options

@@ -1,0 +1,69 @@
+"""What every subcommand shares: exit codes, printing, and the one way to load a plan.
+
+The command line sits on top: it may import the compiler, the agent and the
+service layer; nothing imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pilot.plan import CompileResult, Plan
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def state_path(arg: str | None) -> Path:
+    from pilot.agent.state import default_state_dir
+
+    return Path(arg) if arg else default_state_dir()
+
+
+def parse_broker(text: str) -> tuple[str, int]:
+    """`host`, `host:port` or `[v6]:port` -> (host, port); argparse reports a bad one as a usage error."""
+    host, sep, port = text.rpartition(":")
+    if not sep or (not host.startswith("[") and ":" in host):  # no port, or a bare IPv6 address
+        return text.strip("[]"), 1883
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST or HOST:PORT (a port is 1-65535)")
+    return host, int(port)
+
+
+def compile_for_run(profile: str | None, state_dir: Path) -> CompileResult:
+    """The profile (None: the shipped pack that matches this machine) compiled in a child process."""
+    from pilot.profile.worker import compile_profile
+
+    return compile_profile(profile, cache_dir=state_dir)
+
+
+def load_plan(profile: str | None, state_dir: Path) -> tuple[Plan | None, int]:
+    """(the compiled plan, 0), or (None, exit code) after printing why: every diagnostic with its
+    file:line:column (1), or a missing file or no matching pack (2)."""
+    if profile is not None and not Path(profile).is_file():
+        err(f"pilot: error: {profile}: no such file")
+        return None, EXIT_USAGE
+    try:
+        result = compile_for_run(profile, state_dir)
+    except (RuntimeError, OSError) as exc:
+        err(f"pilot: error: {exc}")
+        return None, EXIT_INVALID
+    if result.plan is None:
+        if any(d.code == "no_pack" for d in result.diagnostics):
+            err(f"pilot: error: {result.diagnostics[0].message}")
+            return None, EXIT_USAGE
+        err("\n".join(d.text() for d in result.diagnostics))
+        err(f"pilot: {profile or 'the matching pack'} is not valid; nothing started")
+        return None, EXIT_INVALID
+    return result.plan, EXIT_OK

@@ -1,0 +1,194 @@
+"""`pilot validate`, `schema`, `probes`, `detect` and `plan`: looking at profiles and at this host."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pilot.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, out as _out
+
+
+# ------------------------------------------------------------------ validate
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pilot.diagnostics import ERROR, REPORTERS, WARNING
+    from pilot.profile.validate import profile_files, sort_key, validate_file
+
+    files: list[Path] = []
+    for target in args.paths:
+        path = Path(target)
+        if not path.exists():
+            print(f"pilot: error: {target}: no such file or directory", file=sys.stderr)
+            return EXIT_USAGE
+        files += profile_files(path)
+    diags = []
+    unreadable = False
+    bases: dict = {}  # composed base profiles, shared by every file of this run
+    for file in files:
+        _, found = validate_file(file, cache=bases)
+        unreadable |= any(d.code == "unreadable" for d in found)
+        diags += found
+    if args.strict:
+        from dataclasses import replace
+
+        diags = [replace(d, severity=ERROR) if d.severity == WARNING else d for d in diags]
+    diags.sort(key=sort_key)
+    if args.quiet:
+        diags = [d for d in diags if d.severity == ERROR]
+    _out(REPORTERS[args.format](diags, len(files)))
+    if unreadable:
+        return EXIT_USAGE
+    return EXIT_INVALID if any(d.severity == ERROR for d in diags) else EXIT_OK
+
+
+# ------------------------------------------------------------------ schema
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from pilot.profile.schema import dumps, pack_schema, published_schema
+
+    if args.write:
+        out = Path(args.write)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "profile.v1.schema.json").write_text(dumps(published_schema()), encoding="utf-8")
+        (out / "pack.v1.schema.json").write_text(dumps(pack_schema()), encoding="utf-8")
+        _out(f"wrote {out / 'profile.v1.schema.json'} and {out / 'pack.v1.schema.json'}")
+        return EXIT_OK
+    sys.stdout.write(dumps(pack_schema() if args.pack else published_schema()))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ probes
+
+
+def _probe_reading(entry: Any, ctx: Any) -> tuple[str, Any]:
+    required = entry.params.get("required") or []
+    if required:
+        return "needs args", "needs " + ", ".join(f"`{r}`" for r in required)
+    try:
+        reason = entry.available(ctx) if entry.available else None
+        if reason:
+            return "unavailable", reason
+        reader = entry.factory(ctx)
+        value = reader()
+        if value is None or entry.name.endswith("_rate"):
+            import time  # rates and CPU usage need two samples
+
+            time.sleep(0.25)
+            value = reader()
+        return "ok", value
+    except Exception as exc:  # a probe failing here is information, not a crash
+        return "unavailable", str(exc) or type(exc).__name__
+
+
+def cmd_probes(args: argparse.Namespace) -> int:
+    from pilot.probes import ProbeContext
+    from pilot.registry import PROBES
+
+    ctx = ProbeContext()
+    rows = []
+    for entry in PROBES:
+        status, value = ("skipped", None) if args.no_values else _probe_reading(entry, ctx)
+        rows.append({"name": entry.name, "summary": entry.summary, "status": status, "value": value,
+                     "unit": entry.defaults.get("unit"), "params": entry.params.get("properties", {})})
+    if args.json:
+        _out(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    width = max(len(r["name"]) for r in rows) if rows else 10
+    for r in rows:
+        if r["status"] == "ok":
+            shown = f"{r['value']}{' ' + r['unit'] if r['unit'] and r['value'] is not None else ''}"
+        elif r["status"] == "skipped":
+            shown = ""
+        else:
+            shown = f"({r['value']})"
+        _out(f"{r['name']:<{width}}  {r['summary']}" + (f"\n{'':<{width}}  -> {shown}" if shown else ""))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ detect
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from pilot import facts as host
+    from pilot.profile import packs
+
+    facts = host.host_facts()
+    facts["device_id"] = host.device_id()
+    all_packs = packs.discover()
+    verdicts = [(p, *packs.matches(p, facts)) for p in all_packs]
+    chosen = packs.matching(facts)
+    if args.json:
+        _out(json.dumps({"facts": facts, "packs": [
+            {"name": p.name, "version": p.version, "matches": ok, "why_not": why,
+             "default_profile": str(p.default_profile) if p.default_profile else None}
+            for p, ok, why in verdicts], "best": chosen[0].name if chosen else None}, indent=2, default=str))
+        return EXIT_OK
+    _out("Host facts")
+    width = max(len(k) for k in facts)
+    for key, value in facts.items():
+        shown = ", ".join(value) if isinstance(value, list) else ("-" if value is None else value)
+        _out(f"  {key:<{width}}  {shown}")
+    _out("\nProfile packs")
+    for pack, ok, why in sorted(verdicts, key=lambda v: (not v[1], v[0].name)):
+        mark = "match" if ok else "  -  "
+        tail = "" if ok else f"  ({why})"
+        _out(f"  [{mark}] {pack.name} {pack.version}: {pack.description}{tail}")
+    if chosen and chosen[0].default_profile:
+        _out(f"\nBest match: {chosen[0].name} -> {chosen[0].default_profile}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ plan
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from pilot.diagnostics import REPORTERS
+    from pilot.profile.pipeline import compile_file
+    from pilot.profile.report import render_plan
+
+    _, result = compile_file(args.profile)
+    plan = result.plan
+    if plan is None:
+        print(REPORTERS["text"](list(result.diagnostics), 1), file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        _out(json.dumps(plan.to_dict(), indent=2, default=str))
+    else:
+        _out(render_plan(plan))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ parser
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("validate", help="check profiles and packs; errors come as file:line:col")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="profile files or folders to walk")
+    p.add_argument("--format", choices=["text", "json", "github"], default="text")
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    p.add_argument("--quiet", action="store_true", help="print errors only")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the profile JSON Schema (with probe and action names)")
+    p.add_argument("--pack", action="store_true", help="print the pack manifest schema instead")
+    p.add_argument("--write", metavar="DIR", help="write both schema files into DIR")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("probes", help="list probes with their current value on this host")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-values", action="store_true", help="do not read anything")
+    p.set_defaults(func=cmd_probes)
+
+    p = sub.add_parser("detect", help="print host facts and the profile packs that match")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("plan", help="print what a profile will publish and accept")
+    p.add_argument("profile", metavar="PROFILE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
