@@ -10,21 +10,15 @@ import pytest
 from pilot.agent import policy, signing
 from pilot.actions._base import ActionError, Call, RecordingSystem, System
 from pilot.agent.commands import CommandService
-from pilot.profile.compiler import compile_document
 from pilot.profile.loader import load_text
 from pilot.probes import ProbeContext
 from pilot.agent.sensorset import SensorSet
-
-
-def plan_of(text: str):
-    doc, diags = load_text("p.yaml", text.encode())
-    assert not diags, diags
-    return compile_document(doc, facts={}, device_id="x")
+from tests.support.profiles import compile_text
 
 
 def service(tmp_path, text: str, carry=None):
     published: list[tuple[str, str]] = []
-    svc = CommandService(plan_of(text), lambda t, p, q, r: published.append((t, p)),
+    svc = CommandService(compile_text(text), lambda t, p, q, r: published.append((t, p)),
                          RecordingSystem(str(tmp_path / "calls.jsonl")), tmp_path, carry=carry)
     return svc, published
 
@@ -43,7 +37,7 @@ def test_derived_chains_are_computed_in_dependency_order(tmp_path):
     root = tmp_path / "sys"
     (root / "class" / "t").mkdir(parents=True)
     (root / "class" / "t" / "x").write_text("1\n")
-    plan = plan_of("pilot: 1\ndevice: {id: d, name: D}\nsensors:\n"
+    plan = compile_text("pilot: 1\ndevice: {id: d, name: D}\nsensors:\n"
                    "  x: {probe: sysfs.read, args: {path: /sys/class/t/x, parse: int}, every: 1s}\n"
                    "  c: {expr: 'b + a + x'}\n  b: {expr: 'a + x'}\n  a: {expr: 'x * 2'}\n")
     sensors = SensorSet(plan, ProbeContext(sysfs_root=root), lambda topic, payload: None)
@@ -126,7 +120,7 @@ def test_a_bad_text_pattern_is_refused_and_never_raises_at_run_time():
     doc, _ = load_text("p.yaml", b"pilot: 1\ncommands:\n  t: {action: process.run, args: {argv: [/bin/true]}, "
                                  b"platform: text, pattern: '('}\n")
     assert any("regular expression" in d.message for d in validate_document(doc))
-    command = plan_of("pilot: 1\ndevice: {id: d, name: D}\ncommands:\n  t: {action: process.run, "
+    command = compile_text("pilot: 1\ndevice: {id: d, name: D}\ncommands:\n  t: {action: process.run, "
                       "args: {argv: [/bin/true]}, platform: text}\n").commands[0]
     broken = type(command.entity)(**{**command.entity.__dict__, "extra": {"pattern": "("}})
     assert policy.check_value(type(command)(**{**command.__dict__, "entity": broken}), "x") == (None, "bad_value")

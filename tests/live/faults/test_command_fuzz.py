@@ -22,9 +22,7 @@ from hypothesis import strategies as st
 from pilot.agent import policy, signing
 from pilot.actions._base import Outcome, System
 from pilot.agent.commands import CommandService
-from pilot.profile.compiler import compile_document
-from pilot.profile.loader import load_text
-from pilot.profile.validate import validate_document
+from tests.support.profiles import compile_text
 
 DEVICE = "fuzzrig"
 BASE = f"pilot/{DEVICE}"
@@ -68,11 +66,7 @@ def rig(tmp_path_factory):
     keyring = d / "keyring"
     keyring.write_text(f"k1 {signing.b64url(KEY.secret)} active\n")
     keyring.chmod(0o600)
-    doc, diags = load_text("fuzz.yaml", _profile(str(keyring)))
-    assert doc is not None and not diags, diags
-    problems = [x for x in validate_document(doc) if x.severity == "error"]
-    assert not problems, problems
-    plan = compile_document(doc, facts={}, device_id="x")
+    plan = compile_text(_profile(str(keyring)), folder=d, name="fuzz.yaml")
     assert plan.device.id == DEVICE
     published: list[tuple[str, str]] = []
     lock = threading.Lock()

@@ -8,8 +8,7 @@ import json
 import pytest
 
 from pilot.agent import ha
-from pilot.profile.compiler import compile_document
-from pilot.profile.loader import load_text
+from tests.support.profiles import compile_text
 
 PROFILE = b"""pilot: 1
 device: {id: box1, name: Box}
@@ -22,9 +21,7 @@ sensors:
 
 @pytest.fixture
 def plan():
-    doc, diags = load_text("p.yaml", PROFILE)
-    assert not diags
-    return compile_document(doc, facts={"hostname": "box"}, device_id="unused")
+    return compile_text(PROFILE, facts={"hostname": "box"}, device_id="unused")
 
 
 def test_device_payload_has_full_keys_and_components(plan):
@@ -87,9 +84,7 @@ def test_state_formatting(value, platform, text):
 
 
 def test_a_sensor_made_enum_drops_the_probes_numeric_defaults():
-    doc, diags = load_text("p.yaml", b"pilot: 1\ndevice: {id: box1, name: Box}\nsensors:\n"
-                                     b"  level: {probe: cpu.load, device_class: enum, options: [low, high]}\n")
-    assert not diags
-    entity = compile_document(doc, facts={}, device_id="x").sensors[0].entity
+    entity = compile_text("pilot: 1\ndevice: {id: box1, name: Box}\nsensors:\n"
+                          "  level: {probe: cpu.load, device_class: enum, options: [low, high]}\n").sensors[0].entity
     assert entity.state_class is None and entity.unit_of_measurement is None
     assert entity.device_class == "enum" and entity.options == ("low", "high")
