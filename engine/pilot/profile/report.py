@@ -61,7 +61,7 @@ def render_plan(plan: Plan) -> str:
                      f"{len(r.do)} step(s), {len(r.on_clear)} on clear")
     lines.append(f"\nSchedules ({len(plan.schedules)})")
     for s in plan.schedules:
-        from pilot.agent.schedules import next_fire_times
+        from pilot.cron import next_fire_times
 
         when = f"cron {s.cron!r}{' ' + s.timezone if s.timezone else ''}" if s.cron else f"every {format_duration(s.every or 0)}"
         jitter = f" (jitter {format_duration(s.jitter)})" if s.jitter else ""

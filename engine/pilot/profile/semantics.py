@@ -166,7 +166,7 @@ def _cron(c: _Collector, data: dict) -> None:
             c.error(("schedules", sid, "cron"), f"cron takes 5 fields (minute hour day month weekday), got {len(fields)}", "cron")
             continue
         try:
-            from pilot.agent.schedules import cron_trigger
+            from pilot.cron import cron_trigger
 
             cron_trigger(cron, tz or "UTC")
         except (ValueError, TypeError) as exc:

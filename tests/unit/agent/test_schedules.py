@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from pilot.plan import Schedule, Step
-from pilot.agent.schedules import CRON_GRACE, _crontab_days, grace, next_fire_times
+from pilot.cron import CRON_GRACE, _crontab_days, grace, next_fire_times
 
 NOTE = (Step("publish", topic="~/x", payload="y"),)
 
