@@ -167,16 +167,28 @@ def _run_once(agent: Agent, timeout: float) -> int:
 
 
 def options_from_env(environ: Mapping[str, str], **given: object) -> RunOptions:
-    """RunOptions with the environment's test and service switches (see docs/configuration.md)."""
+    """RunOptions with the environment's switches (docs/configuration.md). A value that cannot be
+    read raises ValueError naming the variable."""
     from pilot import environment
+
+    def seconds(name: str) -> list[float] | None:
+        text = environment.get(name, environ)
+        if text is None:
+            return None
+        try:
+            values = [float(part) for part in text.split(",")]
+        except ValueError:
+            values = []
+        if not values or len(values) > 2 or not all(0 <= v < 86400 for v in values):
+            raise ValueError(f"{name}={text!r} is not a number of seconds")
+        return values
 
     options = RunOptions(**given)  # type: ignore[arg-type]
     options.allow_root = environment.get("PILOT_ALLOW_ROOT", environ) == "1"
-    delay = environment.get("PILOT_HA_DELAY", environ)
+    delay = seconds("PILOT_HA_DELAY")
     if delay:
-        low, _, high = delay.partition(",")
-        options.ha_delay = (float(low), float(high or low))
-    every = environment.get("PILOT_HEALTH_EVERY", environ)
+        options.ha_delay = (delay[0], delay[-1])
+    every = seconds("PILOT_HEALTH_EVERY")
     if every:
-        options.health_every = float(every)
+        options.health_every = max(every[0], 0.1)
     return options

@@ -43,7 +43,7 @@ def parse_broker(text: str) -> tuple[str, int]:
 
 def compile_for_run(profile: str | None, state_dir: Path) -> CompileResult:
     """The profile (None: the shipped pack that matches this machine) compiled in a child process."""
-    from pilot.profile.worker import compile_profile
+    from pilot.compile_child import compile_profile
 
     return compile_profile(profile, cache_dir=state_dir)
 

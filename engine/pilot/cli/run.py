@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Any
 
-from pilot.cli.common import compile_for_run, load_plan, parse_broker, state_path
+from pilot.cli.common import EXIT_USAGE, compile_for_run, err, load_plan, parse_broker, state_path
 
 log = logging.getLogger("pilot")
 
@@ -20,14 +20,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.show_states:
         logging.getLogger("pilot.agent").setLevel(logging.DEBUG)
     state_dir = state_path(args.state_dir)
+    try:
+        options = options_from_env(os.environ, state_dir=state_dir, broker=args.broker, dry_run=args.dry_run,
+                                   once=args.once, timeout=args.timeout, duration=args.duration)
+    except ValueError as exc:
+        err(f"pilot: error: {exc}")
+        return EXIT_USAGE
     plan, code = load_plan(args.profile, state_dir)
     if plan is None:
         return code
     if args.profile is None:
         log.info("no profile given: using %s (the pack that matches this machine)", plan.sources[0])
     profile = plan.sources[0] if args.profile is None else args.profile
-    options = options_from_env(os.environ, state_dir=state_dir, broker=args.broker, dry_run=args.dry_run,
-                               once=args.once, timeout=args.timeout, duration=args.duration)
     return run_agent(plan, options, recompile=lambda: compile_for_run(profile, state_dir))
 
 

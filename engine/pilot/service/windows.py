@@ -115,7 +115,7 @@ def run_profile(args: argparse.Namespace, stop: threading.Event) -> int:
 
     from pilot.agent import logs
     from pilot.agent.supervise import options_from_env, run_agent
-    from pilot.profile.worker import compile_profile
+    from pilot.compile_child import compile_profile
 
     logs.setup("text", "info")
     state = Path(args.state_dir)
