@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -202,3 +203,10 @@ def test_system_writes_and_publishes(tmp_path: Path) -> None:
 def test_system_times_out(tmp_path: Path) -> None:
     with pytest.raises(ActionError, match="timed out after 0.2 s"):
         System().perform(Call(kind="exec", argv=("/bin/sleep", "5"), timeout=0.2))
+
+
+def test_a_timeout_kills_the_whole_process_group():
+    started = time.monotonic()
+    with pytest.raises(ActionError, match="timed out"):
+        System().perform(Call("exec", argv=("/bin/sh", "-c", "sleep 30 & sleep 60"), timeout=1, capture=True))
+    assert time.monotonic() - started < 10  # a grandchild holding the pipe no longer hangs it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -138,3 +139,12 @@ def test_keyring_permissions_and_format(tmp_path):
     ring.write_text("k1 c2hvcnQ\n")
     with pytest.raises(signing.KeyringError, match="shorter than 16 bytes"):
         signing.load_keyring(ring)
+
+
+def test_a_corrupt_nonce_store_fails_closed_instead_of_crashing(tmp_path):
+    log = tmp_path / "nonces.log"
+    log.write_bytes(b"\xff\xfe not text\n")
+    store = signing.NonceStore(log, 60)
+    with pytest.raises(signing.Rejected) as info:
+        store.admit("a" * 22, time.time())
+    assert info.value.reason == "unavailable"

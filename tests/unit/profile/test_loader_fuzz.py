@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
@@ -264,3 +265,13 @@ def test_alias_bomb_file_never_reaches_validation(tmp_path: Path) -> None:
     doc, diags = validate_file(path)
     assert doc is None
     assert {d.code for d in diags} <= {"anchor", "alias"} and diags
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"%YAML 1.3\n---\na: 1\n", "unsupported %YAML version"),
+    (b"a: " + b"1" * 5000 + b"\n", "cannot be read"),
+    (b"? [a]\n: 1\n", "map keys must be plain text"),
+])
+def test_loader_edge_cases_are_diagnostics(text, message):
+    doc, diags = loader.load_text("t.yaml", text)
+    assert doc is None and message in diags[0].message
