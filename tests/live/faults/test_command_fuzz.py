@@ -146,7 +146,7 @@ MESSAGES = st.one_of(st.tuples(TOPICS, PAYLOADS, st.none()), signed(), signed(),
 
 def _settle(service: CommandService, timeout: float = 2.0) -> None:
     deadline = time.monotonic() + timeout
-    while service._running and time.monotonic() < deadline:
+    while service.guards.running and time.monotonic() < deadline:
         time.sleep(0.002)
 
 
