@@ -206,6 +206,8 @@ def test_system_times_out(tmp_path: Path) -> None:
 
 
 def test_a_timeout_kills_the_whole_process_group():
+    """Regression (code review, 675ba29): a timeout killed only the action's own process, and a
+    grandchild still holding the output pipe hung the action; the whole process group is killed."""
     started = time.monotonic()
     with pytest.raises(ActionError, match="timed out"):
         System().perform(Call("exec", argv=("/bin/sh", "-c", "sleep 30 & sleep 60"), timeout=1, capture=True))

@@ -92,12 +92,14 @@ def test_rate_limit_sliding_window():
 
 
 # ------------------------------------------------------------------ the guard chain
+# Regressions from a code review (675ba29): each test below failed before its fix.
 
 
-def service(tmp_path, text: str, carry=None):
+def service(tmp_path, text: str, guards=None):
+    """A CommandService on the profile `text`, recording actions; `guards` from a previous one on reload."""
     published: list[tuple[str, str]] = []
     svc = CommandService(compile_text(text), lambda t, p, q, r: published.append((t, p)),
-                         RecordingSystem(str(tmp_path / "calls.jsonl")), tmp_path, carry=carry)
+                         RecordingSystem(str(tmp_path / "calls.jsonl")), tmp_path, guards=guards)
     return svc, published
 
 
@@ -107,7 +109,7 @@ def results(published, command):
 
 def wait_idle(svc, timeout=5.0):
     deadline = time.monotonic() + timeout
-    while svc._running and time.monotonic() < deadline:
+    while svc.guards.running and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
@@ -121,15 +123,18 @@ commands:
 
 
 def test_a_reload_keeps_cooldowns_and_running_actions(tmp_path):
+    """A reload reset what the guards remember (cooldowns, armed confirmations, running actions):
+    anyone could run a command twice by making the agent reload."""
     old, published = service(tmp_path, COOLING)
     old.handle("pilot/d/cmd/job/set", b"PRESS", False)
     wait_idle(old)
-    new, published2 = service(tmp_path, COOLING, carry=old)
+    new, published2 = service(tmp_path, COOLING, guards=old.guards)
     new.handle("pilot/d/cmd/job/set", b"PRESS", False)
     assert results(published2, "job")[-1]["reason"] == "cooldown"
 
 
 def test_confirmation_is_tied_to_the_value_that_armed_it(tmp_path):
+    """A confirmation did not have to repeat the value that armed it: OFF armed the switch, ON ran."""
     svc, published = service(tmp_path, COOLING)
     svc.handle("pilot/d/cmd/sw/set", b"OFF", False)
     time.sleep(1.1)  # unsigned replies are throttled to one a second
@@ -140,14 +145,18 @@ def test_confirmation_is_tied_to_the_value_that_armed_it(tmp_path):
 
 
 def test_unsigned_rejections_are_answered_at_most_once_a_second(tmp_path):
+    """Every rejected unsigned command was answered, so anyone could make the agent publish as fast
+    as they sent junk; rejections are now answered once a second per command (and still counted)."""
     svc, published = service(tmp_path, COOLING)
     for _ in range(200):
         svc.handle("pilot/d/cmd/sw/set", b"maybe", False)
     assert len(results(published, "sw")) == 1
-    assert svc.stats.rejected["bad_value"] == 200
+    assert svc.guards.stats.rejected["bad_value"] == 200
 
 
 def test_signed_command_text_with_control_characters_is_malformed(tmp_path):
+    """Signed command text skipped the character checks unsigned text gets (a terminal escape went
+    through); it is now held to the same characters."""
     ring = tmp_path / "ring"
     ring.write_text(signing.new_key_line("k1") + "\n")
     ring.chmod(0o600)
@@ -162,12 +171,15 @@ def test_signed_command_text_with_control_characters_is_malformed(tmp_path):
 
 
 def test_a_bad_text_pattern_is_refused_and_never_raises_at_run_time():
+    """A text command's `pattern` that is not a regular expression passed validation; checking a
+    value against it would have raised. It is a validation error, and a bad one that reaches the
+    guard anyway only refuses the value."""
     from pilot.profile.validate import validate_document
 
     doc, _ = load_text("p.yaml", b"pilot: 1\ncommands:\n  t: {action: process.run, args: {argv: [/bin/true]}, "
                                  b"platform: text, pattern: '('}\n")
     assert any("regular expression" in d.message for d in validate_document(doc))
     command = compile_text("pilot: 1\ndevice: {id: d, name: D}\ncommands:\n  t: {action: process.run, "
-                      "args: {argv: [/bin/true]}, platform: text}\n").commands[0]
+                           "args: {argv: [/bin/true]}, platform: text}\n").commands[0]
     broken = type(command.entity)(**{**command.entity.__dict__, "extra": {"pattern": "("}})
     assert policy.check_value(type(command)(**{**command.__dict__, "entity": broken}), "x") == (None, "bad_value")

@@ -8,6 +8,8 @@ from tests.support.profiles import compile_text
 
 
 def test_derived_chains_are_computed_in_dependency_order(tmp_path):
+    """Regression (code review, 675ba29): derived sensors were computed in profile order, so one
+    listed before the sensors it reads used their previous values."""
     root = tmp_path / "sys"
     (root / "class" / "t").mkdir(parents=True)
     (root / "class" / "t" / "x").write_text("1\n")

@@ -142,6 +142,8 @@ def test_keyring_permissions_and_format(tmp_path):
 
 
 def test_a_corrupt_nonce_store_fails_closed_instead_of_crashing(tmp_path):
+    """Regression (code review, 675ba29): a nonce log that is not text raised UnicodeDecodeError and
+    crashed the agent; the store now fails closed (signed commands answer `unavailable`)."""
     log = tmp_path / "nonces.log"
     log.write_bytes(b"\xff\xfe not text\n")
     store = signing.NonceStore(log, 60)

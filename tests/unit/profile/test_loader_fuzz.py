@@ -273,5 +273,8 @@ def test_alias_bomb_file_never_reaches_validation(tmp_path: Path) -> None:
     (b"? [a]\n: 1\n", "map keys must be plain text"),
 ])
 def test_loader_edge_cases_are_diagnostics(text, message):
+    """Regression (code review, 675ba29): an unknown %YAML version (an assertion in ruamel) and a
+    scalar the constructor cannot build (ValueError) raised out of the loader instead of becoming
+    diagnostics; a map key that is a list must stay a diagnostic too."""
     doc, diags = loader.load_text("t.yaml", text)
     assert doc is None and message in diags[0].message
