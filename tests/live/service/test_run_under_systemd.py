@@ -16,6 +16,7 @@ import pytest
 from pilot.agent.supervise import options_from_env, refuse_root
 from pilot.plan import Plan, Service
 
+from testkit.agent import pilot_run
 from tests.support.files import BASIC, REPO, write
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX") or os.name == "nt", reason="needs AF_UNIX and signals")
@@ -68,11 +69,10 @@ def test_run_notifies_ready_status_watchdog_reload_and_stopping(tmp_path):
     broker = Mosquitto().start() if find_mosquitto() else None
     port = broker.port if broker else _closed_port()
     notes = Notifications(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pilot", "run", str(BASIC), "--broker", f"127.0.0.1:{port}",
-         "--state-dir", str(tmp_path / "state")],
-        env=_env(NOTIFY_SOCKET=notes.path, WATCHDOG_USEC="2000000", PILOT_ALLOW_ROOT="1"),
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "agent.log", "wb"))
+    # pilot_run sets PILOT_ALLOW_ROOT=1 on top of _env(), which drops any inherited one
+    agent = pilot_run(BASIC, port, tmp_path / "state", base_env=_env(NOTIFY_SOCKET=notes.path,
+                                                                       WATCHDOG_USEC="2000000"),
+                      log=tmp_path / "agent.log").start()
     try:
         assert notes.wait_for(lambda m: "READY=1" in m).startswith("READY=1")
         started = time.monotonic()
@@ -84,16 +84,14 @@ def test_run_notifies_ready_status_watchdog_reload_and_stopping(tmp_path):
             assert status == f"STATUS=online (127.0.0.1:{port})"
         else:
             notes.wait_for(lambda m: m.startswith("STATUS=offline"), earlier=True)
-        proc.send_signal(signal.SIGHUP)
+        agent.signal(signal.SIGHUP)
         notes.wait_for(lambda m: m.startswith("RELOADING=1\nMONOTONIC_USEC="))
         notes.wait_for(lambda m: m == "READY=1")
-        proc.send_signal(signal.SIGTERM)
+        agent.signal(signal.SIGTERM)
         notes.wait_for(lambda m: m == "STOPPING=1")
-        assert proc.wait(15) == 0, (tmp_path / "agent.log").read_text()
+        assert agent.wait(15) == 0, agent.output()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        agent.kill()
         notes.close()
         if broker is not None:
             broker.cleanup()
@@ -101,18 +99,14 @@ def test_run_notifies_ready_status_watchdog_reload_and_stopping(tmp_path):
 
 def test_without_watchdog_usec_there_is_no_watchdog_ping(tmp_path):
     notes = Notifications(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pilot", "run", str(BASIC), "--broker", f"127.0.0.1:{_closed_port()}",
-         "--state-dir", str(tmp_path / "state"), "--duration", "6"],
-        env=_env(NOTIFY_SOCKET=notes.path, PILOT_ALLOW_ROOT="1"), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+    agent = pilot_run(BASIC, _closed_port(), tmp_path / "state", "--duration", "6",
+                      base_env=_env(NOTIFY_SOCKET=notes.path), log=tmp_path / "agent.log").start()
     try:
         notes.wait_for(lambda m: m == "STOPPING=1", timeout=30)
-        assert proc.wait(15) == 0
+        assert agent.wait(15) == 0
         assert "WATCHDOG=1" not in notes.seen and notes.seen[0].startswith("READY=1")
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        agent.kill()
         notes.close()
 
 
