@@ -83,9 +83,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "engine")]
@@ -162,7 +162,7 @@ class Presser:
                 self._got = answer
                 self._cond.notify_all()
 
-    def start(self) -> "Presser":
+    def start(self) -> Presser:
         self.client.connect("127.0.0.1", self.port)
         self.client.loop_start()
         if not self.subscribed.wait(10):

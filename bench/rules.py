@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "engine"), str(REPO), str(REPO / "bench")]
+sys.path[:0] = [str(REPO / "engine"), str(REPO)]
 
-from _proc import summary, table  # noqa: E402
+from bench._proc import summary, table  # noqa: E402
 from bench.agent import cpu_seconds  # noqa: E402  (the whole process tree)
 
 TYPICAL = ("cpu > 80 and temp > 70", "temp < 60")
@@ -27,8 +27,8 @@ TYPICAL = ("cpu > 80 and temp > 70", "temp < 60")
 
 def per_rule_cost(iterations: int) -> dict:
     from pilot.agent.evaluator import Evaluator, History
-    from pilot.plan import Rule
     from pilot.agent.rules import RuleEngine
+    from pilot.plan import Rule
 
     rule = Rule(id="hot", when=TYPICAL[0], clear=TYPICAL[1], hold=0, do=(), inputs=("cpu", "temp"))
     eng = RuleEngine((rule,), Evaluator(History({})), lambda r: None, lambda r: None)

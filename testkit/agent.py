@@ -10,9 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ class AgentProcess:
         self.started = 0.0  # time.monotonic() just before exec
         self.started_wall = 0.0  # time.time() just before exec, comparable with JSON log records' `ts`
 
-    def start(self) -> "AgentProcess":
+    def start(self) -> AgentProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.started_wall, self.started = time.time(), time.monotonic()
         with open(self.log, "ab") as out:

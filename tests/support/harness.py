@@ -137,7 +137,7 @@ class BlackholeProxy:
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="blackhole-proxy", daemon=True)
 
-    def start(self) -> "BlackholeProxy":
+    def start(self) -> BlackholeProxy:
         self._thread.start()
         return self
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.live.agent.conftest import REPO
 from testkit.broker import Watcher
+from tests.live.agent.conftest import REPO
 
 
 def _listening(port: int) -> bool:

@@ -14,9 +14,10 @@ import signal
 
 import pytest
 
-from testkit.broker import Mosquitto, find_mosquitto
 from testkit.agent import AgentProcess, pilot_run
+from testkit.broker import Mosquitto, find_mosquitto
 from tests.support.harness import FIGURES, ready_watcher
+
 
 def pytest_collection_modifyitems(config, items):
     if find_mosquitto() is None:

@@ -8,8 +8,8 @@ import signal
 import time
 from pathlib import Path
 
-from tests.support.harness import figure, offline, online
 from testkit.agent import Signer, alive, children, new_keyring, recorded_calls
+from tests.support.harness import figure, offline, online
 
 
 def _signed_profile(tmp_path: Path, device: str, keyring: Path, commands: str, allow: str) -> Path:

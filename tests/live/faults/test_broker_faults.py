@@ -15,9 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.harness import (BlackholeProxy, Clock, broker_keepalive_slack, figure, free_port,
-                                  mosquitto_version, online, offline, retained_value)
 from testkit.agent import recorded_calls, rss_kb
+from tests.support.harness import (
+    BlackholeProxy,
+    Clock,
+    broker_keepalive_slack,
+    figure,
+    free_port,
+    mosquitto_version,
+    offline,
+    online,
+    retained_value,
+)
 
 KEEPALIVE = 5
 

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pilot.agent import policy, signing
 from pilot.actions._base import Outcome, System
+from pilot.agent import policy, signing
 from pilot.agent.commands import CommandService
 from tests.support.profiles import compile_text
 

@@ -22,8 +22,8 @@ import time
 
 import pytest
 
-from tests.support.harness import figure, online
 from testkit.agent import Signer, new_keyring, recorded_calls
+from tests.support.harness import figure, online
 
 DEVICE = "dfrig"
 BASE = f"pilot/{DEVICE}"

@@ -14,8 +14,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from pilot.agent.mqtt import BACKOFF_CAP, BACKOFF_FIRST
 from pilot.agent.policy import UNAUTHENTICATED
-from tests.support.harness import figure, online
 from testkit.agent import new_keyring, recorded_calls, rss_kb
+from tests.support.harness import figure, online
 
 
 @pytest.mark.slow

@@ -15,7 +15,6 @@ import pytest
 
 from pilot.agent.supervise import options_from_env, refuse_root
 from pilot.plan import Plan, Service
-
 from testkit.agent import pilot_run
 from tests.support.files import BASIC, REPO, write
 

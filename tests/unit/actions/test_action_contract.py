@@ -14,8 +14,8 @@ import pytest
 
 from pilot.actions import ActionContext, ActionError, Call, System
 from pilot.actions._base import RecordingSystem
-from pilot.registry import ACTIONS
 from pilot.profile.schema import COMMAND_PLATFORMS
+from pilot.registry import ACTIONS
 
 REPO = Path(__file__).resolve().parents[3]
 EXPECTED = {

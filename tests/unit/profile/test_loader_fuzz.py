@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from pilot.profile import loader
 from pilot.diagnostics import ERROR, WARNING, Diagnostic
+from pilot.profile import loader
 from pilot.profile.validate import validate_document
 
 FUZZ = settings(max_examples=200, deadline=None,
