@@ -25,8 +25,11 @@ with atheris.instrument_imports():
     from pilot.agent import policy, signing
 
 KEY = signing.Key("k1", b"fuzz-secret-0123456789abcdef")
-KEYS = {"k1": KEY, "old": signing.Key("old", b"o" * 32, "revoked"),
-        "late": signing.Key("late", b"l" * 32, "active", not_after=1_000_000_000)}
+KEYS = {
+    "k1": KEY,
+    "old": signing.Key("old", b"o" * 32, "revoked"),
+    "late": signing.Key("late", b"l" * 32, "active", not_after=1_000_000_000),
+}
 DEVICE = "fuzzrig"
 TOPIC = "pilot/fuzzrig/cmd/shutdown/set"
 NOW = 1_764_246_000
@@ -67,7 +70,7 @@ def TestOneInput(data: bytes) -> None:
         env = signing.parse_envelope(payload)
     except signing.Rejected as exc:
         if exc.reason != "malformed":
-            raise AssertionError(f"parse_envelope rejected with {exc.reason!r}, not 'malformed'")
+            raise AssertionError(f"parse_envelope rejected with {exc.reason!r}, not 'malformed'") from exc
         return
     if set(env) != signing.ENVELOPE_KEYS:
         raise AssertionError(f"parse_envelope accepted keys {sorted(env)}")
@@ -75,7 +78,7 @@ def TestOneInput(data: bytes) -> None:
         verified = signing.verify(env, KEYS, DEVICE, TOPIC, now=NOW, window=WINDOW)
     except signing.Rejected as exc:
         if exc.reason not in policy.REASONS:
-            raise AssertionError(f"verify rejected with unknown reason {exc.reason!r}")
+            raise AssertionError(f"verify rejected with unknown reason {exc.reason!r}") from exc
         return
     if (verified.cmd, verified.nonce, verified.kid, verified.ts) != (env["cmd"], env["nonce"], env["kid"], env["ts"]):
         raise AssertionError("verify returned other fields than the envelope's")

@@ -22,8 +22,8 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
 with atheris.instrument_imports():
-    from pilot.profile import loader
     from pilot.diagnostics import ERROR, WARNING, Diagnostic
+    from pilot.profile import loader
 
 FILE = "fuzz.yaml"
 # ruamel prints a ReusedAnchorWarning for `&a ... &a`; the loader reports anchors itself (as errors)
@@ -33,8 +33,14 @@ warnings.simplefilter("ignore")
 def TestOneInput(data: bytes) -> None:
     doc, diags = loader.load_text(FILE, data)
     # YAML breaks lines at \n, \r\n and a lone \r (and, in UTF-8, at NEL, LS and PS): count generously
-    lines = data.count(b"\n") + data.count(b"\r") + data.count(b"\xc2\x85") + data.count(b"\xe2\x80\xa8") \
-        + data.count(b"\xe2\x80\xa9") + 1
+    lines = (
+        data.count(b"\n")
+        + data.count(b"\r")
+        + data.count(b"\xc2\x85")
+        + data.count(b"\xe2\x80\xa8")
+        + data.count(b"\xe2\x80\xa9")
+        + 1
+    )
     for d in diags:
         if not isinstance(d, Diagnostic) or d.severity not in (ERROR, WARNING) or d.file != FILE or not d.message:
             raise AssertionError(f"bad diagnostic {d!r}")

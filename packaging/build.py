@@ -50,8 +50,16 @@ HERE = REPO / "packaging"
 
 # Debian architecture -> (wheel platform architecture, RPM architecture)
 ARCHES = {"amd64": ("x86_64", "x86_64"), "arm64": ("aarch64", "aarch64")}
-DOCS = ["README.md", "docs/deploy.md", "docs/service.md", "docs/security.md", "docs/mqtt.md",
-        "docs/validation.md", "docs/rules.md", "profiles/README.md"]
+DOCS = [
+    "README.md",
+    "docs/deploy.md",
+    "docs/service.md",
+    "docs/security.md",
+    "docs/mqtt.md",
+    "docs/validation.md",
+    "docs/rules.md",
+    "profiles/README.md",
+]
 
 
 def say(message: str) -> None:
@@ -76,10 +84,10 @@ def debian_version(version: str) -> str:
 @dataclass
 class Meta:
     name: str
-    version: str            # as Python sees it: 0.1.0
-    revision: str           # packaging revision: 1
+    version: str  # as Python sees it: 0.1.0
+    revision: str  # packaging revision: 1
     summary: str
-    description: str        # long description, plain paragraphs
+    description: str  # long description, plain paragraphs
     license: str
     maintainer: str
     homepage: str
@@ -109,14 +117,22 @@ def load_meta(pythons: list[str] | None = None) -> Meta:
     lic = project.get("license")
     lic = lic.get("text") if isinstance(lic, dict) else lic
     return Meta(
-        name=project["name"], version=version, revision=str(pkg["package"]["revision"]),
+        name=project["name"],
+        version=version,
+        revision=str(pkg["package"]["revision"]),
         summary=pkg["package"]["summary"],
         description=project["description"] + "\n\n" + pkg["package"]["long_description"].strip(),
-        license=lic, maintainer=pkg["package"]["maintainer"], homepage=pkg["package"].get("homepage", ""),
-        section=pkg["package"]["section"], requires_python=project.get("requires-python", ""),
-        dependencies=project.get("dependencies", []), extras=pkg["python"].get("extras", []),
-        pythons=pythons or pkg["python"]["versions"], platforms=pkg["python"]["platforms"],
-        deb=pkg.get("deb", {}), rpm=pkg.get("rpm", {}),
+        license=lic,
+        maintainer=pkg["package"]["maintainer"],
+        homepage=pkg["package"].get("homepage", ""),
+        section=pkg["package"]["section"],
+        requires_python=project.get("requires-python", ""),
+        dependencies=project.get("dependencies", []),
+        extras=pkg["python"].get("extras", []),
+        pythons=pythons or pkg["python"]["versions"],
+        platforms=pkg["python"]["platforms"],
+        deb=pkg.get("deb", {}),
+        rpm=pkg.get("rpm", {}),
     )
 
 
@@ -148,8 +164,21 @@ def build_wheel(work: Path) -> Path:
         else:
             shutil.copy(REPO / name, src / name)
     say("building the Pilot wheel")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
-         "-w", str(out), str(src)], stdout=subprocess.DEVNULL)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            str(out),
+            str(src),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     return next(out.glob("*.whl"))
 
 
@@ -163,9 +192,25 @@ def vendor(meta: Meta, wheel: Path, lib: Path, arch: str) -> None:
         target = lib / f"python{version}"
         tag = version.replace(".", "")
         say(f"installing Pilot and its dependencies for CPython {version} ({wheel_arch})")
-        cmd = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile",
-               "--no-warn-script-location", "--target", str(target), "--only-binary=:all:",
-               "--implementation", "cp", "--python-version", version, "--abi", f"cp{tag}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--no-warn-script-location",
+            "--target",
+            str(target),
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            version,
+            "--abi",
+            f"cp{tag}",
+        ]
         for platform in meta.platforms:
             cmd += ["--platform", platform.format(arch=wheel_arch)]
         run(cmd + [requirement], stdout=subprocess.DEVNULL)
@@ -218,10 +263,15 @@ def bundled(lib: Path) -> list[tuple[str, str, str, Path]]:
         meta = email.parser.Parser().parsestr((info / "METADATA").read_text(encoding="utf-8"), headersonly=True)
         lic = meta.get("License-Expression") or ""
         if not lic:
-            classifiers = [c.rsplit("::", 1)[1].strip() for c in meta.get_all("Classifier") or []
-                           if c.startswith("License ::") and c.count("::") >= 2]
+            classifiers = [
+                c.rsplit("::", 1)[1].strip()
+                for c in meta.get_all("Classifier") or []
+                if c.startswith("License ::") and c.count("::") >= 2
+            ]
             short = (meta.get("License") or "").strip()
-            lic = "; ".join(classifiers) or (short if short and "\n" not in short and len(short) < 60 else "see METADATA")
+            lic = "; ".join(classifiers) or (
+                short if short and "\n" not in short and len(short) < 60 else "see METADATA"
+            )
         found.setdefault(meta["Name"], (meta["Name"], meta["Version"], lic, info))
     return sorted(found.values(), key=lambda t: t[0].lower())
 
@@ -230,11 +280,18 @@ def bundled(lib: Path) -> list[tuple[str, str, str, Path]]:
 
 
 def copyright_text(meta: Meta, lib: Path, payload_lib: str) -> str:
-    lines = ["Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/",
-             f"Upstream-Name: {meta.name}", "",
-             "Files: *", "Copyright: the Pilot authors", f"License: {meta.license}",
-             "", "Bundled Python libraries (/opt/pilot/lib), unchanged from their PyPI wheels;",
-             "each one's licence text is in its .dist-info folder:", ""]
+    lines = [
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/",
+        f"Upstream-Name: {meta.name}",
+        "",
+        "Files: *",
+        "Copyright: the Pilot authors",
+        f"License: {meta.license}",
+        "",
+        "Bundled Python libraries (/opt/pilot/lib), unchanged from their PyPI wheels;",
+        "each one's licence text is in its .dist-info folder:",
+        "",
+    ]
     for name, version, lic, info in bundled(lib):
         if name == meta.name:
             continue
@@ -243,8 +300,11 @@ def copyright_text(meta: Meta, lib: Path, payload_lib: str) -> str:
             where = Path("python3.*", *where.parts[1:])  # one copy per Python version
         lines.append(f"  {name} {version}: {lic}  ({payload_lib}/{where})")
     if meta.license == "Apache-2.0":
-        lines += ["", "License: Apache-2.0",
-                  " On Debian systems the full text is in /usr/share/common-licenses/Apache-2.0."]
+        lines += [
+            "",
+            "License: Apache-2.0",
+            " On Debian systems the full text is in /usr/share/common-licenses/Apache-2.0.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -298,11 +358,19 @@ def installed_size_kib(root: Path) -> int:
 def deb_control(meta: Meta, arch: str, size: int) -> str:
     low, high = meta.pythons[0], next_minor(meta.pythons[-1])
     depends = [f"python3 (>= {low})", f"python3 (<< {high})", *meta.deb.get("depends", [])]
-    fields = [("Package", meta.name), ("Version", meta.deb_full_version), ("Architecture", arch),
-              ("Maintainer", meta.maintainer), ("Installed-Size", str(size)), ("Depends", ", ".join(depends)),
-              ("Recommends", ", ".join(meta.deb.get("recommends", []))),
-              ("Suggests", ", ".join(meta.deb.get("suggests", []))),
-              ("Section", meta.section), ("Priority", "optional"), ("Homepage", meta.homepage)]
+    fields = [
+        ("Package", meta.name),
+        ("Version", meta.deb_full_version),
+        ("Architecture", arch),
+        ("Maintainer", meta.maintainer),
+        ("Installed-Size", str(size)),
+        ("Depends", ", ".join(depends)),
+        ("Recommends", ", ".join(meta.deb.get("recommends", []))),
+        ("Suggests", ", ".join(meta.deb.get("suggests", []))),
+        ("Section", meta.section),
+        ("Priority", "optional"),
+        ("Homepage", meta.homepage),
+    ]
     text = "".join(f"{k}: {v}\n" for k, v in fields if v)
     body = [" " + line if line else " ." for line in wrapped(meta.description).splitlines()]
     return text + f"Description: {meta.summary}\n" + "\n".join(body) + "\n"
@@ -311,8 +379,10 @@ def deb_control(meta: Meta, arch: str, size: int) -> str:
 def write_changelog(meta: Meta, path: Path) -> None:
     """The one-entry changelog Debian tools expect; the date is SOURCE_DATE_EPOCH's when set."""
     when = email.utils.formatdate(float(os.environ.get("SOURCE_DATE_EPOCH", time.time())))
-    text = (f"{meta.name} ({meta.deb_full_version}) unstable; urgency=medium\n\n"
-            f"  * Pilot {meta.version}, packaged by packaging/build.py.\n\n -- {meta.maintainer}  {when}\n")
+    text = (
+        f"{meta.name} ({meta.deb_full_version}) unstable; urgency=medium\n\n"
+        f"  * Pilot {meta.version}, packaged by packaging/build.py.\n\n -- {meta.maintainer}  {when}\n"
+    )
     with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
         gz.write(text.encode("utf-8"))
     path.chmod(0o644)
@@ -327,8 +397,12 @@ def build_deb(meta: Meta, lib: Path, work: Path, out: Path, arch: str) -> Path:
     conffiles = ["/etc/pilot/pilot.yaml"]
     sums = []  # of every file but the conffiles, which dpkg tracks itself (as dh_md5sums does)
     for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.is_symlink() and control not in path.parents \
-                and f"/{path.relative_to(root)}" not in conffiles:
+        if (
+            path.is_file()
+            and not path.is_symlink()
+            and control not in path.parents
+            and f"/{path.relative_to(root)}" not in conffiles
+        ):
             digest = hashlib.md5(path.read_bytes()).hexdigest()
             sums.append(f"{digest}  {path.relative_to(root)}\n")
     (control / "md5sums").write_text("".join(sums), encoding="utf-8")
@@ -343,8 +417,7 @@ def build_deb(meta: Meta, lib: Path, work: Path, out: Path, arch: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     deb = out / f"{meta.name}_{meta.deb_full_version}_{arch}.deb"
     say(f"writing {deb}")
-    run(["dpkg-deb", "--root-owner-group", "-Zxz", "-z6", "--build", str(root), str(deb)],
-        stdout=subprocess.DEVNULL)
+    run(["dpkg-deb", "--root-owner-group", "-Zxz", "-z6", "--build", str(root), str(deb)], stdout=subprocess.DEVNULL)
     return deb
 
 
@@ -358,11 +431,18 @@ def rpm_spec(meta: Meta, payload: Path, rpm_arch: str) -> str:
     requires = [f"({' or '.join(alternatives)})", *meta.rpm.get("requires", [])]
     template = (HERE / "pilot.spec.in").read_text(encoding="utf-8")
     values = {
-        "NAME": meta.name, "VERSION": meta.pkg_version, "RELEASE": meta.revision, "SUMMARY": meta.summary,
-        "LICENSE": meta.license, "URL": meta.homepage or "(none)", "ARCH": rpm_arch, "PAYLOAD": str(payload),
+        "NAME": meta.name,
+        "VERSION": meta.pkg_version,
+        "RELEASE": meta.revision,
+        "SUMMARY": meta.summary,
+        "LICENSE": meta.license,
+        "URL": meta.homepage or "(none)",
+        "ARCH": rpm_arch,
+        "PAYLOAD": str(payload),
         "REQUIRES": "\n".join(f"Requires: {r}" for r in requires),
         "RECOMMENDS": "\n".join(f"Recommends: {r}" for r in meta.rpm.get("recommends", [])),
-        "DESCRIPTION": wrapped(meta.description), "PACKAGER": meta.maintainer,
+        "DESCRIPTION": wrapped(meta.description),
+        "PACKAGER": meta.maintainer,
     }
     if not meta.homepage:
         template = template.replace("URL: @URL@\n", "")
@@ -383,10 +463,25 @@ def build_rpm(meta: Meta, lib: Path, work: Path, out: Path, arch: str) -> Path:
     spec = top / "SPECS" / f"{meta.name}.spec"
     spec.write_text(rpm_spec(meta, payload, rpm_arch), encoding="utf-8")
     say(f"running rpmbuild ({rpm_arch})")
-    run([rpmbuild, "-bb", "--nodeps", "--quiet", "--target", rpm_arch,
-         "--define", f"_topdir {top}", "--define", "_build_id_links none",
-         "--define", "_binary_payload w6.xzdio", str(spec)],
-        stdout=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C"})
+    run(
+        [
+            rpmbuild,
+            "-bb",
+            "--nodeps",
+            "--quiet",
+            "--target",
+            rpm_arch,
+            "--define",
+            f"_topdir {top}",
+            "--define",
+            "_build_id_links none",
+            "--define",
+            "_binary_payload w6.xzdio",
+            str(spec),
+        ],
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "LC_ALL": "C"},
+    )
     built = next((top / "RPMS").rglob("*.rpm"))
     out.mkdir(parents=True, exist_ok=True)
     target = out / built.name
@@ -418,8 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     if "rpm" in args.formats and not shutil.which("rpmbuild"):
         raise SystemExit("build.py: rpmbuild not found (Debian/Ubuntu: apt-get install rpm)")
     if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode != 0:
-        raise SystemExit(f"build.py: {sys.executable} has no pip (Debian: apt-get install python3-pip, "
-                         "or run it with a virtual environment's python)")
+        raise SystemExit(
+            f"build.py: {sys.executable} has no pip (Debian: apt-get install python3-pip, "
+            "or run it with a virtual environment's python)"
+        )
     work.mkdir(parents=True, exist_ok=True)
     wheel = build_wheel(work)
     lib = work / "lib"

@@ -37,8 +37,11 @@ def _fingerprint(sources: list[str]) -> list[list[Any]] | None:
 def _cached(cache: Path, profile: str) -> CompileResult | None:
     try:
         cached = json.loads(cache.read_text(encoding="utf-8"))
-        if (cached.get("version") == __version__ and cached.get("profile") == profile
-                and cached.get("fingerprint") == _fingerprint(cached["result"]["plan"]["sources"])):
+        if (
+            cached.get("version") == __version__
+            and cached.get("profile") == profile
+            and cached.get("fingerprint") == _fingerprint(cached["result"]["plan"]["sources"])
+        ):
             return CompileResult.from_dict(cached["result"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -49,16 +52,25 @@ def _remember(cache: Path, profile: str, result: CompileResult) -> None:
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"version": __version__, "profile": profile,
-                                   "fingerprint": _fingerprint(list(result.plan.sources)),
-                                   "result": result.to_dict()}), encoding="utf-8")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "version": __version__,
+                    "profile": profile,
+                    "fingerprint": _fingerprint(list(result.plan.sources)),
+                    "result": result.to_dict(),
+                }
+            ),
+            encoding="utf-8",
+        )
         os.replace(tmp, cache)
     except OSError:
         pass
 
 
-def compile_profile(profile: str | None, cache_dir: Path | None = None,
-                    timeout: float = COMPILE_TIMEOUT) -> CompileResult:
+def compile_profile(
+    profile: str | None, cache_dir: Path | None = None, timeout: float = COMPILE_TIMEOUT
+) -> CompileResult:
     """The compiled result for profile (None: the matching shipped pack), from the cache when no
     source file changed. Raises RuntimeError when the child fails or runs past `timeout`."""
     profile = os.path.abspath(profile) if profile is not None else None
@@ -72,18 +84,23 @@ def compile_profile(profile: str | None, cache_dir: Path | None = None,
 
     argv = [sys.executable, "-m", WORKER] + ([profile] if profile else [])
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        )
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"compiling {profile or 'the matching pack'} took longer than {timeout:g} s; "
-                           "nothing was changed") from None
+        raise RuntimeError(
+            f"compiling {profile or 'the matching pack'} took longer than {timeout:g} s; nothing was changed"
+        ) from None
     try:
         result = CompileResult.from_dict(json.loads(proc.stdout))
     except (ValueError, TypeError, KeyError):
-        raise RuntimeError(f"compiling {profile or 'the matching pack'} failed: "
-                           f"{proc.stderr.strip() or proc.stdout.strip()}") from None
+        raise RuntimeError(
+            f"compiling {profile or 'the matching pack'} failed: {proc.stderr.strip() or proc.stdout.strip()}"
+        ) from None
     if result.ok and cache is not None:
         _remember(cache, profile, result)
     return result
-
-

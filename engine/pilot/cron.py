@@ -7,7 +7,7 @@ inside the functions.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pilot.plan import Schedule
@@ -56,8 +56,14 @@ def cron_trigger(expression: str, tz: Any) -> Any:
     if len(fields) != 5:
         raise ValueError(f"cron takes 5 fields (minute hour day month weekday), got {len(fields)}")
     minute, hour, day, month, weekday = fields
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
-                       day_of_week=_crontab_days(weekday) if weekday != "*" else "*", timezone=tz)
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=_crontab_days(weekday) if weekday != "*" else "*",
+        timezone=tz,
+    )
 
 
 def trigger(schedule: Schedule) -> Any:
@@ -81,7 +87,7 @@ def _local_zone() -> Any:
 
 def next_fire_times(schedule: Schedule, count: int = 3, now: datetime | None = None) -> list[datetime]:
     trig = trigger(schedule)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     times: list[datetime] = []
     previous = None
     current = now

@@ -8,8 +8,8 @@ path to it in the document, so a user never has to guess where to look.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
 
 ERROR = "error"
 WARNING = "warning"

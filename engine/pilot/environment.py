@@ -8,8 +8,8 @@ and docs/configuration.md lists the same entries (a test compares them).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 
 @dataclass(frozen=True)
@@ -21,18 +21,31 @@ class Variable:
 
 VARIABLES = (
     Variable("PILOT_ALLOW_ROOT", "`1`: let `pilot run` start as root (like `service: {allow_root: true}`)", "users"),
-    Variable("PILOT_PACKS_PATH", "extra folders of profile packs, separated by `:` (searched before the shipped "
-                                 "packs)", "users"),
+    Variable(
+        "PILOT_PACKS_PATH",
+        "extra folders of profile packs, separated by `:` (searched before the shipped packs)",
+        "users",
+    ),
     Variable("PILOT_SYSFS_ROOT", "read and write sysfs under this folder instead of `/sys`", "tests"),
-    Variable("PILOT_TRIAL_BROKER", "the trial broker to start when none is configured: `mosquitto` or `amqtt` "
-                                   "(default: the first found)", "users"),
-    Variable("PILOT_SYSTEM_RECORD", "append every action's calls to this JSON-lines file instead of performing "
-                                    "them", "tests"),
+    Variable(
+        "PILOT_TRIAL_BROKER",
+        "the trial broker to start when none is configured: `mosquitto` or `amqtt` (default: the first found)",
+        "users",
+    ),
+    Variable(
+        "PILOT_SYSTEM_RECORD", "append every action's calls to this JSON-lines file instead of performing them", "tests"
+    ),
     Variable("PILOT_SYSTEM_RECORD_DELAY", "with PILOT_SYSTEM_RECORD: seconds each recorded call takes", "tests"),
-    Variable("PILOT_SERVICE_RECORD", "`pilot service`: append the commands it would run (systemctl, useradd) to "
-                                     "this file instead of running them", "tests"),
-    Variable("PILOT_HA_DELAY", "seconds (`low,high`) to wait after Home Assistant's birth message before "
-                               "announcing again (default 1,4)", "tests"),
+    Variable(
+        "PILOT_SERVICE_RECORD",
+        "`pilot service`: append the commands it would run (systemctl, useradd) to this file instead of running them",
+        "tests",
+    ),
+    Variable(
+        "PILOT_HA_DELAY",
+        "seconds (`low,high`) to wait after Home Assistant's birth message before announcing again (default 1,4)",
+        "tests",
+    ),
     Variable("PILOT_HEALTH_EVERY", "seconds between health reports (default 30)", "tests"),
 )
 _NAMES = frozenset(v.name for v in VARIABLES)

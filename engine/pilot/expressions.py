@@ -28,19 +28,60 @@ WINDOW_FUNCTIONS = {"avg": (2, 2), "max_over": (2, 2), "min_over": (2, 2), "rate
 FUNCTIONS = {**PLAIN_FUNCTIONS, **WINDOW_FUNCTIONS}
 
 _ALLOWED = (
-    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.Div,
-    ast.FloorDiv, ast.Mod, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd, ast.Compare, ast.Eq, ast.NotEq,
-    ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn, ast.IfExp, ast.Name, ast.Load, ast.Constant,
-    ast.Call, ast.Tuple,
+    ast.Expression,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.BinOp,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.FloorDiv,
+    ast.Mod,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+    ast.UAdd,
+    ast.Compare,
+    ast.Eq,
+    ast.NotEq,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+    ast.In,
+    ast.NotIn,
+    ast.IfExp,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.Call,
+    ast.Tuple,
 )
 _FRIENDLY = {
-    ast.Attribute: "attribute access (`a.b`)", ast.Subscript: "indexing (`a[0]`)",
-    ast.Lambda: "lambda", ast.ListComp: "comprehensions", ast.GeneratorExp: "comprehensions",
-    ast.DictComp: "comprehensions", ast.SetComp: "comprehensions", ast.Pow: "`**`",
-    ast.NamedExpr: "`:=`", ast.Dict: "dict literals", ast.List: "list literals", ast.Set: "set literals",
-    ast.JoinedStr: "f-strings", ast.Starred: "`*` unpacking", ast.BitAnd: "bitwise operators",
-    ast.BitOr: "bitwise operators", ast.BitXor: "bitwise operators", ast.LShift: "bitwise operators",
-    ast.RShift: "bitwise operators", ast.Invert: "bitwise operators", ast.Is: "`is`", ast.IsNot: "`is not`",
+    ast.Attribute: "attribute access (`a.b`)",
+    ast.Subscript: "indexing (`a[0]`)",
+    ast.Lambda: "lambda",
+    ast.ListComp: "comprehensions",
+    ast.GeneratorExp: "comprehensions",
+    ast.DictComp: "comprehensions",
+    ast.SetComp: "comprehensions",
+    ast.Pow: "`**`",
+    ast.NamedExpr: "`:=`",
+    ast.Dict: "dict literals",
+    ast.List: "list literals",
+    ast.Set: "set literals",
+    ast.JoinedStr: "f-strings",
+    ast.Starred: "`*` unpacking",
+    ast.BitAnd: "bitwise operators",
+    ast.BitOr: "bitwise operators",
+    ast.BitXor: "bitwise operators",
+    ast.LShift: "bitwise operators",
+    ast.RShift: "bitwise operators",
+    ast.Invert: "bitwise operators",
+    ast.Is: "`is`",
+    ast.IsNot: "`is not`",
 }
 
 
@@ -70,7 +111,12 @@ def check(text: str, sensors: set[str] | frozenset[str]) -> Checked:
     from pilot.units import parse_duration
 
     if len(text) > MAX_LENGTH:
-        return Checked(None, frozenset(), (), (ExprError(MAX_LENGTH, f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}"),))
+        return Checked(
+            None,
+            frozenset(),
+            (),
+            (ExprError(MAX_LENGTH, f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}"),),
+        )
     lead = len(text) - len(text.lstrip())
     try:
         with warnings.catch_warnings():  # "invalid decimal literal" and friends: ours to report, not Python's
@@ -97,8 +143,9 @@ def check(text: str, sensors: set[str] | frozenset[str]) -> Checked:
 
     call_funcs = {id(n.func) for n in nodes if isinstance(n, ast.Call)}
     window_args = set()
-    inside_refused = {id(child) for n in nodes if not isinstance(n, _ALLOWED)
-                      for child in ast.walk(n) if child is not n}
+    inside_refused = {
+        id(child) for n in nodes if not isinstance(n, _ALLOWED) for child in ast.walk(n) if child is not n
+    }
     for node in nodes:
         if id(node) in inside_refused:
             continue
@@ -106,14 +153,25 @@ def check(text: str, sensors: set[str] | frozenset[str]) -> Checked:
             what = _FRIENDLY.get(type(node), type(node).__name__)
             errors.append(ExprError(at(node), f"{what} is not allowed in expressions"))
             continue
-        if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, str, bool)) and node.value is not None:
+        if (
+            isinstance(node, ast.Constant)
+            and not isinstance(node.value, (int, float, str, bool))
+            and node.value is not None
+        ):
             errors.append(ExprError(at(node), "only numbers, strings and booleans are allowed as constants"))
         elif isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name):
-                errors.append(ExprError(at(node), f"only functions called by name can be called; allowed: {', '.join(sorted(FUNCTIONS))}"))
+                errors.append(
+                    ExprError(
+                        at(node),
+                        f"only functions called by name can be called; allowed: {', '.join(sorted(FUNCTIONS))}",
+                    )
+                )
                 continue
             if node.func.id not in FUNCTIONS:
-                errors.append(ExprError(at(node), f"unknown function '{node.func.id}'; allowed: {', '.join(sorted(FUNCTIONS))}"))
+                errors.append(
+                    ExprError(at(node), f"unknown function '{node.func.id}'; allowed: {', '.join(sorted(FUNCTIONS))}")
+                )
                 continue
             if node.keywords:
                 errors.append(ExprError(at(node), f"{node.func.id}() takes no keyword arguments"))
@@ -127,7 +185,9 @@ def check(text: str, sensors: set[str] | frozenset[str]) -> Checked:
                 if not isinstance(sensor, ast.Name):
                     errors.append(ExprError(at(sensor), f"{node.func.id}() needs a sensor id as its first argument"))
                 elif not (isinstance(span, ast.Constant) and isinstance(span.value, str)):
-                    errors.append(ExprError(at(span), f"{node.func.id}() needs a window such as \"5m\" as its second argument"))
+                    errors.append(
+                        ExprError(at(span), f'{node.func.id}() needs a window such as "5m" as its second argument')
+                    )
                 else:
                     try:
                         seconds = parse_duration(span.value)
@@ -146,6 +206,11 @@ def check(text: str, sensors: set[str] | frozenset[str]) -> Checked:
                 from pilot.naming import did_you_mean
 
                 hint = did_you_mean(node.id, list(sensors) + list(BUILTIN_NAMES))
-                errors.append(ExprError(at(node), f"unknown name '{node.id}'{hint}: expressions use sensor ids and {', '.join(BUILTIN_NAMES)}"))
+                errors.append(
+                    ExprError(
+                        at(node),
+                        f"unknown name '{node.id}'{hint}: expressions use sensor ids and {', '.join(BUILTIN_NAMES)}",
+                    )
+                )
     unique = tuple(dict.fromkeys(errors))
     return Checked(tree if not unique else None, frozenset(names), tuple(windows), unique)

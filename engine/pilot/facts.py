@@ -165,8 +165,11 @@ def _primary_mac(ctx: ProbeContext) -> str | None:
     for iface, addrs in psutil.net_if_addrs().items():
         for addr in addrs:
             mac = (addr.address or "").lower().replace("-", ":")
-            if addr.family == psutil.AF_LINK and re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", mac) \
-                    and mac != "00:00:00:00:00:00":
+            if (
+                addr.family == psutil.AF_LINK
+                and re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", mac)
+                and mac != "00:00:00:00:00:00"
+            ):
                 macs[iface] = mac
     preferred = default_interface(ctx)
     if preferred in macs:

@@ -6,7 +6,8 @@ generated docs show it) and every object is closed, so a typo in `args:` never p
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def prop(type_: str | list[str], description: str, **extra: Any) -> dict[str, Any]:

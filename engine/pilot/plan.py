@@ -198,7 +198,7 @@ class Plan:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Plan":
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
         return _build(cls, data)
 
 
@@ -219,14 +219,17 @@ class CompileResult:
         return tuple(d for d in self.diagnostics if d.severity == ERROR)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"plan": self.plan.to_dict() if self.plan else None,
-                "diagnostics": [dataclasses.asdict(d) for d in self.diagnostics]}
+        return {
+            "plan": self.plan.to_dict() if self.plan else None,
+            "diagnostics": [dataclasses.asdict(d) for d in self.diagnostics],
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CompileResult":
+    def from_dict(cls, data: dict[str, Any]) -> CompileResult:
         plan = data.get("plan")
-        return cls(Plan.from_dict(plan) if plan else None,
-                   tuple(Diagnostic(**d) for d in data.get("diagnostics") or ()))
+        return cls(
+            Plan.from_dict(plan) if plan else None, tuple(Diagnostic(**d) for d in data.get("diagnostics") or ())
+        )
 
 
 def _build(tp: Any, value: Any) -> Any:
@@ -241,6 +244,5 @@ def _build(tp: Any, value: Any) -> Any:
         return tuple(_build(item, v) for v in value)
     if dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
-        return tp(**{f.name: _build(hints[f.name], value[f.name])
-                     for f in dataclasses.fields(tp) if f.name in value})
+        return tp(**{f.name: _build(hints[f.name], value[f.name]) for f in dataclasses.fields(tp) if f.name in value})
     return value

@@ -13,9 +13,11 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
 from pilot import environment
 
 
@@ -93,12 +95,20 @@ class System:
             return Outcome()
         import subprocess  # loaded when an action first runs, not by every agent
 
-        env = dict(call.env) if call.env is not None else {k: v for k, v in os.environ.items()
-                                                           if k in ("PATH", "LANG", "LC_ALL")}
-        proc = subprocess.Popen(list(call.argv), cwd=call.cwd, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE if call.capture else subprocess.DEVNULL,
-                                stderr=subprocess.STDOUT if call.capture else subprocess.DEVNULL,
-                                start_new_session=True)
+        env = (
+            dict(call.env)
+            if call.env is not None
+            else {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
+        )
+        proc = subprocess.Popen(
+            list(call.argv),
+            cwd=call.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if call.capture else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if call.capture else subprocess.DEVNULL,
+            start_new_session=True,
+        )
         with self._lock:
             self._running[proc.pid] = proc
         try:
@@ -109,12 +119,11 @@ class System:
                 proc.communicate(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
-            raise ActionError(f"timed out after {call.timeout:g} s")
+            raise ActionError(f"timed out after {call.timeout:g} s") from None
         finally:
             with self._lock:
                 self._running.pop(proc.pid, None)
-        return Outcome(proc.returncode, (out or b"").decode(errors="replace")[-4096:],
-                       interrupted=proc.returncode < 0)
+        return Outcome(proc.returncode, (out or b"").decode(errors="replace")[-4096:], interrupted=proc.returncode < 0)
 
     def interrupt_all(self, grace: float = 2.0) -> None:
         """On SIGTERM: stop what is still running (each action's whole process group, since

@@ -7,11 +7,11 @@ every action module to list them).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pilot.actions._base import ActionContext, ActionError, Call, Unsupported
-
 
 # A name that goes into an argv as one element: no leading '-' (it would read as an option).
 SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$"
@@ -29,8 +29,14 @@ def env_from(ctx: ActionContext, names: Iterable[str]) -> tuple[tuple[str, str],
     return tuple(sorted((k, ctx.environ[k]) for k in wanted if ctx.environ.get(k) is not None))
 
 
-def exec_call(argv: Iterable[str], *, timeout: float | None = 30.0, env: tuple[tuple[str, str], ...] | None = None,
-              cwd: str | None = None, capture: bool = False) -> Call:
+def exec_call(
+    argv: Iterable[str],
+    *,
+    timeout: float | None = 30.0,
+    env: tuple[tuple[str, str], ...] | None = None,
+    cwd: str | None = None,
+    capture: bool = False,
+) -> Call:
     """An exec Call; refuses what exec itself would refuse (a NUL byte) with a readable message."""
     argv = tuple(argv)
     if not argv or not argv[0]:
@@ -95,8 +101,9 @@ def as_switch(value: Any, what: str) -> bool:
 
 def check_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(SAFE_NAME, value):
-        raise ActionError(f"{what} {str(value)[:40]!r} is not a valid name (letters, digits, _ . @ -; "
-                          "not starting with -)")
+        raise ActionError(
+            f"{what} {str(value)[:40]!r} is not a valid name (letters, digits, _ . @ -; not starting with -)"
+        )
     return value
 
 
@@ -124,7 +131,7 @@ def numbered(paths: Iterable[Path], prefix: str) -> list[Path]:
     """Paths named <prefix><N>, sorted by N (cpu8 before cpu22)."""
     out = []
     for path in paths:
-        rest = path.name[len(prefix):]
+        rest = path.name[len(prefix) :]
         if path.name.startswith(prefix) and rest.isdigit():
             out.append((int(rest), path))
     return [p for _, p in sorted(out)]

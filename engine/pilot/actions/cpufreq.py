@@ -53,8 +53,9 @@ def _require_policies(ctx: ActionContext) -> list[Path]:
         raise Unsupported(f"cpufreq is Linux-only; not supported on {ctx.platform or 'this system'}")
     policies = _policies(ctx)
     if not policies:
-        raise Unsupported(f"no cpufreq in {ctx.sys('devices', 'system', 'cpu')} "
-                          "(the kernel has no CPU frequency driver here)")
+        raise Unsupported(
+            f"no cpufreq in {ctx.sys('devices', 'system', 'cpu')} (the kernel has no CPU frequency driver here)"
+        )
     return policies
 
 
@@ -112,8 +113,10 @@ def _plan_limit(ctx: ActionContext, value: Any, unit: str, attribute: str, what:
     hi = max(r[2] for r in ranges)
     if not lo <= khz <= hi:
         raise ActionError(f"{shown} is outside this CPU's range {_fmt(lo, unit)}–{_fmt(hi, unit)} {unit}")
-    return [Call(kind="write", path=str(policy / attribute), data=str(min(max(khz, p_lo), p_hi)))
-            for policy, p_lo, p_hi in ranges]
+    return [
+        Call(kind="write", path=str(policy / attribute), data=str(min(max(khz, p_lo), p_hi)))
+        for policy, p_lo, p_hi in ranges
+    ]
 
 
 def _limit_available(attribute: str):
@@ -123,6 +126,7 @@ def _limit_available(attribute: str):
         except ActionError as exc:
             return str(exc)
         return None
+
     return available
 
 
@@ -132,16 +136,21 @@ def _limit_state(attribute: str, pick):
             return None
         values = [v for v in (read_int(p / attribute) for p in _policies(ctx)) if v is not None]
         return round(pick(values) / _KHZ_PER[unit], 6) if values else None
+
     return state
 
 
 _LIMIT_PARAMS = params({"unit": _UNIT}, examples=[{"unit": "MHz"}])
 
 
-@ACTIONS.register("cpufreq.set_max", params=_LIMIT_PARAMS,
-                  privilege="root: write /sys/devices/system/cpu/cpu*/cpufreq/scaling_max_freq",
-                  platforms=("number",), available=_limit_available("scaling_max_freq"),
-                  state=_limit_state("scaling_max_freq", max))
+@ACTIONS.register(
+    "cpufreq.set_max",
+    params=_LIMIT_PARAMS,
+    privilege="root: write /sys/devices/system/cpu/cpu*/cpufreq/scaling_max_freq",
+    platforms=("number",),
+    available=_limit_available("scaling_max_freq"),
+    state=_limit_state("scaling_max_freq", max),
+)
 def set_max(ctx: ActionContext, value: Any, *, unit: str = "GHz") -> list[Call]:
     """Cap the highest CPU frequency, in GHz (or MHz), on every CPU.
 
@@ -150,10 +159,14 @@ def set_max(ctx: ActionContext, value: Any, *, unit: str = "GHz") -> list[Call]:
     return _plan_limit(ctx, value, unit, "scaling_max_freq", "cpufreq.set_max")
 
 
-@ACTIONS.register("cpufreq.set_min", params=_LIMIT_PARAMS,
-                  privilege="root: write /sys/devices/system/cpu/cpu*/cpufreq/scaling_min_freq",
-                  platforms=("number",), available=_limit_available("scaling_min_freq"),
-                  state=_limit_state("scaling_min_freq", min))
+@ACTIONS.register(
+    "cpufreq.set_min",
+    params=_LIMIT_PARAMS,
+    privilege="root: write /sys/devices/system/cpu/cpu*/cpufreq/scaling_min_freq",
+    platforms=("number",),
+    available=_limit_available("scaling_min_freq"),
+    state=_limit_state("scaling_min_freq", min),
+)
 def set_min(ctx: ActionContext, value: Any, *, unit: str = "GHz") -> list[Call]:
     """Raise or lower the lowest CPU frequency, in GHz (or MHz), on every CPU.
 
@@ -196,9 +209,14 @@ def _governor_state(ctx: ActionContext, **_: Any) -> str | None:
     return None
 
 
-@ACTIONS.register("cpufreq.set_governor", params=params({}),
-                  privilege="root: write /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor",
-                  platforms=("select",), available=_governor_available, state=_governor_state)
+@ACTIONS.register(
+    "cpufreq.set_governor",
+    params=params({}),
+    privilege="root: write /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor",
+    platforms=("select",),
+    available=_governor_available,
+    state=_governor_state,
+)
 def set_governor(ctx: ActionContext, value: Any) -> list[Call]:
     """Switch the cpufreq governor of every CPU (for example powersave or performance).
 

@@ -24,12 +24,23 @@ from typing import Any
 
 from pilot.actions import _windows
 from pilot.actions._base import ActionContext, ActionError, Call, Unsupported
-from pilot.actions._common import (SAFE_NAME, as_number, as_switch, env_from, exec_call, is_windows, read_int, read_text)
+from pilot.actions._common import SAFE_NAME, as_number, as_switch, env_from, exec_call, is_windows, read_int, read_text
 from pilot.params import params, prop
 from pilot.registry import ACTIONS
 
-MUTTER = ("busctl", "--user", "call", "org.gnome.Mutter.DisplayConfig", "/org/gnome/Mutter/DisplayConfig",
-          "org.freedesktop.DBus.Properties", "Set", "ssv", "org.gnome.Mutter.DisplayConfig", "PowerSaveMode", "i")
+MUTTER = (
+    "busctl",
+    "--user",
+    "call",
+    "org.gnome.Mutter.DisplayConfig",
+    "/org/gnome/Mutter/DisplayConfig",
+    "org.freedesktop.DBus.Properties",
+    "Set",
+    "ssv",
+    "org.gnome.Mutter.DisplayConfig",
+    "PowerSaveMode",
+    "i",
+)
 NO_DISPLAY = "no X11 display or supported Wayland desktop here"
 
 
@@ -70,8 +81,9 @@ def _power_available(ctx: ActionContext, **_: Any) -> str | None:
     return None
 
 
-@ACTIONS.register("display.power", params=params({}), privilege=None, platforms=("switch", "button"),
-                  available=_power_available)
+@ACTIONS.register(
+    "display.power", params=params({}), privilege=None, platforms=("switch", "button"), available=_power_available
+)
 def power(ctx: ActionContext, value: Any) -> list[Call]:
     """Turn the screen on or off (DPMS), as a switch: ON or OFF.
 
@@ -83,11 +95,18 @@ def power(ctx: ActionContext, value: Any) -> list[Call]:
     if backend == "windows":
         return [exec_call(_windows.display_power(on))]
     if backend == "gnome":
-        return [exec_call(MUTTER + ("0" if on else "3",),
-                          env=env_from(ctx, ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR")))]
+        return [
+            exec_call(
+                MUTTER + ("0" if on else "3",), env=env_from(ctx, ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"))
+            )
+        ]
     if backend == "kde":
-        return [exec_call(("kscreen-doctor", "--dpms", "on" if on else "off"),
-                          env=env_from(ctx, ("WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS")))]
+        return [
+            exec_call(
+                ("kscreen-doctor", "--dpms", "on" if on else "off"),
+                env=env_from(ctx, ("WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS")),
+            )
+        ]
     return [exec_call(("xset", "dpms", "force", "on" if on else "off"), env=env_from(ctx, ("DISPLAY", "XAUTHORITY")))]
 
 
@@ -145,14 +164,22 @@ def _brightness_state(ctx: ActionContext, device: str | None = None, **_: Any) -
     return round(now / top * 100, 1)
 
 
-_DEVICE = prop("string", "Backlight name under /sys/class/backlight (for example intel_backlight); "
-                         "default: the first, preferring firmware, then platform, then raw backlights.",
-               pattern=SAFE_NAME)
+_DEVICE = prop(
+    "string",
+    "Backlight name under /sys/class/backlight (for example intel_backlight); "
+    "default: the first, preferring firmware, then platform, then raw backlights.",
+    pattern=SAFE_NAME,
+)
 
 
-@ACTIONS.register("display.brightness", params=params({"device": _DEVICE}, examples=[{"device": "intel_backlight"}]),
-                  privilege="root: write /sys/class/backlight/*/brightness", platforms=("number",),
-                  available=_brightness_available, state=_brightness_state)
+@ACTIONS.register(
+    "display.brightness",
+    params=params({"device": _DEVICE}, examples=[{"device": "intel_backlight"}]),
+    privilege="root: write /sys/class/backlight/*/brightness",
+    platforms=("number",),
+    available=_brightness_available,
+    state=_brightness_state,
+)
 def brightness(ctx: ActionContext, value: Any, *, device: str | None = None) -> list[Call]:
     """Set the screen backlight brightness in percent (0 to 100).
 

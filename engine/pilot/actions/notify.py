@@ -31,17 +31,35 @@ def _available(ctx: ActionContext, **_: Any) -> str | None:
 
 @ACTIONS.register(
     "notify.desktop",
-    params=params({
-        "title": prop("string", "Notification title (summary); default: Pilot.", minLength=1, maxLength=256,
-                      default="Pilot"),
-        "message": prop("string", "Message text; `{value}` in it is replaced by the command's value. "
-                                  "Leave out to show the value itself (a text command).", maxLength=MAX_TEXT),
-        "urgency": prop("string", "Urgency: low, normal or critical.", enum=list(URGENCIES), default="normal"),
-        "icon": prop("string", "Icon name from the icon theme, or an absolute path to an image.", minLength=1),
-    }, examples=[{"title": "Backup", "message": "Backup finished", "urgency": "low"}]),
-    privilege=None, platforms=("button", "text"), available=_available)
-def desktop(ctx: ActionContext, value: Any = None, *, title: str = "Pilot", message: str | None = None,
-            urgency: str = "normal", icon: str | None = None) -> list[Call]:
+    params=params(
+        {
+            "title": prop(
+                "string", "Notification title (summary); default: Pilot.", minLength=1, maxLength=256, default="Pilot"
+            ),
+            "message": prop(
+                "string",
+                "Message text; `{value}` in it is replaced by the command's value. "
+                "Leave out to show the value itself (a text command).",
+                maxLength=MAX_TEXT,
+            ),
+            "urgency": prop("string", "Urgency: low, normal or critical.", enum=list(URGENCIES), default="normal"),
+            "icon": prop("string", "Icon name from the icon theme, or an absolute path to an image.", minLength=1),
+        },
+        examples=[{"title": "Backup", "message": "Backup finished", "urgency": "low"}],
+    ),
+    privilege=None,
+    platforms=("button", "text"),
+    available=_available,
+)
+def desktop(
+    ctx: ActionContext,
+    value: Any = None,
+    *,
+    title: str = "Pilot",
+    message: str | None = None,
+    urgency: str = "normal",
+    icon: str | None = None,
+) -> list[Call]:
     """Show a desktop notification on this machine's screen."""
     reason = _available(ctx)
     if reason:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pilot.actions import _windows
 from pilot.actions._base import ActionContext, ActionError, Call, Unsupported
@@ -43,12 +44,19 @@ _VERBS: dict[str, tuple[str, str | None, str, str | None]] = {
     "hibernate": ("Hibernate", None, "hibernate", None),
 }
 
-_METHOD = prop("string", "How to reach the power manager: `auto` (logind over D-Bus when systemd runs, "
-                         "else systemctl), `logind` or `systemctl`.",
-               enum=["auto", "logind", "systemctl"], default="auto")
-_DELAY = prop("string", "Wait this long before powering off (for example 1m or 1h30m); leave out to act at once. "
-                        "Without logind, shutdown(8) counts whole minutes, rounded up.",
-              pattern=DURATION_PATTERN)
+_METHOD = prop(
+    "string",
+    "How to reach the power manager: `auto` (logind over D-Bus when systemd runs, "
+    "else systemctl), `logind` or `systemctl`.",
+    enum=["auto", "logind", "systemctl"],
+    default="auto",
+)
+_DELAY = prop(
+    "string",
+    "Wait this long before powering off (for example 1m or 1h30m); leave out to act at once. "
+    "Without logind, shutdown(8) counts whole minutes, rounded up.",
+    pattern=DURATION_PATTERN,
+)
 
 _WITH_DELAY = params({"delay": _DELAY, "method": _METHOD}, examples=[{"delay": "1m"}, {"method": "systemctl"}])
 _NO_DELAY = params({"method": _METHOD}, examples=[{"method": "logind"}])
@@ -96,17 +104,30 @@ def _delay_seconds(delay: Any) -> float:
     return seconds
 
 
-def _plan(ctx: ActionContext, verb: str, *, delay: Any, method: str,
-          clock: Callable[[], float] | None, booted: Callable[[], bool] | None) -> list[Call]:
+def _plan(
+    ctx: ActionContext,
+    verb: str,
+    *,
+    delay: Any,
+    method: str,
+    clock: Callable[[], float] | None,
+    booted: Callable[[], bool] | None,
+) -> list[Call]:
     seconds = _delay_seconds(delay)
     logind_method, schedule_type, systemctl_verb, shutdown_flag = _VERBS[verb]
     if seconds and schedule_type is None:
-        raise ActionError(f"delay is only supported for power.shutdown and power.reboot; {verb} at once, "
-                          "or put a `delay:` step before this command in a rule")
+        raise ActionError(
+            f"delay is only supported for power.shutdown and power.reboot; {verb} at once, "
+            "or put a `delay:` step before this command in a rule"
+        )
     backend = _backend(ctx, method, booted)
     if backend == "windows":
-        argv = {"shutdown": lambda: _windows.shutdown(seconds), "reboot": lambda: _windows.reboot(seconds),
-                "suspend": _windows.suspend, "hibernate": _windows.hibernate}[verb]()
+        argv = {
+            "shutdown": lambda: _windows.shutdown(seconds),
+            "reboot": lambda: _windows.reboot(seconds),
+            "suspend": _windows.suspend,
+            "hibernate": _windows.hibernate,
+        }[verb]()
         return [exec_call(argv)]
     if backend == "logind":
         if seconds:
@@ -120,8 +141,9 @@ def _plan(ctx: ActionContext, verb: str, *, delay: Any, method: str,
     return [exec_call(("systemctl", systemctl_verb))]
 
 
-def _available(ctx: ActionContext, method: str = "auto", delay: Any = None,
-               booted: Callable[[], bool] | None = None, **_: Any) -> str | None:
+def _available(
+    ctx: ActionContext, method: str = "auto", delay: Any = None, booted: Callable[[], bool] | None = None, **_: Any
+) -> str | None:
     try:
         _backend(ctx, method, booted)
     except ActionError as exc:
@@ -129,10 +151,22 @@ def _available(ctx: ActionContext, method: str = "auto", delay: Any = None,
     return None
 
 
-@ACTIONS.register("power.shutdown", params=_WITH_DELAY, privilege="org.freedesktop.login1.power-off",
-                  platforms=("button",), available=_available)
-def shutdown(ctx: ActionContext, value: Any = None, *, delay: str | None = None, method: str = "auto",
-             clock: Callable[[], float] | None = None, booted: Callable[[], bool] | None = None) -> list[Call]:
+@ACTIONS.register(
+    "power.shutdown",
+    params=_WITH_DELAY,
+    privilege="org.freedesktop.login1.power-off",
+    platforms=("button",),
+    available=_available,
+)
+def shutdown(
+    ctx: ActionContext,
+    value: Any = None,
+    *,
+    delay: str | None = None,
+    method: str = "auto",
+    clock: Callable[[], float] | None = None,
+    booted: Callable[[], bool] | None = None,
+) -> list[Call]:
     """Power the machine off, at once or after a delay.
 
     `clock` (seconds since the epoch) and `booted` (is systemd running) are for tests;
@@ -141,18 +175,41 @@ def shutdown(ctx: ActionContext, value: Any = None, *, delay: str | None = None,
     return _plan(ctx, "shutdown", delay=delay, method=method, clock=clock, booted=booted)
 
 
-@ACTIONS.register("power.reboot", params=_WITH_DELAY, privilege="org.freedesktop.login1.reboot",
-                  platforms=("button",), available=_available)
-def reboot(ctx: ActionContext, value: Any = None, *, delay: str | None = None, method: str = "auto",
-           clock: Callable[[], float] | None = None, booted: Callable[[], bool] | None = None) -> list[Call]:
+@ACTIONS.register(
+    "power.reboot",
+    params=_WITH_DELAY,
+    privilege="org.freedesktop.login1.reboot",
+    platforms=("button",),
+    available=_available,
+)
+def reboot(
+    ctx: ActionContext,
+    value: Any = None,
+    *,
+    delay: str | None = None,
+    method: str = "auto",
+    clock: Callable[[], float] | None = None,
+    booted: Callable[[], bool] | None = None,
+) -> list[Call]:
     """Restart the machine, at once or after a delay."""
     return _plan(ctx, "reboot", delay=delay, method=method, clock=clock, booted=booted)
 
 
-@ACTIONS.register("power.suspend", params=_NO_DELAY, privilege="org.freedesktop.login1.suspend",
-                  platforms=("button",), available=_available)
-def suspend(ctx: ActionContext, value: Any = None, *, method: str = "auto", delay: str | None = None,
-            booted: Callable[[], bool] | None = None) -> list[Call]:
+@ACTIONS.register(
+    "power.suspend",
+    params=_NO_DELAY,
+    privilege="org.freedesktop.login1.suspend",
+    platforms=("button",),
+    available=_available,
+)
+def suspend(
+    ctx: ActionContext,
+    value: Any = None,
+    *,
+    method: str = "auto",
+    delay: str | None = None,
+    booted: Callable[[], bool] | None = None,
+) -> list[Call]:
     """Suspend the machine to RAM (sleep).
 
     Takes no delay (see the module notes); a `delay` passed anyway is refused.
@@ -160,10 +217,21 @@ def suspend(ctx: ActionContext, value: Any = None, *, method: str = "auto", dela
     return _plan(ctx, "suspend", delay=delay, method=method, clock=None, booted=booted)
 
 
-@ACTIONS.register("power.hibernate", params=_NO_DELAY, privilege="org.freedesktop.login1.hibernate",
-                  platforms=("button",), available=_available)
-def hibernate(ctx: ActionContext, value: Any = None, *, method: str = "auto", delay: str | None = None,
-              booted: Callable[[], bool] | None = None) -> list[Call]:
+@ACTIONS.register(
+    "power.hibernate",
+    params=_NO_DELAY,
+    privilege="org.freedesktop.login1.hibernate",
+    platforms=("button",),
+    available=_available,
+)
+def hibernate(
+    ctx: ActionContext,
+    value: Any = None,
+    *,
+    method: str = "auto",
+    delay: str | None = None,
+    booted: Callable[[], bool] | None = None,
+) -> list[Call]:
     """Hibernate the machine (suspend to disk).
 
     Takes no delay (see the module notes); a `delay` passed anyway is refused.
@@ -186,8 +254,13 @@ def _profile_available(ctx: ActionContext, **_: Any) -> str | None:
     return None
 
 
-@ACTIONS.register("power.profile", params=params({}), privilege="org.freedesktop.UPower.PowerProfiles.switch-profile",
-                  platforms=("select",), available=_profile_available)
+@ACTIONS.register(
+    "power.profile",
+    params=params({}),
+    privilege="org.freedesktop.UPower.PowerProfiles.switch-profile",
+    platforms=("select",),
+    available=_profile_available,
+)
 def profile(ctx: ActionContext, value: Any) -> list[Call]:
     """Switch the power profile: power-saver, balanced or performance.
 

@@ -26,28 +26,56 @@ DEFAULT_ENV_ALLOW = ("PATH", "LANG")
 
 _PARAMS = params(
     {
-        "argv": prop("array", "Program and its arguments, one element each; argv[0] is an absolute path or a "
-                              "name looked up on PATH. Never run through a shell.",
-                     items={"type": "string"}, minItems=1),
-        "timeout": prop("string", "Stop the program after this long (for example 30s or 10m).",
-                        pattern=DURATION_PATTERN, default="30s"),
+        "argv": prop(
+            "array",
+            "Program and its arguments, one element each; argv[0] is an absolute path or a "
+            "name looked up on PATH. Never run through a shell.",
+            items={"type": "string"},
+            minItems=1,
+        ),
+        "timeout": prop(
+            "string",
+            "Stop the program after this long (for example 30s or 10m).",
+            pattern=DURATION_PATTERN,
+            default="30s",
+        ),
         "cwd": prop("string", "Absolute working directory; default: the agent's.", minLength=1),
-        "env": prop("object", "Extra environment variables for the program (name: value).",
-                    additionalProperties={"type": "string"}, propertyNames={"pattern": ENV_NAME}),
-        "env_allow": prop("array", "Names of variables passed through from the agent's own environment.",
-                          items={"type": "string", "pattern": ENV_NAME}, default=list(DEFAULT_ENV_ALLOW)),
-        "capture": prop("boolean", "Capture the program's output (the last 4 KiB) for the log and result.",
-                        default=False),
-        "value_arg": prop("string", "Placeholder (such as {value}) that the command's value replaces inside argv "
-                                    "elements; without it the value never reaches the program.", minLength=1),
-        "value_pattern": prop("string", "Regular expression the whole value must match before it is put into argv.",
-                              default=DEFAULT_VALUE_PATTERN, minLength=1),
+        "env": prop(
+            "object",
+            "Extra environment variables for the program (name: value).",
+            additionalProperties={"type": "string"},
+            propertyNames={"pattern": ENV_NAME},
+        ),
+        "env_allow": prop(
+            "array",
+            "Names of variables passed through from the agent's own environment.",
+            items={"type": "string", "pattern": ENV_NAME},
+            default=list(DEFAULT_ENV_ALLOW),
+        ),
+        "capture": prop(
+            "boolean", "Capture the program's output (the last 4 KiB) for the log and result.", default=False
+        ),
+        "value_arg": prop(
+            "string",
+            "Placeholder (such as {value}) that the command's value replaces inside argv "
+            "elements; without it the value never reaches the program.",
+            minLength=1,
+        ),
+        "value_pattern": prop(
+            "string",
+            "Regular expression the whole value must match before it is put into argv.",
+            default=DEFAULT_VALUE_PATTERN,
+            minLength=1,
+        ),
     },
     required=("argv",),
     examples=[
         {"argv": ["/usr/local/bin/backup.sh", "--quick"], "timeout": "10m"},
-        {"argv": ["/usr/bin/pactl", "set-sink-volume", "@DEFAULT_SINK@", "{value}%"], "value_arg": "{value}",
-         "value_pattern": "^[0-9]{1,3}$"},
+        {
+            "argv": ["/usr/bin/pactl", "set-sink-volume", "@DEFAULT_SINK@", "{value}%"],
+            "value_arg": "{value}",
+            "value_pattern": "^[0-9]{1,3}$",
+        },
     ],
 )
 
@@ -83,9 +111,10 @@ def _substitute(argv: list[str], value: Any, value_arg: str | None, value_patter
     ended_options = False
     for arg in argv[1:]:
         if arg.startswith(value_arg) and text.startswith("-") and not ended_options:
-            raise ActionError("the value may not start with '-' where it begins an argument (it would read as an "
-                              "option); put '--' before it in argv or write it as --option={value}"
-                              .replace("{value}", value_arg))
+            raise ActionError(
+                "the value may not start with '-' where it begins an argument (it would read as an "
+                "option); put '--' before it in argv or write it as --option={value}".replace("{value}", value_arg)
+            )
         if arg == "--":
             ended_options = True
         out.append(arg.replace(value_arg, text))
@@ -101,7 +130,7 @@ def _available(ctx: ActionContext, argv: list[str] | None = None, **_: Any) -> s
     except ActionError as exc:
         return str(exc)
     windows = ctx.platform == "windows"
-    if (PureWindowsPath(program).is_absolute() if windows else program.startswith("/")):
+    if PureWindowsPath(program).is_absolute() if windows else program.startswith("/"):
         if not os.access(program, os.X_OK):
             return f"{program} does not exist or is not executable"
         return None
@@ -110,12 +139,26 @@ def _available(ctx: ActionContext, argv: list[str] | None = None, **_: Any) -> s
     return None
 
 
-@ACTIONS.register("process.run", params=_PARAMS, privilege=None,
-                  platforms=("button", "switch", "number", "select", "text"), available=_available)
-def run(ctx: ActionContext, value: Any = None, *, argv: list[str], timeout: str | float = "30s",
-        cwd: str | None = None, env: dict[str, str] | None = None,
-        env_allow: list[str] | tuple[str, ...] = DEFAULT_ENV_ALLOW, capture: bool = False,
-        value_arg: str | None = None, value_pattern: str = DEFAULT_VALUE_PATTERN) -> list[Call]:
+@ACTIONS.register(
+    "process.run",
+    params=_PARAMS,
+    privilege=None,
+    platforms=("button", "switch", "number", "select", "text"),
+    available=_available,
+)
+def run(
+    ctx: ActionContext,
+    value: Any = None,
+    *,
+    argv: list[str],
+    timeout: str | float = "30s",
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    env_allow: list[str] | tuple[str, ...] = DEFAULT_ENV_ALLOW,
+    capture: bool = False,
+    value_arg: str | None = None,
+    value_pattern: str = DEFAULT_VALUE_PATTERN,
+) -> list[Call]:
     """Run a program with fixed arguments (no shell); the value can fill one declared placeholder."""
     if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
         raise ActionError("argv must be a non-empty list of strings")
@@ -129,8 +172,9 @@ def run(ctx: ActionContext, value: Any = None, *, argv: list[str], timeout: str 
     if seconds <= 0:
         raise ActionError("timeout must be longer than zero")
     if cwd is not None:
-        if not isinstance(cwd, str) or not (PureWindowsPath(cwd).is_absolute() if ctx.platform == "windows"
-                                            else cwd.startswith("/")):
+        if not isinstance(cwd, str) or not (
+            PureWindowsPath(cwd).is_absolute() if ctx.platform == "windows" else cwd.startswith("/")
+        ):
             raise ActionError("cwd must be an absolute path")
     variables: dict[str, str] = {}
     for name in env_allow:

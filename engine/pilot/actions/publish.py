@@ -20,16 +20,28 @@ MAX_TOPIC = 65535  # MQTT's own limit, in UTF-8 bytes
 
 @ACTIONS.register(
     "mqtt.publish",
-    params=params({
-        "topic": prop("string", "Topic to publish to (no + or # wildcards); relative topics live under this "
-                                "device's prefix.", minLength=1, pattern=r"^[^+#\u0000]+$"),
-        "payload": prop("string", "Payload template; `{value}` is replaced by the command's value.",
-                        default="{value}"),
-        "retain": prop("boolean", "Ask the broker to retain the message.", default=False),
-    }, required=("topic",), examples=[{"topic": "home/office/pc", "payload": "{value}", "retain": True}]),
-    privilege=None, platforms=("button", "switch", "number", "select", "text"))
-def publish(ctx: ActionContext, value: Any = None, *, topic: str, payload: str = "{value}",
-            retain: bool = False) -> list[Call]:
+    params=params(
+        {
+            "topic": prop(
+                "string",
+                "Topic to publish to (no + or # wildcards); relative topics live under this device's prefix.",
+                minLength=1,
+                pattern=r"^[^+#\u0000]+$",
+            ),
+            "payload": prop(
+                "string", "Payload template; `{value}` is replaced by the command's value.", default="{value}"
+            ),
+            "retain": prop("boolean", "Ask the broker to retain the message.", default=False),
+        },
+        required=("topic",),
+        examples=[{"topic": "home/office/pc", "payload": "{value}", "retain": True}],
+    ),
+    privilege=None,
+    platforms=("button", "switch", "number", "select", "text"),
+)
+def publish(
+    ctx: ActionContext, value: Any = None, *, topic: str, payload: str = "{value}", retain: bool = False
+) -> list[Call]:
     """Publish an MQTT message whose payload can carry the command's value."""
     if not isinstance(topic, str) or not topic:
         raise ActionError("mqtt.publish needs a topic")
@@ -39,5 +51,4 @@ def publish(ctx: ActionContext, value: Any = None, *, topic: str, payload: str =
         raise ActionError("the topic is not a valid MQTT topic")
     if not isinstance(payload, str):
         raise ActionError("payload must be text")
-    return [Call(kind="publish", topic=topic, data=payload.replace("{value}", value_text(value)),
-                 retain=bool(retain))]
+    return [Call(kind="publish", topic=topic, data=payload.replace("{value}", value_text(value)), retain=bool(retain))]

@@ -16,8 +16,9 @@ from pilot.actions._common import SAFE_NAME, check_name, exec_call, is_windows
 from pilot.params import params, prop
 from pilot.registry import ACTIONS
 
-_SESSION = prop("string", "logind session id (see `loginctl list-sessions`); leave out for every session.",
-                pattern=SAFE_NAME)
+_SESSION = prop(
+    "string", "logind session id (see `loginctl list-sessions`); leave out for every session.", pattern=SAFE_NAME
+)
 
 
 def _available(ctx: ActionContext, **_: Any) -> str | None:
@@ -36,8 +37,13 @@ def _require(ctx: ActionContext) -> None:
         raise Unsupported(reason)
 
 
-@ACTIONS.register("session.lock", params=params({"session": _SESSION}, examples=[{"session": "2"}]),
-                  privilege="org.freedesktop.login1.lock-sessions", platforms=("button",), available=_available)
+@ACTIONS.register(
+    "session.lock",
+    params=params({"session": _SESSION}, examples=[{"session": "2"}]),
+    privilege="org.freedesktop.login1.lock-sessions",
+    platforms=("button",),
+    available=_available,
+)
 def lock(ctx: ActionContext, value: Any = None, *, session: str | None = None) -> list[Call]:
     """Lock the screen of every session, or of one session."""
     _require(ctx)
@@ -52,14 +58,23 @@ def lock(ctx: ActionContext, value: Any = None, *, session: str | None = None) -
 
 @ACTIONS.register(
     "session.logout",
-    params=params({
-        "user": prop("string", "User to log out (all of their sessions); default: the user the agent runs as, "
-                               "unless that is root.", pattern=SAFE_NAME),
-        "session": prop("string", "logind session id to end instead of a whole user.", pattern=SAFE_NAME),
-    }, examples=[{"user": "alice"}, {"session": "2"}], **{"not": {"required": ["user", "session"]}}),
-    privilege="org.freedesktop.login1.manage", platforms=("button",), available=_available)
-def logout(ctx: ActionContext, value: Any = None, *, user: str | None = None,
-           session: str | None = None) -> list[Call]:
+    params=params(
+        {
+            "user": prop(
+                "string",
+                "User to log out (all of their sessions); default: the user the agent runs as, unless that is root.",
+                pattern=SAFE_NAME,
+            ),
+            "session": prop("string", "logind session id to end instead of a whole user.", pattern=SAFE_NAME),
+        },
+        examples=[{"user": "alice"}, {"session": "2"}],
+        **{"not": {"required": ["user", "session"]}},
+    ),
+    privilege="org.freedesktop.login1.manage",
+    platforms=("button",),
+    available=_available,
+)
+def logout(ctx: ActionContext, value: Any = None, *, user: str | None = None, session: str | None = None) -> list[Call]:
     """Log a user out by ending their sessions (running programs are killed, unsaved work is lost).
 
     With neither `user` nor `session`, the agent's own user ($USER) is logged out; when the

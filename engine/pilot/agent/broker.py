@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+
 from pilot import environment
 
 log = logging.getLogger("pilot.broker")
@@ -38,7 +39,8 @@ def free_port() -> int:
 
 def find_mosquitto() -> str | None:
     return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None)
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
+    )
 
 
 @dataclass
@@ -66,23 +68,29 @@ def start(port: int = 1883) -> EmbeddedBroker:
         conf = os.path.join(workdir, "mosquitto.conf")
         with open(conf, "w") as handle:
             handle.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        proc = subprocess.Popen([mosquitto, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [mosquitto, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         kind = "mosquitto"
     elif importlib.util.find_spec("amqtt") is not None:
         conf = os.path.join(workdir, "amqtt.yaml")
         with open(conf, "w") as handle:
-            handle.write(f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n"
-                         "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n")
+            handle.write(
+                f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n"
+                "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n"
+            )
         amqtt = shutil.which("amqtt") or os.path.join(os.path.dirname(sys.executable), "amqtt")
-        proc = subprocess.Popen([amqtt, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [amqtt, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         kind = "amqtt"
     else:
         shutil.rmtree(workdir, ignore_errors=True)
-        raise RuntimeError("no MQTT broker configured and none available to start: set `mqtt.host` in the "
-                           "profile, pass --broker HOST:PORT, or install one (apt-get install mosquitto, "
-                           "or pip install 'pilot-agent[broker]')")
+        raise RuntimeError(
+            "no MQTT broker configured and none available to start: set `mqtt.host` in the "
+            "profile, pass --broker HOST:PORT, or install one (apt-get install mosquitto, "
+            "or pip install 'pilot-agent[broker]')"
+        )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:

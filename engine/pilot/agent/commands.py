@@ -12,14 +12,15 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pilot.agent import policy, signing
 from pilot.actions import ActionContext, ActionError, Call
 from pilot.actions._base import System
+from pilot.agent import policy, signing
 from pilot.plan import Command, Plan
 from pilot.registry import ACTIONS
 
@@ -54,7 +55,7 @@ class Guards:
     nonces: signing.NonceStore | None = None  # one store per file: never two writers of nonces.log
 
     @classmethod
-    def fresh(cls, mono: Callable[[], float]) -> "Guards":
+    def fresh(cls, mono: Callable[[], float]) -> Guards:
         return cls(policy.Cooldowns(mono), policy.Confirmations(mono), policy.RateLimit(1, 1.0, mono))
 
 
@@ -109,15 +110,20 @@ class CommandService:
     # ------------------------------------------------------------ entry points
     def handle(self, topic: str, payload: bytes, retained: bool) -> None:
         """A message on `<base>/cmd/<id>/set`."""
-        command_id = topic[len(self._prefix):-len("/set")] if topic.startswith(self._prefix) else ""
+        command_id = topic[len(self._prefix) : -len("/set")] if topic.startswith(self._prefix) else ""
         command = self._by_id.get(command_id)
-        result_topic = f"{self._prefix}{command_id}/result" if command_id and "/" not in command_id \
+        result_topic = (
+            f"{self._prefix}{command_id}/result"
+            if command_id and "/" not in command_id
             else f"{self._prefix}_unknown/result"
+        )
         nonce: str | None = None
         try:
-            reason = (policy.check_size(payload, self.plan.policy.max_payload)
-                      or policy.check_retained(retained)
-                      or policy.check_allowed(command, self.plan.policy))
+            reason = (
+                policy.check_size(payload, self.plan.policy.max_payload)
+                or policy.check_retained(retained)
+                or policy.check_allowed(command, self.plan.policy)
+            )
             if reason:
                 raise signing.Rejected(reason)
             assert command is not None
@@ -153,16 +159,18 @@ class CommandService:
         envelope = signing.parse_envelope(payload)
         if self._keyring_error is not None or self.nonces is None:
             raise signing.Rejected("unavailable")
-        verified = signing.verify(envelope, self._keys, self.plan.device.id, topic, now=self.wall(),
-                                  window=self.plan.policy.window)
+        verified = signing.verify(
+            envelope, self._keys, self.plan.device.id, topic, now=self.wall(), window=self.plan.policy.window
+        )
         try:
             self.nonces.admit(verified.nonce, verified.ts)  # durable before anything runs
         except signing.Rejected as exc:
             raise _Authenticated(exc.reason, verified.nonce) from None
         return verified.cmd, verified.nonce
 
-    def _decide(self, command: Command, text: str, *, origin: str, result_topic: str, nonce: str | None,
-                confirm: bool) -> None:
+    def _decide(
+        self, command: Command, text: str, *, origin: str, result_topic: str, nonce: str | None, confirm: bool
+    ) -> None:
         value, reason = policy.check_value(command, text)
         if reason:
             raise _Authenticated(reason, nonce)
@@ -198,14 +206,20 @@ class CommandService:
             try:
                 calls: list[Call] = entry.factory(self.ctx, value, **command.args)
             except ActionError as exc:
-                self._finish(command, result_topic, {"status": "failed", "reason": "unavailable",
-                                                     "detail": str(exc)}, nonce, origin)
+                self._finish(
+                    command,
+                    result_topic,
+                    {"status": "failed", "reason": "unavailable", "detail": str(exc)},
+                    nonce,
+                    origin,
+                )
                 return
             if self.dry_run:
                 self.guards.stats.dry_run += 1
                 log.info("dry-run %s (%s): %s", command.id, origin, "; ".join(c.describe() for c in calls))
-                self._finish(command, result_topic, {"status": "dry_run",
-                                                     "calls": [c.to_dict() for c in calls]}, nonce, origin)
+                self._finish(
+                    command, result_topic, {"status": "dry_run", "calls": [c.to_dict() for c in calls]}, nonce, origin
+                )
                 return
             for call in calls:
                 outcome = self.system.perform(call)
@@ -214,9 +228,17 @@ class CommandService:
                     return
                 if outcome.returncode != 0:
                     self.guards.stats.failed += 1
-                    self._finish(command, result_topic, {"status": "failed", "reason": "exit_status",
-                                                         "detail": f"{call.argv[0] if call.argv else call.kind} "
-                                                                   f"exited {outcome.returncode}"}, nonce, origin)
+                    self._finish(
+                        command,
+                        result_topic,
+                        {
+                            "status": "failed",
+                            "reason": "exit_status",
+                            "detail": f"{call.argv[0] if call.argv else call.kind} exited {outcome.returncode}",
+                        },
+                        nonce,
+                        origin,
+                    )
                     return
             self.guards.stats.executed += 1
             log.info("executed %s (%s): %s", command.id, origin, "; ".join(c.describe() for c in calls))
@@ -224,8 +246,13 @@ class CommandService:
             self._finish(command, result_topic, {"status": "ok"}, nonce, origin)
         except (ActionError, OSError) as exc:
             self.guards.stats.failed += 1
-            self._finish(command, result_topic, {"status": "failed", "reason": "unavailable",
-                                                 "detail": str(exc)[:200]}, nonce, origin)
+            self._finish(
+                command,
+                result_topic,
+                {"status": "failed", "reason": "unavailable", "detail": str(exc)[:200]},
+                nonce,
+                origin,
+            )
         except Exception:
             self.guards.stats.failed += 1
             log.exception("action %s failed", command.action)

@@ -12,7 +12,8 @@ import math
 import operator
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from simpleeval import SimpleEval
 
@@ -40,11 +41,23 @@ def _safe_mod(a: Any, b: Any) -> Any:
 
 
 _OPERATORS = {
-    ast.Add: _safe_add, ast.Sub: operator.sub, ast.Mult: _safe_mult, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: _safe_mod, ast.Eq: operator.eq, ast.NotEq: operator.ne,
-    ast.Gt: operator.gt, ast.Lt: operator.lt, ast.GtE: operator.ge, ast.LtE: operator.le,
-    ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos,
-    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+    ast.Add: _safe_add,
+    ast.Sub: operator.sub,
+    ast.Mult: _safe_mult,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: _safe_mod,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Gt: operator.gt,
+    ast.Lt: operator.lt,
+    ast.GtE: operator.ge,
+    ast.LtE: operator.le,
+    ast.Not: operator.not_,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
 }
 
 
@@ -93,10 +106,14 @@ class Evaluator:
             return (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
 
         return {
-            "min": min, "max": max, "abs": abs, "round": round,
+            "min": min,
+            "max": max,
+            "abs": abs,
+            "round": round,
             "clamp": lambda x, low, high: max(low, min(high, x)),
             "avg": lambda s, w: (lambda v: sum(v) / len(v))(window(s, w)),
-            "max_over": lambda s, w: max(window(s, w)), "min_over": lambda s, w: min(window(s, w)),
+            "max_over": lambda s, w: max(window(s, w)),
+            "min_over": lambda s, w: min(window(s, w)),
             "rate": rate,
         }
 

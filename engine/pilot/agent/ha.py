@@ -38,8 +38,12 @@ def device_block(plan: Plan) -> dict[str, Any]:
 
 
 def _entity_config(entity: Entity) -> dict[str, Any]:
-    config: dict[str, Any] = {"platform": entity.platform, "unique_id": entity.unique_id,
-                              "name": entity.name, "default_entity_id": entity.default_entity_id}
+    config: dict[str, Any] = {
+        "platform": entity.platform,
+        "unique_id": entity.unique_id,
+        "name": entity.name,
+        "default_entity_id": entity.default_entity_id,
+    }
     for key in ("icon", "device_class", "unit_of_measurement", "state_class", "entity_category", "expire_after"):
         value = getattr(entity, key)
         if value is not None:
@@ -80,11 +84,16 @@ def components(plan: Plan) -> dict[str, dict[str, Any]]:
         out[command.entity.unique_id] = config
     if plan.commands:
         uid = f"pilot_{plan.device.id}_command_audit"
-        out[uid] = {"platform": "event", "unique_id": uid, "name": "Command audit",
-                    "default_entity_id": f"event.{_slug(plan.device.name)}_command_audit",
-                    "state_topic": f"{plan.topics.base}/audit", "entity_category": "diagnostic",
-                    "icon": "mdi:shield-check",
-                    "event_types": ["ok", "dry_run", "failed", "rejected", "armed", "interrupted"]}
+        out[uid] = {
+            "platform": "event",
+            "unique_id": uid,
+            "name": "Command audit",
+            "default_entity_id": f"event.{_slug(plan.device.name)}_command_audit",
+            "state_topic": f"{plan.topics.base}/audit",
+            "entity_category": "diagnostic",
+            "icon": "mdi:shield-check",
+            "event_types": ["ok", "dry_run", "failed", "rejected", "armed", "interrupted"],
+        }
     for rule in plan.rules:
         if rule.entity is not None:
             config = _entity_config(rule.entity)
@@ -112,8 +121,9 @@ def entity_topic(plan: Plan, platform: str, unique_id: str) -> str:
     return f"{plan.mqtt.discovery_prefix}/{platform}/{plan.device.id}/{object_id}/config"
 
 
-def discovery_messages(plan: Plan, previous: dict[str, Any] | None,
-                       extra: dict[str, dict[str, Any]] | None = None) -> tuple[list[Message], dict[str, Any]]:
+def discovery_messages(
+    plan: Plan, previous: dict[str, Any] | None, extra: dict[str, dict[str, Any]] | None = None
+) -> tuple[list[Message], dict[str, Any]]:
     """Messages announcing the plan (and removing what the previous announcement had
     that the plan no longer has), plus the record to remember for next time.
     `extra` adds components that are not in the plan (the agent's own health entities)."""
@@ -136,8 +146,13 @@ def discovery_messages(plan: Plan, previous: dict[str, Any] | None,
         payload_components = dict(current)
         for uid, platform in removed.items():
             payload_components[uid] = {"platform": platform}  # the removal form
-        payload = {"device": device_block(plan), "origin": _origin(), "availability": _availability(plan),
-                   "components": payload_components, "qos": 1}
+        payload = {
+            "device": device_block(plan),
+            "origin": _origin(),
+            "availability": _availability(plan),
+            "components": payload_components,
+            "qos": 1,
+        }
         messages.append(Message(plan.topics.discovery, json.dumps(payload, separators=(",", ":"))))
         record["device_topic"] = plan.topics.discovery
     elif mode == "entity":

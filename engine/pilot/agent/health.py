@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger("pilot.health")
 
@@ -40,8 +41,11 @@ class Health:
         self._last_wall, self._last_mono = now_wall, now_mono
         if abs(drift) > CLOCK_JUMP:
             self.clock_jumps += 1
-            log.warning("the wall clock jumped by %+.0f s; signed commands are judged by the new time, "
-                        "cooldowns are unaffected", drift)
+            log.warning(
+                "the wall clock jumped by %+.0f s; signed commands are judged by the new time, "
+                "cooldowns are unaffected",
+                drift,
+            )
             return True
         return False
 
@@ -50,8 +54,11 @@ class Health:
         if instance and instance != self.instance and self.other_instance != instance:
             self.other_instance = instance
             self.duplicate_since = time.monotonic()
-            log.error("another Pilot agent (instance %s) publishes as this device; give each machine its own "
-                      "device id (`device.id`) or stop one of them", instance)
+            log.error(
+                "another Pilot agent (instance %s) publishes as this device; give each machine its own "
+                "device id (`device.id`) or stop one of them",
+                instance,
+            )
 
     def report(self, *, session_stats: Any, command_stats: Any, probe_errors: int, rule_errors: int) -> dict:
         rejected = dict(command_stats.rejected) if command_stats else {}
@@ -76,25 +83,55 @@ class Health:
 
 def entities(device_id: str, device_slug: str, topic: str) -> dict[str, dict[str, Any]]:
     """Diagnostic entities reading fields of the health JSON."""
+
     def sensor(key: str, name: str, **extra: Any) -> tuple[str, dict[str, Any]]:
         uid = f"pilot_{device_id}_health_{key}"
         platform = extra.pop("platform", "sensor")
-        config = {"platform": platform, "unique_id": uid, "name": name, "state_topic": topic,
-                  "default_entity_id": f"{platform}.{device_slug}_{key}", "entity_category": "diagnostic",
-                  "value_template": "{{ value_json.%s }}" % key, **extra}
+        config = {
+            "platform": platform,
+            "unique_id": uid,
+            "name": name,
+            "state_topic": topic,
+            "default_entity_id": f"{platform}.{device_slug}_{key}",
+            "entity_category": "diagnostic",
+            "value_template": "{{ value_json." + key + " }}",
+            **extra,
+        }
         return uid, config
 
     items = [
-        sensor("uptime_s", "Agent uptime", device_class="duration", unit_of_measurement="s",
-               state_class="total_increasing", icon="mdi:timer-outline"),
+        sensor(
+            "uptime_s",
+            "Agent uptime",
+            device_class="duration",
+            unit_of_measurement="s",
+            state_class="total_increasing",
+            icon="mdi:timer-outline",
+        ),
         sensor("reconnects", "MQTT reconnects", state_class="total_increasing", icon="mdi:lan-disconnect"),
-        sensor("dropped_telemetry", "Dropped telemetry", state_class="total_increasing", icon="mdi:delete-clock",
-               enabled_by_default=False),
+        sensor(
+            "dropped_telemetry",
+            "Dropped telemetry",
+            state_class="total_increasing",
+            icon="mdi:delete-clock",
+            enabled_by_default=False,
+        ),
         sensor("commands_rejected", "Rejected commands", state_class="total_increasing", icon="mdi:shield-alert"),
-        sensor("probe_errors", "Probe errors", state_class="total_increasing", icon="mdi:alert-circle-outline",
-               enabled_by_default=False),
-        sensor("duplicate_agent", "Duplicate agent", platform="binary_sensor", device_class="problem",
-               payload_on="True", payload_off="False"),
+        sensor(
+            "probe_errors",
+            "Probe errors",
+            state_class="total_increasing",
+            icon="mdi:alert-circle-outline",
+            enabled_by_default=False,
+        ),
+        sensor(
+            "duplicate_agent",
+            "Duplicate agent",
+            platform="binary_sensor",
+            device_class="problem",
+            payload_on="True",
+            payload_off="False",
+        ),
     ]
     return dict(items)
 

@@ -17,8 +17,8 @@ import ssl
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -72,8 +72,10 @@ def tls_context(settings: Mqtt) -> ssl.SSLContext:
     if tls.cert_file:
         context.load_cert_chain(tls.cert_file, tls.key_file)
     if tls.insecure:
-        log.warning("TLS certificate and host name checks are OFF (mqtt.tls.insecure: true); "
-                    "anyone on the path can read and forge this agent's messages")
+        log.warning(
+            "TLS certificate and host name checks are OFF (mqtt.tls.insecure: true); "
+            "anyone on the path can read and forge this agent's messages"
+        )
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
@@ -110,8 +112,9 @@ class Session:
     def __post_init__(self) -> None:
         protocol = paho.MQTTv5 if self.settings.protocol == "5" else paho.MQTTv311
         kwargs = {"clean_session": True} if protocol == paho.MQTTv311 else {}
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.settings.client_id,
-                                   protocol=protocol, **kwargs)
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.settings.client_id, protocol=protocol, **kwargs
+        )
         self._client.connect_timeout = 5.0
         self._client.will_set(self.will.topic, self.will.payload, qos=1, retain=True)
         if self.settings.username:
@@ -138,12 +141,14 @@ class Session:
     # ----------------------------------------------------------- callbacks
     def _guard(self, func: Callable) -> Callable:
         """One exception in a paho callback silently kills paho's thread; never let it escape."""
+
         def wrapper(*args, **kwargs):
             try:
                 return func(*args, **kwargs)
             except Exception:
                 self.stats.callback_errors += 1
                 log.exception("error in MQTT callback %s", func.__name__)
+
         return wrapper
 
     def _handle_socket_open(self, client, userdata, sock) -> None:
@@ -242,8 +247,9 @@ class Session:
         self.stats.last_error = message
         if message not in self._errors_seen:
             self._errors_seen.add(message)
-            log.warning("MQTT broker %s:%d: %s; retrying with backoff up to %.0f s",
-                        self.host, self.port, message, BACKOFF_CAP)
+            log.warning(
+                "MQTT broker %s:%d: %s; retrying with backoff up to %.0f s", self.host, self.port, message, BACKOFF_CAP
+            )
 
     def _run(self) -> None:
         delays = backoff_delays()

@@ -12,15 +12,30 @@ import re
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pilot.plan import Command, Policy
 
-REASONS = ("malformed", "too_large", "retained", "unauthorized", "expired", "replayed", "not_allowed",
-           "bad_value", "cooldown", "busy", "unavailable", "rate_limited", "exit_status")
+REASONS = (
+    "malformed",
+    "too_large",
+    "retained",
+    "unauthorized",
+    "expired",
+    "replayed",
+    "not_allowed",
+    "bad_value",
+    "cooldown",
+    "busy",
+    "unavailable",
+    "rate_limited",
+    "exit_status",
+)
 # rejections that happen before the sender is known to hold a key
-UNAUTHENTICATED = frozenset({"malformed", "too_large", "retained", "unauthorized", "expired", "not_allowed",
-                             "replayed"})  # a replayer holds no key either
+UNAUTHENTICATED = frozenset(
+    {"malformed", "too_large", "retained", "unauthorized", "expired", "not_allowed", "replayed"}
+)  # a replayer holds no key either
 
 
 def check_size(payload: bytes, limit: int) -> str | None:

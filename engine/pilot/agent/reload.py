@@ -11,7 +11,8 @@ import json
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pilot.plan import CompileResult, Plan
 
@@ -85,8 +86,11 @@ class Reloader:
 
     def run(self, origin: str) -> None:
         with self._lock:
-            log.info("reload requested (%s): validating %s", origin, self.agent.plan.sources[0]
-                     if self.agent.plan.sources else self.agent.plan.profile)
+            log.info(
+                "reload requested (%s): validating %s",
+                origin,
+                self.agent.plan.sources[0] if self.agent.plan.sources else self.agent.plan.profile,
+            )
             try:
                 result = self.recompile()
             except (RuntimeError, OSError) as exc:
@@ -94,10 +98,16 @@ class Reloader:
                 self._reply({"status": "failed", "reason": "unavailable"})
                 return
             if result.plan is None:
-                log.error("reload refused, keeping the running profile:\n%s",
-                          "\n".join(d.text() for d in result.diagnostics))
-                self._reply({"status": "rejected", "reason": "invalid_profile",
-                             "errors": [d.text() for d in result.diagnostics[:MAX_ERRORS_REPORTED]]})
+                log.error(
+                    "reload refused, keeping the running profile:\n%s", "\n".join(d.text() for d in result.diagnostics)
+                )
+                self._reply(
+                    {
+                        "status": "rejected",
+                        "reason": "invalid_profile",
+                        "errors": [d.text() for d in result.diagnostics[:MAX_ERRORS_REPORTED]],
+                    }
+                )
                 return
             if connection_key(result.plan) != connection_key(self.agent.plan):
                 log.error("reload refused: broker, TLS, topic prefix or device id changed; restart Pilot to apply")

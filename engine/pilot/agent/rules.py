@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pilot.agent.evaluator import Evaluator, Missing
-from pilot.plan import Rule
 from pilot.agent.telemetry import first_time
+from pilot.plan import Rule
 
 log = logging.getLogger("pilot.rules")
 
@@ -38,10 +39,15 @@ class RuleState:
 
 
 class RuleEngine:
-    def __init__(self, rules: tuple[Rule, ...], evaluator: Evaluator,
-                 fire: Callable[[Rule], None], clear: Callable[[Rule], None],
-                 wake_at: Callable[[float], None] = lambda deadline: None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rules: tuple[Rule, ...],
+        evaluator: Evaluator,
+        fire: Callable[[Rule], None],
+        clear: Callable[[Rule], None],
+        wake_at: Callable[[float], None] = lambda deadline: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.evaluator = evaluator
         self._fire, self._clear, self._wake_at, self.clock = fire, clear, wake_at, clock
         self.states = {r.id: RuleState(r) for r in rules}

@@ -17,22 +17,25 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from pilot import __version__
-from pilot.agent import ha
-from pilot.agent.health import Health, encode as encode_health, entities as health_entities
 from pilot.actions._base import RecordingSystem, System, system_from_env
+from pilot.agent import ha
+from pilot.agent.health import Health
+from pilot.agent.health import encode as encode_health
+from pilot.agent.health import entities as health_entities
 from pilot.agent.mqtt import Session, Will
-from pilot.plan import Plan, Rule, Schedule
-from pilot.probes import ProbeContext
-from pilot.registry import PROBES
 from pilot.agent.rules import RuleEngine
 from pilot.agent.sensorset import SensorSet
 from pilot.agent.state import StateDir
 from pilot.agent.steps import StepRunner
 from pilot.agent.ticker import Ticker
+from pilot.plan import Plan, Rule, Schedule
+from pilot.probes import ProbeContext
+from pilot.registry import PROBES
 
 if TYPE_CHECKING:
     from pilot.agent.commands import CommandService, Guards
@@ -84,13 +87,22 @@ class Agent:
         self.ticker = Ticker()
         self.health = Health()
         self.session = Session(
-            settings=plan.mqtt, will=Will(plan.topics.availability), host=options.host, port=options.port,
-            on_connected=self._on_connected, on_message=self._on_message, birth=False,
-            subscriptions=[(f"{plan.mqtt.discovery_prefix}/status", 1), (f"{plan.topics.base}/cmd/+/set", 1),
-                           (plan.topics.health, 1)],
+            settings=plan.mqtt,
+            will=Will(plan.topics.availability),
+            host=options.host,
+            port=options.port,
+            on_connected=self._on_connected,
+            on_message=self._on_message,
+            birth=False,
+            subscriptions=[
+                (f"{plan.mqtt.discovery_prefix}/status", 1),
+                (f"{plan.topics.base}/cmd/+/set", 1),
+                (plan.topics.health, 1),
+            ],
         )
         self.system: System = system_from_env(
-            lambda topic, payload, retain: self.session.publish_result(topic, payload, 1, retain))
+            lambda topic, payload, retain: self.session.publish_result(topic, payload, 1, retain)
+        )
         if isinstance(self.system, RecordingSystem):
             log.warning("PILOT_SYSTEM_RECORD is set: actions are recorded to %s, not performed", self.system.path)
         self.reload_handler: Callable[[bytes], None] | None = None  # `_reload` requests; see pilot.agent.reload
@@ -111,20 +123,34 @@ class Agent:
         if plan.commands:
             from pilot.agent.commands import CommandService
 
-            commands = CommandService(plan, self.session.publish_result, self.system, self.options.state_dir.path,
-                                      dry_run=self.options.dry_run, guards=guards)
-        steps = StepRunner(plan.topics.base, sensors.values, commands.run_local if commands else None,
-                           self.session.publish_result, self.system, dry_run=self.options.dry_run)
-        rules = RuleEngine(plan.rules, sensors.evaluator, self._rule_fired, self._rule_cleared,
-                           wake_at=self._wake_rules_at)
+            commands = CommandService(
+                plan,
+                self.session.publish_result,
+                self.system,
+                self.options.state_dir.path,
+                dry_run=self.options.dry_run,
+                guards=guards,
+            )
+        steps = StepRunner(
+            plan.topics.base,
+            sensors.values,
+            commands.run_local if commands else None,
+            self.session.publish_result,
+            self.system,
+            dry_run=self.options.dry_run,
+        )
+        rules = RuleEngine(
+            plan.rules, sensors.evaluator, self._rule_fired, self._rule_cleared, wake_at=self._wake_rules_at
+        )
         scheduler = None
         if plan.schedules:
             from pilot.agent.schedules import Scheduler
 
             scheduler = Scheduler(plan.schedules, self._schedule_fired)
         # optional sensors whose probe cannot work here are not announced at all
-        announced = dataclasses.replace(plan, sensors=tuple(
-            s for s in plan.sensors if s.id in sensors.states or not s.optional))
+        announced = dataclasses.replace(
+            plan, sensors=tuple(s for s in plan.sensors if s.id in sensors.states or not s.optional)
+        )
         return Parts(plan, sensors, commands, steps, rules, scheduler, announced)
 
     def _start_parts(self) -> None:
@@ -219,16 +245,21 @@ class Agent:
                     self.health.state_write_failures += 1
                     log.error("cannot remember published discovery in %s: %s", self.options.state_dir.path, exc)
             self.session.publish_result(self.plan.topics.capabilities, json.dumps(self.capabilities()), retain=True)
-            log.info("announced %d entities (%s discovery on %s); states under %s/state/",
-                     len(ha.components(self.parts.announced)), self.plan.mqtt.discovery, self.plan.topics.discovery,
-                     self.plan.topics.base)
+            log.info(
+                "announced %d entities (%s discovery on %s); states under %s/state/",
+                len(ha.components(self.parts.announced)),
+                self.plan.mqtt.discovery,
+                self.plan.topics.discovery,
+                self.plan.topics.base,
+            )
             self.session.publish_result(self.plan.topics.availability, "online", retain=True)
             self.publish_health()
             self.sensors.republish()
             for state in self.rules.states.values():
                 if state.rule.state_topic:
-                    self.session.publish_telemetry(state.rule.state_topic, ha.ON if state.active else ha.OFF,
-                                                   retain=True)
+                    self.session.publish_telemetry(
+                        state.rule.state_topic, ha.ON if state.active else ha.OFF, retain=True
+                    )
             if self.commands is not None:
                 for command in self.plan.commands:
                     value = self.commands.read_state(command) if command.state_topic else None
@@ -240,9 +271,11 @@ class Agent:
 
     def health_report(self) -> dict:
         return self.health.report(
-            session_stats=self.session.stats, command_stats=self.commands.guards.stats if self.commands else None,
+            session_stats=self.session.stats,
+            command_stats=self.commands.guards.stats if self.commands else None,
             probe_errors=sum(s.errors for s in self.sensors.states.values()),
-            rule_errors=sum(s.errors for s in self.rules.states.values()))
+            rule_errors=sum(s.errors for s in self.rules.states.values()),
+        )
 
     def publish_health(self) -> None:
         self.health.check_clock()
@@ -290,10 +323,17 @@ class Agent:
         self.session.start()
         self._start_parts()
         self.ticker.start()
-        log.info("agent started: %d sensors in %d interval group(s), %d commands, %d rules, %d schedules, "
-                 "device %s, profile %s", len(self.sensors.states), len(self.sensors.intervals()),
-                 len(self.plan.commands), len(self.plan.rules), len(self.plan.schedules), self.plan.device.id,
-                 self.plan.profile)
+        log.info(
+            "agent started: %d sensors in %d interval group(s), %d commands, %d rules, %d schedules, "
+            "device %s, profile %s",
+            len(self.sensors.states),
+            len(self.sensors.intervals()),
+            len(self.plan.commands),
+            len(self.plan.rules),
+            len(self.plan.schedules),
+            self.plan.device.id,
+            self.plan.profile,
+        )
 
     def stop(self) -> None:
         self.ticker.stop()

@@ -9,12 +9,13 @@ whether that one catch-up run happens at all: a laptop that slept through a
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from pilot.cron import grace, trigger
 from pilot.plan import Schedule
 
 log = logging.getLogger("pilot.schedules")
+
 
 class Scheduler:
     def __init__(self, schedules: tuple[Schedule, ...], run: Callable[[Schedule], None]) -> None:
@@ -23,8 +24,14 @@ class Scheduler:
         self._scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1})
         self._run = run
         for schedule in schedules:
-            self._scheduler.add_job(self._fire, trigger(schedule), args=[schedule], id=schedule.id,
-                                    misfire_grace_time=grace(schedule), coalesce=True)
+            self._scheduler.add_job(
+                self._fire,
+                trigger(schedule),
+                args=[schedule],
+                id=schedule.id,
+                misfire_grace_time=grace(schedule),
+                coalesce=True,
+            )
 
     def _fire(self, schedule: Schedule) -> None:
         try:

@@ -9,20 +9,26 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pilot.agent import telemetry
 from pilot.agent.evaluator import Evaluator, History, Missing
+from pilot.agent.telemetry import SensorState
 from pilot.plan import Plan
 from pilot.probes import ProbeContext
-from pilot.agent.telemetry import SensorState
 
 log = logging.getLogger("pilot.agent")
 
 
 class SensorSet:
-    def __init__(self, plan: Plan, ctx: ProbeContext, publish: Callable[[str, str], None],
-                 on_change: Callable[[list[str]], None] = lambda changed: None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        ctx: ProbeContext,
+        publish: Callable[[str, str], None],
+        on_change: Callable[[list[str]], None] = lambda changed: None,
+    ) -> None:
         self.plan = plan
         self.publish = publish
         self.on_change = on_change
@@ -125,8 +131,9 @@ class SensorSet:
                 continue
             state = self.states[sid]
             try:
-                value = telemetry.round_value(self.evaluator.evaluate(state.sensor.expr or "", self.values()),
-                                              state.sensor.precision)
+                value = telemetry.round_value(
+                    self.evaluator.evaluate(state.sensor.expr or "", self.values()), state.sensor.precision
+                )
             except Missing:
                 continue
             except Exception as exc:

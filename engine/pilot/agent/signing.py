@@ -22,9 +22,9 @@ import secrets
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from pilot.agent.state import write_all
 
@@ -73,8 +73,7 @@ def check_private(path: Path) -> None:
     """Refuse a key file that anyone but its owner can read, as ssh does."""
     st = os.stat(path)
     if stat.S_IMODE(st.st_mode) & 0o077:
-        raise KeyringError(f"{path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
-                           f"run: chmod 600 {path}")
+        raise KeyringError(f"{path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}")
 
 
 def load_keyring(path: str | os.PathLike[str]) -> dict[str, Key]:
@@ -122,8 +121,7 @@ def canonical(kid: str, device_id: str, topic: str, ts: int, nonce: str, cmd: by
     return "\n".join([SCHEME, kid, device_id, topic, str(ts), nonce, hashlib.sha256(cmd).hexdigest()]).encode()
 
 
-def sign(key: Key, device_id: str, topic: str, cmd: str, *, ts: int | None = None,
-         nonce: str | None = None) -> dict:
+def sign(key: Key, device_id: str, topic: str, cmd: str, *, ts: int | None = None, nonce: str | None = None) -> dict:
     ts = int(time.time()) if ts is None else ts
     nonce = nonce or b64url(secrets.token_bytes(16))
     mac = hmac.new(key.secret, canonical(key.kid, device_id, topic, ts, nonce, cmd.encode()), hashlib.sha256)
@@ -146,22 +144,32 @@ def parse_envelope(payload: bytes) -> dict:
         raise Rejected("malformed") from None
     if not isinstance(env, dict) or set(env) != ENVELOPE_KEYS or env["v"] != 1:
         raise Rejected("malformed")
-    if not (isinstance(env["kid"], str) and KID_RE.match(env["kid"])
-            and isinstance(env["ts"], int) and not isinstance(env["ts"], bool) and 0 < env["ts"] < 2**40
-            and isinstance(env["nonce"], str) and NONCE_RE.match(env["nonce"])
-            and isinstance(env["cmd"], str) and len(env["cmd"]) <= 4096
-            and isinstance(env["sig"], str) and SIG_RE.match(env["sig"])):
+    if not (
+        isinstance(env["kid"], str)
+        and KID_RE.match(env["kid"])
+        and isinstance(env["ts"], int)
+        and not isinstance(env["ts"], bool)
+        and 0 < env["ts"] < 2**40
+        and isinstance(env["nonce"], str)
+        and NONCE_RE.match(env["nonce"])
+        and isinstance(env["cmd"], str)
+        and len(env["cmd"]) <= 4096
+        and isinstance(env["sig"], str)
+        and SIG_RE.match(env["sig"])
+    ):
         raise Rejected("malformed")
     return env
 
 
-def verify(env: dict, keys: dict[str, Key], device_id: str, topic: str, *, now: float,
-           window: float) -> Verified:
+def verify(env: dict, keys: dict[str, Key], device_id: str, topic: str, *, now: float, window: float) -> Verified:
     key = keys.get(env["kid"])
     if key is None or key.state == "revoked" or (key.not_after is not None and now > key.not_after):
         raise Rejected("unauthorized")
-    expected = hmac.new(key.secret, canonical(env["kid"], device_id, topic, env["ts"], env["nonce"],
-                                              env["cmd"].encode()), hashlib.sha256).digest()
+    expected = hmac.new(
+        key.secret,
+        canonical(env["kid"], device_id, topic, env["ts"], env["nonce"], env["cmd"].encode()),
+        hashlib.sha256,
+    ).digest()
     try:
         given = b64url_decode(env["sig"])
     except ValueError:
@@ -183,8 +191,9 @@ class NonceStore:
     bounded by the window; when it is full of live nonces a command is refused `busy`,
     never admitted by evicting one. A file that cannot be read or written fails closed."""
 
-    def __init__(self, path: Path, window: float, *, capacity: int = 10_000,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, window: float, *, capacity: int = 10_000, clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = path
         self.window = window
         self.capacity = capacity

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pilot.actions import ActionContext, ActionError
 from pilot.actions._base import System
@@ -24,6 +25,7 @@ _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 
 def render(template: str, values: dict[str, Any]) -> str:
     """`{sensor_id}` becomes that sensor's latest value; unknown names stay as written."""
+
     def sub(match: re.Match) -> str:
         value = values.get(match.group(1))
         return match.group(0) if value is None else str(value)
@@ -32,10 +34,16 @@ def render(template: str, values: dict[str, Any]) -> str:
 
 
 class StepRunner:
-    def __init__(self, base_topic: str, values: Callable[[], dict[str, Any]],
-                 run_command: Callable[[str, Any, str], None] | None,
-                 publish: Callable[[str, str, int, bool], None], system: System,
-                 dry_run: bool = False, ctx: ActionContext | None = None) -> None:
+    def __init__(
+        self,
+        base_topic: str,
+        values: Callable[[], dict[str, Any]],
+        run_command: Callable[[str, Any, str], None] | None,
+        publish: Callable[[str, str, int, bool], None],
+        system: System,
+        dry_run: bool = False,
+        ctx: ActionContext | None = None,
+    ) -> None:
         self.base_topic = base_topic
         self.values = values
         self.run_command = run_command

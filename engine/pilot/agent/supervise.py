@@ -15,9 +15,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from pilot.agent import sdnotify
 from pilot.agent.reload import Reloader
@@ -27,9 +27,11 @@ from pilot.plan import CompileResult, Plan
 
 log = logging.getLogger("pilot")
 
-ROOT_REFUSAL = ("pilot: error: refusing to run as root: every command would run with full privileges. Run Pilot "
-                "as a dedicated user (`pilot service install` creates one), or set `service: {allow_root: true}` "
-                "in the profile (PILOT_ALLOW_ROOT=1 in the environment does the same; --dry-run is always allowed)")
+ROOT_REFUSAL = (
+    "pilot: error: refusing to run as root: every command would run with full privileges. Run Pilot "
+    "as a dedicated user (`pilot service install` creates one), or set `service: {allow_root: true}` "
+    "in the profile (PILOT_ALLOW_ROOT=1 in the environment does the same; --dry-run is always allowed)"
+)
 TRIAL_HOST, TRIAL_PORT = "127.0.0.1", 1883
 
 
@@ -53,8 +55,12 @@ def refuse_root(plan: Plan, options: RunOptions) -> bool:
     return not (plan.service.allow_root or options.allow_root)
 
 
-def run_agent(plan: Plan, options: RunOptions, stop: threading.Event | None = None,
-              recompile: Callable[[], CompileResult] | None = None) -> int:
+def run_agent(
+    plan: Plan,
+    options: RunOptions,
+    stop: threading.Event | None = None,
+    recompile: Callable[[], CompileResult] | None = None,
+) -> int:
     """Run until SIGTERM/SIGINT, `stop` (the Windows service's event) or `options.duration`.
     `recompile` returns the profile compiled afresh; without it, reload requests are ignored."""
     if refuse_root(plan, options):
@@ -76,14 +82,21 @@ def run_agent(plan: Plan, options: RunOptions, stop: threading.Event | None = No
                 print(f"pilot: error: {exc}", file=sys.stderr)
                 return 1
             log.info("no broker configured: started a local trial broker (%s) on %s:%d", broker.kind, host, port)
-            print(f"Watch it:  mosquitto_sub -h {host} -p {port} -v -t 'pilot/#' -t 'homeassistant/#'",
-                  file=sys.stderr)
+            print(f"Watch it:  mosquitto_sub -h {host} -p {port} -v -t 'pilot/#' -t 'homeassistant/#'", file=sys.stderr)
         else:
             log.info("no broker configured: using the one listening on %s:%d", host, port)
 
-    agent = Agent(plan, AgentOptions(host=host, port=port, state_dir=StateDir(options.state_dir),
-                                     dry_run=options.dry_run, ha_delay=options.ha_delay,
-                                     health_every=options.health_every))
+    agent = Agent(
+        plan,
+        AgentOptions(
+            host=host,
+            port=port,
+            state_dir=StateDir(options.state_dir),
+            dry_run=options.dry_run,
+            ha_delay=options.ha_delay,
+            health_every=options.health_every,
+        ),
+    )
     reloader = Reloader(agent, recompile) if recompile is not None else None
     if reloader is not None:
         agent.reload_handler = reloader.from_mqtt
@@ -109,8 +122,12 @@ def _install_signals(stop: threading.Event | None, reloader: Reloader | None) ->
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), lambda *_: stop.set())
     if hasattr(signal, "SIGHUP") and reloader is not None:
-        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
-            target=_reload_notified, args=(reloader,), name="pilot-sighup", daemon=True).start())
+        signal.signal(
+            signal.SIGHUP,
+            lambda *_: threading.Thread(
+                target=_reload_notified, args=(reloader,), name="pilot-sighup", daemon=True
+            ).start(),
+        )
     return stop
 
 

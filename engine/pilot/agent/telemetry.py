@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pilot.agent.ha import format_state
 from pilot.plan import Sensor
@@ -68,8 +69,12 @@ def due(state: SensorState, value: Any, now: float) -> bool:
         return True
     if value == state.published_value:
         return False
-    if s.min_change is not None and isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and isinstance(state.published_value, (int, float)):
+    if (
+        s.min_change is not None
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and isinstance(state.published_value, (int, float))
+    ):
         return abs(value - state.published_value) >= s.min_change
     return True
 

@@ -116,6 +116,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     def nonce_of(text: str) -> str | None:
         return json.loads(text).get("nonce") if key is not None else None
+
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pilot-send-{os.getpid()}")
     if plan.mqtt.username:
         from pilot.agent.mqtt import read_password
@@ -185,8 +186,10 @@ def cmd_actions(args: argparse.Namespace) -> int:
         except Exception as exc:
             reason = str(exc)
         status = "available" if not reason else f"unavailable: {reason}"
-        print(f"{entry.name:<22} {entry.summary}\n{'':<22} platforms: {', '.join(entry.platforms)}; "
-              f"privilege: {entry.privilege or 'none'}; {status}")
+        print(
+            f"{entry.name:<22} {entry.summary}\n{'':<22} platforms: {', '.join(entry.platforms)}; "
+            f"privilege: {entry.privilege or 'none'}; {status}"
+        )
     return 0
 
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pilot.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, out as _out
-
+from pilot.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from pilot.cli.common import out as _out
 
 # ------------------------------------------------------------------ validate
 
@@ -93,8 +93,16 @@ def cmd_probes(args: argparse.Namespace) -> int:
     rows = []
     for entry in PROBES:
         status, value = ("skipped", None) if args.no_values else _probe_reading(entry, ctx)
-        rows.append({"name": entry.name, "summary": entry.summary, "status": status, "value": value,
-                     "unit": entry.defaults.get("unit"), "params": entry.params.get("properties", {})})
+        rows.append(
+            {
+                "name": entry.name,
+                "summary": entry.summary,
+                "status": status,
+                "value": value,
+                "unit": entry.defaults.get("unit"),
+                "params": entry.params.get("properties", {}),
+            }
+        )
     if args.json:
         _out(json.dumps(rows, indent=2, default=str))
         return EXIT_OK
@@ -123,10 +131,26 @@ def cmd_detect(args: argparse.Namespace) -> int:
     verdicts = [(p, *packs.matches(p, facts)) for p in all_packs]
     chosen = packs.matching(facts)
     if args.json:
-        _out(json.dumps({"facts": facts, "packs": [
-            {"name": p.name, "version": p.version, "matches": ok, "why_not": why,
-             "default_profile": str(p.default_profile) if p.default_profile else None}
-            for p, ok, why in verdicts], "best": chosen[0].name if chosen else None}, indent=2, default=str))
+        _out(
+            json.dumps(
+                {
+                    "facts": facts,
+                    "packs": [
+                        {
+                            "name": p.name,
+                            "version": p.version,
+                            "matches": ok,
+                            "why_not": why,
+                            "default_profile": str(p.default_profile) if p.default_profile else None,
+                        }
+                        for p, ok, why in verdicts
+                    ],
+                    "best": chosen[0].name if chosen else None,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return EXIT_OK
     _out("Host facts")
     width = max(len(k) for k in facts)

@@ -21,8 +21,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger("pilot.agent").setLevel(logging.DEBUG)
     state_dir = state_path(args.state_dir)
     try:
-        options = options_from_env(os.environ, state_dir=state_dir, broker=args.broker, dry_run=args.dry_run,
-                                   once=args.once, timeout=args.timeout, duration=args.duration)
+        options = options_from_env(
+            os.environ,
+            state_dir=state_dir,
+            broker=args.broker,
+            dry_run=args.dry_run,
+            once=args.once,
+            timeout=args.timeout,
+            duration=args.duration,
+        )
     except ValueError as exc:
         err(f"pilot: error: {exc}")
         return EXIT_USAGE
@@ -37,9 +44,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The README's first command: run the agent for this machine, dry-run, on a trial broker."""
-    return cmd_run(argparse.Namespace(
-        profile=None, broker=None, state_dir=None, dry_run=True, once=False, timeout=15.0,
-        duration=args.duration, show_states=True, log_format="text", log_level="info"))
+    return cmd_run(
+        argparse.Namespace(
+            profile=None,
+            broker=None,
+            state_dir=None,
+            dry_run=True,
+            once=False,
+            timeout=15.0,
+            duration=args.duration,
+            show_states=True,
+            log_format="text",
+            log_level="info",
+        )
+    )
 
 
 def register(sub: Any) -> None:

@@ -35,8 +35,8 @@ def cmd_install(args: argparse.Namespace) -> int:
         from pilot.service import windows as winservice
 
         return winservice.cli_install(args)
-    from pilot.service import systemd as service
     from pilot.diagnostics import ERROR, REPORTERS
+    from pilot.service import systemd as service
 
     if not os.path.isfile(args.profile):
         _err(f"pilot: error: {args.profile}: no such file")
@@ -95,8 +95,10 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
         return 1
     code = service.apply(changes, service.default_runner(), root=root, run_commands=root is None)
     if code == 0 and not args.purge and system:
-        print(f"Kept {service.CONFIG_DIR} and {service.STATE_DIR} (and the {service.DEFAULT_USER} user); "
-              "--purge removes the folders too.")
+        print(
+            f"Kept {service.CONFIG_DIR} and {service.STATE_DIR} (and the {service.DEFAULT_USER} user); "
+            "--purge removes the folders too."
+        )
     return code
 
 
@@ -107,8 +109,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         return winservice.cli_status(args)
     from pilot.service import systemd as service
 
-    code, text = service.status(system=_system(args), runner=service.default_runner(),
-                                state_dir=Path(args.state_dir) if args.state_dir else None)
+    code, text = service.status(
+        system=_system(args),
+        runner=service.default_runner(),
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+    )
     sys.stdout.write(text)
     return code
 
@@ -129,8 +134,9 @@ def register(sub: Any) -> None:
     _scope(i)
     i.add_argument("--print", action="store_true", help="print every file and command; change nothing")
     i.add_argument("--root", metavar="DIR", help="write every file under DIR and run no command (tests, packaging)")
-    i.add_argument("--exec", dest="exec_path", metavar="PATH",
-                   help="the pilot executable the unit runs (default: the one in use)")
+    i.add_argument(
+        "--exec", dest="exec_path", metavar="PATH", help="the pilot executable the unit runs (default: the one in use)"
+    )
     i.set_defaults(func=cmd_install)
 
     u = actions.add_parser("uninstall", help="stop and disable the service, remove its unit and polkit rule")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import psutil
-
 
 Reading = int | float | str | bool | None
 Reader = Callable[[], Reading]

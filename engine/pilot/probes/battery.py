@@ -25,12 +25,13 @@ have to be added together; a single battery uses its own ratio.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pilot.probes._common import Reader, guarded, reason_of
 from pilot.params import params, prop
+from pilot.probes._common import Reader, guarded, reason_of
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.probes._sysfs import list_dir, parse_int, read_text, read_uevent
 from pilot.registry import PROBES
@@ -135,8 +136,16 @@ def _read(s: Supply) -> _Battery:
     def sc(v: int | float | None) -> float | None:
         return None if v is None else v * scale
 
-    return _Battery(_state(s.get("status")), None if capacity is None else float(capacity),
-                    sc(now), sc(full), sc(design), sc(flow), watts, scaled)
+    return _Battery(
+        _state(s.get("status")),
+        None if capacity is None else float(capacity),
+        sc(now),
+        sc(full),
+        sc(design),
+        sc(flow),
+        watts,
+        scaled,
+    )
 
 
 def _combinable(bats: list[_Battery], *fields: str) -> bool:
@@ -223,8 +232,13 @@ def _battery_reason(ctx: ProbeContext, name: str | None = None, **_: Any) -> str
     return reason_of(check)
 
 
-_NAME = {"name": prop("string", "Battery folder name under /sys/class/power_supply (e.g. BAT0, BAT1); "
-                      "leave out to combine all batteries.", minLength=1)}
+_NAME = {
+    "name": prop(
+        "string",
+        "Battery folder name under /sys/class/power_supply (e.g. BAT0, BAT1); leave out to combine all batteries.",
+        minLength=1,
+    )
+}
 
 
 def _register(name: str, compute: Callable[[list[_Battery]], Any], defaults: dict[str, Any], doc: str) -> None:
@@ -244,29 +258,61 @@ def _register(name: str, compute: Callable[[list[_Battery]], Any], defaults: dic
     PROBES.register(name, params=params(_NAME), defaults=defaults, available=_battery_reason)(factory)
 
 
-_register("battery.level", _level,
-          {"unit": "%", "device_class": "battery", "state_class": "measurement", "platform": "sensor", "precision": 0},
-          "Battery charge in percent.\n\nOne battery: its own `capacity` (what the desktop shows). "
-          "All batteries: weighted by their full energy when known, else the mean.")
-_register("battery.state", lambda bats: aggregate_state([b.state for b in bats]),
-          {"device_class": "enum", "options": STATES, "platform": "sensor", "icon": "mdi:battery-charging"},
-          "Battery state: charging, discharging, full, not_charging or unknown.\n\n"
-          "From `status` (Charging, Discharging, Full, Not charging, Unknown). Combined: charging if any "
-          "battery charges, else discharging, else not_charging, else full, else unknown.")
-_register("battery.time_left", _time_left,
-          {"unit": "s", "device_class": "duration", "state_class": "measurement", "platform": "sensor",
-           "icon": "mdi:battery-clock", "precision": 0},
-          "Seconds until empty while discharging, or until full while charging.\n\n"
-          "From energy_now/power_now (or charge_now/current_now); None when neither charging nor "
-          "discharging or when the power is 0 or unknown.")
-_register("battery.power", _power,
-          {"unit": "W", "device_class": "power", "state_class": "measurement", "platform": "sensor",
-           "icon": "mdi:flash", "precision": 1},
-          "Power flowing in or out of the battery, in W (power_now, else current_now × voltage_now).")
-_register("battery.health", _health,
-          {"unit": "%", "state_class": "measurement", "platform": "sensor", "icon": "mdi:battery-heart-variant",
-           "precision": 1},
-          "Battery wear: full capacity now in percent of the design capacity (energy_full / energy_full_design).")
+_register(
+    "battery.level",
+    _level,
+    {"unit": "%", "device_class": "battery", "state_class": "measurement", "platform": "sensor", "precision": 0},
+    "Battery charge in percent.\n\nOne battery: its own `capacity` (what the desktop shows). "
+    "All batteries: weighted by their full energy when known, else the mean.",
+)
+_register(
+    "battery.state",
+    lambda bats: aggregate_state([b.state for b in bats]),
+    {"device_class": "enum", "options": STATES, "platform": "sensor", "icon": "mdi:battery-charging"},
+    "Battery state: charging, discharging, full, not_charging or unknown.\n\n"
+    "From `status` (Charging, Discharging, Full, Not charging, Unknown). Combined: charging if any "
+    "battery charges, else discharging, else not_charging, else full, else unknown.",
+)
+_register(
+    "battery.time_left",
+    _time_left,
+    {
+        "unit": "s",
+        "device_class": "duration",
+        "state_class": "measurement",
+        "platform": "sensor",
+        "icon": "mdi:battery-clock",
+        "precision": 0,
+    },
+    "Seconds until empty while discharging, or until full while charging.\n\n"
+    "From energy_now/power_now (or charge_now/current_now); None when neither charging nor "
+    "discharging or when the power is 0 or unknown.",
+)
+_register(
+    "battery.power",
+    _power,
+    {
+        "unit": "W",
+        "device_class": "power",
+        "state_class": "measurement",
+        "platform": "sensor",
+        "icon": "mdi:flash",
+        "precision": 1,
+    },
+    "Power flowing in or out of the battery, in W (power_now, else current_now × voltage_now).",
+)
+_register(
+    "battery.health",
+    _health,
+    {
+        "unit": "%",
+        "state_class": "measurement",
+        "platform": "sensor",
+        "icon": "mdi:battery-heart-variant",
+        "precision": 1,
+    },
+    "Battery wear: full capacity now in percent of the design capacity (energy_full / energy_full_design).",
+)
 
 
 # ------------------------------------------------------------------ AC
@@ -277,8 +323,13 @@ def external_power(ctx: ProbeContext) -> list[Supply]:
 
 
 def _ac_reason(ctx: ProbeContext, **_: Any) -> str | None:
-    return reason_of(lambda: None if external_power(ctx) else
-                     f"no AC adapter (Mains, AC*, ADP*, USB-C source) under {ctx.sys('class', 'power_supply')}")
+    return reason_of(
+        lambda: (
+            None
+            if external_power(ctx)
+            else f"no AC adapter (Mains, AC*, ADP*, USB-C source) under {ctx.sys('class', 'power_supply')}"
+        )
+    )
 
 
 @PROBES.register(

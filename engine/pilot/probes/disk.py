@@ -7,12 +7,13 @@ sum psutil reports for whole disks. Rates are private to each reader.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import psutil
 
-from pilot.probes._common import CounterRate, Reader, guarded, reason_of
 from pilot.params import params, prop
+from pilot.probes._common import CounterRate, Reader, guarded, reason_of
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.registry import PROBES
 
@@ -24,8 +25,14 @@ _DEVICE = prop(
     minLength=1,
 )
 _DATA = {"unit": "B", "device_class": "data_size", "platform": "sensor", "icon": "mdi:harddisk", "precision": 0}
-_RATE = {"unit": "B/s", "device_class": "data_rate", "state_class": "measurement",
-         "platform": "sensor", "icon": "mdi:harddisk", "precision": 0}
+_RATE = {
+    "unit": "B/s",
+    "device_class": "data_rate",
+    "state_class": "measurement",
+    "platform": "sensor",
+    "icon": "mdi:harddisk",
+    "precision": 0,
+}
 
 
 def _mount_reason(ctx: ProbeContext, path: str = "/", **_: Any) -> str | None:
@@ -52,12 +59,19 @@ def _register_usage(name: str, field: str, defaults: dict[str, Any], doc: str) -
 
 
 for _name, _field, _defaults, _doc in (
-    ("disk.used_percent", "percent",
-     {"unit": "%", "state_class": "measurement", "platform": "sensor", "icon": "mdi:harddisk", "precision": 1},
-     "Space used on a filesystem, in percent, as df shows it (reserved blocks not counted as free)."),
+    (
+        "disk.used_percent",
+        "percent",
+        {"unit": "%", "state_class": "measurement", "platform": "sensor", "icon": "mdi:harddisk", "precision": 1},
+        "Space used on a filesystem, in percent, as df shows it (reserved blocks not counted as free).",
+    ),
     ("disk.used", "used", {**_DATA, "state_class": "measurement"}, "Space used on a filesystem, in bytes."),
-    ("disk.free", "free", {**_DATA, "state_class": "measurement"},
-     "Space free on a filesystem for ordinary users, in bytes."),
+    (
+        "disk.free",
+        "free",
+        {**_DATA, "state_class": "measurement"},
+        "Space free on a filesystem for ordinary users, in bytes.",
+    ),
     ("disk.total", "total", {**_DATA, "state_class": "measurement"}, "Size of a filesystem, in bytes."),
 ):
     _register_usage(_name, _field, _defaults, _doc)
@@ -69,7 +83,7 @@ for _name, _field, _defaults, _doc in (
 def _device_name(device: str | None) -> str | None:
     if device is None:
         return None
-    return device[len("/dev/"):] if device.startswith("/dev/") else device
+    return device[len("/dev/") :] if device.startswith("/dev/") else device
 
 
 def _io_reason(ctx: ProbeContext, device: str | None = None, **_: Any) -> str | None:
@@ -123,11 +137,19 @@ def _register_io(name: str, field: str, rate: bool, doc: str) -> None:
 for _name, _field, _rate, _doc in (
     ("disk.read_bytes", "read_bytes", False, "Bytes read from a disk (or all disks) since boot."),
     ("disk.write_bytes", "write_bytes", False, "Bytes written to a disk (or all disks) since boot."),
-    ("disk.read_rate", "read_bytes", True,
-     "Disk read throughput in bytes per second since this sensor's previous reading.\n\n"
-     "The first reading covers the time since the sensor was bound."),
-    ("disk.write_rate", "write_bytes", True,
-     "Disk write throughput in bytes per second since this sensor's previous reading.\n\n"
-     "The first reading covers the time since the sensor was bound."),
+    (
+        "disk.read_rate",
+        "read_bytes",
+        True,
+        "Disk read throughput in bytes per second since this sensor's previous reading.\n\n"
+        "The first reading covers the time since the sensor was bound.",
+    ),
+    (
+        "disk.write_rate",
+        "write_bytes",
+        True,
+        "Disk write throughput in bytes per second since this sensor's previous reading.\n\n"
+        "The first reading covers the time since the sensor was bound.",
+    ),
 ):
     _register_io(_name, _field, _rate, _doc)

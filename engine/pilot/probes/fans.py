@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pilot.probes._common import Reader, guarded, reason_of
 from pilot.params import params, prop
+from pilot.probes._common import Reader, guarded, reason_of
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.probes._sysfs import hwmon_chips, read_int
 from pilot.registry import PROBES
@@ -45,10 +45,14 @@ def _fan_reason(ctx: ProbeContext, chip: str | None = None, index: int | None = 
     "fan.speed",
     params=params(
         {
-            "chip": prop("string", "hwmon chip name (e.g. thinkpad, dell_smm, nct6775); leave out for any chip.",
-                         minLength=1),
-            "index": prop("integer", "Fan number N of fanN_input (1-based, as the kernel numbers them); "
-                          "leave out for the first fan found.", minimum=1),
+            "chip": prop(
+                "string", "hwmon chip name (e.g. thinkpad, dell_smm, nct6775); leave out for any chip.", minLength=1
+            ),
+            "index": prop(
+                "integer",
+                "Fan number N of fanN_input (1-based, as the kernel numbers them); leave out for the first fan found.",
+                minimum=1,
+            ),
         }
     ),
     defaults={"unit": "RPM", "state_class": "measurement", "platform": "sensor", "icon": "mdi:fan", "precision": 0},

@@ -11,11 +11,12 @@ and a reader returns None. Readers never raise NVML errors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from pilot.probes._common import Reader
 from pilot.params import params, prop
+from pilot.probes._common import Reader
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.registry import PROBES
 
@@ -158,30 +159,63 @@ def _pstate(n: Any, h: Any) -> str | None:
 
 
 for _name, _getter, _defaults, _doc in (
-    ("gpu.temperature", lambda n, h: n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU),
-     {**_GPU, "unit": "°C", "device_class": "temperature", "state_class": "measurement", "precision": 0,
-      "icon": "mdi:thermometer"},
-     "GPU core temperature in °C."),
-    ("gpu.utilization", lambda n, h: n.nvmlDeviceGetUtilizationRates(h).gpu, _PCT,
-     "GPU busy time in percent over NVML's last sample period."),
-    ("gpu.memory_utilization", lambda n, h: n.nvmlDeviceGetUtilizationRates(h).memory, _PCT,
-     "Share of time GPU memory was being read or written, in percent (not how full it is)."),
+    (
+        "gpu.temperature",
+        lambda n, h: n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU),
+        {
+            **_GPU,
+            "unit": "°C",
+            "device_class": "temperature",
+            "state_class": "measurement",
+            "precision": 0,
+            "icon": "mdi:thermometer",
+        },
+        "GPU core temperature in °C.",
+    ),
+    (
+        "gpu.utilization",
+        lambda n, h: n.nvmlDeviceGetUtilizationRates(h).gpu,
+        _PCT,
+        "GPU busy time in percent over NVML's last sample period.",
+    ),
+    (
+        "gpu.memory_utilization",
+        lambda n, h: n.nvmlDeviceGetUtilizationRates(h).memory,
+        _PCT,
+        "Share of time GPU memory was being read or written, in percent (not how full it is).",
+    ),
     ("gpu.memory_used", lambda n, h: n.nvmlDeviceGetMemoryInfo(h).used, _BYTES, "GPU memory in use, in bytes."),
     ("gpu.memory_total", lambda n, h: n.nvmlDeviceGetMemoryInfo(h).total, _BYTES, "GPU memory size, in bytes."),
     ("gpu.memory_used_percent", _memory_percent, {**_PCT, "precision": 1}, "GPU memory in use, in percent of total."),
     ("gpu.power", lambda n, h: n.nvmlDeviceGetPowerUsage(h) / 1000.0, _W, "GPU power draw in W."),
-    ("gpu.power_limit", _power_limit, _W,
-     "Power limit the GPU enforces, in W (nvmlDeviceGetEnforcedPowerLimit)."),
+    ("gpu.power_limit", _power_limit, _W, "Power limit the GPU enforces, in W (nvmlDeviceGetEnforcedPowerLimit)."),
     ("gpu.clock_graphics", _clock("NVML_CLOCK_GRAPHICS"), _MHZ, "Current graphics clock in MHz."),
     ("gpu.clock_memory", _clock("NVML_CLOCK_MEM"), _MHZ, "Current memory clock in MHz."),
     ("gpu.clock_sm", _clock("NVML_CLOCK_SM"), _MHZ, "Current SM (streaming multiprocessor) clock in MHz."),
-    ("gpu.fan_speed", lambda n, h: n.nvmlDeviceGetFanSpeed(h), {**_PCT, "icon": "mdi:fan"},
-     "GPU fan speed in percent of its maximum (not supported on fanless data-centre cards)."),
-    ("gpu.energy", lambda n, h: round(n.nvmlDeviceGetTotalEnergyConsumption(h) / 3_600_000.0, 4),
-     {**_GPU, "unit": "Wh", "device_class": "energy", "state_class": "total_increasing", "precision": 2,
-      "icon": "mdi:lightning-bolt"},
-     "Energy the GPU used since the driver was loaded, in Wh (counter; resets on driver reload)."),
-    ("gpu.pstate", _pstate, {**_GPU, "icon": "mdi:speedometer"},
-     "GPU performance state, P0 (maximum) to P15 (minimum)."),
+    (
+        "gpu.fan_speed",
+        lambda n, h: n.nvmlDeviceGetFanSpeed(h),
+        {**_PCT, "icon": "mdi:fan"},
+        "GPU fan speed in percent of its maximum (not supported on fanless data-centre cards).",
+    ),
+    (
+        "gpu.energy",
+        lambda n, h: round(n.nvmlDeviceGetTotalEnergyConsumption(h) / 3_600_000.0, 4),
+        {
+            **_GPU,
+            "unit": "Wh",
+            "device_class": "energy",
+            "state_class": "total_increasing",
+            "precision": 2,
+            "icon": "mdi:lightning-bolt",
+        },
+        "Energy the GPU used since the driver was loaded, in Wh (counter; resets on driver reload).",
+    ),
+    (
+        "gpu.pstate",
+        _pstate,
+        {**_GPU, "icon": "mdi:speedometer"},
+        "GPU performance state, P0 (maximum) to P15 (minimum).",
+    ),
 ):
     _register(_name, _getter, _defaults, _doc)

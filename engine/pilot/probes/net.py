@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import psutil
 
-from pilot.probes._common import CounterRate, Reader, guarded, reason_of
 from pilot.params import params, prop
+from pilot.probes._common import CounterRate, Reader, guarded, reason_of
 from pilot.probes._context import ProbeContext
 from pilot.probes._sysfs import read_text
 from pilot.registry import PROBES
@@ -24,10 +25,15 @@ from pilot.registry import PROBES
 DEFAULT_EXCLUDE = ["lo", "docker*", "veth*", "br-*", "virbr*"]
 _GLOBS = {"type": "string", "minLength": 1}
 _FILTER = {
-    "include": prop("array", "Interface name globs to count (fnmatch: *, ?, [..]), e.g. [\"eth*\", \"wl*\"].",
-                    items=_GLOBS, default=["*"]),
-    "exclude": prop("array", "Interface name globs to leave out; applied after include.",
-                    items=_GLOBS, default=DEFAULT_EXCLUDE),
+    "include": prop(
+        "array",
+        'Interface name globs to count (fnmatch: *, ?, [..]), e.g. ["eth*", "wl*"].',
+        items=_GLOBS,
+        default=["*"],
+    ),
+    "exclude": prop(
+        "array", "Interface name globs to leave out; applied after include.", items=_GLOBS, default=DEFAULT_EXCLUDE
+    ),
 }
 _FAMILY = prop("string", "Address family: ipv4 or ipv6.", enum=["ipv4", "ipv6"], default="ipv4")
 _RTF_UP = 0x1
@@ -39,9 +45,7 @@ def matching_interfaces(
 ) -> list[str]:
     """The names matched by some include glob and by no exclude glob, sorted."""
     inc, exc = list(include), list(exclude)
-    return sorted(
-        n for n in names if any(fnmatchcase(n, g) for g in inc) and not any(fnmatchcase(n, g) for g in exc)
-    )
+    return sorted(n for n in names if any(fnmatchcase(n, g) for g in inc) and not any(fnmatchcase(n, g) for g in exc))
 
 
 def _net_sampler(include: list[str], exclude: list[str], field: str) -> Callable[[], dict[str, int]]:
@@ -52,8 +56,9 @@ def _net_sampler(include: list[str], exclude: list[str], field: str) -> Callable
     return sample
 
 
-def _filter_reason(ctx: ProbeContext, include: list[str] | None = None, exclude: list[str] | None = None,
-                   **_: Any) -> str | None:
+def _filter_reason(
+    ctx: ProbeContext, include: list[str] | None = None, exclude: list[str] | None = None, **_: Any
+) -> str | None:
     def check() -> str | None:
         names = list(psutil.net_io_counters(pernic=True) or {})
         if not matching_interfaces(names, include or ["*"], DEFAULT_EXCLUDE if exclude is None else exclude):
@@ -76,21 +81,34 @@ def _register_traffic(name: str, field: str, rate: bool, doc: str) -> None:
         defaults = {"unit": "B/s", "device_class": "data_rate", "state_class": "measurement"}
     else:
         defaults = {"unit": "B", "device_class": "data_size", "state_class": "total_increasing"}
-    defaults.update({"platform": "sensor", "icon": "mdi:upload-network" if "sent" in field else "mdi:download-network",
-                     "precision": 0})
+    defaults.update(
+        {
+            "platform": "sensor",
+            "icon": "mdi:upload-network" if "sent" in field else "mdi:download-network",
+            "precision": 0,
+        }
+    )
     PROBES.register(name, params=params(_FILTER), defaults=defaults, available=_filter_reason)(factory)
 
 
 for _name, _field, _rate, _doc in (
     ("net.bytes_sent", "bytes_sent", False, "Bytes sent since boot, summed over the matching interfaces."),
     ("net.bytes_recv", "bytes_recv", False, "Bytes received since boot, summed over the matching interfaces."),
-    ("net.send_rate", "bytes_sent", True,
-     "Upload rate in bytes per second over the matching interfaces, since this sensor's previous reading.\n\n"
-     "Each interface's counter is differenced on its own, so an interface that appears, disappears or resets "
-     "between two readings adds nothing instead of a spike. The first reading covers the time since binding."),
-    ("net.recv_rate", "bytes_recv", True,
-     "Download rate in bytes per second over the matching interfaces, since this sensor's previous reading.\n\n"
-     "Computed like net.send_rate."),
+    (
+        "net.send_rate",
+        "bytes_sent",
+        True,
+        "Upload rate in bytes per second over the matching interfaces, since this sensor's previous reading.\n\n"
+        "Each interface's counter is differenced on its own, so an interface that appears, disappears or resets "
+        "between two readings adds nothing instead of a spike. The first reading covers the time since binding.",
+    ),
+    (
+        "net.recv_rate",
+        "bytes_recv",
+        True,
+        "Download rate in bytes per second over the matching interfaces, since this sensor's previous reading.\n\n"
+        "Computed like net.send_rate.",
+    ),
 ):
     _register_traffic(_name, _field, _rate, _doc)
 
@@ -204,10 +222,12 @@ def _ip_reason(ctx: ProbeContext, family: str = "ipv4", interface: str | None = 
 
 @PROBES.register(
     "net.ip",
-    params=params({
-        "family": _FAMILY,
-        "interface": prop("string", "Interface to report; leave out for the default-route interface.", minLength=1),
-    }),
+    params=params(
+        {
+            "family": _FAMILY,
+            "interface": prop("string", "Interface to report; leave out for the default-route interface.", minLength=1),
+        }
+    ),
     defaults={"platform": "sensor", "icon": "mdi:ip-network"},
     available=_ip_reason,
 )
@@ -232,7 +252,8 @@ def net_ip(ctx: ProbeContext, family: str = "ipv4", interface: str | None = None
     params=params({"family": _FAMILY}),
     defaults={"platform": "sensor", "icon": "mdi:lan"},
     available=lambda ctx, family="ipv4", **_: reason_of(
-        lambda: None if default_interface(ctx, family) else f"no default route ({family})"),
+        lambda: None if default_interface(ctx, family) else f"no default route ({family})"
+    ),
 )
 def net_default_interface(ctx: ProbeContext, family: str = "ipv4") -> Reader:
     """Name of the network interface holding the default route (e.g. eth0, wlan0)."""

@@ -11,8 +11,8 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pilot.probes._common import Reader, guarded, reason_of
 from pilot.params import params, prop
+from pilot.probes._common import Reader, guarded, reason_of
 from pilot.probes._context import ProbeContext
 from pilot.probes._sysfs import exists, parse_float, parse_int, read_text
 from pilot.registry import PROBES
@@ -72,11 +72,19 @@ def _reason(ctx: ProbeContext, path: str = "", **_: Any) -> str | None:
     "sysfs.read",
     params=params(
         {
-            "path": prop("string", "Absolute path of the attribute, under /sys/ (no '..').",
-                         pattern=r"^/sys/(?!\.\.(/|$))(?!.*/\.\.(/|$)).+", minLength=6),
-            "parse": prop("string", "How to read the text: int, float, str (as is, minus the newline) or bool "
-                          "(1/0, Y/N, yes/no, on/off, true/false, enabled/disabled).",
-                          enum=["int", "float", "str", "bool"], default="float"),
+            "path": prop(
+                "string",
+                "Absolute path of the attribute, under /sys/ (no '..').",
+                pattern=r"^/sys/(?!\.\.(/|$))(?!.*/\.\.(/|$)).+",
+                minLength=6,
+            ),
+            "parse": prop(
+                "string",
+                "How to read the text: int, float, str (as is, minus the newline) or bool "
+                "(1/0, Y/N, yes/no, on/off, true/false, enabled/disabled).",
+                enum=["int", "float", "str", "bool"],
+                default="float",
+            ),
             "scale": prop("number", "Multiply numbers by this, e.g. 0.001 for milli-units.", default=1),
         },
         required=("path",),

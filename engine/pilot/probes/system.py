@@ -10,14 +10,15 @@ from __future__ import annotations
 import re
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
-from pilot.probes._common import Reader, guarded, reason_of
 from pilot.params import params, prop
+from pilot.probes._common import Reader, guarded, reason_of
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.probes._sysfs import is_dir, list_dir, read_int, read_text
 from pilot.registry import PROBES
@@ -180,8 +181,14 @@ def _frequency_reason(ctx: ProbeContext, core: int | None = None, **_: Any) -> s
 @PROBES.register(
     "cpu.frequency",
     params=params({"core": _CORE}),
-    defaults={"unit": "MHz", "device_class": "frequency", "state_class": "measurement",
-              "platform": "sensor", "icon": "mdi:speedometer", "precision": 0},
+    defaults={
+        "unit": "MHz",
+        "device_class": "frequency",
+        "state_class": "measurement",
+        "platform": "sensor",
+        "icon": "mdi:speedometer",
+        "precision": 0,
+    },
     available=_frequency_reason,
 )
 def cpu_frequency(ctx: ProbeContext, core: int | None = None) -> Reader:
@@ -217,7 +224,9 @@ def cpu_load(ctx: ProbeContext, period: int = 1) -> Reader:
 
 @PROBES.register(
     "cpu.count",
-    params=params({"logical": prop("boolean", "Count logical CPUs (hyper-threads); false counts physical cores.", default=True)}),
+    params=params(
+        {"logical": prop("boolean", "Count logical CPUs (hyper-threads); false counts physical cores.", default=True)}
+    ),
     defaults={"platform": "sensor", "icon": "mdi:cpu-64-bit", "precision": 0},
 )
 def cpu_count(ctx: ProbeContext, logical: bool = True) -> Reader:
@@ -241,18 +250,36 @@ def _register_psutil_field(
 
 _MEMORY_ICON = {"icon": "mdi:memory"}
 for _name, _sample, _field, _defaults, _doc in (
-    ("memory.used_percent", psutil.virtual_memory, "percent", {**_PERCENT, **_MEMORY_ICON},
-     "RAM in use, in percent of total (psutil: total minus available)."),
-    ("memory.used", psutil.virtual_memory, "used", {**_BYTES, **_MEMORY_ICON},
-     "RAM in use, in bytes (psutil's 'used': excludes buffers and page cache)."),
-    ("memory.available", psutil.virtual_memory, "available", {**_BYTES, **_MEMORY_ICON},
-     "RAM available to new programs without swapping, in bytes."),
-    ("memory.total", psutil.virtual_memory, "total", {**_BYTES, **_MEMORY_ICON},
-     "Total physical RAM, in bytes."),
-    ("swap.used_percent", psutil.swap_memory, "percent", {**_PERCENT, "icon": "mdi:harddisk"},
-     "Swap in use, in percent of total swap (0 when there is no swap)."),
-    ("swap.used", psutil.swap_memory, "used", {**_BYTES, "icon": "mdi:harddisk"},
-     "Swap in use, in bytes."),
+    (
+        "memory.used_percent",
+        psutil.virtual_memory,
+        "percent",
+        {**_PERCENT, **_MEMORY_ICON},
+        "RAM in use, in percent of total (psutil: total minus available).",
+    ),
+    (
+        "memory.used",
+        psutil.virtual_memory,
+        "used",
+        {**_BYTES, **_MEMORY_ICON},
+        "RAM in use, in bytes (psutil's 'used': excludes buffers and page cache).",
+    ),
+    (
+        "memory.available",
+        psutil.virtual_memory,
+        "available",
+        {**_BYTES, **_MEMORY_ICON},
+        "RAM available to new programs without swapping, in bytes.",
+    ),
+    ("memory.total", psutil.virtual_memory, "total", {**_BYTES, **_MEMORY_ICON}, "Total physical RAM, in bytes."),
+    (
+        "swap.used_percent",
+        psutil.swap_memory,
+        "percent",
+        {**_PERCENT, "icon": "mdi:harddisk"},
+        "Swap in use, in percent of total swap (0 when there is no swap).",
+    ),
+    ("swap.used", psutil.swap_memory, "used", {**_BYTES, "icon": "mdi:harddisk"}, "Swap in use, in bytes."),
 ):
     _register_psutil_field(_name, _sample, _field, _defaults, _doc)
 
@@ -263,8 +290,14 @@ for _name, _sample, _field, _defaults, _doc in (
 @PROBES.register(
     "system.uptime",
     params=params(),
-    defaults={"unit": "s", "device_class": "duration", "state_class": "total_increasing",
-              "platform": "sensor", "icon": "mdi:timer-outline", "precision": 0},
+    defaults={
+        "unit": "s",
+        "device_class": "duration",
+        "state_class": "total_increasing",
+        "platform": "sensor",
+        "icon": "mdi:timer-outline",
+        "precision": 0,
+    },
 )
 def system_uptime(ctx: ProbeContext) -> Reader:
     """Seconds since the system booted (drops to 0 on reboot, hence total_increasing)."""
@@ -280,7 +313,7 @@ def system_boot_time(ctx: ProbeContext) -> Reader:
     """When the system booted, as an ISO 8601 UTC timestamp (Home Assistant's timestamp format)."""
 
     def read() -> str:
-        return datetime.fromtimestamp(psutil.boot_time(), tz=timezone.utc).isoformat(timespec="seconds")
+        return datetime.fromtimestamp(psutil.boot_time(), tz=UTC).isoformat(timespec="seconds")
 
     return guarded(read)
 

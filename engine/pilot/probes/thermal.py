@@ -18,17 +18,24 @@ Which sensor is "the CPU" (thermal.cpu), first match wins:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pilot.probes._common import Reader, guarded, reason_of
 from pilot.params import params, prop
+from pilot.probes._common import Reader, guarded, reason_of
 from pilot.probes._context import ProbeContext
 from pilot.probes._sysfs import HwmonChip, hwmon_chips, list_dir, read_int, read_text
 from pilot.registry import PROBES
 
-_TEMP_DEFAULTS = {"unit": "°C", "device_class": "temperature", "state_class": "measurement",
-                  "platform": "sensor", "icon": "mdi:thermometer", "precision": 1}
+_TEMP_DEFAULTS = {
+    "unit": "°C",
+    "device_class": "temperature",
+    "state_class": "measurement",
+    "platform": "sensor",
+    "icon": "mdi:thermometer",
+    "precision": 1,
+}
 
 Source = tuple[list[Path], str]  # input files (reading = their max) and where they came from
 
@@ -125,8 +132,13 @@ class _Resolving:
 
 
 def _cpu_reason(ctx: ProbeContext, **_: Any) -> str | None:
-    return reason_of(lambda: None if cpu_temperature_source(ctx) else (
-        f"no CPU temperature sensor under {ctx.sys('class', 'hwmon')} or {ctx.sys('class', 'thermal')}"))
+    return reason_of(
+        lambda: (
+            None
+            if cpu_temperature_source(ctx)
+            else (f"no CPU temperature sensor under {ctx.sys('class', 'hwmon')} or {ctx.sys('class', 'thermal')}")
+        )
+    )
 
 
 @PROBES.register("thermal.cpu", params=params(), defaults=_TEMP_DEFAULTS, available=_cpu_reason)
@@ -173,10 +185,17 @@ def _sensor_reason(ctx: ProbeContext, chip: str = "", label: str | None = None, 
     "thermal.sensor",
     params=params(
         {
-            "chip": prop("string", "hwmon chip name, as in /sys/class/hwmon/hwmon*/name (e.g. nvme, amdgpu, acpitz).",
-                         minLength=1),
-            "label": prop("string", "Sensor label (temp*_label, e.g. Composite, junction) or file stem "
-                          "(temp2); leave out for the chip's first sensor.", minLength=1),
+            "chip": prop(
+                "string",
+                "hwmon chip name, as in /sys/class/hwmon/hwmon*/name (e.g. nvme, amdgpu, acpitz).",
+                minLength=1,
+            ),
+            "label": prop(
+                "string",
+                "Sensor label (temp*_label, e.g. Composite, junction) or file stem "
+                "(temp2); leave out for the chip's first sensor.",
+                minLength=1,
+            ),
         },
         required=("chip",),
         examples=[{"chip": "nvme", "label": "Composite"}],
@@ -208,8 +227,14 @@ def _zone_reason(ctx: ProbeContext, type: str = "", **_: Any) -> str | None:  # 
 @PROBES.register(
     "thermal.zone",
     params=params(
-        {"type": prop("string", "Thermal zone type, as in /sys/class/thermal/thermal_zone*/type "
-                      "(e.g. cpu-thermal, x86_pkg_temp, acpitz).", minLength=1)},
+        {
+            "type": prop(
+                "string",
+                "Thermal zone type, as in /sys/class/thermal/thermal_zone*/type "
+                "(e.g. cpu-thermal, x86_pkg_temp, acpitz).",
+                minLength=1,
+            )
+        },
         required=("type",),
         examples=[{"type": "cpu-thermal"}],
     ),

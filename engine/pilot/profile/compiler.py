@@ -13,10 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from pilot import __version__, expressions
-from pilot.profile.loader import Document
 from pilot.naming import slug, words
-from pilot.plan import (Command, Device, Entity, Mqtt, Plan, Policy, Rule, Schedule, Sensor, Service, Step, Tls,
-                        Topics, Window)
+from pilot.plan import (
+    Command,
+    Device,
+    Entity,
+    Mqtt,
+    Plan,
+    Policy,
+    Rule,
+    Schedule,
+    Sensor,
+    Service,
+    Step,
+    Tls,
+    Topics,
+    Window,
+)
+from pilot.profile.loader import Document
 from pilot.registry import PROBES
 from pilot.units import parse_duration, parse_size
 
@@ -35,8 +49,6 @@ def effective_defaults(entry: Any, spec: dict) -> dict[str, Any]:
         for key in ("unit", "state_class", "precision"):
             defaults.pop(key, None)
     return defaults
-
-
 
 
 def profile_hash(data: Any) -> str:
@@ -104,8 +116,15 @@ def _steps(specs: list[dict] | None) -> tuple[Step, ...]:
             out.append(Step("command", command=spec["command"], value=spec.get("value")))
         elif "publish" in spec:
             p = spec["publish"]
-            out.append(Step("publish", topic=p["topic"], payload=p.get("payload", ""),
-                            retain=p.get("retain", False), qos=p.get("qos", 0)))
+            out.append(
+                Step(
+                    "publish",
+                    topic=p["topic"],
+                    payload=p.get("payload", ""),
+                    retain=p.get("retain", False),
+                    qos=p.get("qos", 0),
+                )
+            )
         elif "notify" in spec:
             n = spec["notify"]
             title, message = (None, n) if isinstance(n, str) else (n.get("title"), n["message"])
@@ -143,21 +162,23 @@ def _sensors(data: dict, device: Device, base: str, sensor_ids: frozenset[str]) 
         platform = spec.get("platform", defaults.get("platform", "sensor"))
         publish = spec.get("publish") or {}
         expr = spec.get("expr")
-        sensors.append(Sensor(
-            id=sid,
-            entity=_entity(platform, sid, spec, device, defaults),
-            state_topic=f"{base}/state/{sid}",
-            every=parse_duration(spec["every"]) if "every" in spec else float(defaults.get("every", DEFAULT_EVERY)),
-            probe=spec.get("probe"),
-            args=dict(spec.get("args", {})),
-            expr=expr,
-            inputs=tuple(sorted(expressions.check(expr, sensor_ids).names)) if expr else (),
-            precision=spec.get("precision", defaults.get("precision")),
-            min_change=publish.get("min_change"),
-            max_silence=parse_duration(publish["max_silence"]) if "max_silence" in publish else None,
-            optional=spec.get("optional", False),
-            windows=_windows([expr], sensor_ids) if expr else (),
-        ))
+        sensors.append(
+            Sensor(
+                id=sid,
+                entity=_entity(platform, sid, spec, device, defaults),
+                state_topic=f"{base}/state/{sid}",
+                every=parse_duration(spec["every"]) if "every" in spec else float(defaults.get("every", DEFAULT_EVERY)),
+                probe=spec.get("probe"),
+                args=dict(spec.get("args", {})),
+                expr=expr,
+                inputs=tuple(sorted(expressions.check(expr, sensor_ids).names)) if expr else (),
+                precision=spec.get("precision", defaults.get("precision")),
+                min_change=publish.get("min_change"),
+                max_silence=parse_duration(publish["max_silence"]) if "max_silence" in publish else None,
+                optional=spec.get("optional", False),
+                windows=_windows([expr], sensor_ids) if expr else (),
+            )
+        )
     return tuple(sensors)
 
 
@@ -172,18 +193,20 @@ def _commands(data: dict, device: Device, base: str, confirm_window: float) -> t
         stateful = platform in ("switch", "number", "select", "text")
         cooldown = own.get("cooldown", cooldowns.get(cid, policies.get("cooldown")))
         confirm = own.get("confirm")
-        commands.append(Command(
-            id=cid,
-            action=spec["action"],
-            entity=_entity(platform, cid, spec, device, {}),
-            command_topic=f"{base}/cmd/{cid}/set",
-            result_topic=f"{base}/cmd/{cid}/result",
-            state_topic=f"{base}/cmd/{cid}/state" if stateful else None,
-            args=spec.get("args", {}),
-            signed=bool(own.get("signed", policies.get("require_signed", False))),
-            cooldown=parse_duration(cooldown) if cooldown else 0.0,
-            confirm=parse_duration(confirm) if confirm else (confirm_window if cid in confirm_list else None),
-        ))
+        commands.append(
+            Command(
+                id=cid,
+                action=spec["action"],
+                entity=_entity(platform, cid, spec, device, {}),
+                command_topic=f"{base}/cmd/{cid}/set",
+                result_topic=f"{base}/cmd/{cid}/result",
+                state_topic=f"{base}/cmd/{cid}/state" if stateful else None,
+                args=spec.get("args", {}),
+                signed=bool(own.get("signed", policies.get("require_signed", False))),
+                cooldown=parse_duration(cooldown) if cooldown else 0.0,
+                confirm=parse_duration(confirm) if confirm else (confirm_window if cid in confirm_list else None),
+            )
+        )
     return tuple(commands)
 
 
@@ -199,21 +222,34 @@ def _rules(data: dict, device: Device, base: str, sensor_ids: frozenset[str]) ->
         if expose:
             extra = expose if isinstance(expose, dict) else {}
             entity = _entity("binary_sensor", f"rule_{rid}", {"name": words(rid), **extra}, device, {})
-        rules.append(Rule(
-            id=rid, when=spec["when"], do=_steps(spec["do"]), inputs=tuple(sorted(names)),
-            clear=spec.get("clear"), hold=parse_duration(spec.get("for", 0)),
-            cooldown=parse_duration(spec.get("cooldown", 0)), on_clear=_steps(spec.get("on_clear")),
-            entity=entity, state_topic=f"{base}/rule/{rid}/state" if entity else None,
-            windows=_windows(texts, sensor_ids),
-        ))
+        rules.append(
+            Rule(
+                id=rid,
+                when=spec["when"],
+                do=_steps(spec["do"]),
+                inputs=tuple(sorted(names)),
+                clear=spec.get("clear"),
+                hold=parse_duration(spec.get("for", 0)),
+                cooldown=parse_duration(spec.get("cooldown", 0)),
+                on_clear=_steps(spec.get("on_clear")),
+                entity=entity,
+                state_topic=f"{base}/rule/{rid}/state" if entity else None,
+                windows=_windows(texts, sensor_ids),
+            )
+        )
     return tuple(rules)
 
 
 def _schedules(data: dict) -> tuple[Schedule, ...]:
     return tuple(
-        Schedule(id=sid, do=_steps(spec["do"]), cron=spec.get("cron"), timezone=spec.get("timezone"),
-                 every=parse_duration(spec["every"]) if "every" in spec else None,
-                 jitter=parse_duration(spec.get("jitter", 0)))
+        Schedule(
+            id=sid,
+            do=_steps(spec["do"]),
+            cron=spec.get("cron"),
+            timezone=spec.get("timezone"),
+            every=parse_duration(spec["every"]) if "every" in spec else None,
+            jitter=parse_duration(spec.get("jitter", 0)),
+        )
         for sid, spec in (data.get("schedules") or {}).items()
     )
 
@@ -240,8 +276,9 @@ def _service(data: dict) -> Service:
     return Service(user=spec.get("user", Service.user), allow_root=bool(spec.get("allow_root", False)))
 
 
-def compile_document(doc: Document, *, facts: dict[str, Any] | None = None, device_id: str | None = None,
-                     profile_name: str | None = None) -> Plan:
+def compile_document(
+    doc: Document, *, facts: dict[str, Any] | None = None, device_id: str | None = None, profile_name: str | None = None
+) -> Plan:
     """The Plan of a document that validated without errors (see pilot.profile.pipeline)."""
     from pilot import facts as host
 
@@ -256,7 +293,9 @@ def compile_document(doc: Document, *, facts: dict[str, Any] | None = None, devi
         profile=profile_name or Path(doc.file).stem,
         profile_hash=profile_hash(data),
         sources=tuple(doc.sources),
-        device=device, mqtt=mqtt, topics=topics,
+        device=device,
+        mqtt=mqtt,
+        topics=topics,
         policy=_policy(data, confirm_window),
         service=_service(data),
         sensors=_sensors(data, device, topics.base, sensor_ids),

@@ -11,28 +11,26 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.main import DocInfo
-from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
-from ruamel.yaml.main import version as yaml_version
 from ruamel.yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
+from ruamel.yaml.main import DocInfo
+from ruamel.yaml.main import version as yaml_version
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from pilot import resources
+from pilot import environment, resources
 from pilot.diagnostics import ERROR, Diagnostic, json_path
-from pilot import environment
 
 MAX_BYTES = 1024 * 1024
 MAX_EXTENDS_DEPTH = 16
 MAX_DEPTH = 32  # maps and lists inside each other; a profile needs about 6
-_CORE_TAGS = {
-    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")
-}
+_CORE_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
 
 PathKey = tuple  # a path into the document: ("sensors", "cpu", "every")
 
@@ -78,8 +76,9 @@ class Document:
             parts = parts[:-1]
         return self.positions.get((), Pos(self.file, 1, 1))
 
-    def diag(self, path: Iterable[object], message: str, *, severity: str = ERROR,
-             code: str = "", key: bool = False) -> Diagnostic:
+    def diag(
+        self, path: Iterable[object], message: str, *, severity: str = ERROR, code: str = "", key: bool = False
+    ) -> Diagnostic:
         parts = tuple(path)
         pos = self.locate(parts, key=key)
         return Diagnostic(pos.file, pos.line, pos.col, severity, json_path(parts), message, code)
@@ -87,8 +86,8 @@ class Document:
 
 def _block_offset(text: str, indicator: Pos, offset: int) -> Pos:
     """Where character `offset` of a `|`/`>` block scalar's value sits in the file."""
-    lines = text.split("\n")[indicator.line:]  # the content starts on the line after the indicator
-    indent = next((len(l) - len(l.lstrip(" ")) for l in lines if l.strip()), 0)
+    lines = text.split("\n")[indicator.line :]  # the content starts on the line after the indicator
+    indent = next((len(line) - len(line.lstrip(" ")) for line in lines if line.strip()), 0)
     remaining = offset
     for number, line in enumerate(lines, start=indicator.line + 1):
         if not line.strip():
@@ -107,9 +106,7 @@ class _StringTimestamps(RoundTripConstructor):
     """Timestamps stay the strings the user wrote (a cron-like `2024-01-01` is not a date)."""
 
 
-_StringTimestamps.add_constructor(
-    "tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str
-)
+_StringTimestamps.add_constructor("tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str)
 
 
 def _yaml() -> YAML:
@@ -133,9 +130,17 @@ def _decode(file: str, raw: bytes) -> tuple[str | None, list[Diagnostic]]:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
         col = len(before) - (before.rfind(b"\n") + 1) + 1
-        return None, [Diagnostic(file, line, col, ERROR, "",
-                                 f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x}); save it as UTF-8",
-                                 "encoding")]
+        return None, [
+            Diagnostic(
+                file,
+                line,
+                col,
+                ERROR,
+                "",
+                f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x}); save it as UTF-8",
+                "encoding",
+            )
+        ]
     if text.startswith("\ufeff"):
         text = text[1:]
     if "\x00" in text:
@@ -151,10 +156,17 @@ def _tabs(file: str, text: str) -> list[Diagnostic]:
     for number, line in enumerate(text.split("\n"), start=1):
         col = line.find("\t")
         if col >= 0:
-            diags.append(Diagnostic(
-                file, number, col + 1, ERROR, "",
-                "tab character: indent with spaces (inside a double-quoted string write \\t)",
-                "tab"))
+            diags.append(
+                Diagnostic(
+                    file,
+                    number,
+                    col + 1,
+                    ERROR,
+                    "",
+                    "tab character: indent with spaces (inside a double-quoted string write \\t)",
+                    "tab",
+                )
+            )
     return diags
 
 
@@ -192,8 +204,17 @@ def _flow_depth(file: str, text: str) -> list[Diagnostic]:
         elif ch in "[{":
             depth += 1
             if depth > MAX_DEPTH:
-                return [Diagnostic(file, line, col, ERROR, "",
-                                   f"the document is nested more than {MAX_DEPTH} levels deep", "too-deep")]
+                return [
+                    Diagnostic(
+                        file,
+                        line,
+                        col,
+                        ERROR,
+                        "",
+                        f"the document is nested more than {MAX_DEPTH} levels deep",
+                        "too-deep",
+                    )
+                ]
         elif ch in "]}":
             depth = max(0, depth - 1)
         prev = ch
@@ -282,7 +303,7 @@ def _pos(file: str, mark: Any) -> Pos:
     return Pos(file, mark.line + 1, mark.column + 1)
 
 
-def _build(node: Any, path: PathKey, file: str, constructor: Any, doc: "Document") -> Any:
+def _build(node: Any, path: PathKey, file: str, constructor: Any, doc: Document) -> Any:
     """Plain dicts, lists and scalars straight from the node graph, recording every position.
     Building them ourselves skips ruamel's CommentedMap machinery (about a third of load time)."""
     if isinstance(node, MappingNode):
@@ -342,35 +363,60 @@ def _scan_events_into(file: str, text: str, diags: list[Diagnostic]) -> None:
         if isinstance(event, CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
-                diags.append(_mark_diag(file, event.start_mark,
-                                        f"the document is nested more than {MAX_DEPTH} levels deep", "too-deep"))
+                diags.append(
+                    _mark_diag(
+                        file, event.start_mark, f"the document is nested more than {MAX_DEPTH} levels deep", "too-deep"
+                    )
+                )
                 break
         elif name in ("SequenceEndEvent", "MappingEndEvent"):
             depth -= 1
         if name == "DocumentStartEvent":
             documents += 1
             if documents == 2:
-                diags.append(_mark_diag(file, event.start_mark,
-                                        "a profile holds exactly one YAML document; remove the second '---'",
-                                        "multiple-documents"))
+                diags.append(
+                    _mark_diag(
+                        file,
+                        event.start_mark,
+                        "a profile holds exactly one YAML document; remove the second '---'",
+                        "multiple-documents",
+                    )
+                )
         if isinstance(event, AliasEvent):
-            diags.append(_mark_diag(file, event.start_mark,
-                                    f"alias '*{event.anchor}' is not allowed: write the value out (use `extends` to share settings)",
-                                    "alias"))
+            diags.append(
+                _mark_diag(
+                    file,
+                    event.start_mark,
+                    f"alias '*{event.anchor}' is not allowed: write the value out (use `extends` to share settings)",
+                    "alias",
+                )
+            )
             if len(diags) > 20:
                 break
             continue
         if isinstance(event, (ScalarEvent, CollectionStartEvent)):
             if event.anchor:
-                diags.append(_mark_diag(file, event.start_mark,
-                                        f"anchor '&{event.anchor}' is not allowed: write the value out (use `extends` to share settings)",
-                                        "anchor"))
+                diags.append(
+                    _mark_diag(
+                        file,
+                        event.start_mark,
+                        f"anchor '&{event.anchor}' is not allowed: write the value out "
+                        "(use `extends` to share settings)",
+                        "anchor",
+                    )
+                )
             tag = str(event.tag) if event.tag is not None else None
             if tag and tag != "!" and tag not in _CORE_TAGS:
                 shown = tag.replace("tag:yaml.org,2002:", "!!")
-                diags.append(_mark_diag(file, event.start_mark,
-                                        f"tag '{shown}' is not allowed: profiles hold only plain strings, numbers, booleans, lists and maps",
-                                        "tag"))
+                diags.append(
+                    _mark_diag(
+                        file,
+                        event.start_mark,
+                        f"tag '{shown}' is not allowed: profiles hold only plain strings, numbers, booleans, "
+                        "lists and maps",
+                        "tag",
+                    )
+                )
         if len(diags) > 20:
             break
 
@@ -388,9 +434,17 @@ def _plain_scalar(node: Any) -> Any:
 
 def load_text(file: str, raw: bytes) -> tuple[Document | None, list[Diagnostic]]:
     if len(raw) > MAX_BYTES:
-        return None, [Diagnostic(file, 0, 0, ERROR, "",
-                                 f"the file is {len(raw)} bytes; profiles are limited to {MAX_BYTES} bytes (1 MiB)",
-                                 "too-large")]
+        return None, [
+            Diagnostic(
+                file,
+                0,
+                0,
+                ERROR,
+                "",
+                f"the file is {len(raw)} bytes; profiles are limited to {MAX_BYTES} bytes (1 MiB)",
+                "too-large",
+            )
+        ]
     text, diags = _decode(file, raw)
     if text is None:
         return None, diags
@@ -412,13 +466,16 @@ def load_text(file: str, raw: bytes) -> tuple[Document | None, list[Diagnostic]]
             if diags:
                 return None, diags
         if node is None:
-            return None, [Diagnostic(file, 1, 1, ERROR, "", "the file is empty; a profile starts with `pilot: 1`", "empty")]
+            return None, [
+                Diagnostic(file, 1, 1, ERROR, "", "the file is empty; a profile starts with `pilot: 1`", "empty")
+            ]
         doc = Document(file, None, {(): Pos(file, 1, 1)}, {}, [file], set(), set(), {file: text})
         doc.data = _build(node, (), file, constructor, doc)
         return doc, []
     except _DuplicateKey as exc:
-        return None, [_mark_diag(file, exc.mark, f"duplicate key '{exc.key}': each key may appear once in a map",
-                                 "duplicate-key")]
+        return None, [
+            _mark_diag(file, exc.mark, f"duplicate key '{exc.key}': each key may appear once in a map", "duplicate-key")
+        ]
     except _ComplexKey as exc:
         return None, [_mark_diag(file, exc.mark, "map keys must be plain text", "syntax")]
     except AssertionError:  # ruamel asserts on %YAML directives it does not know
@@ -432,8 +489,7 @@ def load_text(file: str, raw: bytes) -> tuple[Document | None, list[Diagnostic]]
         if isinstance(exc, RecursionError):
             return None, [Diagnostic(file, 1, 1, ERROR, "", "the document is nested too deeply", "syntax")]
         problem = (exc.problem or exc.context or "invalid YAML").strip()
-        return None, [_mark_diag(file, exc.problem_mark or exc.context_mark,
-                                 f"YAML syntax error: {problem}", "syntax")]
+        return None, [_mark_diag(file, exc.problem_mark or exc.context_mark, f"YAML syntax error: {problem}", "syntax")]
     except YAMLError as exc:
         return None, [Diagnostic(file, 1, 1, ERROR, "", f"YAML error: {exc}", "syntax")]
 
@@ -443,9 +499,17 @@ def load_file(path: str | os.PathLike[str]) -> tuple[Document | None, list[Diagn
     try:
         size = os.stat(file).st_size
         if size > MAX_BYTES:
-            return None, [Diagnostic(file, 0, 0, ERROR, "",
-                                     f"the file is {size} bytes; profiles are limited to {MAX_BYTES} bytes (1 MiB)",
-                                     "too-large")]
+            return None, [
+                Diagnostic(
+                    file,
+                    0,
+                    0,
+                    ERROR,
+                    "",
+                    f"the file is {size} bytes; profiles are limited to {MAX_BYTES} bytes (1 MiB)",
+                    "too-large",
+                )
+            ]
         with open(file, "rb") as handle:
             raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
@@ -468,7 +532,7 @@ def resolve_base(ref: str, relative_to: Path, search: list[Path]) -> Path | None
     looks_like_path = name.startswith((".", "/", "~")) or name.endswith((".yaml", ".yml"))
     candidates: list[Path] = []
     if not is_pack:
-        base = (relative_to / os.path.expanduser(name))
+        base = relative_to / os.path.expanduser(name)
         candidates += [base] if name.endswith((".yaml", ".yml")) else [base.with_name(base.name + ".yaml"), base]
     if is_pack or not looks_like_path:
         for root in search:
@@ -481,6 +545,7 @@ def resolve_base(ref: str, relative_to: Path, search: list[Path]) -> Path | None
 
 def merge_into(target: Document, overlay: Document) -> None:
     """Recursive dict merge, later wins; positions follow the value that won."""
+
     def replace(path: PathKey, value: Any) -> None:
         n = len(path)
         for table in (target.positions, target.key_positions):
@@ -495,8 +560,10 @@ def merge_into(target: Document, overlay: Document) -> None:
         for key, value in over.items():
             child = path + (key,)
             if isinstance(value, dict) and isinstance(base.get(key), dict):
-                for table_src, table_dst in ((overlay.positions, target.positions),
-                                             (overlay.key_positions, target.key_positions)):
+                for table_src, table_dst in (
+                    (overlay.positions, target.positions),
+                    (overlay.key_positions, target.key_positions),
+                ):
                     if child in table_src:
                         table_dst[child] = table_src[child]
                 walk(base[key], value, child)
@@ -518,8 +585,16 @@ def merge_into(target: Document, overlay: Document) -> None:
 def _copy(doc: Document) -> Document:
     import copy
 
-    return Document(doc.file, copy.deepcopy(doc.data), dict(doc.positions), dict(doc.key_positions),
-                    list(doc.sources), set(doc.quoted), set(doc.blocks), dict(doc.texts))
+    return Document(
+        doc.file,
+        copy.deepcopy(doc.data),
+        dict(doc.positions),
+        dict(doc.key_positions),
+        list(doc.sources),
+        set(doc.quoted),
+        set(doc.blocks),
+        dict(doc.texts),
+    )
 
 
 BaseCache = dict  # (realpath, size, mtime) -> (Document | None, diagnostics); see compose()
@@ -533,8 +608,13 @@ def _cache_key(path: Path) -> tuple | None:
     return (os.path.realpath(path), st.st_size, st.st_mtime_ns)
 
 
-def compose(path: str | os.PathLike[str], *, search: list[Path] | None = None,
-            _stack: tuple[str, ...] = (), cache: BaseCache | None = None) -> tuple[Document | None, list[Diagnostic]]:
+def compose(
+    path: str | os.PathLike[str],
+    *,
+    search: list[Path] | None = None,
+    _stack: tuple[str, ...] = (),
+    cache: BaseCache | None = None,
+) -> tuple[Document | None, list[Diagnostic]]:
     """Load a profile and everything it extends; `extends` is removed from the result.
 
     `cache` (a dict the caller owns) shares composed bases between profiles validated in one
@@ -559,18 +639,34 @@ def compose(path: str | os.PathLike[str], *, search: list[Path] | None = None,
     merged: Document | None = None
     for ref, ref_path in zip(refs_list, ref_paths):
         if not isinstance(ref, str):
-            diags.append(doc.diag(ref_path, "each `extends` entry is a profile name such as `base/linux` or a relative file path", code="extends"))
+            diags.append(
+                doc.diag(
+                    ref_path,
+                    "each `extends` entry is a profile name such as `base/linux` or a relative file path",
+                    code="extends",
+                )
+            )
             continue
         if len(stack) > MAX_EXTENDS_DEPTH:
-            diags.append(doc.diag(ref_path, f"`extends` is nested more than {MAX_EXTENDS_DEPTH} levels deep", code="extends"))
+            diags.append(
+                doc.diag(ref_path, f"`extends` is nested more than {MAX_EXTENDS_DEPTH} levels deep", code="extends")
+            )
             continue
         found = resolve_base(ref, Path(str(path)).parent, search)
         if found is None:
             where = ", ".join(str(p) for p in search)
-            diags.append(doc.diag(ref_path, f"cannot find base profile '{ref}' (looked next to this file and in {where})", code="extends-missing"))
+            diags.append(
+                doc.diag(
+                    ref_path,
+                    f"cannot find base profile '{ref}' (looked next to this file and in {where})",
+                    code="extends-missing",
+                )
+            )
             continue
         if os.path.realpath(found) in stack:
-            chain = " -> ".join(Path(p).name for p in stack[stack.index(os.path.realpath(found)):]) + f" -> {found.name}"
+            chain = (
+                " -> ".join(Path(p).name for p in stack[stack.index(os.path.realpath(found)) :]) + f" -> {found.name}"
+            )
             diags.append(doc.diag(ref_path, f"`extends` cycle: {chain}", code="extends-cycle"))
             continue
         key = _cache_key(found) if cache is not None else None

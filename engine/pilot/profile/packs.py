@@ -37,9 +37,14 @@ def discover(search: list[Path] | None = None) -> list[Pack]:
                 continue
             d = doc.data
             packs[d.get("name", manifest.parent.name)] = Pack(
-                name=d.get("name", manifest.parent.name), version=str(d.get("version", "0.0.0")),
-                description=d.get("description", ""), folder=manifest.parent, default=d.get("default"),
-                priority=int(d.get("priority", 0)), match=dict(d.get("match") or {}))
+                name=d.get("name", manifest.parent.name),
+                version=str(d.get("version", "0.0.0")),
+                description=d.get("description", ""),
+                folder=manifest.parent,
+                default=d.get("default"),
+                priority=int(d.get("priority", 0)),
+                match=dict(d.get("match") or {}),
+            )
     return list(packs.values())
 
 

@@ -18,9 +18,13 @@ from pilot.profile.loader import BaseCache, Document
 from pilot.profile.validate import is_pack_manifest, validate_file
 
 
-def compile_file(path: str | os.PathLike[str], *, cache: BaseCache | None = None,
-                 facts: dict[str, Any] | None = None,
-                 device_id: str | None = None) -> tuple[Document | None, CompileResult]:
+def compile_file(
+    path: str | os.PathLike[str],
+    *,
+    cache: BaseCache | None = None,
+    facts: dict[str, Any] | None = None,
+    device_id: str | None = None,
+) -> tuple[Document | None, CompileResult]:
     """(the composed document or None, the result). The result's diagnostics are its errors when
     there is no plan, and its warnings when there is one."""
     if is_pack_manifest(Path(path)):

@@ -44,8 +44,10 @@ def render_plan(plan: Plan) -> str:
             extra.append(f"max_silence {format_duration(s.max_silence)}")
         if s.optional:
             extra.append("optional")
-        lines.append(f"  {s.entity.platform:<13} {s.id}{unit}: {source}, every {format_duration(s.every)}"
-                     + (f" ({', '.join(extra)})" if extra else ""))
+        lines.append(
+            f"  {s.entity.platform:<13} {s.id}{unit}: {source}, every {format_duration(s.every)}"
+            + (f" ({', '.join(extra)})" if extra else "")
+        )
         lines.append(f"  {'':<13} -> {s.state_topic}  unique_id {s.entity.unique_id}")
     lines.append(f"\nCommands ({len(plan.commands)})")
     for c in plan.commands:
@@ -54,23 +56,35 @@ def render_plan(plan: Plan) -> str:
     lines.append(f"\nRules ({len(plan.rules)})")
     for r in plan.rules:
         hold = f" for {format_duration(r.hold)}" if r.hold else ""
-        extra = "".join([f"; clear {r.clear!r}" if r.clear else "",
-                         f"; cooldown {format_duration(r.cooldown)}" if r.cooldown else "",
-                         f"; exposed as {r.entity.default_entity_id}" if r.entity else ""])
-        lines.append(f"  {r.id}: when {r.when!r}{hold}{extra}; inputs: {', '.join(r.inputs) or '-'}; "
-                     f"{len(r.do)} step(s), {len(r.on_clear)} on clear")
+        extra = "".join(
+            [
+                f"; clear {r.clear!r}" if r.clear else "",
+                f"; cooldown {format_duration(r.cooldown)}" if r.cooldown else "",
+                f"; exposed as {r.entity.default_entity_id}" if r.entity else "",
+            ]
+        )
+        lines.append(
+            f"  {r.id}: when {r.when!r}{hold}{extra}; inputs: {', '.join(r.inputs) or '-'}; "
+            f"{len(r.do)} step(s), {len(r.on_clear)} on clear"
+        )
     lines.append(f"\nSchedules ({len(plan.schedules)})")
     for s in plan.schedules:
         from pilot.cron import next_fire_times
 
-        when = f"cron {s.cron!r}{' ' + s.timezone if s.timezone else ''}" if s.cron else f"every {format_duration(s.every or 0)}"
+        when = (
+            f"cron {s.cron!r}{' ' + s.timezone if s.timezone else ''}"
+            if s.cron
+            else f"every {format_duration(s.every or 0)}"
+        )
         jitter = f" (jitter {format_duration(s.jitter)})" if s.jitter else ""
         upcoming = ", ".join(t.isoformat(timespec="minutes") for t in next_fire_times(s))
         lines.append(f"  {s.id}: {when}{jitter}; {len(s.do)} step(s); next: {upcoming}")
     p = plan.policy
     lines.append("\nPolicy")
     lines.append(f"  allow: {', '.join(p.allow) if p.allow is not None else 'every declared command'}")
-    lines.append(f"  default cooldown {format_duration(p.cooldown)}, max payload {p.max_payload} B"
-                 + (f", keyring {p.keyring} (window {format_duration(p.window)})" if p.keyring else "")
-                 + (f", rate limit {p.rate_max}/{format_duration(p.rate_per or 0)}" if p.rate_max else ""))
+    lines.append(
+        f"  default cooldown {format_duration(p.cooldown)}, max payload {p.max_payload} B"
+        + (f", keyring {p.keyring} (window {format_duration(p.window)})" if p.keyring else "")
+        + (f", rate limit {p.rate_max}/{format_duration(p.rate_per or 0)}" if p.rate_max else "")
+    )
     return "\n".join(lines)

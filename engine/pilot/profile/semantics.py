@@ -7,11 +7,12 @@ and types here are already known to be right.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from pilot.naming import did_you_mean
 from pilot import expressions
 from pilot.diagnostics import ERROR, WARNING, Diagnostic
+from pilot.naming import did_you_mean
 from pilot.profile.compiler import NON_NUMERIC_DEVICE_CLASSES, effective_defaults
 from pilot.profile.loader import Document
 from pilot.registry import PROBES
@@ -28,10 +29,30 @@ UNITS_BY_DEVICE_CLASS = {
     "current": {"mA", "A"},
     "frequency": {"Hz", "kHz", "MHz", "GHz"},
     "duration": {"d", "h", "min", "s", "ms", "µs"},
-    "data_size": {"bit", "kbit", "Mbit", "Gbit", "B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB",
-                  "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"},
-    "data_rate": {"bit/s", "kbit/s", "Mbit/s", "Gbit/s", "B/s", "kB/s", "MB/s", "GB/s", "KiB/s", "MiB/s",
-                  "GiB/s"},
+    "data_size": {
+        "bit",
+        "kbit",
+        "Mbit",
+        "Gbit",
+        "B",
+        "kB",
+        "MB",
+        "GB",
+        "TB",
+        "PB",
+        "EB",
+        "ZB",
+        "YB",
+        "KiB",
+        "MiB",
+        "GiB",
+        "TiB",
+        "PiB",
+        "EiB",
+        "ZiB",
+        "YiB",
+    },
+    "data_rate": {"bit/s", "kbit/s", "Mbit/s", "Gbit/s", "B/s", "kB/s", "MB/s", "GB/s", "KiB/s", "MiB/s", "GiB/s"},
 }
 
 
@@ -72,12 +93,18 @@ def _durations(c: _Collector, data: dict) -> None:
     for sid, s in (data.get("sensors") or {}).items():
         positive(("sensors", sid, "every"), s.get("every"))
         if s.get("every") is not None and parse_duration(s["every"]) < 1:
-            c.warn(("sensors", sid, "every"), "reading more often than once a second costs CPU for little gain", "duration")
+            c.warn(
+                ("sensors", sid, "every"), "reading more often than once a second costs CPU for little gain", "duration"
+            )
         positive(("sensors", sid, "expire_after"), s.get("expire_after"))
         positive(("sensors", sid, "publish", "max_silence"), (s.get("publish") or {}).get("max_silence"))
         every = parse_duration(s.get("every", "30s"))
         if s.get("expire_after") and parse_duration(s["expire_after"]) <= every:
-            c.warn(("sensors", sid, "expire_after"), "expire_after is not longer than `every`: the entity will flicker to unavailable", "duration")
+            c.warn(
+                ("sensors", sid, "expire_after"),
+                "expire_after is not longer than `every`: the entity will flicker to unavailable",
+                "duration",
+            )
     for rid, r in (data.get("rules") or {}).items():
         positive(("rules", rid, "for"), r.get("for"), floor=-1)
         positive(("rules", rid, "cooldown"), r.get("cooldown"), floor=-1)
@@ -94,21 +121,38 @@ def _references(c: _Collector, data: dict) -> None:
     for path, step in _steps(data):
         target = step.get("command")
         if target is not None and target not in commands:
-            c.error(path + ("command",), f"no command '{target}' is declared under `commands`{did_you_mean(target, commands)}", "reference")
+            c.error(
+                path + ("command",),
+                f"no command '{target}' is declared under `commands`{did_you_mean(target, commands)}",
+                "reference",
+            )
     policies = data.get("policies") or {}
     for field in ("allow", "confirm"):
         for i, name in enumerate(policies.get(field) or []):
             if name not in commands:
-                c.error(("policies", field, i), f"no command '{name}' is declared under `commands`{did_you_mean(name, commands)}", "reference")
-    for name in (policies.get("cooldowns") or {}):
+                c.error(
+                    ("policies", field, i),
+                    f"no command '{name}' is declared under `commands`{did_you_mean(name, commands)}",
+                    "reference",
+                )
+    for name in policies.get("cooldowns") or {}:
         if name not in commands:
-            c.error(("policies", "cooldowns", name), f"no command '{name}' is declared under `commands`{did_you_mean(name, commands)}", "reference", key=True)
+            c.error(
+                ("policies", "cooldowns", name),
+                f"no command '{name}' is declared under `commands`{did_you_mean(name, commands)}",
+                "reference",
+                key=True,
+            )
     allow = policies.get("allow")
     if allow is not None:
         for path, step in _steps(data):
             target = step.get("command")
             if target in commands and target not in allow:
-                c.warn(path + ("command",), f"command '{target}' is not in `policies.allow`, so this step will be refused", "reference")
+                c.warn(
+                    path + ("command",),
+                    f"command '{target}' is not in `policies.allow`, so this step will be refused",
+                    "reference",
+                )
 
 
 def _expressions(c: _Collector, data: dict) -> None:
@@ -136,8 +180,12 @@ def _expressions(c: _Collector, data: dict) -> None:
             if nxt == node:
                 continue
             if state.get(nxt) == 1:
-                cycle = trail[trail.index(nxt):] + [nxt] if nxt in trail else [node, nxt]
-                c.error(("sensors", node, "expr"), "derived sensors depend on each other in a cycle: " + " -> ".join(cycle), "expression")
+                cycle = trail[trail.index(nxt) :] + [nxt] if nxt in trail else [node, nxt]
+                c.error(
+                    ("sensors", node, "expr"),
+                    "derived sensors depend on each other in a cycle: " + " -> ".join(cycle),
+                    "expression",
+                )
             elif state.get(nxt) is None and nxt in graph:
                 visit(nxt, trail + [nxt])
         state[node] = 2
@@ -156,14 +204,22 @@ def _cron(c: _Collector, data: dict) -> None:
 
                 ZoneInfo(tz)
             except Exception:
-                c.error(("schedules", sid, "timezone"), f"unknown time zone '{tz}'; use an IANA name such as Europe/Berlin", "cron")
+                c.error(
+                    ("schedules", sid, "timezone"),
+                    f"unknown time zone '{tz}'; use an IANA name such as Europe/Berlin",
+                    "cron",
+                )
                 tz = None
         cron = s.get("cron")
         if cron is None:
             continue
         fields = cron.split()
         if len(fields) != 5:
-            c.error(("schedules", sid, "cron"), f"cron takes 5 fields (minute hour day month weekday), got {len(fields)}", "cron")
+            c.error(
+                ("schedules", sid, "cron"),
+                f"cron takes 5 fields (minute hour day month weekday), got {len(fields)}",
+                "cron",
+            )
             continue
         try:
             from pilot.cron import cron_trigger
@@ -179,8 +235,14 @@ def _policies(c: _Collector, data: dict) -> None:
     has_keyring = bool((policies.get("hmac") or {}).get("keyring"))
     for cid, cmd in (data.get("commands") or {}).items():
         if ((cmd.get("policy") or {}).get("signed") or signed_everywhere) and not has_keyring:
-            path = ("commands", cid, "policy", "signed") if (cmd.get("policy") or {}).get("signed") else ("policies", "require_signed")
-            c.error(path, f"command '{cid}' requires a signature but `policies.hmac.keyring` names no keyring", "policy")
+            path = (
+                ("commands", cid, "policy", "signed")
+                if (cmd.get("policy") or {}).get("signed")
+                else ("policies", "require_signed")
+            )
+            c.error(
+                path, f"command '{cid}' requires a signature but `policies.hmac.keyring` names no keyring", "policy"
+            )
         pattern = cmd.get("pattern")
         if pattern is not None:
             import re
@@ -205,8 +267,12 @@ def _command_platforms(c: _Collector, data: dict) -> None:
         platform = cmd.get("platform", "button")
         if entry is not None and entry.platforms and platform not in entry.platforms:
             path = ("commands", cid, "platform") if "platform" in cmd else ("commands", cid, "action")
-            c.error(path, f"action '{entry.name}' is driven by a {' or '.join(entry.platforms)}, not a {platform}"
-                    + ("" if "platform" in cmd else f"; add `platform: {entry.platforms[0]}`"), "entity")
+            c.error(
+                path,
+                f"action '{entry.name}' is driven by a {' or '.join(entry.platforms)}, not a {platform}"
+                + ("" if "platform" in cmd else f"; add `platform: {entry.platforms[0]}`"),
+                "entity",
+            )
 
 
 def _entities(c: _Collector, data: dict) -> None:
@@ -217,7 +283,12 @@ def _entities(c: _Collector, data: dict) -> None:
             count += 1
             name = ent.get("name")
             if device_name and isinstance(name, str) and name.lower().startswith(device_name.lower()):
-                c.warn((section, eid, "name"), f"entity names should not start with the device name '{device_name}': Home Assistant adds it already", "ha-lint")
+                c.warn(
+                    (section, eid, "name"),
+                    f"entity names should not start with the device name '{device_name}': "
+                    "Home Assistant adds it already",
+                    "ha-lint",
+                )
             suggested = ent.get("default_entity_id")
             if section == "sensors":
                 entry = PROBES.get(ent["probe"]) if ent.get("probe") else None
@@ -225,7 +296,11 @@ def _entities(c: _Collector, data: dict) -> None:
             else:
                 platform = ent.get("platform", "button")
             if suggested and suggested.split(".", 1)[0] != platform:
-                c.error((section, eid, "default_entity_id"), f"'{suggested}' must start with '{platform}.', the entity's platform", "ha-lint")
+                c.error(
+                    (section, eid, "default_entity_id"),
+                    f"'{suggested}' must start with '{platform}.', the entity's platform",
+                    "ha-lint",
+                )
     for sid, s in (data.get("sensors") or {}).items():
         entry = PROBES.get(s["probe"]) if s.get("probe") else None
         defaults = effective_defaults(entry, s)
@@ -235,15 +310,31 @@ def _entities(c: _Collector, data: dict) -> None:
         unit = s.get("unit", defaults.get("unit"))
         options = s.get("options", defaults.get("options"))
         if s.get("entity_category") == "config":
-            c.error(("sensors", sid, "entity_category"), "`config` is for writable entities; a sensor is `diagnostic` or nothing", "ha-lint")
+            c.error(
+                ("sensors", sid, "entity_category"),
+                "`config` is for writable entities; a sensor is `diagnostic` or nothing",
+                "ha-lint",
+            )
         returns_bool = (s.get("args") or {}).get("parse") == "bool"
-        if platform == "binary_sensor" and entry and defaults.get("platform", "sensor") != "binary_sensor" \
-                and not returns_bool:
-            c.warn(("sensors", sid, "platform"), f"probe '{entry.name}' returns a value, not on/off; use `expr:` for a binary sensor", "ha-lint")
+        if (
+            platform == "binary_sensor"
+            and entry
+            and defaults.get("platform", "sensor") != "binary_sensor"
+            and not returns_bool
+        ):
+            c.warn(
+                ("sensors", sid, "platform"),
+                f"probe '{entry.name}' returns a value, not on/off; use `expr:` for a binary sensor",
+                "ha-lint",
+            )
         if platform != "sensor":
             continue
         if state_class and (device_class in NON_NUMERIC_DEVICE_CLASSES or options):
-            c.error(("sensors", sid, "state_class"), f"state_class applies only to numeric sensors, not to device_class '{device_class}'", "ha-lint")
+            c.error(
+                ("sensors", sid, "state_class"),
+                f"state_class applies only to numeric sensors, not to device_class '{device_class}'",
+                "ha-lint",
+            )
         if device_class == "enum" and not options:
             c.error(("sensors", sid), "a sensor with device_class enum needs `options:`", "ha-lint")
         if options and device_class != "enum":
@@ -252,11 +343,26 @@ def _entities(c: _Collector, data: dict) -> None:
             c.error(("sensors", sid, "unit"), "an enum sensor has no unit", "ha-lint")
         allowed = UNITS_BY_DEVICE_CLASS.get(device_class or "")
         if allowed and unit and unit not in allowed:
-            path = ("sensors", sid, "unit") if "unit" in s else ("sensors", sid, "device_class") if "device_class" in s else ("sensors", sid)
-            c.warn(path, f"unit '{unit}' is not one Home Assistant accepts for device_class {device_class} ({', '.join(sorted(allowed))})", "ha-lint")
+            path = (
+                ("sensors", sid, "unit")
+                if "unit" in s
+                else ("sensors", sid, "device_class")
+                if "device_class" in s
+                else ("sensors", sid)
+            )
+            c.warn(
+                path,
+                f"unit '{unit}' is not one Home Assistant accepts for device_class {device_class} "
+                f"({', '.join(sorted(allowed))})",
+                "ha-lint",
+            )
     budget = count + len(data.get("rules") or {})
     if budget > ENTITY_BUDGET:
-        c.warn(("sensors",), f"{budget} entities on one device; Home Assistant stays usable up to about {ENTITY_BUDGET}", "ha-lint")
+        c.warn(
+            ("sensors",),
+            f"{budget} entities on one device; Home Assistant stays usable up to about {ENTITY_BUDGET}",
+            "ha-lint",
+        )
 
 
 def check(doc: Document) -> list[Diagnostic]:

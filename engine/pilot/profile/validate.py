@@ -11,32 +11,38 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from pilot.naming import did_you_mean
-from pilot.profile import loader
 from pilot.diagnostics import ERROR, Diagnostic
+from pilot.naming import did_you_mean
+from pilot.profile import loader, semantics
 from pilot.profile.loader import Document
-from pilot.registry import ACTIONS, PROBES, Registry
 from pilot.profile.schema import base_profile_schema, pack_schema
-from pilot.profile import semantics
+from pilot.registry import ACTIONS, PROBES, Registry
 
-_TYPE_WORDS = {"string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
-               "object": "a map (key: value)", "array": "a list", "null": "nothing (null)"}
+_TYPE_WORDS = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a map (key: value)",
+    "array": "a list",
+    "null": "nothing (null)",
+}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(kind: str) -> Draft202012Validator:
     schema = base_profile_schema() if kind == "profile" else pack_schema()
     return Draft202012Validator(schema)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _false_keys() -> frozenset[str]:
     """Keys that some context of the schema forbids with a `false` subschema."""
     found: set[str] = set()
@@ -89,15 +95,19 @@ def _explain(doc: Document, error: ValidationError, path: tuple, prefix: tuple) 
                 msg = "`object_id` is deprecated in Home Assistant; use `default_entity_id`"
             elif not known:
                 msg = f"unknown key '{key}': nothing is allowed here" + (
-                    "; this probe takes no arguments, remove `args`" if prefix and prefix[-1] == "args" else "")
+                    "; this probe takes no arguments, remove `args`" if prefix and prefix[-1] == "args" else ""
+                )
             else:
                 msg = f"unknown key '{key}'{did_you_mean(key, known)}; allowed here: {', '.join(sorted(known))}"
             out.append(doc.diag(path + (key,), msg, code="schema", key=True))
         return out
     if "propertyNames" in error.schema_path and isinstance(error.instance, str):
         bad = error.instance
-        return [doc.diag(path + (bad,), f"bad id '{bad}': " + (schema.get("x-error") or error.message),
-                         code="schema", key=True)]
+        return [
+            doc.diag(
+                path + (bad,), f"bad id '{bad}': " + (schema.get("x-error") or error.message), code="schema", key=True
+            )
+        ]
     if "x-error" in schema and error.validator not in ("type",):
         return [doc.diag(path, schema["x-error"], code="schema")]
     if error.validator is None:
@@ -116,7 +126,9 @@ def _explain(doc: Document, error: ValidationError, path: tuple, prefix: tuple) 
                 return [doc.diag(path + (key,), f"`{key}` does not apply to a {kind}", code="schema", key=True)]
         return [doc.diag(path, "this value is not allowed here", code="schema")]
     if error.validator == "required":
-        missing = [name for name in error.validator_value if not isinstance(error.instance, dict) or name not in error.instance]
+        missing = [
+            name for name in error.validator_value if not isinstance(error.instance, dict) or name not in error.instance
+        ]
         return [doc.diag(path, f"missing required key '{name}'", code="schema") for name in missing]
     if error.validator == "type":
         want = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
@@ -130,13 +142,25 @@ def _explain(doc: Document, error: ValidationError, path: tuple, prefix: tuple) 
         return [doc.diag(path, f"expected {wanted}, got {_TYPE_WORDS.get(got, got)}{shown}", code="schema")]
     if error.validator == "enum":
         choices = [str(c) for c in error.validator_value]
-        return [doc.diag(path, f"'{error.instance}' is not one of: {', '.join(choices)}{did_you_mean(str(error.instance), choices)}", code="schema")]
+        return [
+            doc.diag(
+                path,
+                f"'{error.instance}' is not one of: {', '.join(choices)}{did_you_mean(str(error.instance), choices)}",
+                code="schema",
+            )
+        ]
     if error.validator == "const":
         return [doc.diag(path, f"must be {error.validator_value!r}", code="schema")]
     if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        words = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
-                 "exclusiveMaximum": "less than"}[error.validator]
-        return [doc.diag(path, f"{error.instance} is out of range: must be {words} {error.validator_value}", code="schema")]
+        words = {
+            "minimum": "at least",
+            "maximum": "at most",
+            "exclusiveMinimum": "more than",
+            "exclusiveMaximum": "less than",
+        }[error.validator]
+        return [
+            doc.diag(path, f"{error.instance} is out of range: must be {words} {error.validator_value}", code="schema")
+        ]
     if error.validator == "uniqueItems":
         return [doc.diag(path, "the list holds the same item twice", code="schema")]
     if error.validator in ("minItems", "minLength"):
@@ -226,8 +250,9 @@ def is_pack_manifest(path: Path) -> bool:
     return path.name in ("pack.yaml", "pack.yml")
 
 
-def validate_file(path: str | os.PathLike[str], cache: loader.BaseCache | None = None
-                  ) -> tuple[Document | None, list[Diagnostic]]:
+def validate_file(
+    path: str | os.PathLike[str], cache: loader.BaseCache | None = None
+) -> tuple[Document | None, list[Diagnostic]]:
     path = Path(path)
     if is_pack_manifest(path):
         doc, diags = loader.load_file(path)
@@ -235,7 +260,9 @@ def validate_file(path: str | os.PathLike[str], cache: loader.BaseCache | None =
             return None, diags
         diags += schema_stage(doc, kind="pack")
         if doc.data and isinstance(doc.data, dict) and doc.data.get("name") not in (None, path.parent.name):
-            diags.append(doc.diag(("name",), f"the pack's name must equal its folder name '{path.parent.name}'", code="pack"))
+            diags.append(
+                doc.diag(("name",), f"the pack's name must equal its folder name '{path.parent.name}'", code="pack")
+            )
         default = doc.data.get("default") if isinstance(doc.data, dict) else None
         if isinstance(default, str) and not (path.parent / f"{default}.yaml").is_file():
             diags.append(doc.diag(("default",), f"no profile '{default}.yaml' in this pack", code="pack"))
@@ -249,8 +276,7 @@ def validate_file(path: str | os.PathLike[str], cache: loader.BaseCache | None =
 def profile_files(target: Path) -> list[Path]:
     if target.is_dir():
         # dangling or looping links are kept: reading them reports why they cannot be read
-        return sorted(p for p in target.rglob("*") if p.suffix in (".yaml", ".yml")
-                      and (p.is_file() or p.is_symlink()))
+        return sorted(p for p in target.rglob("*") if p.suffix in (".yaml", ".yml") and (p.is_file() or p.is_symlink()))
     return [target]
 
 

@@ -18,9 +18,10 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pilot import environment
 
@@ -39,8 +40,13 @@ WATCHDOG_SEC = 60
 ADDRESS_FAMILIES = "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
 
 # ProtectHome= and PrivateTmp= hide these from the system service: nothing it runs or reads may live there.
-HIDDEN_FROM_SYSTEM = {"/home/": "ProtectHome=true", "/root/": "ProtectHome=true", "/run/user/": "ProtectHome=true",
-                      "/tmp/": "PrivateTmp=true", "/var/tmp/": "PrivateTmp=true"}
+HIDDEN_FROM_SYSTEM = {
+    "/home/": "ProtectHome=true",
+    "/root/": "ProtectHome=true",
+    "/run/user/": "ProtectHome=true",
+    "/tmp/": "PrivateTmp=true",
+    "/var/tmp/": "PrivateTmp=true",
+}
 
 
 class InstallError(Exception):
@@ -148,9 +154,17 @@ def pilot_command(override: str | None = None) -> tuple[list[str], dict[str, str
 
     argv = [sys.executable, "-m", "pilot"]
     package_parent = str(Path(pilot.__file__).resolve().parent.parent)
-    probe = subprocess.run([sys.executable, "-c", "import pilot, os; print(os.path.dirname(os.path.dirname("
-                            "os.path.realpath(pilot.__file__))))"], capture_output=True, text=True,
-                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, cwd="/")
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pilot, os; print(os.path.dirname(os.path.dirname(os.path.realpath(pilot.__file__))))",
+        ],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        cwd="/",
+    )
     if probe.returncode != 0 or probe.stdout.strip() != package_parent:
         return argv, {"PYTHONPATH": package_parent}  # a source checkout: the interpreter alone cannot find it
     return argv, {}
@@ -212,7 +226,7 @@ def read_write_paths(patterns: list[str], sysfs_root: Path | None = None) -> lis
             out.append(parent)
         if not pattern.startswith("/sys/"):
             continue
-        for match in sorted(glob.glob(os.path.join(str(sysfs_root), pattern[len("/sys/"):]))):
+        for match in sorted(glob.glob(os.path.join(str(sysfs_root), pattern[len("/sys/") :]))):
             real = os.path.dirname(os.path.realpath(match))
             if not real.startswith(real_root + "/"):
                 continue
@@ -236,9 +250,12 @@ def tmpfiles_conf(plan: Any, user: str) -> str | None:
     lines = tmpfiles_lines(plan, user)
     if not lines:
         return None
-    return (f"# {TMPFILES}: written by `pilot service install` for profile {plan.profile}\n"
-            f"# group write on exactly the sysfs files its commands write; applied at boot and by install\n"
-            + "\n".join(lines) + "\n")
+    return (
+        f"# {TMPFILES}: written by `pilot service install` for profile {plan.profile}\n"
+        f"# group write on exactly the sysfs files its commands write; applied at boot and by install\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 # ------------------------------------------------------------------ the profile and what it extends
@@ -262,9 +279,11 @@ def profile_copies(doc: Any, profile: Path, config_dir: str = CONFIG_DIR) -> lis
         if real.is_relative_to(home):
             out.append((real, f"{config_dir}/{real.relative_to(home).as_posix()}"))
             continue
-        raise InstallError(f"{profile} extends {real}, which is neither a shipped pack nor in the profile's folder "
-                           f"({home}); install copies the profile and what it extends to {config_dir}/, so move "
-                           f"{real.name} beside the profile (or into a folder below it) and extend it from there")
+        raise InstallError(
+            f"{profile} extends {real}, which is neither a shipped pack nor in the profile's folder "
+            f"({home}); install copies the profile and what it extends to {config_dir}/, so move "
+            f"{real.name} beside the profile (or into a folder below it) and extend it from there"
+        )
     _check_copies_compose_alike(doc, out, config_dir)
     return out
 
@@ -287,16 +306,21 @@ def _check_copies_compose_alike(doc: Any, copies: list[tuple[Path, str]], config
     expected = {os.path.realpath(s) for s in doc.sources}
     if found != expected:
         differ = ", ".join(sorted(found ^ expected)) or "(nothing)"
-        raise InstallError(f"copied to {config_dir}/, the profile would extend different files ({differ}); "
-                           "extend shipped packs by name (`base/linux`, `pack:NAME/PROFILE`) and your own files "
-                           "by a path relative to the profile")
+        raise InstallError(
+            f"copied to {config_dir}/, the profile would extend different files ({differ}); "
+            "extend shipped packs by name (`base/linux`, `pack:NAME/PROFILE`) and your own files "
+            "by a path relative to the profile"
+        )
 
 
 def _referenced_files(plan: Any) -> list[tuple[str, str]]:
     out = [("mqtt.password_file", plan.mqtt.password_file), ("policies.hmac.keyring", plan.policy.keyring)]
     if plan.mqtt.tls is not None:
-        out += [("mqtt.tls.ca_file", plan.mqtt.tls.ca_file), ("mqtt.tls.cert_file", plan.mqtt.tls.cert_file),
-                ("mqtt.tls.key_file", plan.mqtt.tls.key_file)]
+        out += [
+            ("mqtt.tls.ca_file", plan.mqtt.tls.ca_file),
+            ("mqtt.tls.cert_file", plan.mqtt.tls.cert_file),
+            ("mqtt.tls.key_file", plan.mqtt.tls.key_file),
+        ]
     return [(k, v) for k, v in out if v]
 
 
@@ -317,8 +341,16 @@ def _hidden(path: str) -> str | None:
 # ------------------------------------------------------------------ units
 
 
-def render_system_unit(exec_argv: list[str], profile: str, user: str, *, rw_paths: Sequence[str] = (),
-                       env: dict[str, str] | None = None, source: str = "", home: str = "true") -> str:
+def render_system_unit(
+    exec_argv: list[str],
+    profile: str,
+    user: str,
+    *,
+    rw_paths: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    source: str = "",
+    home: str = "true",
+) -> str:
     start = " ".join(systemd_quote(a) for a in [*exec_argv, "run", profile, "--state-dir", STATE_DIR])
     lines = [
         f"# {SYSTEM_UNIT}: written by `pilot service install`{f' from {source}' if source else ''}.",
@@ -349,8 +381,10 @@ def render_system_unit(exec_argv: list[str], profile: str, user: str, *, rw_path
         "ProtectHostname=true",
     ]
     if rw_paths:
-        lines += ["# the sysfs files this profile's commands write (systemd takes no globs: their folders)",
-                  "ReadWritePaths=" + " ".join(rw_paths)]
+        lines += [
+            "# the sysfs files this profile's commands write (systemd takes no globs: their folders)",
+            "ReadWritePaths=" + " ".join(rw_paths),
+        ]
     lines += [
         f"RestrictAddressFamilies={ADDRESS_FAMILIES}",
         "RestrictNamespaces=true",
@@ -365,26 +399,27 @@ def render_system_unit(exec_argv: list[str], profile: str, user: str, *, rw_path
     return "\n".join(lines)
 
 
-def render_user_unit(exec_argv: list[str], profile: str, *, env: dict[str, str] | None = None,
-                     path: str = "") -> str:
+def render_user_unit(exec_argv: list[str], profile: str, *, env: dict[str, str] | None = None, path: str = "") -> str:
     start = " ".join(systemd_quote(a) for a in [*exec_argv, "run", profile])
-    return "\n".join([
-        f"# {path or '~/.config/systemd/user/pilot.service'}: written by `pilot service install --user`.",
-        "# Reinstall to regenerate it; keep local changes in a drop-in (`systemctl --user edit pilot`).",
-        "[Unit]",
-        "Description=Pilot: this computer as a Home Assistant device over MQTT (user service)",
-        "",
-        "[Service]",
-        *_service_core(start, env),
-        "# User managers cannot set up mount namespaces without user namespaces: only what works unprivileged.",
-        "NoNewPrivileges=true",
-        f"RestrictAddressFamilies={ADDRESS_FAMILIES}",
-        "LockPersonality=true",
-        "",
-        "[Install]",
-        "WantedBy=default.target",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# {path or '~/.config/systemd/user/pilot.service'}: written by `pilot service install --user`.",
+            "# Reinstall to regenerate it; keep local changes in a drop-in (`systemctl --user edit pilot`).",
+            "[Unit]",
+            "Description=Pilot: this computer as a Home Assistant device over MQTT (user service)",
+            "",
+            "[Service]",
+            *_service_core(start, env),
+            "# User managers cannot set up mount namespaces without user namespaces: only what works unprivileged.",
+            "NoNewPrivileges=true",
+            f"RestrictAddressFamilies={ADDRESS_FAMILIES}",
+            "LockPersonality=true",
+            "",
+            "[Install]",
+            "WantedBy=default.target",
+            "",
+        ]
+    )
 
 
 def user_unit_path(home: str | None = None) -> str:
@@ -403,26 +438,41 @@ def load_profile(profile: str) -> tuple[Any, Plan | None, list[Diagnostic]]:
     return doc, result.plan, list(result.diagnostics)
 
 
-def plan_install(profile: str, doc: Any, plan: Plan, *, system: bool, exec_override: str | None = None,
-                 sysfs_root: Path | None = None, exists: Callable[[str], bool] | None = None) -> Changes:
+def plan_install(
+    profile: str,
+    doc: Any,
+    plan: Plan,
+    *,
+    system: bool,
+    exec_override: str | None = None,
+    sysfs_root: Path | None = None,
+    exists: Callable[[str], bool] | None = None,
+) -> Changes:
     exists = exists or user_exists
     exec_argv, env = pilot_command(exec_override)
     allow_root = plan.service.allow_root
     if not system:
         changes = Changes("user")
         path = user_unit_path()
-        changes.files.append(FileChange(path, render_user_unit(exec_argv, str(Path(profile).resolve()), env=env,
-                                                               path=path)))
-        changes.commands += [Command(("systemctl", "--user", "daemon-reload")),
-                             Command(("systemctl", "--user", "enable", "--now", SERVICE))]
+        changes.files.append(
+            FileChange(path, render_user_unit(exec_argv, str(Path(profile).resolve()), env=env, path=path))
+        )
+        changes.commands += [
+            Command(("systemctl", "--user", "daemon-reload")),
+            Command(("systemctl", "--user", "enable", "--now", SERVICE)),
+        ]
         if is_root() and not allow_root:
-            changes.blockers.append("a user service of root would run Pilot as root, which `pilot run` refuses "
-                                    "without `service: {allow_root: true}`; install the system service instead")
+            changes.blockers.append(
+                "a user service of root would run Pilot as root, which `pilot run` refuses "
+                "without `service: {allow_root: true}`; install the system service instead"
+            )
         from pilot.service.privileges import needed
 
         if needed(plan):
-            changes.notes.append("the profile's commands need privileges a user service does not grant itself; "
-                                 "`pilot privileges PROFILE --user $USER` prints the polkit rule")
+            changes.notes.append(
+                "the profile's commands need privileges a user service does not grant itself; "
+                "`pilot privileges PROFILE --user $USER` prints the polkit rule"
+            )
         changes.notes.append("a user service stops when you log out, unless `loginctl enable-linger $USER`")
         return changes
 
@@ -431,32 +481,53 @@ def plan_install(profile: str, doc: Any, plan: Plan, *, system: bool, exec_overr
     copies = profile_copies(doc, Path(profile))
     installed_profile = copies[0][1]
     if user == "root" and not allow_root:
-        changes.blockers.append("`service.user` is root but `service.allow_root` is not true: `pilot run` would "
-                                "refuse to start")
+        changes.blockers.append(
+            "`service.user` is root but `service.allow_root` is not true: `pilot run` would refuse to start"
+        )
     if user != "root" and not exists(user):
-        changes.commands_before.append(Command(
-            ("useradd", "--system", "--user-group", "--home-dir", STATE_DIR, "--shell", "/usr/sbin/nologin", user),
-            note=f"the service user {user} does not exist yet"))
+        changes.commands_before.append(
+            Command(
+                ("useradd", "--system", "--user-group", "--home-dir", STATE_DIR, "--shell", "/usr/sbin/nologin", user),
+                note=f"the service user {user} does not exist yet",
+            )
+        )
     runs_from = [("the pilot command", exec_argv[0])]
     if "PYTHONPATH" in env:
         runs_from.append(("Pilot's package folder", env["PYTHONPATH"]))
     for what, path in runs_from:
         why = _hidden(path)
         if why:
-            changes.blockers.append(f"{what} {path} is hidden from the service by {why}; install Pilot where "
-                                    f"the service can run it (for example `pipx install --global`, or a venv under "
-                                    f"/opt) or pass --exec PATH")
+            changes.blockers.append(
+                f"{what} {path} is hidden from the service by {why}; install Pilot where "
+                f"the service can run it (for example `pipx install --global`, or a venv under "
+                f"/opt) or pass --exec PATH"
+            )
     for key, path in _referenced_files(plan):
         if not os.path.isabs(path):
-            changes.warnings.append(f"{key} {path!r} is relative: the service runs in /, so it is read as /{path}; "
-                                    f"give an absolute path (for example under {CONFIG_DIR}/)")
+            changes.warnings.append(
+                f"{key} {path!r} is relative: the service runs in /, so it is read as /{path}; "
+                f"give an absolute path (for example under {CONFIG_DIR}/)"
+            )
         elif _hidden(path):
-            changes.warnings.append(f"{key} {path} is hidden from the service by {_hidden(path)}; move it under "
-                                    f"{CONFIG_DIR}/ (readable by {user})")
+            changes.warnings.append(
+                f"{key} {path} is hidden from the service by {_hidden(path)}; move it under "
+                f"{CONFIG_DIR}/ (readable by {user})"
+            )
     rw = read_write_paths(sysfs_writes(plan), sysfs_root)
-    changes.files.append(FileChange(SYSTEM_UNIT, render_system_unit(exec_argv, installed_profile, user, rw_paths=rw,
-                                                                    env=env, source=str(Path(profile).resolve()),
-                                                                    home=protect_home(plan))))
+    changes.files.append(
+        FileChange(
+            SYSTEM_UNIT,
+            render_system_unit(
+                exec_argv,
+                installed_profile,
+                user,
+                rw_paths=rw,
+                env=env,
+                source=str(Path(profile).resolve()),
+                home=protect_home(plan),
+            ),
+        )
+    )
     for source, dest in copies:
         changes.files.append(FileChange(dest, source.read_text(encoding="utf-8"), source=str(source)))
     rule = polkit_rule(plan, user) if user != "root" else None
@@ -465,10 +536,13 @@ def plan_install(profile: str, doc: Any, plan: Plan, *, system: bool, exec_overr
     tmpfiles = tmpfiles_conf(plan, user) if user != "root" else None
     if tmpfiles:
         changes.files.append(FileChange(TMPFILES, tmpfiles))
-        changes.commands.append(Command(("systemd-tmpfiles", "--create", TMPFILES),
-                                        note="group write on the sysfs files now, not only after the next boot"))
-    changes.commands += [Command(("systemctl", "daemon-reload")),
-                         Command(("systemctl", "enable", "--now", SERVICE))]
+        changes.commands.append(
+            Command(
+                ("systemd-tmpfiles", "--create", TMPFILES),
+                note="group write on the sysfs files now, not only after the next boot",
+            )
+        )
+    changes.commands += [Command(("systemctl", "daemon-reload")), Command(("systemctl", "enable", "--now", SERVICE))]
     return changes
 
 
@@ -501,11 +575,15 @@ def rooted(root: Path | None, path: str) -> Path:
 
 def render_changes(changes: Changes, root: Path | None = None) -> str:
     """Every command and file, in the order install / uninstall would run and write them."""
+
     def commands(title: str, items: list[Command]) -> list[str]:
         if not items:
             return []
-        return [f"==> {title} <=="] + [f"$ {shlex.join(c.argv)}" + (f"    # {c.note}" if c.note else "")
-                                       for c in items] + [""]
+        return (
+            [f"==> {title} <=="]
+            + [f"$ {shlex.join(c.argv)}" + (f"    # {c.note}" if c.note else "") for c in items]
+            + [""]
+        )
 
     out = commands("run first", changes.commands_before)
     for change in changes.files:
@@ -516,8 +594,9 @@ def render_changes(changes: Changes, root: Path | None = None) -> str:
     after = list(changes.commands)
     if any(c.argv[-3:] == ("enable", "--now", SERVICE) for c in after):
         user = ("--user",) if changes.mode == "user" else ()
-        after.append(Command(("systemctl", *user, "restart", SERVICE),
-                             note="only if it was running before: apply the new files"))
+        after.append(
+            Command(("systemctl", *user, "restart", SERVICE), note="only if it was running before: apply the new files")
+        )
     out += commands("run", after)
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -535,9 +614,16 @@ def _write(path: Path, content: str, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def apply(changes: Changes, runner: Runner, *, root: Path | None = None, run_commands: bool = True,
-          say: Callable[[str], None] = print) -> int:
+def apply(
+    changes: Changes,
+    runner: Runner,
+    *,
+    root: Path | None = None,
+    run_commands: bool = True,
+    say: Callable[[str], None] = print,
+) -> int:
     """Write the files and run the commands; 0 when everything succeeded."""
+
     def run(command: Command) -> bool:
         if not run_commands:
             say(f"not run (--root): {shlex.join(command.argv)}")
@@ -601,8 +687,10 @@ def state_summary(state_dir: Path) -> str:
     try:
         cached = json.loads((state_dir / "plan-cache.json").read_text(encoding="utf-8"))
         plan = cached["result"]["plan"]
-        head = (f"Pilot state in {state_dir}: profile {cached['profile']} (Pilot {cached['version']}), "
-                f"device {plan['device']['id']}, availability topic {plan['topics']['availability']}")
+        head = (
+            f"Pilot state in {state_dir}: profile {cached['profile']} (Pilot {cached['version']}), "
+            f"device {plan['device']['id']}, availability topic {plan['topics']['availability']}"
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return f"Pilot state in {state_dir}: nothing readable (not started yet, or no permission)"
     try:

@@ -30,7 +30,8 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 SERVICE_NAME = "Pilot"
 DISPLAY_NAME = "Pilot (Home Assistant agent)"
@@ -80,8 +81,15 @@ def install_commands(python_exe: str, profile: str, environ: dict[str, str] | No
         sc_create_argv(bin_path),
         ["sc.exe", "description", SERVICE_NAME, DESCRIPTION],
         # restart after 5 s on the first three failures in a day; failureflag counts a non-zero exit as one
-        ["sc.exe", "failure", SERVICE_NAME, "reset=", "86400", "actions=",
-         f"restart/{delay}/restart/{delay}/restart/{delay}"],
+        [
+            "sc.exe",
+            "failure",
+            SERVICE_NAME,
+            "reset=",
+            "86400",
+            "actions=",
+            f"restart/{delay}/restart/{delay}/restart/{delay}",
+        ],
         ["sc.exe", "failureflag", SERVICE_NAME, "1"],
         ["sc.exe", "start", SERVICE_NAME],
     ]
@@ -104,8 +112,9 @@ def parse_run_args(argv: Sequence[str]) -> argparse.Namespace:
     try:
         return parser.parse_args(list(argv))
     except SystemExit:
-        raise SystemExit(f"pilot.service.windows: expected `run PROFILE --state-dir DIR`, got {' '.join(argv)!r}") \
-            from None
+        raise SystemExit(
+            f"pilot.service.windows: expected `run PROFILE --state-dir DIR`, got {' '.join(argv)!r}"
+        ) from None
 
 
 def run_profile(args: argparse.Namespace, stop: threading.Event) -> int:
@@ -125,8 +134,9 @@ def run_profile(args: argparse.Namespace, stop: threading.Event) -> int:
         logging.getLogger("pilot").error("cannot compile %s: %s", args.profile, exc)
         return 1
     if result.plan is None:
-        logging.getLogger("pilot").error("%s is not valid; nothing started:\n%s", args.profile,
-                                         "\n".join(d.text() for d in result.diagnostics))
+        logging.getLogger("pilot").error(
+            "%s is not valid; nothing started:\n%s", args.profile, "\n".join(d.text() for d in result.diagnostics)
+        )
         return 1
     options = options_from_env(os.environ, state_dir=state)
     return run_agent(result.plan, options, stop, recompile=lambda: compile_profile(args.profile, cache_dir=state))
@@ -176,8 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the service's command line (`python -m pilot.service.windows run PROFILE ...`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "run":
-        print("usage: python -m pilot.service.windows run PROFILE --state-dir DIR   (started by the service control "
-              "manager; install with `pilot service install PROFILE`)", file=sys.stderr)
+        print(
+            "usage: python -m pilot.service.windows run PROFILE --state-dir DIR   (started by the service control "
+            "manager; install with `pilot service install PROFILE`)",
+            file=sys.stderr,
+        )
         return 2
     parse_run_args(argv)  # fail early, in the event log's terms, on a broken command line
     _RUN_ARGV[:] = argv
@@ -199,8 +212,11 @@ def _run_all(commands: list[list[str]], stop_on_error: bool = True) -> int:
     for argv in commands:
         result = runner.run(argv)
         if result.returncode != 0:
-            print(f"pilot: {'error' if stop_on_error else 'warning'}: `{command_line(argv)}` failed: "
-                  f"{result.output.strip()}", file=sys.stderr)
+            print(
+                f"pilot: {'error' if stop_on_error else 'warning'}: `{command_line(argv)}` failed: "
+                f"{result.output.strip()}",
+                file=sys.stderr,
+            )
             if stop_on_error:
                 return 1
     return 0
