@@ -170,6 +170,22 @@ def _tabs(file: str, text: str) -> list[Diagnostic]:
     return diags
 
 
+# Line breaks to YAML that editors do not show as such: positions would disagree with what the user
+# sees, and text could hide on a line that looks like a comment.
+HIDDEN_BREAKS = {"\x85": "NEL (U+0085)", "\u2028": "LINE SEPARATOR (U+2028)", "\u2029": "PARAGRAPH SEPARATOR (U+2029)"}
+
+
+def _hidden_breaks(file: str, text: str) -> list[Diagnostic]:
+    diags = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        for col, char in enumerate(line, start=1):
+            if char in HIDDEN_BREAKS:
+                message = f"{HIDDEN_BREAKS[char]} is a line break to YAML but not to most editors; remove it"
+                diags.append(Diagnostic(file, number, col, ERROR, "", message, "encoding"))
+                break
+    return diags
+
+
 def _flow_depth(file: str, text: str) -> list[Diagnostic]:
     """Deep `[[[[...` costs ruamel's scanner quadratic time; count flow brackets first, in O(n)."""
     depth = 0
@@ -448,7 +464,7 @@ def load_text(file: str, raw: bytes) -> tuple[Document | None, list[Diagnostic]]
     text, diags = _decode(file, raw)
     if text is None:
         return None, diags
-    diags = _tabs(file, text) or _flow_depth(file, text)
+    diags = _tabs(file, text) or _hidden_breaks(file, text) or _flow_depth(file, text)
     if diags:
         return None, diags
     try:
