@@ -191,12 +191,22 @@ def wait_discovery(agent: Agent, watcher: Watcher) -> float | None:
     return None
 
 
-def pilot_agent(profile: Path, port: int, state_dir: Path, work: Path, device_id: str, *extra: str) -> Agent:
+def pilot_agent(profile: Path | None, port: int, state_dir: Path, work: Path, device_id: str, *extra: str,
+                name: str = "pilot") -> Agent:
+    """`pilot run PROFILE`; with profile None, `pilot run` with no profile (it picks the matching pack)."""
     # benchmarks run as root in CI: pilot_env() sets PILOT_ALLOW_ROOT=1, or the agent would refuse root
     argv, env = pilot_argv(profile, port, state_dir, *extra), pilot_env()
-    return Agent("pilot", argv, owns=lambda t: t.startswith((f"pilot/{device_id}/", f"homeassistant/device/{device_id}/")),
+    return Agent(name, argv, owns=lambda t: t.startswith((f"pilot/{device_id}/", f"homeassistant/device/{device_id}/")),
                  is_discovery=lambda t: t == f"homeassistant/device/{device_id}/config",
-                 log=work / f"pilot{'-once' if extra else ''}.log", env=env)
+                 log=work / f"{name}{'-once' if '--once' in extra else ''}.log", env=env)
+
+
+def this_device_id() -> str:
+    """The device id a profile without `device.id` gets here (a shipped pack's, for pilot-auto)."""
+    sys.path.insert(0, str(REPO / "engine"))
+    from pilot.facts import device_id
+
+    return device_id()
 
 
 def floor_agent(port: int, work: Path) -> Agent:
@@ -375,6 +385,9 @@ def compare(args: argparse.Namespace, work: Path) -> dict:
         cold = measure_cold_pilot(broker.port, watcher, work, PILOT_PROFILE, "benchpilot", state)
         agents = [pilot_agent(PILOT_PROFILE, broker.port, state, work, "benchpilot")]
         agents[0].figures.update(cold)
+        if not args.no_auto:  # the matching pack, picked by the compile child: the agent's RSS must not change
+            agents.append(pilot_agent(None, broker.port, work / "auto-state", work, this_device_id(), "--dry-run",
+                                      name="pilot-auto"))
         if exe:
             agents.append(lnxlink_agent(exe, broker.port, work))
         agents.append(floor_agent(broker.port, work))
@@ -419,8 +432,12 @@ def ready(watcher: Watcher) -> None:
 
 def targets(figures: dict[str, dict]) -> list[dict]:
     """The issue's ratios: (what, Pilot's value / the other's, the limit)."""
-    pilot, lnx, floor = (figures.get(n, {}) for n in ("pilot", "lnxlink", "floor"))
+    pilot, lnx, floor, auto = (figures.get(n, {}) for n in ("pilot", "lnxlink", "floor", "pilot-auto"))
     rows = []
+    if auto.get("rss_mb") is not None and pilot.get("rss_mb") is not None:
+        gap = auto["rss_mb"] - pilot["rss_mb"]
+        rows.append({"target": "RSS no profile - RSS explicit profile (MiB)", "ratio": gap, "limit": 0.5,
+                     "meets": gap <= 0.5})
     for label, mine, other, limit in (
             ("Pilot RSS / LNXlink RSS", pilot.get("rss_mb"), lnx.get("rss_mb"), 0.9),
             ("Pilot RSS / floor RSS", pilot.get("rss_mb"), floor.get("rss_mb"), 1.15),
@@ -574,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady", type=float, default=300.0, help="steady-state window in seconds (default 300)")
     parser.add_argument("--json", action="store_true", help="print machine-readable results")
     parser.add_argument("--no-lnxlink", action="store_true", help="measure Pilot and the floor only")
+    parser.add_argument("--no-auto", action="store_true", help="skip `pilot run` with no profile (the picked pack)")
     parser.add_argument("--lnxlink-venv", metavar="DIR", help="reuse (or create and keep) LNXlink's venv here")
     parser.add_argument("--stress", action="store_true", help="one Pilot with 1000 sensors at 1 s")
     parser.add_argument("--stress-window", type=float, default=60.0, help="stress: measured seconds (default 60)")
