@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pilot import __version__
 from pilot.actions._base import RecordingSystem, System, system_from_env
 from pilot.agent import ha
-from pilot.agent.health import Health
+from pilot.agent.health import MAX_REPORT_BYTES, Health
 from pilot.agent.health import encode as encode_health
 from pilot.agent.health import entities as health_entities
 from pilot.agent.mqtt import Session, Will
@@ -46,6 +46,8 @@ log = logging.getLogger("pilot.agent")
 HA_DEBOUNCE = 10.0  # at most one re-announcement burst per this many seconds
 HA_DELAY = (1.0, 4.0)  # random delay after Home Assistant's birth message
 HEALTH_EVERY = 30.0  # seconds between health reports
+MAX_COMMAND_ID = 64  # the profile schema's longest id; a longer one on a command topic is dropped unread
+MAX_STATUS_BYTES = 16  # Home Assistant's birth message is `online`
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Agent:
             on_connected=self._on_connected,
             on_message=self._on_message,
             birth=False,
+            max_inbound=max(plan.policy.max_payload, MAX_REPORT_BYTES),
             subscriptions=[
                 (f"{plan.mqtt.discovery_prefix}/status", 1),
                 (f"{plan.topics.base}/cmd/+/set", 1),
@@ -179,8 +182,10 @@ class Agent:
         with self._lock:
             old = self.parts
             new = self._build(plan, guards=old.commands.guards if old.commands else None)
-            self._stop_parts(old, retire=True)
+            # swap first: a message read from here on reaches the new parts; one that already holds
+            # the old command service is answered `busy` by it (retired), never dropped
             self.parts = new
+            self._stop_parts(old, retire=True)
             self._start_parts()
         log.info("reloaded profile %s (hash %s)", plan.profile, plan.profile_hash)
         if self.session.connected:
@@ -282,24 +287,29 @@ class Agent:
         self.session.publish_telemetry(self.plan.topics.health, encode_health(self.health_report()), retain=True)
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        """Every inbound message, on paho's thread. Each topic has its own size cap, checked before
+        anything parses the payload, and a strict shape; what fails is counted in the health report,
+        and nothing from the message is logged (see docs/security.md, "Inbound messages")."""
+        prefix = self.parts.command_prefix
         if topic == self.plan.topics.health:
-            try:
-                report = json.loads(payload)
-                # a report written after we started, by another instance: two agents share this id
-                # (our own previous instance's retained report predates our start)
-                if report.get("ts", 0) > self.health.started_wall:
-                    self.health.saw_instance(report.get("instance"))
-            except (ValueError, AttributeError, TypeError):
-                pass
-        elif topic == f"{self.parts.command_prefix}_reload/set":
-            if self.reload_handler is not None and not retained:
-                self.reload_handler(payload)  # quick checks; the reload itself runs on its own worker
-        elif topic.startswith(self.parts.command_prefix):
+            self.health.on_report(payload, retained)
+        elif topic == f"{prefix}_reload/set":
+            if retained or self.reload_handler is None:
+                self.health.inbound_dropped += retained
+                return
+            self.reload_handler(payload)  # size first, then quick checks; the reload runs on its own worker
+        elif topic.startswith(prefix):
+            if len(topic) > len(prefix) + MAX_COMMAND_ID + len("/set"):
+                self.health.inbound_dropped += 1  # no command id is that long: not worth an answer
+                return
             commands = self.parts.commands
             if commands is not None:
-                commands.handle(topic, payload, retained)
-        elif topic == f"{self.plan.mqtt.discovery_prefix}/status" and payload.strip() == b"online":
-            self._schedule_announce()
+                commands.handle(topic, payload, retained)  # its size check comes before any parsing
+        elif topic == f"{self.plan.mqtt.discovery_prefix}/status":
+            if len(payload) > MAX_STATUS_BYTES:
+                self.health.inbound_dropped += 1
+            elif payload.strip() == b"online":
+                self._schedule_announce()
 
     def _schedule_announce(self) -> None:
         """After Home Assistant's birth: a random few seconds, and never twice within HA_DEBOUNCE."""
