@@ -31,6 +31,9 @@ BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 10.0
 INFLIGHT_LIMIT = 200  # telemetry messages handed to paho but not yet written/acknowledged
 RESULTS_LIMIT = 10_000
+ERROR_TEXT_MAX = 300  # a broker error's text as kept and logged (it may come from the peer)
+ERRORS_REMEMBERED = 32  # distinct errors logged once per connection attempt series
+PACKET_HEADROOM = 64 * 1024  # the topic (at most 64 KiB) and MQTT 5 properties around a payload
 
 
 @dataclass
@@ -108,6 +111,7 @@ class Session:
     subscriptions: list[tuple[str, int]] = field(default_factory=list)
     stats: SessionStats = field(default_factory=SessionStats)
     birth: bool = True  # publish `online` on connect; the agent turns this off and announces itself
+    max_inbound: int = 0  # MQTT 5: the largest payload we accept; the broker drops larger ones for us
 
     def __post_init__(self) -> None:
         protocol = paho.MQTTv5 if self.settings.protocol == "5" else paho.MQTTv311
@@ -244,19 +248,34 @@ class Session:
 
     # ----------------------------------------------------------- lifecycle
     def _note_error(self, message: str) -> None:
+        if len(message) > ERROR_TEXT_MAX:  # TLS and refusal texts can come from the peer
+            message = f"{message[:ERROR_TEXT_MAX]}… ({len(message)} chars)"
         self.stats.last_error = message
-        if message not in self._errors_seen:
+        if message not in self._errors_seen and len(self._errors_seen) < ERRORS_REMEMBERED:
             self._errors_seen.add(message)
             log.warning(
                 "MQTT broker %s:%d: %s; retrying with backoff up to %.0f s", self.host, self.port, message, BACKOFF_CAP
             )
+
+    def _connect_extra(self) -> dict:
+        """MQTT 5 lets a client announce the largest packet it accepts (Maximum Packet Size); the broker
+        then never sends a larger one, so an oversized message costs this process nothing at all.
+        MQTT 3.1.1 has no such field: there, only the broker's own `message_size_limit` bounds it."""
+        if self.settings.protocol != "5" or self.max_inbound <= 0:
+            return {}
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.CONNECT)
+        props.MaximumPacketSize = self.max_inbound + PACKET_HEADROOM
+        return {"properties": props}
 
     def _run(self) -> None:
         delays = backoff_delays()
         while not self._stop.is_set():
             attempt = time.monotonic()
             try:
-                self._client.connect(self.host, self.port, keepalive=self.settings.keepalive)
+                self._client.connect(self.host, self.port, keepalive=self.settings.keepalive, **self._connect_extra())
             except Exception as exc:  # every failure mode of connect means: wait and retry
                 self._note_error(describe_failure(exc))
                 self._stop.wait(next(delays))
