@@ -15,6 +15,7 @@ import re
 from pathlib import PureWindowsPath
 from typing import Any
 
+from pilot import patterns
 from pilot.actions._base import ActionContext, ActionError, Call
 from pilot.actions._common import ENV_NAME, exec_call, value_text
 from pilot.params import params, prop
@@ -63,9 +64,12 @@ _PARAMS = params(
         ),
         "value_pattern": prop(
             "string",
-            "Regular expression the whole value must match before it is put into argv.",
+            "Regular expression (RE2 syntax, matched in linear time) the whole value must match before it "
+            "is put into argv.",
             default=DEFAULT_VALUE_PATTERN,
             minLength=1,
+            maxLength=patterns.MAX_PATTERN,
+            **{"x-regex": True},
         ),
     },
     required=("argv",),
@@ -100,12 +104,11 @@ def _substitute(argv: list[str], value: Any, value_arg: str | None, value_patter
         raise ActionError(f"value_arg {value_arg!r} appears in no argv element")
     if value is None:
         raise ActionError("this command needs a value")
-    try:
-        pattern = re.compile(value_pattern)
-    except re.error:
-        raise ActionError("value_pattern is not a valid regular expression") from None
+    reason = patterns.problem(value_pattern)  # RE2: linear time, whatever the pattern (see pilot.patterns)
+    if reason is not None:
+        raise ActionError(f"value_pattern is not a valid regular expression Pilot can run: {reason}")
     text = value_text(value)
-    if not pattern.fullmatch(text):  # the value itself is never echoed back
+    if not patterns.fullmatch(value_pattern, text):  # the value itself is never echoed back
         raise ActionError(f"the value does not match value_pattern {value_pattern}")
     out = [argv[0]]
     ended_options = False

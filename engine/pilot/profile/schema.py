@@ -198,7 +198,11 @@ def _command() -> dict[str, Any]:
         ),
         "unit": _s("string", "Unit of a `number`."),
         "options": _s("array", "Choices of a `select`.", items={"type": "string"}, minItems=1, uniqueItems=True),
-        "pattern": _s("string", "Regular expression a `text` value must match."),
+        "pattern": _s(
+            "string",
+            "Regular expression (RE2 syntax: no backreferences or lookaround) a whole `text` value must match; "
+            "matched in linear time.",
+        ),
         "max_length": _s("integer", "Longest `text` value accepted.", minimum=1, maximum=255),
         "min_length": _s("integer", "Shortest `text` value accepted.", minimum=0, maximum=255),
         "policy": _closed(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pilot import expressions
+from pilot import expressions, patterns
 from pilot.diagnostics import ERROR, WARNING, Diagnostic
 from pilot.naming import did_you_mean
 from pilot.profile.compiler import NON_NUMERIC_DEVICE_CLASSES, effective_defaults
@@ -245,12 +245,9 @@ def _policies(c: _Collector, data: dict) -> None:
             )
         pattern = cmd.get("pattern")
         if pattern is not None:
-            import re
-
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                c.error(("commands", cid, "pattern"), f"not a valid regular expression: {exc}", "entity")
+            reason = patterns.problem(pattern)  # exactly what the agent refuses: one module decides
+            if reason is not None:
+                c.error(("commands", cid, "pattern"), f"not a regular expression Pilot can run: {reason}", "pattern")
         if cmd.get("platform") == "number":
             low, high, step = cmd.get("min"), cmd.get("max"), cmd.get("step")
             if low is not None and high is not None and low >= high:
@@ -273,6 +270,24 @@ def _command_platforms(c: _Collector, data: dict) -> None:
                 + ("" if "platform" in cmd else f"; add `platform: {entry.platforms[0]}`"),
                 "entity",
             )
+
+
+def _pattern_args(c: _Collector, data: dict) -> None:
+    """Action arguments marked `x-regex` (process.run's value_pattern) run through pilot.patterns too."""
+    from pilot.registry import ACTIONS
+
+    for cid, cmd in (data.get("commands") or {}).items():
+        entry = ACTIONS.get(cmd["action"])
+        if entry is None:
+            continue
+        for name, spec in (entry.params.get("properties") or {}).items():
+            value = (cmd.get("args") or {}).get(name)
+            if isinstance(spec, dict) and spec.get("x-regex") and isinstance(value, str):
+                reason = patterns.problem(value)
+                if reason is not None:
+                    c.error(
+                        ("commands", cid, "args", name), f"not a regular expression Pilot can run: {reason}", "pattern"
+                    )
 
 
 def _entities(c: _Collector, data: dict) -> None:
@@ -368,6 +383,15 @@ def _entities(c: _Collector, data: dict) -> None:
 def check(doc: Document) -> list[Diagnostic]:
     c = _Collector(doc)
     data = doc.data
-    for stage in (_durations, _references, _expressions, _cron, _policies, _command_platforms, _entities):
+    for stage in (
+        _durations,
+        _references,
+        _expressions,
+        _cron,
+        _policies,
+        _command_platforms,
+        _pattern_args,
+        _entities,
+    ):
         stage(c, data)
     return c.out
