@@ -166,7 +166,7 @@ def memory_mb(pid: int) -> dict[str, float]:
 # ------------------------------------------------------------------ agents
 
 
-class Agent(AgentProcess):
+class MeasuredAgent(AgentProcess):
     """One agent under measurement: its process (testkit's launcher), which topics are its own,
     which message is its discovery, and the figures measured."""
 
@@ -179,7 +179,7 @@ class Agent(AgentProcess):
         self.figures: dict[str, float | int | None] = {}
 
 
-def wait_discovery(agent: Agent, watcher: Watcher) -> float | None:
+def wait_discovery(agent: MeasuredAgent, watcher: Watcher) -> float | None:
     """Seconds from exec to the agent's first discovery message; None if it died or never sent one."""
     deadline = agent.started + DISCOVERY_TIMEOUT
     while time.monotonic() < deadline:
@@ -192,11 +192,11 @@ def wait_discovery(agent: Agent, watcher: Watcher) -> float | None:
 
 
 def pilot_agent(profile: Path | None, port: int, state_dir: Path, work: Path, device_id: str, *extra: str,
-                name: str = "pilot") -> Agent:
+                name: str = "pilot") -> MeasuredAgent:
     """`pilot run PROFILE`; with profile None, `pilot run` with no profile (it picks the matching pack)."""
     # benchmarks run as root in CI: pilot_env() sets PILOT_ALLOW_ROOT=1, or the agent would refuse root
     argv, env = pilot_argv(profile, port, state_dir, *extra), pilot_env()
-    return Agent(name, argv, owns=lambda t: t.startswith((f"pilot/{device_id}/", f"homeassistant/device/{device_id}/")),
+    return MeasuredAgent(name, argv, owns=lambda t: t.startswith((f"pilot/{device_id}/", f"homeassistant/device/{device_id}/")),
                  is_discovery=lambda t: t == f"homeassistant/device/{device_id}/config",
                  log=work / f"{name}{'-once' if '--once' in extra else ''}.log", env=env)
 
@@ -209,10 +209,10 @@ def this_device_id() -> str:
     return device_id()
 
 
-def floor_agent(port: int, work: Path) -> Agent:
+def floor_agent(port: int, work: Path) -> MeasuredAgent:
     argv = [sys.executable, str(FLOOR_SCRIPT), "--broker", f"127.0.0.1:{port}", "--device-id", "benchfloor",
             "--interval", "5"]
-    return Agent("floor", argv, owns=lambda t: t.startswith(("floor/benchfloor/", "homeassistant/sensor/benchfloor/")),
+    return MeasuredAgent("floor", argv, owns=lambda t: t.startswith(("floor/benchfloor/", "homeassistant/sensor/benchfloor/")),
                  is_discovery=lambda t: t.startswith("homeassistant/sensor/benchfloor/"), log=work / "floor.log")
 
 
@@ -264,7 +264,7 @@ def power_shims(directory: Path) -> Path:
     return directory
 
 
-def lnxlink_agent(exe: Path, port: int, work: Path) -> Agent:
+def lnxlink_agent(exe: Path, port: int, work: Path) -> MeasuredAgent:
     config_dir = work / "lnxlink"
     config_dir.mkdir(exist_ok=True)
     config = config_dir / "lnxlink.yaml"
@@ -273,12 +273,12 @@ def lnxlink_agent(exe: Path, port: int, work: Path) -> Agent:
     env.update(PATH=f"{power_shims(work / 'shims')}:{env.get('PATH', '/usr/bin:/bin')}",
                DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={work / 'no-system-bus'}")
     argv = [str(exe), "-c", str(config), "--ignore-systemd", "--logging", "INFO", "--log-directory", str(config_dir)]
-    return Agent("lnxlink", argv, owns=lambda t: t.startswith("lnxlink/benchlnx/") or "/lnxlink/benchlnx_" in t,
+    return MeasuredAgent("lnxlink", argv, owns=lambda t: t.startswith("lnxlink/benchlnx/") or "/lnxlink/benchlnx_" in t,
                  is_discovery=lambda t: t.startswith("homeassistant/") and "/lnxlink/benchlnx_" in t,
                  log=work / "lnxlink.log", env=env)
 
 
-def lnxlink_modules_ok(agent: Agent, allowed: set[str] = LNXLINK_MODULES, timeout: float = 10.0) -> str | None:
+def lnxlink_modules_ok(agent: MeasuredAgent, allowed: set[str] = LNXLINK_MODULES, timeout: float = 10.0) -> str | None:
     """None when LNXlink loaded no module outside `allowed`; otherwise what went wrong. The benches
     stop it on anything else: a stray module could act on this machine."""
     deadline = time.monotonic() + timeout
@@ -300,12 +300,12 @@ def lnxlink_modules_ok(agent: Agent, allowed: set[str] = LNXLINK_MODULES, timeou
 Sample = tuple[float, float, int]  # cpu_seconds, cpu_seconds_precise, context switches
 
 
-def snapshot(agents: list[Agent]) -> dict[str, Sample]:
+def snapshot(agents: list[MeasuredAgent]) -> dict[str, Sample]:
     return {a.name: (cpu_seconds(a.proc.pid), cpu_seconds_precise(a.proc.pid), context_switches(a.proc.pid))
             for a in agents if a.running()}
 
 
-def window_figures(agent: Agent, before: Sample, after: Sample, messages: list,
+def window_figures(agent: MeasuredAgent, before: Sample, after: Sample, messages: list,
                    start: float, end: float) -> dict[str, float]:
     seconds = end - start
     mine = [m for m in messages if start <= m.at <= end and agent.owns(m.topic)]
@@ -324,7 +324,7 @@ def sleep_until(moment: float) -> None:
 # ------------------------------------------------------------------ compare mode
 
 
-def start_in_turn(agents: list[Agent], watcher: Watcher, notes: list[str]) -> list[Agent]:
+def start_in_turn(agents: list[MeasuredAgent], watcher: Watcher, notes: list[str]) -> list[MeasuredAgent]:
     running = []
     for agent in agents:
         agent.start()
@@ -345,14 +345,14 @@ def start_in_turn(agents: list[Agent], watcher: Watcher, notes: list[str]) -> li
     return running
 
 
-def take_memory(agents: list[Agent]) -> None:
+def take_memory(agents: list[MeasuredAgent]) -> None:
     for agent in sorted(agents, key=lambda a: a.started):
         sleep_until(agent.started + MEMORY_AT)
         if agent.running():
             agent.figures.update(memory_mb(agent.proc.pid))
 
 
-def run_window(agents: list[Agent], watcher: Watcher, seconds: float) -> tuple[float, float]:
+def run_window(agents: list[MeasuredAgent], watcher: Watcher, seconds: float) -> tuple[float, float]:
     before, start = snapshot(agents), time.monotonic()
     time.sleep(seconds)
     after, end = snapshot(agents), time.monotonic()
@@ -378,7 +378,7 @@ def compare(args: argparse.Namespace, work: Path) -> dict:
     exe = lnxlink_exe(args, work, notes)  # before anything runs: pip is not idle
     broker = Mosquitto().start()
     watcher = Watcher(broker.port, topics=("homeassistant/#", "pilot/#", "lnxlink/#", "floor/#", "bench/#")).start()
-    agents: list[Agent] = []
+    agents: list[MeasuredAgent] = []
     try:
         ready(watcher)
         state = work / "pilot-state"
