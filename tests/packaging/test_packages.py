@@ -28,8 +28,9 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 def system_python_version() -> str | None:
     if not SYSTEM_PYTHON.exists():
         return None
-    proc = subprocess.run([str(SYSTEM_PYTHON), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(SYSTEM_PYTHON), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+    )
     return proc.stdout.strip() or None
 
 
@@ -58,9 +59,22 @@ def packages(tmp_path_factory) -> dict[str, Path]:
     if not formats:
         pytest.skip("neither dpkg-deb nor rpmbuild is installed (Debian: apt-get install dpkg-dev rpm)")
     work = tmp_path_factory.mktemp("packaging")
-    proc = subprocess.run([sys.executable, str(REPO / "packaging" / "build.py"), *formats,
-                           "--out", str(work / "dist"), "--work", str(work / "work"), "--pythons", PYTHONS],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "packaging" / "build.py"),
+            *formats,
+            "--out",
+            str(work / "dist"),
+            "--work",
+            str(work / "work"),
+            "--pythons",
+            PYTHONS,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     built = {Path(line).suffix.lstrip("."): Path(line) for line in proc.stdout.split()}
     assert set(built) == set(formats), proc.stdout
@@ -154,9 +168,20 @@ def test_deb_ships_the_unit_and_the_sample_profile_unchanged(deb, tmp_path):
 def dpkg(root: Path, *args: str) -> subprocess.CompletedProcess:
     # --force-script-chrootless: run the maintainer scripts on this host with DPKG_ROOT=root (they
     # create no host user and touch no host systemd then); --force-depends: the root has no python3
-    return subprocess.run(["dpkg", f"--root={root}", f"--log={root}/dpkg.log", "--force-script-chrootless",
-                           "--force-depends", "--force-not-root", "--no-triggers", *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [
+            "dpkg",
+            f"--root={root}",
+            f"--log={root}/dpkg.log",
+            "--force-script-chrootless",
+            "--force-depends",
+            "--force-not-root",
+            "--no-triggers",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -217,8 +242,9 @@ def test_installed_pilot_compiles_in_its_child_process(installed, tmp_path):
     text = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
     profile = re.search(r"```yaml\n# /etc/pilot/pilot.yaml\n(.*?)```", text, re.S).group(1)
     (tmp_path / "pilot.yaml").write_text(profile, encoding="utf-8")
-    result = pilot(installed, "privileges", str(tmp_path / "pilot.yaml"), "--state-dir", str(tmp_path / "state"),
-                   cwd=tmp_path)
+    result = pilot(
+        installed, "privileges", str(tmp_path / "pilot.yaml"), "--state-dir", str(tmp_path / "state"), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "state" / "plan-cache.json").exists()
     rule = subprocess.run(["sed", "/^$/,$d"], input=result.stdout, capture_output=True, text=True).stdout
@@ -237,9 +263,18 @@ def test_installed_agent_announces_itself(installed, tmp_path):
     watcher = Watcher(broker.port, topics=("homeassistant/#", "pilot/#")).start()
     try:
         # --dry-run: as root, `pilot run` refuses to start otherwise (the service runs as `pilot`)
-        result = pilot(installed, "run", str(installed / "etc/pilot/pilot.yaml"), "--broker",
-                       f"127.0.0.1:{broker.port}", "--once", "--dry-run", "--state-dir", str(tmp_path / "state"),
-                       cwd=tmp_path)
+        result = pilot(
+            installed,
+            "run",
+            str(installed / "etc/pilot/pilot.yaml"),
+            "--broker",
+            f"127.0.0.1:{broker.port}",
+            "--once",
+            "--dry-run",
+            "--state-dir",
+            str(tmp_path / "state"),
+            cwd=tmp_path,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         found = watcher.wait_for(lambda m: re.fullmatch(r"homeassistant/device/[\w-]+/config", m.topic), timeout=10)
         assert found is not None, result.stderr
@@ -253,8 +288,11 @@ def test_purge_leaves_nothing_behind(installed, tmp_path):
     pilot(installed, "--version", cwd=tmp_path)  # byte code written at run time must go too
     proc = dpkg(installed, "--purge", "pilot-agent")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    left = sorted(str(p.relative_to(installed)) for p in installed.rglob("*")
-                  if p.is_file() and not str(p.relative_to(installed)).startswith(("var/lib/dpkg", "dpkg.log", "etc/")))
+    left = sorted(
+        str(p.relative_to(installed))
+        for p in installed.rglob("*")
+        if p.is_file() and not str(p.relative_to(installed)).startswith(("var/lib/dpkg", "dpkg.log", "etc/"))
+    )
     assert left == []
     for gone in ("opt/pilot", "etc/pilot", "lib/systemd/system/pilot.service", "usr/bin/pilot"):
         assert not (installed / gone).exists(), gone
@@ -269,10 +307,15 @@ def test_rpm_header_files_and_scripts(rpm):
     fields = out("rpm", "-qp", "--queryformat", "%{NAME} %{VERSION} %{RELEASE} %{LICENSE}", str(rpm))
     assert fields == f"pilot-agent {version()} 1 Apache-2.0"
     files = out("rpm", "-qpl", str(rpm)).split()
-    for path in ("/opt/pilot/bin/pilot", "/usr/bin/pilot", "/usr/lib/systemd/system/pilot.service",
-                 "/etc/pilot/pilot.yaml", "/usr/lib/sysusers.d/pilot-agent.conf",
-                 "/usr/share/doc/pilot-agent/copyright",
-                 "/opt/pilot/lib/common/pilot/data/schemas/profile.v1.schema.json"):
+    for path in (
+        "/opt/pilot/bin/pilot",
+        "/usr/bin/pilot",
+        "/usr/lib/systemd/system/pilot.service",
+        "/etc/pilot/pilot.yaml",
+        "/usr/lib/sysusers.d/pilot-agent.conf",
+        "/usr/share/doc/pilot-agent/copyright",
+        "/opt/pilot/lib/common/pilot/data/schemas/profile.v1.schema.json",
+    ):
         assert path in files, path
     assert not any("__pycache__" in p for p in files)
     assert out("rpm", "-qp", "--configfiles", str(rpm)).split() == ["/etc/pilot/pilot.yaml"]

@@ -86,11 +86,22 @@ def test_the_pre_commit_hook_runs_pilot_validate_on_profiles_only():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
     assert "pilot" in scripts  # what `language: python` installs, and `entry` runs
     files = re.compile(hook["files"])
-    for path in ("profiles/base/linux.yaml", "profiles/linux-laptop/pack.yaml", "home/pilot/office.yml",
-                 "pilot.yaml", "machines/office.pilot.yaml"):
+    for path in (
+        "profiles/base/linux.yaml",
+        "profiles/linux-laptop/pack.yaml",
+        "home/pilot/office.yml",
+        "pilot.yaml",
+        "machines/office.pilot.yaml",
+    ):
         assert files.search(path), path
-    for path in (".github/workflows/ci.yml", "docker-compose.yml", "mkdocs.yml", "copilot.yaml",
-                 "profiles/README.md", ".pre-commit-hooks.yaml"):
+    for path in (
+        ".github/workflows/ci.yml",
+        "docker-compose.yml",
+        "mkdocs.yml",
+        "copilot.yaml",
+        "profiles/README.md",
+        ".pre-commit-hooks.yaml",
+    ):
         assert not files.search(path), path
 
 
@@ -117,14 +128,33 @@ def test_the_deploy_guide_profiles_are_valid(tmp_path, capsys, monkeypatch):
 
 def test_the_deploy_guide_matches_the_package():
     text = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
-    for fact in ("/etc/pilot/pilot.yaml", "/opt/pilot/bin/pilot", "/var/lib/pilot", "pilot privileges",
-                 "pilot keygen", "pilot send", "pilot validate --format github profiles/", "docs/service.md",
-                 "pilot/+/cmd/#", "homeassistant/device/", "make deb", "make rpm"):
+    for fact in (
+        "/etc/pilot/pilot.yaml",
+        "/opt/pilot/bin/pilot",
+        "/var/lib/pilot",
+        "pilot privileges",
+        "pilot keygen",
+        "pilot send",
+        "pilot validate --format github profiles/",
+        "docs/service.md",
+        "pilot/+/cmd/#",
+        "homeassistant/device/",
+        "make deb",
+        "make rpm",
+    ):
         assert fact in text, fact
 
 
-@pytest.mark.parametrize("python, deb", [("0.1.0", "0.1.0"), ("1.2.0rc1", "1.2.0~rc1"), ("1.2.0.dev3", "1.2.0~dev3"),
-                                         ("1.2.0a1", "1.2.0~a1"), ("1.2.0.post2", "1.2.0+post2")])
+@pytest.mark.parametrize(
+    "python, deb",
+    [
+        ("0.1.0", "0.1.0"),
+        ("1.2.0rc1", "1.2.0~rc1"),
+        ("1.2.0.dev3", "1.2.0~dev3"),
+        ("1.2.0a1", "1.2.0~a1"),
+        ("1.2.0.post2", "1.2.0+post2"),
+    ],
+)
 def test_package_versions_sort_like_python_versions(python, deb):
     assert load_build().debian_version(python) == deb
 
@@ -162,19 +192,27 @@ def run_script(name: str, tmp_path: Path, *args: str, env: dict | None = None, k
     for tool in ("adduser", "deluser", "delgroup", "systemctl", "systemd-sysusers"):
         (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\n', encoding="utf-8")
         (bin_dir / tool).chmod(0o755)
-    (bin_dir / "getent").write_text(f'#!/bin/sh\necho "getent $*" >> "{log}"\n'
-                                    f'for u in {known_users or "-"}; do [ "$2" = "$u" ] && exit 0; done\nexit 2\n',
-                                    encoding="utf-8")
+    (bin_dir / "getent").write_text(
+        f'#!/bin/sh\necho "getent $*" >> "{log}"\n'
+        f'for u in {known_users or "-"}; do [ "$2" = "$u" ] && exit 0; done\nexit 2\n',
+        encoding="utf-8",
+    )
     (bin_dir / "getent").chmod(0o755)
-    proc = subprocess.run(["sh", str(REPO / "packaging" / "deb" / name), *args], capture_output=True, text=True,
-                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", **(env or {})})
+    proc = subprocess.run(
+        ["sh", str(REPO / "packaging" / "deb" / name), *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", **(env or {})},
+    )
     calls = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
     log.unlink(missing_ok=True)
     return proc, calls
 
 
-@pytest.mark.skipif(Path("/opt/pilot").exists() or Path("/run/systemd/system").exists(),
-                    reason="runs the scripts for real paths: only where Pilot is not installed and systemd is not running")
+@pytest.mark.skipif(
+    Path("/opt/pilot").exists() or Path("/run/systemd/system").exists(),
+    reason="runs the scripts for real paths: only where Pilot is not installed and systemd is not running",
+)
 def test_postinst_creates_the_user_and_starts_nothing(tmp_path):
     proc, calls = run_script("postinst", tmp_path, "configure", "")
     assert proc.returncode == 0, proc.stderr

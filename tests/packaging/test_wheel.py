@@ -15,8 +15,9 @@ pytestmark = pytest.mark.slow
 def installed(tmp_path_factory, repo):
     work = tmp_path_factory.mktemp("wheel")
     dist = work / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(repo)],
-                   check=True, cwd=work)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(repo)], check=True, cwd=work
+    )
     wheel = next(dist.glob("pilot_agent-*.whl"))
     env_dir = work / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
@@ -50,6 +51,9 @@ def test_installed_pilot_validates_shipped_packs_and_broken_profiles(installed, 
     bad.write_text("pilot: 1\nsensors:\n  cpu: {probe: cpu.precent}\n")
     result = run(env_dir, "validate", str(bad), cwd=tmp_path)
     assert result.returncode == 1
-    assert f"{bad}:3:16: error: $.sensors.cpu.probe: unknown probe 'cpu.precent' (did you mean 'cpu.percent'?)" in result.stdout
+    assert (
+        f"{bad}:3:16: error: $.sensors.cpu.probe: unknown probe 'cpu.precent' (did you mean 'cpu.percent'?)"
+        in result.stdout
+    )
     schema = run(env_dir, "schema", cwd=tmp_path)
     assert schema.stdout == (repo / "schemas" / "profile.v1.schema.json").read_text(encoding="utf-8")
