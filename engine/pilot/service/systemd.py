@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -170,12 +171,57 @@ def pilot_command(override: str | None = None) -> tuple[list[str], dict[str, str
     return argv, {}
 
 
-def systemd_quote(arg: str) -> str:
-    """One word of an Exec*= line: `%` and `$` escaped, quoted when it holds spaces or quotes."""
-    text = arg.replace("%", "%%").replace("$", "$$")
-    if text and not any(c in text for c in " \t\n\"'\\;"):
+# characters no unit file word may hold, quoted or not: controls (a newline ends the directive and
+# starts another), DEL, C1 controls, Unicode line/paragraph separators and invisible format characters
+UNIT_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ud800-\udfff]"
+)
+UNIT_PLAIN = re.compile(r"[A-Za-z0-9_./:@+,=%$-]+\Z")  # after escaping % and $: nothing else systemd treats specially
+RW_PATH_RE = re.compile(r"-?/[A-Za-z0-9_./:@+,=-]*\Z")  # a ReadWritePaths= entry (space separated, unquoted)
+
+
+class UnitValueError(ValueError):
+    """A value that cannot be written into a unit file safely."""
+
+
+def _unit_checked(arg: str, what: str) -> str:
+    if not isinstance(arg, str):
+        raise UnitValueError(f"{what} is not text")
+    bad = UNIT_UNSAFE.search(arg)
+    if bad:
+        raise UnitValueError(
+            f"{what} {json.dumps(arg[:100], ensure_ascii=True)} holds U+{ord(bad.group()):04X}, which a "
+            f"systemd unit cannot hold: rename or move it"
+        )
+    return arg
+
+
+def systemd_quote(arg: str, what: str = "a word of ExecStart") -> str:
+    """One word of an Exec*= line: specifiers (`%`) and variables (`$`) escaped, and unless the word is
+    plain, double-quoted with `\\` and `"` escaped. Control characters and line separators are
+    refused (UnitValueError): no quoting makes a newline safe in a unit file."""
+    text = _unit_checked(arg, what).replace("%", "%%").replace("$", "$$")
+    if UNIT_PLAIN.match(text):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def systemd_env(name: str, value: str) -> str:
+    """`Environment=` line for one variable. There `$` is literal and `%` a specifier; the assignment is
+    double-quoted with `\\` and `"` escaped; control characters are refused."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise UnitValueError(f"environment variable name {name!r} is not a plain identifier")
+    text = f"{name}={_unit_checked(value, f'the value of {name}')}".replace("%", "%%")
+    if UNIT_PLAIN.match(text):
+        return f"Environment={text}"
+    return 'Environment="' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unit_comment(text: str) -> str:
+    """A `#` comment line's text: printable ASCII only, so it can never end early."""
+    from pilot.service.privileges import comment
+
+    return comment(text)
 
 
 def _service_core(start: str, env: dict | None) -> list[str]:
@@ -196,7 +242,7 @@ def _service_core(start: str, env: dict | None) -> list[str]:
 
 
 def _env_line(env: dict[str, str]) -> list[str]:
-    return [f"Environment={systemd_quote(f'{k}={v}')}" for k, v in sorted(env.items())]
+    return [systemd_env(k, v) for k, v in sorted(env.items())]
 
 
 # ------------------------------------------------------------------ privileges the profile needs
@@ -233,7 +279,8 @@ def read_write_paths(patterns: list[str], sysfs_root: Path | None = None) -> lis
             path = "/sys/" + os.path.relpath(real, real_root)
             if not any(path == p or path.startswith(p + "/") for p in out):
                 out.append(path)
-    return ["-" + p for p in out]
+    # systemd splits ReadWritePaths= at spaces and expands `%`: a folder with other characters is left out
+    return ["-" + p for p in out if RW_PATH_RE.match("-" + p)]
 
 
 def polkit_rule(plan: Any, user: str) -> str | None:
@@ -251,7 +298,7 @@ def tmpfiles_conf(plan: Any, user: str) -> str | None:
     if not lines:
         return None
     return (
-        f"# {TMPFILES}: written by `pilot service install` for profile {plan.profile}\n"
+        f"# {TMPFILES}: written by `pilot service install` for profile {unit_comment(plan.profile)}\n"
         f"# group write on exactly the sysfs files its commands write; applied at boot and by install\n"
         + "\n".join(lines)
         + "\n"
@@ -352,8 +399,14 @@ def render_system_unit(
     home: str = "true",
 ) -> str:
     start = " ".join(systemd_quote(a) for a in [*exec_argv, "run", profile, "--state-dir", STATE_DIR])
+    from pilot.service.privileges import check_user
+
+    user = check_user(user)
+    for path in rw_paths:
+        if not RW_PATH_RE.match(path):
+            raise UnitValueError(f"ReadWritePaths entry {json.dumps(path, ensure_ascii=True)} is not a plain path")
     lines = [
-        f"# {SYSTEM_UNIT}: written by `pilot service install`{f' from {source}' if source else ''}.",
+        f"# {SYSTEM_UNIT}: written by `pilot service install`{f' from {unit_comment(source)}' if source else ''}.",
         "# Reinstall to regenerate it; keep local changes in a drop-in (`systemctl edit pilot`).",
         "# What each line is for: docs/service.md in the Pilot sources.",
         "[Unit]",
@@ -403,7 +456,8 @@ def render_user_unit(exec_argv: list[str], profile: str, *, env: dict[str, str] 
     start = " ".join(systemd_quote(a) for a in [*exec_argv, "run", profile])
     return "\n".join(
         [
-            f"# {path or '~/.config/systemd/user/pilot.service'}: written by `pilot service install --user`.",
+            f"# {unit_comment(path) or '~/.config/systemd/user/pilot.service'}: written by "
+            "`pilot service install --user`.",
             "# Reinstall to regenerate it; keep local changes in a drop-in (`systemctl --user edit pilot`).",
             "[Unit]",
             "Description=Pilot: this computer as a Home Assistant device over MQTT (user service)",
@@ -438,7 +492,19 @@ def load_profile(profile: str) -> tuple[Any, Plan | None, list[Diagnostic]]:
     return doc, result.plan, list(result.diagnostics)
 
 
-def plan_install(
+def plan_install(profile: str, doc: Any, plan: Plan, **kwargs: Any) -> Changes:
+    """What `pilot service install` would do (see `_plan_install`). A name or path that cannot be
+    written into a unit, a polkit rule or a tmpfiles.d line safely stops it with an InstallError that
+    says which and why; nothing is ever written with such a name escaped into something else."""
+    from pilot.service.privileges import UnsafeName
+
+    try:
+        return _plan_install(profile, doc, plan, **kwargs)
+    except (UnsafeName, UnitValueError) as exc:
+        raise InstallError(str(exc)) from None
+
+
+def _plan_install(
     profile: str,
     doc: Any,
     plan: Plan,
@@ -476,9 +542,15 @@ def plan_install(
         changes.notes.append("a user service stops when you log out, unless `loginctl enable-linger $USER`")
         return changes
 
-    user = plan.service.user
+    from pilot.service.privileges import check_name, check_user, profile_name
+
+    user = check_user(plan.service.user)
+    profile_name(plan)
     changes = Changes("system")
     copies = profile_copies(doc, Path(profile))
+    for source, dest in copies:  # each becomes a path under /etc/pilot, and the first one goes into ExecStart
+        for part in dest[len(CONFIG_DIR) + 1 :].split("/"):
+            check_name(part, what="file name", origin=str(source))
     installed_profile = copies[0][1]
     if user == "root" and not allow_root:
         changes.blockers.append(
