@@ -19,7 +19,10 @@
     /etc/pilot/pilot.yaml           sample profile (a conffile)
     .../systemd/system/pilot.service
     /usr/lib/sysusers.d/pilot-agent.conf
-    /usr/share/doc/pilot-agent/     README, deploy guide, copyright with every bundled library
+    /usr/share/doc/pilot-agent/     README, the guides, reference.md (the profile language),
+                                    copyright with every bundled library
+    /usr/share/man/man1/pilot.1.gz  generated from pilot.cli.build_parser() (pilot.manpage)
+    /usr/share/pilot/schemas/       profile.v1.schema.json, pack.v1.schema.json (for editors, CI)
 
 docs/deploy.md explains why the libraries are bundled rather than taken from the
 distribution. Needs: Python 3.11+ with pip (and PyPI, or a mirror pip is set up
@@ -53,6 +56,8 @@ ARCHES = {"amd64": ("x86_64", "x86_64"), "arm64": ("aarch64", "aarch64")}
 DOCS = [
     "README.md",
     "docs/deploy.md",
+    "docs/reference.md",
+    "docs/configuration.md",
     "docs/service.md",
     "docs/security.md",
     "docs/mqtt.md",
@@ -338,8 +343,29 @@ def stage(meta: Meta, lib: Path, payload: Path, unitdir: str) -> None:
             target = "profiles.md" if name == "profiles/README.md" else Path(name).name
             shutil.copy(REPO / name, doc / target)
     (doc / "copyright").write_text(copyright_text(meta, lib, "/opt/pilot/lib"), encoding="utf-8")
+
+    write_gzip(payload / "usr" / "share" / "man" / "man1" / "pilot.1.gz", manpage())
+    schemas = payload / "usr" / "share" / "pilot" / "schemas"
+    schemas.mkdir(parents=True)
+    for schema in sorted((REPO / "schemas").glob("*.schema.json")):
+        shutil.copy(schema, schemas / schema.name)
     normalise_modes(payload)
     (opt / "bin" / "pilot").chmod(0o755)
+
+
+def manpage(date: str | None = None) -> str:
+    """pilot(1), generated from this tree's argument parser (pilot.manpage; standard library only, so any
+    Python 3.11+ runs it, whatever the Pythons the package carries)."""
+    cmd = [sys.executable, "-m", "pilot.manpage"] + (["--date", date] if date else [])
+    env = {**os.environ, "PYTHONPATH": str(REPO / "engine"), "PYTHONDONTWRITEBYTECODE": "1"}
+    return run(cmd, env=env, capture_output=True, text=True).stdout
+
+
+def write_gzip(path: Path, text: str) -> None:
+    """gzip -9n: no name, no time stamp (reproducible; what Debian policy asks of manual pages)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
+        gz.write(text.encode("utf-8"))
 
 
 def installed_size_kib(root: Path) -> int:
@@ -383,8 +409,7 @@ def write_changelog(meta: Meta, path: Path) -> None:
         f"{meta.name} ({meta.deb_full_version}) unstable; urgency=medium\n\n"
         f"  * Pilot {meta.version}, packaged by packaging/build.py.\n\n -- {meta.maintainer}  {when}\n"
     )
-    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
-        gz.write(text.encode("utf-8"))
+    write_gzip(path, text)
     path.chmod(0o644)
 
 

@@ -97,6 +97,33 @@ def rpm(packages) -> Path:
     return packages["rpm"]
 
 
+# The documentation, the schemas and the manual page, at the paths docs/deploy.md gives.
+SHIPPED = (
+    "/usr/share/doc/pilot-agent/reference.md",
+    "/usr/share/doc/pilot-agent/deploy.md",
+    "/usr/share/pilot/schemas/profile.v1.schema.json",
+    "/usr/share/pilot/schemas/pack.v1.schema.json",
+    "/usr/share/man/man1/pilot.1.gz",
+)
+
+
+def check_shipped_files(root: Path) -> None:
+    """An unpacked package's docs and schemas are the repository's, and its manual page is pilot(1) for
+    every subcommand the parser knows."""
+    import gzip
+
+    from pilot.cli import build_parser
+    from pilot.manpage import commands
+
+    for name in ("profile.v1.schema.json", "pack.v1.schema.json"):
+        assert (root / "usr/share/pilot/schemas" / name).read_bytes() == (REPO / "schemas" / name).read_bytes()
+    assert (root / "usr/share/doc/pilot-agent/reference.md").read_bytes() == (REPO / "docs/reference.md").read_bytes()
+    page = gzip.decompress((root / "usr/share/man/man1/pilot.1.gz").read_bytes()).decode("utf-8")
+    assert page.startswith('.\\" pilot.1: generated') and f'"pilot {version()}"' in page
+    for name, _, _ in commands(build_parser()):
+        assert f'.SS "{name}"' in page, name
+
+
 def out(*cmd: str) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout}{proc.stderr}"
@@ -144,6 +171,8 @@ def test_deb_contents(deb):
     assert "/usr/lib/sysusers.d/pilot-agent.conf" in entries
     assert "/usr/share/doc/pilot-agent/copyright" in entries
     assert "/usr/share/doc/pilot-agent/deploy.md" in entries
+    for path in SHIPPED:  # where docs/deploy.md says they are
+        assert entries[path][0] == "-rw-r--r--", path
     assert all(owner == "root/root" for _, owner, _ in entries.values())
     assert "/opt/pilot/lib/common/pilot/data/schemas/profile.v1.schema.json" in entries
     assert "/opt/pilot/lib/common/pilot/data/profiles/base/linux.yaml" in entries
@@ -157,6 +186,7 @@ def test_deb_contents(deb):
 
 def test_deb_ships_the_unit_and_the_sample_profile_unchanged(deb, tmp_path):
     out("dpkg-deb", "-x", str(deb), str(tmp_path))
+    check_shipped_files(tmp_path)
     unit = (tmp_path / "lib/systemd/system/pilot.service").read_text(encoding="utf-8")
     assert unit == (REPO / "packaging" / "pilot.service").read_text(encoding="utf-8")
     assert (tmp_path / "etc/pilot/pilot.yaml").read_bytes() == (REPO / "packaging" / "pilot.yaml").read_bytes()
@@ -315,6 +345,7 @@ def test_rpm_header_files_and_scripts(rpm):
         "/usr/lib/sysusers.d/pilot-agent.conf",
         "/usr/share/doc/pilot-agent/copyright",
         "/opt/pilot/lib/common/pilot/data/schemas/profile.v1.schema.json",
+        *SHIPPED,
     ):
         assert path in files, path
     assert not any("__pycache__" in p for p in files)
@@ -338,3 +369,4 @@ def test_rpm_payload_runs_from_an_rpm_root(rpm, tmp_path):
     assert out("rpm", "--root", str(root), "-qc", "pilot-agent").split() == ["/etc/pilot/pilot.yaml"]
     result = pilot(root, "validate", str(root / "etc/pilot/pilot.yaml"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+    check_shipped_files(root)
