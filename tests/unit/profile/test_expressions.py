@@ -293,6 +293,7 @@ def _combine(children: st.SearchStrategy) -> st.SearchStrategy:
 
 
 EXPRESSIONS = st.recursive(_leaf(), _combine, max_leaves=6)
+BOUNDS = ("this part always", "text can only", "round()'s second argument", "a tuple such as")
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -306,9 +307,12 @@ def test_generated_grammar_is_accepted(generated: tuple[str, frozenset[str]]) ->
     tree = ast.parse(text, mode="eval")
     nodes = sum(1 for _ in ast.walk(tree))
     assume(nodes <= MAX_NODES)
-    assert result.errors == (), (text, result.errors)
-    assert result.tree is not None
-    assert result.names == names
+    # the grammar is accepted; what it may still be refused for is a bound of the evaluator that
+    # check() can see before the agent runs (text in arithmetic, round() digits, a part that always fails)
+    assert all(e.message.startswith(BOUNDS) for e in result.errors), (text, result.errors)
+    assert (result.tree is not None) == (result.errors == ())
+    if result.tree is not None:
+        assert result.names == names
 
 
 @settings(max_examples=200, deadline=None)
@@ -361,13 +365,13 @@ def _evaluate(text: str, values: dict) -> object:
 
 
 def test_evaluator_refuses_huge_string_repetition() -> None:
-    with pytest.raises(Exception):
+    with pytest.raises((TypeError, ValueError)):
         result = _evaluate("state * 10000000 == 'x'", {"state": "on"})
         pytest.fail(f"built a 20-million-character string (result {result!r})")
 
 
 def test_evaluator_refuses_huge_percent_formatting() -> None:
-    with pytest.raises(Exception):
+    with pytest.raises((TypeError, ValueError)):
         result = _evaluate("len_fmt % 1 == ''", {"len_fmt": "%010000000d"})
         pytest.fail(f"formatted a 10 MB string, result {result!r}")
 
