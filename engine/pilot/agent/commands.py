@@ -85,12 +85,14 @@ class CommandService:
         self._keys: dict[str, signing.Key] = {}
         self._keyring_error: str | None = None
         self._signed = any(c.signed for c in self.plan.commands)
+        self._retired = False
         if self._signed:
             self._load_keys()
             path = self.state_dir / "nonces.log"
-            old = guards.nonces
-            if old is None or (old.path, old.window) != (path, self.plan.policy.window):
-                guards.nonces = signing.NonceStore(path, self.plan.policy.window, clock=self.wall)
+            if guards.nonces is None or guards.nonces.path != path:
+                guards.nonces = signing.NonceStore(path, self.plan.policy.window, clock=self.mono)
+            else:  # never a second store reading the file the first one still appends to
+                guards.nonces.window = self.plan.policy.window
 
     @property
     def nonces(self) -> signing.NonceStore | None:
@@ -109,15 +111,30 @@ class CommandService:
 
     # ------------------------------------------------------------ entry points
     def handle(self, topic: str, payload: bytes, retained: bool) -> None:
-        """A message on `<base>/cmd/<id>/set`."""
+        """A message on `<base>/cmd/<id>/set`. Always answers (subject to the reply limits) and never
+        raises: an unexpected error is answered `failed` and logged on one bounded line."""
         command_id = topic[len(self._prefix) : -len("/set")] if topic.startswith(self._prefix) else ""
-        command = self._by_id.get(command_id)
         result_topic = (
             f"{self._prefix}{command_id}/result"
             if command_id and "/" not in command_id
             else f"{self._prefix}_unknown/result"
         )
-        nonce: str | None = None
+        try:
+            self._handle(command_id, topic, result_topic, payload, retained)
+        except Exception as exc:  # a bug, not a decision: answer it rather than leave a traceback per message
+            log.error("command %.64r: unexpected %s while handling it", command_id, type(exc).__name__)
+            try:
+                if self.guards.junk_replies.allow():  # whatever caused it, at most one answer a second
+                    self._result(result_topic, {"status": "failed", "reason": "unavailable"}, None)
+                    self._audit(command_id if command_id in self._by_id else None, "failed", "unavailable", "mqtt")
+                else:
+                    self.guards.stats.replies_suppressed += 1
+            except Exception:
+                pass
+
+    def _handle(self, command_id: str, topic: str, result_topic: str, payload: bytes, retained: bool) -> None:
+        command = self._by_id.get(command_id)
+        auth: _Auth | None = None
         try:
             reason = (
                 policy.check_size(payload, self.plan.policy.max_payload)
@@ -128,17 +145,17 @@ class CommandService:
                 raise signing.Rejected(reason)
             assert command is not None
             if command.signed:
-                text, nonce = self._verify(command, topic, payload)
-                if policy.decode_text(text.encode("utf-8", "surrogatepass")) is None:
-                    raise _Authenticated("malformed", nonce)
+                text, auth = self._verify(command, topic, payload)
+                if policy.decode_text(text.encode("utf-8")) is None:
+                    raise _Authenticated("malformed", auth)
             else:
                 decoded = policy.decode_text(payload)
                 if decoded is None:
                     raise signing.Rejected("malformed")
                 text = decoded
-            self._decide(command, text, origin="mqtt", result_topic=result_topic, nonce=nonce, confirm=True)
+            self._decide(command, text, origin="mqtt", result_topic=result_topic, auth=auth, confirm=True)
         except signing.Rejected as exc:
-            self._reject(command_id, result_topic, exc.reason, getattr(exc, "nonce", None) or nonce, origin="mqtt")
+            self._reject(command_id, result_topic, exc.reason, getattr(exc, "auth", None) or auth, origin="mqtt")
 
     def run_local(self, command_id: str, value: Any, origin: str) -> None:
         """A command reached by a rule or schedule: no signature and no confirmation, the rest applies."""
@@ -150,58 +167,63 @@ class CommandService:
                 raise signing.Rejected(reason)
             assert command is not None
             text = "PRESS" if value is None and command.entity.platform == "button" else str(value)
-            self._decide(command, text, origin=origin, result_topic=result_topic, nonce=None, confirm=False)
+            self._decide(command, text, origin=origin, result_topic=result_topic, auth=None, confirm=False)
         except signing.Rejected as exc:
             self._reject(command_id, result_topic, exc.reason, None, origin=origin)
 
     # ------------------------------------------------------------ the chain
-    def _verify(self, command: Command | None, topic: str, payload: bytes) -> tuple[str, str]:
+    def _verify(self, command: Command | None, topic: str, payload: bytes) -> tuple[str, _Auth]:
         envelope = signing.parse_envelope(payload)
         if self._keyring_error is not None or self.nonces is None:
             raise signing.Rejected("unavailable")
         verified = signing.verify(
             envelope, self._keys, self.plan.device.id, topic, now=self.wall(), window=self.plan.policy.window
         )
+        auth = _Auth(verified.nonce, self._keys[verified.kid], topic)
+        if self._retired:  # replaced by a reload: the nonce is not spent, the same envelope may be sent again
+            raise _Authenticated("busy", auth)
         try:
             self.nonces.admit(verified.nonce, verified.ts)  # durable before anything runs
         except signing.Rejected as exc:
-            raise _Authenticated(exc.reason, verified.nonce) from None
-        return verified.cmd, verified.nonce
+            raise _Authenticated(exc.reason, auth) from None
+        return verified.cmd, auth
 
     def _decide(
-        self, command: Command, text: str, *, origin: str, result_topic: str, nonce: str | None, confirm: bool
+        self, command: Command, text: str, *, origin: str, result_topic: str, auth: _Auth | None, confirm: bool
     ) -> None:
+        if self._retired:
+            raise _Authenticated("busy", auth)
         value, reason = policy.check_value(command, text)
         if reason:
-            raise _Authenticated(reason, nonce)
+            raise _Authenticated(reason, auth)
         if confirm and command.confirm:
             if not self.guards.confirmations.press(command.id, command.confirm, value):
                 if command.signed or self.guards.replies[command.id].allow():
-                    self._result(result_topic, {"status": "armed", "confirm_within": command.confirm}, nonce)
+                    self._result(result_topic, {"status": "armed", "confirm_within": command.confirm}, auth)
                     self._audit(command.id, "armed", None, origin)
                 return
         cooldown = command.cooldown or self.plan.policy.cooldown
         with self.guards.lock:  # checked and marked as one step: two threads cannot both pass
             if self.guards.cooldowns.check(command.id, cooldown):
-                raise _Authenticated("cooldown", nonce)
+                raise _Authenticated("cooldown", auth)
             if command.id in self.guards.running or len(self.guards.running) >= MAX_RUNNING:
-                raise _Authenticated("busy", nonce)
+                raise _Authenticated("busy", auth)
             if not self.guards.rate.allow():
-                raise _Authenticated("rate_limited", nonce)
+                raise _Authenticated("rate_limited", auth)
             self.guards.running.add(command.id)
             self.guards.cooldowns.mark(command.id)
         try:
-            self._pool.submit(self._execute, command, value, origin, result_topic, nonce)
+            self._pool.submit(self._execute, command, value, origin, result_topic, auth)
         except RuntimeError:  # pool shut down: the agent is stopping
             with self.guards.lock:
                 self.guards.running.discard(command.id)
-            raise _Authenticated("unavailable", nonce) from None
+            raise _Authenticated("busy" if self._retired else "unavailable", auth) from None
 
-    def _execute(self, command: Command, value: Any, origin: str, result_topic: str, nonce: str | None) -> None:
+    def _execute(self, command: Command, value: Any, origin: str, result_topic: str, auth: _Auth | None) -> None:
         try:
             entry = ACTIONS.get(command.action)
             if entry is None:
-                self._finish(command, result_topic, {"status": "failed", "reason": "unavailable"}, nonce, origin)
+                self._finish(command, result_topic, {"status": "failed", "reason": "unavailable"}, auth, origin)
                 return
             try:
                 calls: list[Call] = entry.factory(self.ctx, value, **command.args)
@@ -210,7 +232,7 @@ class CommandService:
                     command,
                     result_topic,
                     {"status": "failed", "reason": "unavailable", "detail": str(exc)},
-                    nonce,
+                    auth,
                     origin,
                 )
                 return
@@ -218,13 +240,13 @@ class CommandService:
                 self.guards.stats.dry_run += 1
                 log.info("dry-run %s (%s): %s", command.id, origin, "; ".join(c.describe() for c in calls))
                 self._finish(
-                    command, result_topic, {"status": "dry_run", "calls": [c.to_dict() for c in calls]}, nonce, origin
+                    command, result_topic, {"status": "dry_run", "calls": [public_call(c) for c in calls]}, auth, origin
                 )
                 return
             for call in calls:
                 outcome = self.system.perform(call)
                 if outcome.interrupted:
-                    self._finish(command, result_topic, {"status": "interrupted"}, nonce, origin)
+                    self._finish(command, result_topic, {"status": "interrupted"}, auth, origin)
                     return
                 if outcome.returncode != 0:
                     self.guards.stats.failed += 1
@@ -236,27 +258,27 @@ class CommandService:
                             "reason": "exit_status",
                             "detail": f"{call.argv[0] if call.argv else call.kind} exited {outcome.returncode}",
                         },
-                        nonce,
+                        auth,
                         origin,
                     )
                     return
             self.guards.stats.executed += 1
             log.info("executed %s (%s): %s", command.id, origin, "; ".join(c.describe() for c in calls))
             self._publish_state(command, value)
-            self._finish(command, result_topic, {"status": "ok"}, nonce, origin)
+            self._finish(command, result_topic, {"status": "ok"}, auth, origin)
         except (ActionError, OSError) as exc:
             self.guards.stats.failed += 1
             self._finish(
                 command,
                 result_topic,
                 {"status": "failed", "reason": "unavailable", "detail": str(exc)[:200]},
-                nonce,
+                auth,
                 origin,
             )
         except Exception:
             self.guards.stats.failed += 1
             log.exception("action %s failed", command.action)
-            self._finish(command, result_topic, {"status": "failed", "reason": "unavailable"}, nonce, origin)
+            self._finish(command, result_topic, {"status": "failed", "reason": "unavailable"}, auth, origin)
         finally:
             with self.guards.lock:
                 self.guards.running.discard(command.id)
@@ -280,17 +302,31 @@ class CommandService:
         except Exception:
             return None
 
-    def _finish(self, command: Command, topic: str, body: dict, nonce: str | None, origin: str) -> None:
-        self._result(topic, body, nonce)
+    def _finish(self, command: Command, topic: str, body: dict, auth: _Auth | None, origin: str) -> None:
+        self._result(topic, body, auth)
         self._audit(command.id, body["status"], body.get("reason"), origin)
 
-    def _result(self, topic: str, body: dict, nonce: str | None) -> None:
-        body = {**body, "ts": int(self.wall())}
-        if nonce:
-            body["nonce"] = nonce
+    def _result(self, topic: str, body: dict, auth: _Auth | None) -> None:
+        """Publish a result. The answer to a signed command echoes its nonce and carries `sig`, a
+        `pilot-result-v1` HMAC with the command's key (docs/mqtt.md), so `pilot send` can tell it
+        from an answer made up by anyone else on the broker."""
+        ts = int(self.wall())
+        body = {**body, "ts": ts}
+        if auth is not None:
+            body["nonce"] = auth.nonce
+            body["sig"] = signing.sign_result(
+                auth.key, self.plan.device.id, auth.topic, auth.nonce, body["status"], body.get("reason"), ts
+            )
         self.publish(topic, json.dumps(body, separators=(",", ":")), 1, False)
 
-    def _reject(self, command_id: str, topic: str, reason: str, nonce: str | None, origin: str) -> None:
+    def _reject(
+        self,
+        command_id: str,
+        topic: str,
+        reason: str,
+        auth: _Auth | None,
+        origin: str,
+    ) -> None:
         self.guards.stats.rejected[reason] = self.guards.stats.rejected.get(reason, 0) + 1
         command = self._by_id.get(command_id)
         # whoever holds no key gets at most one answer (and one audit event) a second: junk and
@@ -305,7 +341,7 @@ class CommandService:
             if limiter is not None and not limiter.allow():
                 self.guards.stats.replies_suppressed += 1
                 return
-        self._result(topic, {"status": "rejected", "reason": reason}, nonce)
+        self._result(topic, {"status": "rejected", "reason": reason}, auth)
         self._audit(command_id if command_id in self._by_id else None, "rejected", reason, origin)
 
     def _audit(self, command_id: str | None, status: str, reason: str | None, origin: str) -> None:
@@ -323,13 +359,16 @@ class CommandService:
         if not self.plan.policy.require_signed:
             return None, None
         try:
-            _text, nonce = self._verify(None, topic, payload)
-            return None, nonce
+            _text, auth = self._verify(None, topic, payload)
+            return None, auth.nonce
         except signing.Rejected as exc:
-            return exc.reason, getattr(exc, "nonce", None)
+            auth = getattr(exc, "auth", None)
+            return exc.reason, auth.nonce if auth is not None else None
 
     def retire(self) -> None:
-        """On reload: accept nothing new; running actions finish and answer as usual."""
+        """On reload: accept nothing new (a command that still reaches this service is answered `busy`,
+        with its nonce unspent, so it can be sent again); running actions finish and answer as usual."""
+        self._retired = True
         self._pool.shutdown(wait=False, cancel_futures=False)
 
     def stop(self, timeout: float = 4.0) -> None:
@@ -341,9 +380,30 @@ class CommandService:
             time.sleep(0.02)
 
 
+@dataclass(frozen=True)
+class _Auth:
+    """A verified envelope: what its answer echoes (the nonce) and is signed with (key, set topic)."""
+
+    nonce: str
+    key: signing.Key
+    topic: str
+
+
 class _Authenticated(signing.Rejected):
     """A rejection after the sender proved a key (or for an unsigned command): the nonce may be echoed."""
 
-    def __init__(self, reason: str, nonce: str | None) -> None:
+    def __init__(self, reason: str, auth: _Auth | None) -> None:
         super().__init__(reason)
-        self.nonce = nonce
+        self.auth = auth
+
+
+REDACTED = "<redacted>"
+
+
+def public_call(call: Call) -> dict:
+    """A call as a dry-run result shows it: environment variables by name only (values such as PATH or
+    a profile's `env:` secrets never reach the broker)."""
+    data = call.to_dict()
+    if call.env is not None:
+        data["env"] = [[name, REDACTED] for name, _value in call.env]
+    return data

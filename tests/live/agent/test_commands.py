@@ -284,7 +284,11 @@ def test_dry_run_reports_the_exact_calls_and_performs_nothing(rig):
     rig.start("--dry-run")
     body = rig.result("backup", rig.send("backup", "PRESS"))
     assert body["status"] == "dry_run"
-    assert body["calls"] == planned("process.run", "PRESS", argv=["/bin/echo", "backup"])
+    expected = planned("process.run", "PRESS", argv=["/bin/echo", "backup"])
+    for call in expected:  # environment values are redacted on the broker, names kept
+        if "env" in call:
+            call["env"] = [[name, "<redacted>"] for name, _value in call["env"]]
+    assert body["calls"] == expected
     assert rig.calls() == []
 
 

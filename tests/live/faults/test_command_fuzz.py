@@ -27,7 +27,7 @@ from tests.support.profiles import compile_text
 DEVICE = "fuzzrig"
 BASE = f"pilot/{DEVICE}"
 STATUSES = {"ok", "rejected", "failed", "dry_run", "armed", "interrupted"}
-RESULT_KEYS = {"status", "reason", "nonce", "ts", "confirm_within", "detail", "calls"}
+RESULT_KEYS = {"status", "reason", "nonce", "ts", "confirm_within", "detail", "calls", "sig"}
 KEY = signing.Key("k1", b"fuzz-secret-0123456789abcdef")
 
 
