@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pilot.cli.common import load_plan, parse_broker, state_path
-from pilot.plan import Plan
+from pilot.plan import Command, Plan
 
 
 def _plan_or_report(args: argparse.Namespace) -> Plan | None:
@@ -77,10 +77,136 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_send(args: argparse.Namespace) -> int:
+class Exchange:
+    """One command sent and its answer judged, without MQTT (which `_deliver` does).
+
+    For a signed command only an answer that echoes the current envelope's nonce and carries a valid
+    `pilot-result-v1` signature with the same key counts: the nonce is public (anyone subscribed sees
+    the envelope), the signature is not. Other answers are counted and reported, never believed. An
+    unsigned command's answer is taken as it comes, with a note that it is unauthenticated."""
+
+    def __init__(self, plan: Plan, command: Command, value: str, key: Any, *, confirm: bool) -> None:
+        self.plan, self.command, self.value, self.key, self.confirm = plan, command, value, key, confirm
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.result: dict | None = None
+        self.armed = False
+        self.unauthenticated: list[str] = []  # status/reason of answers without a valid signature
+        self.forged = 0
+        self.payload, self.nonce = self.fresh()
+
+    def fresh(self) -> tuple[str, str | None]:
+        """The payload to publish and its nonce: a new envelope (a confirming press needs a fresh nonce)."""
+        from pilot.agent import signing
+
+        if self.key is None:
+            return self.value, None
+        env = signing.sign(self.key, self.plan.device.id, self.command.command_topic, self.value)
+        return json.dumps(env, separators=(",", ":")), env["nonce"]
+
+    def answer(self, raw: bytes) -> str | None:
+        """Judge one message on the result topic; returns a payload to publish next (the confirming press)."""
+        from pilot.agent import signing
+
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(body, dict):
+            return None
+        with self.lock:
+            if self.done.is_set():
+                return None
+            if self.key is not None:
+                if "nonce" in body and body.get("nonce") != self.nonce:
+                    return None  # the answer to another envelope (ours from before a re-press, or someone else's)
+                if not signing.verify_result(
+                    body, self.key, self.plan.device.id, self.command.command_topic, self.nonce or ""
+                ):
+                    if "nonce" in body:
+                        self.forged += 1
+                        print(
+                            f"pilot: ignored a FORGED answer on {self.command.result_topic} (our nonce, "
+                            "no valid pilot-result-v1 signature)",
+                            file=sys.stderr,
+                        )
+                    else:
+                        self.unauthenticated.append(_brief(body))
+                    return None
+            if body.get("status") == "armed" and self.confirm and not self.armed:
+                self.armed = True
+                self.payload, self.nonce = self.fresh()
+                return self.payload
+            self.result = body
+            self.done.set()
+            return None
+
+    def report(self, finished: bool, timeout: float) -> int:
+        """Print the outcome; the exit status: 0 for an (authenticated, when signed) ok or dry_run."""
+        if not finished or self.result is None:
+            why = f"pilot: no result within {timeout:g} s (is the agent running?)"
+            if self.key is not None and (self.unauthenticated or self.forged):
+                why = (
+                    f"pilot: no authenticated result within {timeout:g} s; ignored "
+                    f"{len(self.unauthenticated)} unsigned and {self.forged} forged answer(s)"
+                    + (f" (last unsigned: {self.unauthenticated[-1]})" if self.unauthenticated else "")
+                )
+            print(why, file=sys.stderr)
+            return 1
+        if self.key is None:
+            print(
+                f"pilot: note: {self.command.id!r} is not a signed command, so its answer is unauthenticated "
+                "(anyone who can publish on the broker could have sent it)",
+                file=sys.stderr,
+            )
+        print(json.dumps(self.result))
+        return 0 if self.result.get("status") in ("ok", "dry_run") else 1
+
+
+def _brief(body: dict) -> str:
+    status, reason = body.get("status"), body.get("reason")
+    return "/".join(str(x)[:32] for x in (status, reason) if x is not None) or "?"
+
+
+def _deliver(plan: Plan, exchange: Exchange, host: str, port: int, timeout: float) -> bool | None:
+    """Publish the exchange's payload, feed it the answers; True when judged, False on timeout,
+    None when the broker cannot be reached (reported)."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
+    command = exchange.command
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pilot-send-{os.getpid()}")
+    if plan.mqtt.username:
+        from pilot.agent.mqtt import read_password
+
+        client.username_pw_set(plan.mqtt.username, read_password(plan.mqtt.password_file))
+    if plan.mqtt.tls is not None:
+        from pilot.agent.mqtt import tls_context
+
+        client.tls_set_context(tls_context(plan.mqtt))
+
+    def on_message(c: Any, userdata: Any, msg: Any) -> None:
+        again = exchange.answer(msg.payload)
+        if again is not None:
+            c.publish(command.command_topic, again, qos=1)
+
+    client.on_connect = lambda c, *_: c.subscribe(command.result_topic, 1)
+    client.on_subscribe = lambda c, *_: c.publish(command.command_topic, exchange.payload, qos=1)
+    client.on_message = on_message
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as exc:
+        print(f"pilot: error: cannot reach the broker {host}:{port}: {exc}", file=sys.stderr)
+        return None
+    client.loop_start()
+    try:
+        return exchange.done.wait(timeout)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def cmd_send(args: argparse.Namespace) -> int:
     from pilot.agent import signing
 
     plan = _plan_or_report(args)
@@ -95,74 +221,19 @@ def cmd_send(args: argparse.Namespace) -> int:
     if value is None:
         print(f"pilot: error: command {command.id!r} ({command.entity.platform}) needs a VALUE", file=sys.stderr)
         return 2
-    payload = value
     key = None
-    if command.signed or args.keyring:
+    if command.signed:  # an unsigned command takes its value as it is: an envelope would be the value
         try:
             key = _key(args.keyring or plan.policy.keyring or "", args.kid)
         except signing.KeyringError as exc:
             print(f"pilot: error: {exc}", file=sys.stderr)
             return 1
-        payload = json.dumps(signing.sign(key, plan.device.id, command.command_topic, value), separators=(",", ":"))
     host, port = args.broker if args.broker else (plan.mqtt.host or "127.0.0.1", plan.mqtt.port or 1883)
-    done = threading.Event()
-    result: dict[str, Any] = {}
-    sent = {"payload": payload}
-
-    def envelope() -> str:
-        if key is None:
-            return value
-        return json.dumps(signing.sign(key, plan.device.id, command.command_topic, value), separators=(",", ":"))
-
-    def nonce_of(text: str) -> str | None:
-        return json.loads(text).get("nonce") if key is not None else None
-
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pilot-send-{os.getpid()}")
-    if plan.mqtt.username:
-        from pilot.agent.mqtt import read_password
-
-        client.username_pw_set(plan.mqtt.username, read_password(plan.mqtt.password_file))
-    if plan.mqtt.tls is not None:
-        from pilot.agent.mqtt import tls_context
-
-        client.tls_set_context(tls_context(plan.mqtt))
-
-    def on_connect(c, userdata, flags, rc, props):
-        c.subscribe(command.result_topic, 1)
-
-    def on_subscribe(c, userdata, mid, rcs, props):
-        c.publish(command.command_topic, sent["payload"], qos=1)
-
-    def on_message(c, userdata, msg):
-        try:
-            body = json.loads(msg.payload)
-        except ValueError:
-            return
-        if key is not None and body.get("nonce") not in (None, nonce_of(sent["payload"])):
-            return  # someone else's result
-        if body.get("status") == "armed" and not args.no_confirm and not result.get("armed"):
-            result["armed"] = True
-            sent["payload"] = envelope()  # the confirming press needs a fresh nonce
-            c.publish(command.command_topic, sent["payload"], qos=1)
-            return
-        result.update(body)
-        done.set()
-
-    client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
-    try:
-        client.connect(host, port, keepalive=30)
-    except OSError as exc:
-        print(f"pilot: error: cannot reach the broker {host}:{port}: {exc}", file=sys.stderr)
+    exchange = Exchange(plan, command, value, key, confirm=not args.no_confirm)
+    finished = _deliver(plan, exchange, host, port, args.timeout)
+    if finished is None:
         return 1
-    client.loop_start()
-    finished = done.wait(args.timeout)
-    client.loop_stop()
-    client.disconnect()
-    if not finished:
-        print(f"pilot: no result within {args.timeout:g} s (is the agent running?)", file=sys.stderr)
-        return 1
-    print(json.dumps(result))
-    return 0 if result.get("status") in ("ok", "dry_run") else 1
+    return exchange.report(finished, args.timeout)
 
 
 def cmd_privileges(args: argparse.Namespace) -> int:
