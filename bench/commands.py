@@ -94,7 +94,14 @@ import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from bench._proc import finish, summary, table  # noqa: E402
-from bench.agent import Agent, cpu_seconds, install_lnxlink, lnxlink_modules_ok, power_shims, source_state  # noqa: E402
+from bench.agent import (  # noqa: E402
+    MeasuredAgent,
+    cpu_seconds,
+    install_lnxlink,
+    lnxlink_modules_ok,
+    power_shims,
+    source_state,
+)
 from pilot.agent import signing  # noqa: E402
 from testkit.agent import pilot_argv, pilot_env  # noqa: E402
 from testkit.broker import Mosquitto  # noqa: E402
@@ -232,20 +239,20 @@ def make_keyring(work: Path) -> tuple[Path, signing.Key]:
     return path, signing.load_keyring(path)[KID]
 
 
-def pilot_agent(profile: Path, port: int, state_dir: Path, work: Path, name: str, *extra: str) -> Agent:
+def pilot_agent(profile: Path, port: int, state_dir: Path, work: Path, name: str, *extra: str) -> MeasuredAgent:
     # the action really runs (/bin/true): nothing recorded in its place. pilot_env() sets PILOT_ALLOW_ROOT=1,
     # or as root `pilot run` would refuse to start
     env = pilot_env(base={k: v for k, v in os.environ.items() if k != "PILOT_SYSTEM_RECORD"})
-    return Agent(name, pilot_argv(profile, port, state_dir, *extra), owns=lambda t: False,
+    return MeasuredAgent(name, pilot_argv(profile, port, state_dir, *extra), owns=lambda t: False,
                  is_discovery=lambda t: False, log=work / f"{name}.log", env=env)
 
 
-def floor_agent(port: int, work: Path) -> Agent:
+def floor_agent(port: int, work: Path) -> MeasuredAgent:
     argv = [sys.executable, str(FLOOR_SCRIPT), "--broker", f"127.0.0.1:{port}", "--device-id", FLOOR_ID]
-    return Agent("floor", argv, owns=lambda t: False, is_discovery=lambda t: False, log=work / "floor.log")
+    return MeasuredAgent("floor", argv, owns=lambda t: False, is_discovery=lambda t: False, log=work / "floor.log")
 
 
-def lnxlink_agent(exe: Path, port: int, work: Path) -> Agent:
+def lnxlink_agent(exe: Path, port: int, work: Path) -> MeasuredAgent:
     """As bench/agent.py starts it: power commands shimmed on PATH, no system D-Bus."""
     config_dir = work / "lnxlink"
     config_dir.mkdir(exist_ok=True)
@@ -255,11 +262,11 @@ def lnxlink_agent(exe: Path, port: int, work: Path) -> Agent:
     env.update(PATH=f"{power_shims(work / 'shims')}:{env.get('PATH', '/usr/bin:/bin')}",
                DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={work / 'no-system-bus'}")
     argv = [str(exe), "-c", str(config), "--ignore-systemd", "--logging", "INFO", "--log-directory", str(config_dir)]
-    return Agent("lnxlink", argv, owns=lambda t: False, is_discovery=lambda t: False, log=work / "lnxlink.log",
+    return MeasuredAgent("lnxlink", argv, owns=lambda t: False, is_discovery=lambda t: False, log=work / "lnxlink.log",
                  env=env)
 
 
-def wait_ready(presser: Presser, target: Target, agent: Agent) -> str | None:
+def wait_ready(presser: Presser, target: Target, agent: MeasuredAgent) -> str | None:
     """Press until the target answers as expected (its subscription is in place); None or why not."""
     deadline = time.monotonic() + READY_TIMEOUT
     last = "no answer"
@@ -443,7 +450,7 @@ class SysCounters:
         return self.snapshot()
 
 
-def junk_phase(presser: Presser, agent: Agent, key: signing.Key, port: int, seconds: float, rate: float,
+def junk_phase(presser: Presser, agent: MeasuredAgent, key: signing.Key, port: int, seconds: float, rate: float,
                counters: SysCounters) -> dict:
     topic = f"pilot/{PILOT_ID}/cmd/noop_signed/set"
     result_topic = f"pilot/{PILOT_ID}/cmd/noop_signed/result"
