@@ -6,8 +6,9 @@ import os
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass
@@ -26,19 +27,23 @@ def run(argv: list[str], *, env: dict | None = None, cwd: str | None = None) -> 
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode,
-               out.decode(errors="replace"))
+    return Run(
+        wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, out.decode(errors="replace")
+    )
 
 
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
+
     def pct(p: float) -> float:
         return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
     return {"p50": statistics.median(ordered), "p90": pct(90), "p99": pct(99), "min": ordered[0], "max": ordered[-1]}
 
 
-def finish(result: dict, load_before: float, work: Any, keep: bool, as_json: bool,
-           printer: Callable[[dict], None]) -> int:
+def finish(
+    result: dict, load_before: float, work: Any, keep: bool, as_json: bool, printer: Callable[[dict], None]
+) -> int:
     """The common tail of a whole-process benchmark: clean up, note the machine, print."""
     import json
     import shutil
@@ -48,8 +53,10 @@ def finish(result: dict, load_before: float, work: Any, keep: bool, as_json: boo
         print(f"work directory kept: {work}", file=sys.stderr)
     else:
         shutil.rmtree(work, ignore_errors=True)
-    result["notes"].append(f"machine: {os.cpu_count()} CPUs, 1-min load average {load_before:.2f} at start, "
-                           f"{os.getloadavg()[0]:.2f} at end (other work on the machine skews latencies)")
+    result["notes"].append(
+        f"machine: {os.cpu_count()} CPUs, 1-min load average {load_before:.2f} at start, "
+        f"{os.getloadavg()[0]:.2f} at end (other work on the machine skews latencies)"
+    )
     if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:

@@ -102,7 +102,7 @@ def tree(pid: int) -> list[int]:
 
 def _stat_fields(pid: int) -> list[str]:
     text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2:].split()
+    return text[text.rindex(")") + 2 :].split()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -159,8 +159,13 @@ def memory_mb(pid: int) -> dict[str, float]:
         rss += int(st.get("Rss", "0 kB").split()[0])
         pss += int(st.get("Pss", "0 kB").split()[0])
     root = _status(f"/proc/{pid}/status")
-    return {"rss_mb": rss / 1024, "pss_mb": pss / 1024, "hwm_mb": int(root.get("VmHWM", "0 kB").split()[0]) / 1024,
-            "threads": int(root.get("Threads", 0)), "processes": len(procs)}
+    return {
+        "rss_mb": rss / 1024,
+        "pss_mb": pss / 1024,
+        "hwm_mb": int(root.get("VmHWM", "0 kB").split()[0]) / 1024,
+        "threads": int(root.get("Threads", 0)),
+        "processes": len(procs),
+    }
 
 
 # ------------------------------------------------------------------ agents
@@ -170,8 +175,16 @@ class MeasuredAgent(AgentProcess):
     """One agent under measurement: its process (testkit's launcher), which topics are its own,
     which message is its discovery, and the figures measured."""
 
-    def __init__(self, name: str, argv: list[str], *, owns: Callable[[str], bool], is_discovery: Callable[[str], bool],
-                 log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        owns: Callable[[str], bool],
+        is_discovery: Callable[[str], bool],
+        log: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(argv, log=log, env=env)
         self.name = name
         self.owns = owns
@@ -191,14 +204,20 @@ def wait_discovery(agent: MeasuredAgent, watcher: Watcher) -> float | None:
     return None
 
 
-def pilot_agent(profile: Path | None, port: int, state_dir: Path, work: Path, device_id: str, *extra: str,
-                name: str = "pilot") -> MeasuredAgent:
+def pilot_agent(
+    profile: Path | None, port: int, state_dir: Path, work: Path, device_id: str, *extra: str, name: str = "pilot"
+) -> MeasuredAgent:
     """`pilot run PROFILE`; with profile None, `pilot run` with no profile (it picks the matching pack)."""
     # benchmarks run as root in CI: pilot_env() sets PILOT_ALLOW_ROOT=1, or the agent would refuse root
     argv, env = pilot_argv(profile, port, state_dir, *extra), pilot_env()
-    return MeasuredAgent(name, argv, owns=lambda t: t.startswith((f"pilot/{device_id}/", f"homeassistant/device/{device_id}/")),
-                 is_discovery=lambda t: t == f"homeassistant/device/{device_id}/config",
-                 log=work / f"{name}{'-once' if '--once' in extra else ''}.log", env=env)
+    return MeasuredAgent(
+        name,
+        argv,
+        owns=lambda t: t.startswith((f"pilot/{device_id}/", f"homeassistant/device/{device_id}/")),
+        is_discovery=lambda t: t == f"homeassistant/device/{device_id}/config",
+        log=work / f"{name}{'-once' if '--once' in extra else ''}.log",
+        env=env,
+    )
 
 
 def this_device_id() -> str:
@@ -210,14 +229,28 @@ def this_device_id() -> str:
 
 
 def floor_agent(port: int, work: Path) -> MeasuredAgent:
-    argv = [sys.executable, str(FLOOR_SCRIPT), "--broker", f"127.0.0.1:{port}", "--device-id", "benchfloor",
-            "--interval", "5"]
-    return MeasuredAgent("floor", argv, owns=lambda t: t.startswith(("floor/benchfloor/", "homeassistant/sensor/benchfloor/")),
-                 is_discovery=lambda t: t.startswith("homeassistant/sensor/benchfloor/"), log=work / "floor.log")
+    argv = [
+        sys.executable,
+        str(FLOOR_SCRIPT),
+        "--broker",
+        f"127.0.0.1:{port}",
+        "--device-id",
+        "benchfloor",
+        "--interval",
+        "5",
+    ]
+    return MeasuredAgent(
+        "floor",
+        argv,
+        owns=lambda t: t.startswith(("floor/benchfloor/", "homeassistant/sensor/benchfloor/")),
+        is_discovery=lambda t: t.startswith("homeassistant/sensor/benchfloor/"),
+        log=work / "floor.log",
+    )
 
 
-def measure_cold_pilot(port: int, watcher: Watcher, work: Path, profile: Path, device_id: str,
-                       state_dir: Path) -> dict[str, float | None]:
+def measure_cold_pilot(
+    port: int, watcher: Watcher, work: Path, profile: Path, device_id: str, state_dir: Path
+) -> dict[str, float | None]:
     """`pilot run --once` on an empty state dir: compiles in a child, fills the plan cache."""
     once = pilot_agent(profile, port, state_dir, work, device_id, "--once")
     once.start()
@@ -227,8 +260,11 @@ def measure_cold_pilot(port: int, watcher: Watcher, work: Path, profile: Path, d
         once.proc.wait(60)
     except subprocess.TimeoutExpired:
         once.stop()
-    return {"discovery_cold_s": discovery, "once_wall_s": time.monotonic() - once.started,
-            "once_exit": once.proc.returncode}
+    return {
+        "discovery_cold_s": discovery,
+        "once_wall_s": time.monotonic() - once.started,
+        "once_exit": once.proc.returncode,
+    }
 
 
 # ------------------------------------------------------------------ LNXlink
@@ -241,7 +277,10 @@ def install_lnxlink(venv: Path, log: Path) -> tuple[Path | None, str]:
         return exe, f"reused {venv}"
     started = time.monotonic()
     with open(log, "ab") as out:
-        for argv in (["python3", "-m", "venv", str(venv)], [str(venv / "bin" / "pip"), "install", "--quiet", "lnxlink"]):
+        for argv in (
+            ["python3", "-m", "venv", str(venv)],
+            [str(venv / "bin" / "pip"), "install", "--quiet", "lnxlink"],
+        ):
             try:
                 rc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=600).returncode
             except (OSError, subprocess.TimeoutExpired) as exc:
@@ -259,7 +298,7 @@ def power_shims(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for name in POWER_COMMANDS:
         shim = directory / name
-        shim.write_text(f"#!/bin/sh\necho \"bench shim: {name} $*\"\n")
+        shim.write_text(f'#!/bin/sh\necho "bench shim: {name} $*"\n')
         shim.chmod(0o755)
     return directory
 
@@ -270,12 +309,19 @@ def lnxlink_agent(exe: Path, port: int, work: Path) -> MeasuredAgent:
     config = config_dir / "lnxlink.yaml"
     config.write_text(LNXLINK_TEMPLATE.read_text().format(port=port, client_id="benchlnx"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LNXLINK_")}
-    env.update(PATH=f"{power_shims(work / 'shims')}:{env.get('PATH', '/usr/bin:/bin')}",
-               DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={work / 'no-system-bus'}")
+    env.update(
+        PATH=f"{power_shims(work / 'shims')}:{env.get('PATH', '/usr/bin:/bin')}",
+        DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={work / 'no-system-bus'}",
+    )
     argv = [str(exe), "-c", str(config), "--ignore-systemd", "--logging", "INFO", "--log-directory", str(config_dir)]
-    return MeasuredAgent("lnxlink", argv, owns=lambda t: t.startswith("lnxlink/benchlnx/") or "/lnxlink/benchlnx_" in t,
-                 is_discovery=lambda t: t.startswith("homeassistant/") and "/lnxlink/benchlnx_" in t,
-                 log=work / "lnxlink.log", env=env)
+    return MeasuredAgent(
+        "lnxlink",
+        argv,
+        owns=lambda t: t.startswith("lnxlink/benchlnx/") or "/lnxlink/benchlnx_" in t,
+        is_discovery=lambda t: t.startswith("homeassistant/") and "/lnxlink/benchlnx_" in t,
+        log=work / "lnxlink.log",
+        env=env,
+    )
 
 
 def lnxlink_modules_ok(agent: MeasuredAgent, allowed: set[str] = LNXLINK_MODULES, timeout: float = 10.0) -> str | None:
@@ -301,20 +347,27 @@ Sample = tuple[float, float, int]  # cpu_seconds, cpu_seconds_precise, context s
 
 
 def snapshot(agents: list[MeasuredAgent]) -> dict[str, Sample]:
-    return {a.name: (cpu_seconds(a.proc.pid), cpu_seconds_precise(a.proc.pid), context_switches(a.proc.pid))
-            for a in agents if a.running()}
+    return {
+        a.name: (cpu_seconds(a.proc.pid), cpu_seconds_precise(a.proc.pid), context_switches(a.proc.pid))
+        for a in agents
+        if a.running()
+    }
 
 
-def window_figures(agent: MeasuredAgent, before: Sample, after: Sample, messages: list,
-                   start: float, end: float) -> dict[str, float]:
+def window_figures(
+    agent: MeasuredAgent, before: Sample, after: Sample, messages: list, start: float, end: float
+) -> dict[str, float]:
     seconds = end - start
     mine = [m for m in messages if start <= m.at <= end and agent.owns(m.topic)]
-    return {"window_s": seconds, "cpu_s": after[0] - before[0],
-            "cpu_s_per_h": (after[0] - before[0]) * 3600 / seconds,
-            "cpu_s_per_h_schedstat": (after[1] - before[1]) * 3600 / seconds,
-            "wakeups_per_s": (after[2] - before[2]) / seconds,
-            "msgs_per_min": len(mine) * 60 / seconds,
-            "bytes_per_min": sum(len(m.payload) for m in mine) * 60 / seconds}
+    return {
+        "window_s": seconds,
+        "cpu_s": after[0] - before[0],
+        "cpu_s_per_h": (after[0] - before[0]) * 3600 / seconds,
+        "cpu_s_per_h_schedstat": (after[1] - before[1]) * 3600 / seconds,
+        "wakeups_per_s": (after[2] - before[2]) / seconds,
+        "msgs_per_min": len(mine) * 60 / seconds,
+        "bytes_per_min": sum(len(m.payload) for m in mine) * 60 / seconds,
+    }
 
 
 def sleep_until(moment: float) -> None:
@@ -386,8 +439,11 @@ def compare(args: argparse.Namespace, work: Path) -> dict:
         agents = [pilot_agent(PILOT_PROFILE, broker.port, state, work, "benchpilot")]
         agents[0].figures.update(cold)
         if not args.no_auto:  # the matching pack, picked by the compile child: the agent's RSS must not change
-            agents.append(pilot_agent(None, broker.port, work / "auto-state", work, this_device_id(), "--dry-run",
-                                      name="pilot-auto"))
+            agents.append(
+                pilot_agent(
+                    None, broker.port, work / "auto-state", work, this_device_id(), "--dry-run", name="pilot-auto"
+                )
+            )
         if exe:
             agents.append(lnxlink_agent(exe, broker.port, work))
         agents.append(floor_agent(broker.port, work))
@@ -407,8 +463,7 @@ def compare(args: argparse.Namespace, work: Path) -> dict:
     figures = {a.name: a.figures for a in agents}
     notes += workload_notes(figures)
     notes.append("agents ran concurrently on one broker, started in turn (each after the previous one's discovery)")
-    return {"mode": "compare", "steady_s": args.steady, "agents": figures, "targets": targets(figures),
-            "notes": notes}
+    return {"mode": "compare", "steady_s": args.steady, "agents": figures, "targets": targets(figures), "notes": notes}
 
 
 def workload_notes(figures: dict[str, dict]) -> list[str]:
@@ -416,8 +471,10 @@ def workload_notes(figures: dict[str, dict]) -> list[str]:
     pilot, floor = figures.get("pilot", {}).get("msgs_per_min"), figures.get("floor", {}).get("msgs_per_min")
     if not pilot or not floor or abs(pilot / floor - 1) <= 0.05:
         return []
-    return [f"Pilot published {pilot:.0f} msgs/min against the floor's {floor:.0f} for the same sensors: "
-            "the CPU figures compare unequal work"]
+    return [
+        f"Pilot published {pilot:.0f} msgs/min against the floor's {floor:.0f} for the same sensors: "
+        "the CPU figures compare unequal work"
+    ]
 
 
 def ready(watcher: Watcher) -> None:
@@ -436,16 +493,19 @@ def targets(figures: dict[str, dict]) -> list[dict]:
     rows = []
     if auto.get("rss_mb") is not None and pilot.get("rss_mb") is not None:
         gap = auto["rss_mb"] - pilot["rss_mb"]
-        rows.append({"target": "RSS no profile - RSS explicit profile (MiB)", "ratio": gap, "limit": 0.5,
-                     "meets": gap <= 0.5})
+        rows.append(
+            {"target": "RSS no profile - RSS explicit profile (MiB)", "ratio": gap, "limit": 0.5, "meets": gap <= 0.5}
+        )
     for label, mine, other, limit in (
-            ("Pilot RSS / LNXlink RSS", pilot.get("rss_mb"), lnx.get("rss_mb"), 0.9),
-            ("Pilot RSS / floor RSS", pilot.get("rss_mb"), floor.get("rss_mb"), 1.15),
-            ("Pilot CPU/h / LNXlink CPU/h", pilot.get("cpu_s_per_h"), lnx.get("cpu_s_per_h"), 0.5),
-            ("Pilot discovery (warm) / LNXlink's", pilot.get("discovery_s"), lnx.get("discovery_s"), 1.0)):
+        ("Pilot RSS / LNXlink RSS", pilot.get("rss_mb"), lnx.get("rss_mb"), 0.9),
+        ("Pilot RSS / floor RSS", pilot.get("rss_mb"), floor.get("rss_mb"), 1.15),
+        ("Pilot CPU/h / LNXlink CPU/h", pilot.get("cpu_s_per_h"), lnx.get("cpu_s_per_h"), 0.5),
+        ("Pilot discovery (warm) / LNXlink's", pilot.get("discovery_s"), lnx.get("discovery_s"), 1.0),
+    ):
         ratio = mine / other if mine is not None and other else None
-        rows.append({"target": label, "ratio": ratio, "limit": limit,
-                     "meets": None if ratio is None else ratio <= limit})
+        rows.append(
+            {"target": label, "ratio": ratio, "limit": limit, "meets": None if ratio is None else ratio <= limit}
+        )
     return rows
 
 
@@ -483,9 +543,13 @@ def tick_figures(times: list[float], expected: int) -> dict:
     spread = [(g[-1] - g[0]) * 1000 for g in groups]
     counts = [float(len(g)) for g in groups]
     periods = [(b[0] - a[0]) * 1000 for a, b in zip(groups, groups[1:])]
-    return {"ticks": len(groups), "short_ticks": sum(1 for c in counts if c < expected),
-            "spread_ms": summary(spread), "per_tick": summary(counts),
-            "period_ms": summary(periods) if periods else None}
+    return {
+        "ticks": len(groups),
+        "short_ticks": sum(1 for c in counts if c < expected),
+        "spread_ms": summary(spread),
+        "per_tick": summary(counts),
+        "period_ms": summary(periods) if periods else None,
+    }
 
 
 def stress(args: argparse.Namespace, work: Path) -> dict:
@@ -496,8 +560,9 @@ def stress(args: argparse.Namespace, work: Path) -> dict:
     notes: list[str] = []
     try:
         ready(watcher)
-        agent.figures.update(measure_cold_pilot(broker.port, watcher, work, profile, "benchstress",
-                                                work / "stress-state"))
+        agent.figures.update(
+            measure_cold_pilot(broker.port, watcher, work, profile, "benchstress", work / "stress-state")
+        )
         agent.start()
         agent.figures["discovery_s"] = wait_discovery(agent, watcher)
         sleep_until(agent.started + 10)  # past the start-up burst
@@ -506,8 +571,11 @@ def stress(args: argparse.Namespace, work: Path) -> dict:
             agent.figures.update(memory_mb(agent.proc.pid))
         else:
             notes.append(f"pilot died: {agent.tail(lines=5)}")
-        states = [m.at for m in list(watcher.messages)
-                  if start <= m.at <= end and m.topic.startswith("pilot/benchstress/state/")]
+        states = [
+            m.at
+            for m in list(watcher.messages)
+            if start <= m.at <= end and m.topic.startswith("pilot/benchstress/state/")
+        ]
     finally:
         agent.stop()
         watcher.stop()
@@ -515,8 +583,13 @@ def stress(args: argparse.Namespace, work: Path) -> dict:
     window = agent.figures.get("window_s") or 1.0
     agent.figures["cpu_percent_of_core"] = 100 * agent.figures.get("cpu_s", 0.0) / window
     agent.figures["states_per_s"] = len(states) / window
-    return {"mode": "stress", "sensors": STRESS_SENSORS, "agents": {"pilot": agent.figures},
-            "ticks": tick_figures(states, STRESS_SENSORS), "notes": notes}
+    return {
+        "mode": "stress",
+        "sensors": STRESS_SENSORS,
+        "agents": {"pilot": agent.figures},
+        "ticks": tick_figures(states, STRESS_SENSORS),
+        "notes": notes,
+    }
 
 
 # ------------------------------------------------------------------ output
@@ -525,10 +598,15 @@ def stress(args: argparse.Namespace, work: Path) -> dict:
 def source_state() -> str:
     """Which Pilot was measured: HEAD and whether engine/ has uncommitted changes (read-only git)."""
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "engine"],
-                               capture_output=True, text=True, timeout=10).stdout.splitlines()
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "engine"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.splitlines()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown (no git)"
     return f"{head or 'unknown'}" + (f" + {len(dirty)} uncommitted change(s) under engine/" if dirty else "")
@@ -541,20 +619,51 @@ def fmt(value: float | int | None, digits: int = 1) -> str:
 
 
 def print_compare(result: dict) -> None:
-    headers = ("agent", "disc cold s", "disc s", "RSS MB", "PSS MB", "HWM MB", "thr", "CPU s/h", "(schedstat)", "wakeups/s",
-               "msgs/min", "KB/min")
+    headers = (
+        "agent",
+        "disc cold s",
+        "disc s",
+        "RSS MB",
+        "PSS MB",
+        "HWM MB",
+        "thr",
+        "CPU s/h",
+        "(schedstat)",
+        "wakeups/s",
+        "msgs/min",
+        "KB/min",
+    )
     rows = []
     for name, f in result["agents"].items():
         bytes_min = f.get("bytes_per_min")
-        rows.append((name, fmt(f.get("discovery_cold_s"), 3), fmt(f.get("discovery_s"), 3), fmt(f.get("rss_mb")),
-                     fmt(f.get("pss_mb")), fmt(f.get("hwm_mb")), fmt(f.get("threads")), fmt(f.get("cpu_s_per_h"), 2),
-                     fmt(f.get("cpu_s_per_h_schedstat"), 2), fmt(f.get("wakeups_per_s")), fmt(f.get("msgs_per_min")),
-                     fmt(None if bytes_min is None else bytes_min / 1024)))
+        rows.append(
+            (
+                name,
+                fmt(f.get("discovery_cold_s"), 3),
+                fmt(f.get("discovery_s"), 3),
+                fmt(f.get("rss_mb")),
+                fmt(f.get("pss_mb")),
+                fmt(f.get("hwm_mb")),
+                fmt(f.get("threads")),
+                fmt(f.get("cpu_s_per_h"), 2),
+                fmt(f.get("cpu_s_per_h_schedstat"), 2),
+                fmt(f.get("wakeups_per_s")),
+                fmt(f.get("msgs_per_min")),
+                fmt(None if bytes_min is None else bytes_min / 1024),
+            )
+        )
     print(f"steady window {result['steady_s']:.0f} s, memory at {MEMORY_AT:.0f} s after exec\n")
     print(table(rows, headers))
     print()
-    target_rows = [(t["target"], fmt(t["ratio"], 2), f"<= {t['limit']}",
-                    "-" if t["meets"] is None else ("meets" if t["meets"] else "MISSES")) for t in result["targets"]]
+    target_rows = [
+        (
+            t["target"],
+            fmt(t["ratio"], 2),
+            f"<= {t['limit']}",
+            "-" if t["meets"] is None else ("meets" if t["meets"] else "MISSES"),
+        )
+        for t in result["targets"]
+    ]
     print(table(target_rows, ("target", "ratio", "limit", "")))
     print_notes(result["notes"])
 
@@ -562,18 +671,25 @@ def print_compare(result: dict) -> None:
 def print_stress(result: dict) -> None:
     f, t = result["agents"]["pilot"], result["ticks"]
     print(f"stress: {result['sensors']} sensors at 1 s, window {fmt(f.get('window_s'), 0)} s\n")
-    rows = [("discovery cold / warm s", f"{fmt(f.get('discovery_cold_s'), 3)} / {fmt(f.get('discovery_s'), 3)}"),
-            ("CPU % of one core", fmt(f.get("cpu_percent_of_core"))),
-            ("RSS / PSS / HWM MB", f"{fmt(f.get('rss_mb'))} / {fmt(f.get('pss_mb'))} / {fmt(f.get('hwm_mb'))}"),
-            ("threads", fmt(f.get("threads"))), ("wakeups/s", fmt(f.get("wakeups_per_s"))),
-            ("state msgs/s (expect 1000)", fmt(f.get("states_per_s")))]
+    rows = [
+        ("discovery cold / warm s", f"{fmt(f.get('discovery_cold_s'), 3)} / {fmt(f.get('discovery_s'), 3)}"),
+        ("CPU % of one core", fmt(f.get("cpu_percent_of_core"))),
+        ("RSS / PSS / HWM MB", f"{fmt(f.get('rss_mb'))} / {fmt(f.get('pss_mb'))} / {fmt(f.get('hwm_mb'))}"),
+        ("threads", fmt(f.get("threads"))),
+        ("wakeups/s", fmt(f.get("wakeups_per_s"))),
+        ("state msgs/s (expect 1000)", fmt(f.get("states_per_s"))),
+    ]
     if t.get("ticks"):
-        for label, key in (("msgs per tick", "per_tick"), ("tick spread ms", "spread_ms"),
-                           ("tick period ms", "period_ms")):
+        for label, key in (
+            ("msgs per tick", "per_tick"),
+            ("tick spread ms", "spread_ms"),
+            ("tick period ms", "period_ms"),
+        ):
             s = t.get(key)
             if s:
-                rows.append((f"{label} p50/p99/min/max",
-                             f"{s['p50']:.0f} / {s['p99']:.0f} / {s['min']:.0f} / {s['max']:.0f}"))
+                rows.append(
+                    (f"{label} p50/p99/min/max", f"{s['p50']:.0f} / {s['p99']:.0f} / {s['min']:.0f} / {s['max']:.0f}")
+                )
         rows.append((f"ticks seen / short of {result['sensors']}", f"{t['ticks']} / {t['short_ticks']}"))
     print(table(rows, ("figure", "value")))
     print_notes(result["notes"])

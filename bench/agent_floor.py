@@ -21,7 +21,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import paho.mqtt.client as paho
 import psutil
@@ -70,6 +70,7 @@ def _rate(index: int) -> Reader:
         rate = (value - last["bytes"]) / elapsed if elapsed > 0 else 0.0
         last.update(at=now, bytes=value)
         return max(0, round(rate))
+
     return read
 
 
@@ -85,20 +86,34 @@ def sensors() -> dict[str, tuple[dict, Reader]]:
     """sensor id -> (discovery fields, reader), for the sensors this machine has."""
     psutil.cpu_percent()  # prime psutil's shared CPU sample
     table: dict[str, tuple[dict, Reader | None]] = {
-        "cpu_usage": ({"name": "CPU usage", "unit_of_measurement": "%", "state_class": "measurement"},
-                      lambda: psutil.cpu_percent()),
-        "memory_usage": ({"name": "Memory usage", "unit_of_measurement": "%", "state_class": "measurement"},
-                         lambda: round(psutil.virtual_memory().percent, 1)),
-        "root_disk_usage": ({"name": "Root disk usage", "unit_of_measurement": "%", "state_class": "measurement"},
-                            lambda: round(psutil.disk_usage("/").percent, 1)),
-        "network_download": ({"name": "Network download", "unit_of_measurement": "B/s",
-                              "device_class": "data_rate"}, _rate(0)),
-        "network_upload": ({"name": "Network upload", "unit_of_measurement": "B/s",
-                            "device_class": "data_rate"}, _rate(1)),
-        "uptime": ({"name": "Uptime", "unit_of_measurement": "s", "device_class": "duration",
-                    "entity_category": "diagnostic"}, lambda: int(time.time() - psutil.boot_time())),
-        "cpu_temp": ({"name": "CPU temperature", "unit_of_measurement": "°C", "device_class": "temperature"},
-                     _cpu_temp()),
+        "cpu_usage": (
+            {"name": "CPU usage", "unit_of_measurement": "%", "state_class": "measurement"},
+            lambda: psutil.cpu_percent(),
+        ),
+        "memory_usage": (
+            {"name": "Memory usage", "unit_of_measurement": "%", "state_class": "measurement"},
+            lambda: round(psutil.virtual_memory().percent, 1),
+        ),
+        "root_disk_usage": (
+            {"name": "Root disk usage", "unit_of_measurement": "%", "state_class": "measurement"},
+            lambda: round(psutil.disk_usage("/").percent, 1),
+        ),
+        "network_download": (
+            {"name": "Network download", "unit_of_measurement": "B/s", "device_class": "data_rate"},
+            _rate(0),
+        ),
+        "network_upload": (
+            {"name": "Network upload", "unit_of_measurement": "B/s", "device_class": "data_rate"},
+            _rate(1),
+        ),
+        "uptime": (
+            {"name": "Uptime", "unit_of_measurement": "s", "device_class": "duration", "entity_category": "diagnostic"},
+            lambda: int(time.time() - psutil.boot_time()),
+        ),
+        "cpu_temp": (
+            {"name": "CPU temperature", "unit_of_measurement": "°C", "device_class": "temperature"},
+            _cpu_temp(),
+        ),
         "ip_address": ({"name": "IP address", "entity_category": "diagnostic"}, _ipv4),
     }
     return {sid: (fields, reader) for sid, (fields, reader) in table.items() if reader is not None}
@@ -122,9 +137,13 @@ class Floor:
         self.connected.set()
 
     def discovery(self, sid: str, fields: dict) -> tuple[str, str]:
-        config = {**fields, "unique_id": f"floor_{self.device_id}_{sid}",
-                  "state_topic": f"{self.base}/state/{sid}", "availability_topic": self.availability,
-                  "device": {"identifiers": [f"floor_{self.device_id}"], "name": "Floor"}}
+        config = {
+            **fields,
+            "unique_id": f"floor_{self.device_id}_{sid}",
+            "state_topic": f"{self.base}/state/{sid}",
+            "availability_topic": self.availability,
+            "device": {"identifiers": [f"floor_{self.device_id}"], "name": "Floor"},
+        }
         return f"homeassistant/sensor/{self.device_id}/{sid}/config", json.dumps(config, separators=(",", ":"))
 
     def announce(self) -> None:

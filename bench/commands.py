@@ -180,8 +180,9 @@ class Presser:
         self.client.loop_stop()
         self.client.disconnect()
 
-    def press(self, topic: str, payload: bytes, match: Callable[[Answer], bool],
-              timeout: float = ANSWER_TIMEOUT) -> tuple[float, Answer] | None:
+    def press(
+        self, topic: str, payload: bytes, match: Callable[[Answer], bool], timeout: float = ANSWER_TIMEOUT
+    ) -> tuple[float, Answer] | None:
         """Publish, wait for the first answer that `match`es: (seconds, answer), or None on timeout."""
         with self._cond:
             self._waiting, self._got = match, None
@@ -212,8 +213,12 @@ def answer_status(answer: Answer) -> tuple[str | None, str | None]:
 def press_once(presser: Presser, target: Target, timeout: float = ANSWER_TIMEOUT) -> tuple[float | None, str]:
     """Press target once: (latency s, "ok") or (None or latency, what went wrong)."""
     payload, nonce = target.payload()
-    got = presser.press(target.command_topic, payload, lambda a: a.topic == target.answer_topic and (
-        nonce is None or answer_status(a)[1] == nonce), timeout)
+    got = presser.press(
+        target.command_topic,
+        payload,
+        lambda a: a.topic == target.answer_topic and (nonce is None or answer_status(a)[1] == nonce),
+        timeout,
+    )
     if got is None:
         return None, "no answer"
     seconds, answer = got
@@ -243,8 +248,14 @@ def pilot_agent(profile: Path, port: int, state_dir: Path, work: Path, name: str
     # the action really runs (/bin/true): nothing recorded in its place. pilot_env() sets PILOT_ALLOW_ROOT=1,
     # or as root `pilot run` would refuse to start
     env = pilot_env(base={k: v for k, v in os.environ.items() if k != "PILOT_SYSTEM_RECORD"})
-    return MeasuredAgent(name, pilot_argv(profile, port, state_dir, *extra), owns=lambda t: False,
-                 is_discovery=lambda t: False, log=work / f"{name}.log", env=env)
+    return MeasuredAgent(
+        name,
+        pilot_argv(profile, port, state_dir, *extra),
+        owns=lambda t: False,
+        is_discovery=lambda t: False,
+        log=work / f"{name}.log",
+        env=env,
+    )
 
 
 def floor_agent(port: int, work: Path) -> MeasuredAgent:
@@ -259,11 +270,14 @@ def lnxlink_agent(exe: Path, port: int, work: Path) -> MeasuredAgent:
     config = config_dir / "lnxlink.yaml"
     config.write_text(LNXLINK_TEMPLATE.read_text().format(port=port, client_id=LNX_ID))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LNXLINK_")}
-    env.update(PATH=f"{power_shims(work / 'shims')}:{env.get('PATH', '/usr/bin:/bin')}",
-               DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={work / 'no-system-bus'}")
+    env.update(
+        PATH=f"{power_shims(work / 'shims')}:{env.get('PATH', '/usr/bin:/bin')}",
+        DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={work / 'no-system-bus'}",
+    )
     argv = [str(exe), "-c", str(config), "--ignore-systemd", "--logging", "INFO", "--log-directory", str(config_dir)]
-    return MeasuredAgent("lnxlink", argv, owns=lambda t: False, is_discovery=lambda t: False, log=work / "lnxlink.log",
-                 env=env)
+    return MeasuredAgent(
+        "lnxlink", argv, owns=lambda t: False, is_discovery=lambda t: False, log=work / "lnxlink.log", env=env
+    )
 
 
 def wait_ready(presser: Presser, target: Target, agent: MeasuredAgent) -> str | None:
@@ -291,8 +305,11 @@ def lnxlink_answers(presser: Presser, target: Target) -> list[str]:
         time.sleep(2.0)
     finally:
         presser.listeners.remove(listener)
-    return [f"{a.topic} ({len(a.payload)} B, +{(a.at - start) * 1000:.1f} ms)" for a in seen
-            if a.topic.startswith("lnxlink/") and a.topic != target.command_topic]
+    return [
+        f"{a.topic} ({len(a.payload)} B, +{(a.at - start) * 1000:.1f} ms)"
+        for a in seen
+        if a.topic.startswith("lnxlink/") and a.topic != target.command_topic
+    ]
 
 
 # ------------------------------------------------------------------ latency rounds
@@ -342,11 +359,29 @@ def junk_payloads(n: int, device_id: str, topic: str) -> list[bytes]:
         if kind == 0:
             out.append(rng.randbytes(rng.randint(1, 200)))
         elif kind == 1:
-            out.append(rng.choice([b"PRESS", b"{", b'{"v": 1, "kid": "bench"', b"null", b"[]" * rng.randint(1, 40),
-                                   b'{"v":1}', "\u00e9\u00e9PRESS".encode(), b"x" * rng.randint(1, 300)]))
+            out.append(
+                rng.choice(
+                    [
+                        b"PRESS",
+                        b"{",
+                        b'{"v": 1, "kid": "bench"',
+                        b"null",
+                        b"[]" * rng.randint(1, 40),
+                        b'{"v":1}',
+                        "\u00e9\u00e9PRESS".encode(),
+                        b"x" * rng.randint(1, 300),
+                    ]
+                )
+            )
         else:
-            env = {"v": 1, "kid": KID, "ts": int(time.time()), "nonce": signing.b64url(rng.randbytes(16)),
-                   "cmd": "PRESS", "sig": signing.b64url(rng.randbytes(32))}
+            env = {
+                "v": 1,
+                "kid": KID,
+                "ts": int(time.time()),
+                "nonce": signing.b64url(rng.randbytes(16)),
+                "cmd": "PRESS",
+                "sig": signing.b64url(rng.randbytes(32)),
+            }
             out.append(json.dumps(env).encode())
     return out
 
@@ -383,8 +418,17 @@ def flood_child(port: int, topic: str, seconds: float, rate: float, device_id: s
     elapsed = time.perf_counter() - start
     sock.sendall(b"\xe0\x00")
     sock.close()
-    print(json.dumps({"sent": sent, "seconds": elapsed, "rate": sent / elapsed, "wire_bytes": wire,
-                      "mean_packet": wire / max(1, sent)}))
+    print(
+        json.dumps(
+            {
+                "sent": sent,
+                "seconds": elapsed,
+                "rate": sent / elapsed,
+                "wire_bytes": wire,
+                "mean_packet": wire / max(1, sent),
+            }
+        )
+    )
 
 
 def agent_socket(pid: int, broker_port: int) -> int | None:
@@ -412,8 +456,12 @@ def agent_socket(pid: int, broker_port: int) -> int | None:
 def socket_received(local_port: int) -> tuple[int, int] | None:
     """(bytes the kernel received on that connection, bytes not yet read by the agent), from `ss -ti`."""
     try:
-        out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{local_port} )"],
-                             capture_output=True, text=True, timeout=5).stdout
+        out = subprocess.run(
+            ["ss", "-tinH", "state", "established", f"( sport = :{local_port} )"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = out.strip().splitlines()
@@ -427,8 +475,13 @@ def socket_received(local_port: int) -> tuple[int, int] | None:
 class SysCounters:
     """The broker's $SYS publish counters (sys_interval 1 s): latest value per topic."""
 
-    TOPICS = ("$SYS/broker/publish/messages/received", "$SYS/broker/publish/messages/sent",
-              "$SYS/broker/publish/messages/dropped", "$SYS/broker/messages/received", "$SYS/broker/messages/sent")
+    TOPICS = (
+        "$SYS/broker/publish/messages/received",
+        "$SYS/broker/publish/messages/sent",
+        "$SYS/broker/publish/messages/dropped",
+        "$SYS/broker/messages/received",
+        "$SYS/broker/messages/sent",
+    )
 
     def __init__(self, presser: Presser) -> None:
         self.values: dict[str, tuple[int, float]] = {}
@@ -450,8 +503,15 @@ class SysCounters:
         return self.snapshot()
 
 
-def junk_phase(presser: Presser, agent: MeasuredAgent, key: signing.Key, port: int, seconds: float, rate: float,
-               counters: SysCounters) -> dict:
+def junk_phase(
+    presser: Presser,
+    agent: MeasuredAgent,
+    key: signing.Key,
+    port: int,
+    seconds: float,
+    rate: float,
+    counters: SysCounters,
+) -> dict:
     topic = f"pilot/{PILOT_ID}/cmd/noop_signed/set"
     result_topic = f"pilot/{PILOT_ID}/cmd/noop_signed/result"
     sent_at: dict[str, float] = {}
@@ -475,8 +535,11 @@ def junk_phase(presser: Presser, agent: MeasuredAgent, key: signing.Key, port: i
     presser.listeners.append(on_answer)
     before_bytes = received()
     cpu_before = cpu_seconds(agent.proc.pid)
-    child = subprocess.Popen([sys.executable, __file__, "--flood-child", str(port), topic, str(seconds), str(rate),
-                              PILOT_ID], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--flood-child", str(port), topic, str(seconds), str(rate), PILOT_ID],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     flood_start = time.perf_counter()
     time.sleep(0.25)  # the flood is under way
     next_at = time.perf_counter()
@@ -513,16 +576,23 @@ def junk_phase(presser: Presser, agent: MeasuredAgent, key: signing.Key, port: i
     est = read_bytes / flood["mean_packet"] if read_bytes is not None else None
     gaps = [b - a for a, b in zip(junk_replies, junk_replies[1:])]
     return {
-        "seconds": window, "rate_limit": rate or None, "flood_sent": flood["sent"], "flood_rate": flood["rate"],
+        "seconds": window,
+        "rate_limit": rate or None,
+        "flood_sent": flood["sent"],
+        "flood_rate": flood["rate"],
         "mean_packet_bytes": flood["mean_packet"],
         "broker": sys_delta,
         "agent_read_bytes": read_bytes,
         "agent_junk_received_est": est,
         "agent_junk_per_s_est": est / (window + drain_s) if est is not None else None,
-        "agent_drain_s": drain_s, "agent_cpu_s": cpu,
-        "probes_sent": len(sent_at), "probes_answered": len(answered), "probe_statuses": statuses,
+        "agent_drain_s": drain_s,
+        "agent_cpu_s": cpu,
+        "probes_sent": len(sent_at),
+        "probes_answered": len(answered),
+        "probe_statuses": statuses,
         "probe_ms": summary(lat) if lat else None,
-        "junk_replies": len(junk_replies), "junk_reply_min_gap_s": min(gaps) if gaps else None,
+        "junk_replies": len(junk_replies),
+        "junk_reply_min_gap_s": min(gaps) if gaps else None,
     }
 
 
@@ -535,8 +605,11 @@ def state_fs(path: Path) -> str:
     try:
         for line in Path("/proc/mounts").read_text().splitlines():
             parts = line.split()
-            if len(parts) > 2 and str(path.resolve()).startswith(parts[1].rstrip("/") + "/") \
-                    and len(parts[1]) >= len(best):
+            if (
+                len(parts) > 2
+                and str(path.resolve()).startswith(parts[1].rstrip("/") + "/")
+                and len(parts[1]) >= len(best)
+            ):
                 best, kind = parts[1], f"{parts[2]} ({parts[0]} on {parts[1]})"
     except OSError:
         pass
@@ -560,22 +633,34 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
         notes.append("running as root: the Pilot agents get PILOT_ALLOW_ROOT=1 (their only action is /bin/true)")
     notes.append(f"signed nonces are fsynced to {state_pilot}: file system {state_fs(state_pilot)}")
     broker = Mosquitto(extra_conf="sys_interval 1\n" + ("" if args.broker_nagle else "set_tcp_nodelay true")).start()
-    notes.append("broker: mosquitto with " + ("its default Nagle (no set_tcp_nodelay)" if args.broker_nagle
-                                              else "set_tcp_nodelay true") + ", sys_interval 1")
-    presser = Presser(broker.port, (f"pilot/{DRY_ID}/cmd/+/result", f"pilot/{PILOT_ID}/cmd/+/result",
-                                    f"lnxlink/{LNX_ID}/#", f"floor/{FLOOR_ID}/cmd/+/result")).start()
+    notes.append(
+        "broker: mosquitto with "
+        + ("its default Nagle (no set_tcp_nodelay)" if args.broker_nagle else "set_tcp_nodelay true")
+        + ", sys_interval 1"
+    )
+    presser = Presser(
+        broker.port,
+        (
+            f"pilot/{DRY_ID}/cmd/+/result",
+            f"pilot/{PILOT_ID}/cmd/+/result",
+            f"lnxlink/{LNX_ID}/#",
+            f"floor/{FLOOR_ID}/cmd/+/result",
+        ),
+    ).start()
     counters = SysCounters(presser)
 
     def signed_payload(device: str, topic: str) -> Callable[[], tuple[bytes, str | None]]:
         def make() -> tuple[bytes, str | None]:
             env = signing.sign(key, device, topic, "PRESS")
             return json.dumps(env).encode(), env["nonce"]
+
         return make
 
     press = lambda: (b"PRESS", None)  # noqa: E731
     agents = {
-        "pilot-dry": pilot_agent(render_profile(work, DRY_ID, keyring), broker.port, state_dry, work, "pilot-dry",
-                                 "--dry-run"),
+        "pilot-dry": pilot_agent(
+            render_profile(work, DRY_ID, keyring), broker.port, state_dry, work, "pilot-dry", "--dry-run"
+        ),
         "pilot": pilot_agent(render_profile(work, PILOT_ID, keyring), broker.port, state_pilot, work, "pilot"),
         "floor": floor_agent(broker.port, work),
     }
@@ -583,15 +668,34 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
         agents["lnxlink"] = lnxlink_agent(exe, broker.port, work)
     base = lambda d: f"pilot/{d}/cmd"  # noqa: E731
     all_targets = [
-        Target("pilot dry-run", f"{base(DRY_ID)}/noop/set", f"{base(DRY_ID)}/noop/result", press, "dry_run",
-               "pilot-dry"),
+        Target(
+            "pilot dry-run", f"{base(DRY_ID)}/noop/set", f"{base(DRY_ID)}/noop/result", press, "dry_run", "pilot-dry"
+        ),
         Target("pilot unsigned", f"{base(PILOT_ID)}/noop/set", f"{base(PILOT_ID)}/noop/result", press, "ok", "pilot"),
-        Target("pilot signed", f"{base(PILOT_ID)}/noop_signed/set", f"{base(PILOT_ID)}/noop_signed/result",
-               signed_payload(PILOT_ID, f"{base(PILOT_ID)}/noop_signed/set"), "ok", "pilot"),
-        Target("lnxlink bash button", f"lnxlink/{LNX_ID}/commands/bash/bash_noop",
-               f"lnxlink/{LNX_ID}/command_result/bash/bash_noop", lambda: (b"/bin/true", None), None, "lnxlink"),
-        Target("floor (bare paho)", f"floor/{FLOOR_ID}/cmd/noop/set", f"floor/{FLOOR_ID}/cmd/noop/result", press,
-               "ok", "floor"),
+        Target(
+            "pilot signed",
+            f"{base(PILOT_ID)}/noop_signed/set",
+            f"{base(PILOT_ID)}/noop_signed/result",
+            signed_payload(PILOT_ID, f"{base(PILOT_ID)}/noop_signed/set"),
+            "ok",
+            "pilot",
+        ),
+        Target(
+            "lnxlink bash button",
+            f"lnxlink/{LNX_ID}/commands/bash/bash_noop",
+            f"lnxlink/{LNX_ID}/command_result/bash/bash_noop",
+            lambda: (b"/bin/true", None),
+            None,
+            "lnxlink",
+        ),
+        Target(
+            "floor (bare paho)",
+            f"floor/{FLOOR_ID}/cmd/noop/set",
+            f"floor/{FLOOR_ID}/cmd/noop/result",
+            press,
+            "ok",
+            "floor",
+        ),
     ]
     targets: list[Target] = []
     junk: list[dict] = []
@@ -618,8 +722,11 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
         lnx = next((t for t in targets if t.agent == "lnxlink"), None)
         if lnx is not None:
             answered = lnxlink_answers(presser, lnx)
-            notes.append("LNXlink, one press of its bash button while subscribed to lnxlink/#, answered on: "
-                         + ("; ".join(answered) if answered else "nothing") + f"; timed: {lnx.answer_topic}")
+            notes.append(
+                "LNXlink, one press of its bash button while subscribed to lnxlink/#, answered on: "
+                + ("; ".join(answered) if answered else "nothing")
+                + f"; timed: {lnx.answer_topic}"
+            )
         running = {t.agent for t in targets}
         cpu_before = {name: cpu_seconds(a.proc.pid) for name, a in agents.items() if name in running and a.running()}
         started = time.monotonic()
@@ -629,18 +736,18 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
             if agents[name].running():
                 presses = sum(len(t.latencies_ms) + sum(t.failures.values()) for t in targets if t.agent == name)
                 cpu[name] = (cpu_seconds(agents[name].proc.pid) - before) * 1000 / max(1, presses)
-        notes.append(f"{args.count} presses per target (+{args.warmup} warm-up each, not counted), round robin, "
-                     f"{args.gap * 1000:.0f} ms gap, {rounds_s:.0f} s in all")
+        notes.append(
+            f"{args.count} presses per target (+{args.warmup} warm-up each, not counted), round robin, "
+            f"{args.gap * 1000:.0f} ms gap, {rounds_s:.0f} s in all"
+        )
         if not args.no_junk and agents["pilot"].running() and any(t.agent == "pilot" for t in targets):
             for rate in args.junk_rates:
-                junk.append(junk_phase(presser, agents["pilot"], key, broker.port, args.junk_seconds, rate,
-                                       counters))
+                junk.append(junk_phase(presser, agents["pilot"], key, broker.port, args.junk_seconds, rate, counters))
                 if not agents["pilot"].running():
                     break
         for agent in agents.values():
             if agent.proc is not None and not agent.running():
-                notes.append(f"{agent.name} exited during the run (rc {agent.proc.returncode}): "
-                             f"{agent.tail(lines=5)}")
+                notes.append(f"{agent.name} exited during the run (rc {agent.proc.returncode}): {agent.tail(lines=5)}")
     finally:
         presser.stop()
         for agent in agents.values():
@@ -649,26 +756,37 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
     for target in targets:
         if target.failures:
             notes.append(f"{target.name}: failed presses {target.failures}")
-    rows = {t.name: {"agent": t.agent, "n": len(t.latencies_ms), "failed": sum(t.failures.values()),
-                     "failures": t.failures, "ms": summary(t.latencies_ms) if t.latencies_ms else None,
-                     "cpu_ms_per_press": cpu.get(t.agent)} for t in targets}
+    rows = {
+        t.name: {
+            "agent": t.agent,
+            "n": len(t.latencies_ms),
+            "failed": sum(t.failures.values()),
+            "failures": t.failures,
+            "ms": summary(t.latencies_ms) if t.latencies_ms else None,
+            "cpu_ms_per_press": cpu.get(t.agent),
+        }
+        for t in targets
+    }
     return {"count": args.count, "targets": rows, "junk": junk, "checks": checks(rows, junk), "notes": notes}
 
 
 def checks(rows: dict, junk: list[dict]) -> list[dict]:
     """The issue's targets: (what, value, limit, meets)."""
+
     def p(name: str, key: str) -> float | None:
         ms = rows.get(name, {}).get("ms")
         return ms[key] if ms else None
 
     out = []
 
-    def add(label: str, value: float | None, limit: float, unit: str, at_least: bool = False,
-            meets: bool | None = None) -> None:
+    def add(
+        label: str, value: float | None, limit: float, unit: str, at_least: bool = False, meets: bool | None = None
+    ) -> None:
         if meets is None and value is not None:
             meets = value >= limit if at_least else value <= limit
-        out.append({"target": label, "value": value, "limit": limit, "unit": unit, "at_least": at_least,
-                    "meets": meets})
+        out.append(
+            {"target": label, "value": value, "limit": limit, "unit": unit, "at_least": at_least, "meets": meets}
+        )
 
     unsigned, signed, lnx = p("pilot unsigned", "p50"), p("pilot signed", "p50"), p("lnxlink bash button", "p50")
     add("Pilot unsigned p50 / LNXlink p50", unsigned / lnx if unsigned and lnx else None, 1.0, "x")
@@ -680,10 +798,16 @@ def checks(rows: dict, junk: list[dict]) -> list[dict]:
         add(f"{label}: msg/s read by the agent", j["agent_junk_per_s_est"], 2000.0, "msg/s", at_least=True)
         probe = j["probe_ms"]
         lost = j["probes_sent"] - j["probe_statuses"].get("ok", 0)
-        add(f"{label}: valid command max" + (f" ({lost} of {j['probes_sent']} not answered ok)" if lost else ""),
-            probe["max"] if probe else None, 50.0, "ms", meets=False if lost else None)
-        add(f"{label}: shortest gap between junk replies", j["junk_reply_min_gap_s"], JUNK_REPLY_GAP, "s",
-            at_least=True)
+        add(
+            f"{label}: valid command max" + (f" ({lost} of {j['probes_sent']} not answered ok)" if lost else ""),
+            probe["max"] if probe else None,
+            50.0,
+            "ms",
+            meets=False if lost else None,
+        )
+        add(
+            f"{label}: shortest gap between junk replies", j["junk_reply_min_gap_s"], JUNK_REPLY_GAP, "s", at_least=True
+        )
     return out
 
 
@@ -701,43 +825,71 @@ def print_result(result: dict) -> None:
     rows = []
     for name, r in result["targets"].items():
         ms = r["ms"] or {}
-        rows.append((name, r["n"], r["failed"], fmt(ms.get("p50")), fmt(ms.get("p90")), fmt(ms.get("p99")),
-                     fmt(ms.get("max")), fmt(ms.get("min")), fmt(r["cpu_ms_per_press"])))
+        rows.append(
+            (
+                name,
+                r["n"],
+                r["failed"],
+                fmt(ms.get("p50")),
+                fmt(ms.get("p90")),
+                fmt(ms.get("p99")),
+                fmt(ms.get("max")),
+                fmt(ms.get("min")),
+                fmt(r["cpu_ms_per_press"]),
+            )
+        )
     print("publish -> result, sequential, loopback\n")
     print(table(rows, headers))
     for junk in result["junk"]:
         b = junk["broker"]
         probe = junk["probe_ms"] or {}
         rate = f"at most {junk['rate_limit']:.0f}/s" if junk["rate_limit"] else "as fast as one sender can"
-        print(f"\njunk flood to pilot/{PILOT_ID}/cmd/noop_signed/set, QoS 0, {rate}, {junk['seconds']:.1f} s; "
-              f"a valid signed command every {PROBE_EVERY} s\n")
+        print(
+            f"\njunk flood to pilot/{PILOT_ID}/cmd/noop_signed/set, QoS 0, {rate}, {junk['seconds']:.1f} s; "
+            f"a valid signed command every {PROBE_EVERY} s\n"
+        )
         read = junk["agent_junk_received_est"]
         span = junk["seconds"] + junk["agent_drain_s"]
         jrows = [
-            ("flood published", f"{junk['flood_sent']} msgs, {junk['flood_rate']:.0f}/s "
-                                f"({junk['mean_packet_bytes']:.0f} B/packet)"),
-            ("broker $SYS publish received / sent / dropped",
-             f"{b.get('publish/messages/received', '-')} / {b.get('publish/messages/sent', '-')} / "
-             f"{b.get('publish/messages/dropped', '-')}"),
-            ("read by the agent (its socket's bytes_received)",
-             "-" if read is None else f"{read:.0f} msgs, {junk['agent_junk_per_s_est']:.0f}/s"),
+            (
+                "flood published",
+                f"{junk['flood_sent']} msgs, {junk['flood_rate']:.0f}/s ({junk['mean_packet_bytes']:.0f} B/packet)",
+            ),
+            (
+                "broker $SYS publish received / sent / dropped",
+                f"{b.get('publish/messages/received', '-')} / {b.get('publish/messages/sent', '-')} / "
+                f"{b.get('publish/messages/dropped', '-')}",
+            ),
+            (
+                "read by the agent (its socket's bytes_received)",
+                "-" if read is None else f"{read:.0f} msgs, {junk['agent_junk_per_s_est']:.0f}/s",
+            ),
             ("agent still reading after the flood stopped", f"{junk['agent_drain_s']:.2f} s"),
-            ("agent CPU, flood + drain", f"{junk['agent_cpu_s']:.2f} s ({100 * junk['agent_cpu_s'] / span:.0f} "
-                                         "% of a core)"),
-            ("valid commands sent / answered", f"{junk['probes_sent']} / {junk['probes_answered']} "
-                                               f"{junk['probe_statuses']}"),
-            ("valid command latency p50 / p99 / max ms",
-             f"{fmt(probe.get('p50'))} / {fmt(probe.get('p99'))} / {fmt(probe.get('max'))}"),
-            ("result replies to junk (shortest gap)",
-             f"{junk['junk_replies']} ({fmt(junk['junk_reply_min_gap_s'])} s)"),
+            (
+                "agent CPU, flood + drain",
+                f"{junk['agent_cpu_s']:.2f} s ({100 * junk['agent_cpu_s'] / span:.0f} % of a core)",
+            ),
+            (
+                "valid commands sent / answered",
+                f"{junk['probes_sent']} / {junk['probes_answered']} {junk['probe_statuses']}",
+            ),
+            (
+                "valid command latency p50 / p99 / max ms",
+                f"{fmt(probe.get('p50'))} / {fmt(probe.get('p99'))} / {fmt(probe.get('max'))}",
+            ),
+            (
+                "result replies to junk (shortest gap)",
+                f"{junk['junk_replies']} ({fmt(junk['junk_reply_min_gap_s'])} s)",
+            ),
         ]
         print(table(jrows, ("figure", "value")))
     print()
     trows = []
     for t in result["checks"]:
         limit = f"{'>=' if t['at_least'] else '<='} {t['limit']:g} {t['unit']}"
-        trows.append((t["target"], fmt(t["value"]), limit,
-                      "-" if t["meets"] is None else ("meets" if t["meets"] else "MISSES")))
+        trows.append(
+            (t["target"], fmt(t["value"]), limit, "-" if t["meets"] is None else ("meets" if t["meets"] else "MISSES"))
+        )
     print(table(trows, ("target", "value", "limit", "")))
     if result["notes"]:
         print("\nnotes:")
@@ -760,13 +912,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lnxlink-venv", metavar="DIR", help="reuse (or create and keep) LNXlink's venv here")
     parser.add_argument("--no-junk", action="store_true", help="skip the junk flood")
     parser.add_argument("--junk-seconds", type=float, default=10.0, help="junk flood length (default 10)")
-    parser.add_argument("--junk-rates", default="max,20000,2500", type=lambda s: [0.0 if r == "max" else float(r)
-                                                                            for r in s.split(",") if r],
-                        help="comma-separated junk floods to run, messages/s or `max` "
-                             "(as fast as one sender can); default max,20000,2500")
-    parser.add_argument("--broker-nagle", action="store_true",
-                        help="leave mosquitto's default Nagle on (its QoS 1 answers then stall ~40 ms on "
-                             "delayed ACKs, for every agent alike)")
+    parser.add_argument(
+        "--junk-rates",
+        default="max,20000,2500",
+        type=lambda s: [0.0 if r == "max" else float(r) for r in s.split(",") if r],
+        help="comma-separated junk floods to run, messages/s or `max` "
+        "(as fast as one sender can); default max,20000,2500",
+    )
+    parser.add_argument(
+        "--broker-nagle",
+        action="store_true",
+        help="leave mosquitto's default Nagle on (its QoS 1 answers then stall ~40 ms on "
+        "delayed ACKs, for every agent alike)",
+    )
     parser.add_argument("--state-parent", metavar="DIR", help="where the agents' state dirs go (default: work dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     args = parser.parse_args(argv)

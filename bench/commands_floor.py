@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     def on_message(client, userdata, msg) -> None:
         if msg.retain or msg.payload != b"PRESS":
             return
-        rc = subprocess.run(["/bin/true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL).returncode
+        rc = subprocess.run(
+            ["/bin/true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ).returncode
         body = {"status": "ok" if rc == 0 else "failed", "ts": int(time.time())}
         client.publish(result_topic, json.dumps(body, separators=(",", ":")), qos=1, retain=False)
 

@@ -51,8 +51,10 @@ def write_profile(path: Path, sensors: int, rules: int) -> None:
         rng = random.Random(2)
         for r in range(rules):
             a, b = rng.randrange(sensors), rng.randrange(sensors)
-            lines.append(f'  r{r}: {{when: "s{a} % {rng.randint(2, 9)} == 0 and s{b} > 10", '
-                         f'clear: "s{a} % 2 == 1", do: [{{publish: {{topic: "~/r{r}", payload: "{{s{a}}}"}}}}]}}')
+            lines.append(
+                f'  r{r}: {{when: "s{a} % {rng.randint(2, 9)} == 0 and s{b} > 10", '
+                f'clear: "s{a} % 2 == 1", do: [{{publish: {{topic: "~/r{r}", payload: "{{s{a}}}"}}}}]}}'
+            )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -95,13 +97,27 @@ def main() -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(table([("typical rule, one evaluation", f"{cost['p50']:.1f} us", f"{cost['p99']:.1f} us", "p99 <= 50 us")],
-                ("case", "p50", "p99", "target")))
+    print(
+        table(
+            [("typical rule, one evaluation", f"{cost['p50']:.1f} us", f"{cost['p99']:.1f} us", "p99 <= 50 us")],
+            ("case", "p50", "p99", "target"),
+        )
+    )
     print()
-    print(table([("100 sensors + 200 rules at 1 s", f"{with_rules['cpu_percent']:.1f} %", f"{with_rules['rss_mb']:.1f}",
-                  "<= 10 % of one core"),
-                 ("100 sensors, no rules", f"{without['cpu_percent']:.1f} %", f"{without['rss_mb']:.1f}", "")],
-                ("agent", "CPU", "RSS MB", "target")))
+    print(
+        table(
+            [
+                (
+                    "100 sensors + 200 rules at 1 s",
+                    f"{with_rules['cpu_percent']:.1f} %",
+                    f"{with_rules['rss_mb']:.1f}",
+                    "<= 10 % of one core",
+                ),
+                ("100 sensors, no rules", f"{without['cpu_percent']:.1f} %", f"{without['rss_mb']:.1f}", ""),
+            ],
+            ("agent", "CPU", "RSS MB", "target"),
+        )
+    )
     return 0
 
 

@@ -46,12 +46,15 @@ WARMUP = 30.0
 
 
 def profile_text(rate: int, keyring: Path) -> str:
-    sensors = "".join(f"  up{i:03d}: {{probe: system.uptime, every: 1s, publish: {{max_silence: 1s}}}}\n"
-                      for i in range(rate))
-    return (f"pilot: 1\ndevice: {{id: {DEVICE}, name: Soak rig}}\nmqtt: {{keepalive: 10}}\nsensors:\n{sensors}"
-            "commands:\n  stamp: {action: process.run, args: {argv: [/bin/echo, \"{value}\"], value_arg: \"{value}\", "
-            "value_pattern: \"^c[0-9]{6}$\"}, platform: text, max_length: 16, policy: {signed: true}}\n"
-            f"policies:\n  allow: [stamp]\n  hmac: {{keyring: {keyring}, window: 60s}}\n")
+    sensors = "".join(
+        f"  up{i:03d}: {{probe: system.uptime, every: 1s, publish: {{max_silence: 1s}}}}\n" for i in range(rate)
+    )
+    return (
+        f"pilot: 1\ndevice: {{id: {DEVICE}, name: Soak rig}}\nmqtt: {{keepalive: 10}}\nsensors:\n{sensors}"
+        'commands:\n  stamp: {action: process.run, args: {argv: [/bin/echo, "{value}"], value_arg: "{value}", '
+        'value_pattern: "^c[0-9]{6}$"}, platform: text, max_length: 16, policy: {signed: true}}\n'
+        f"policies:\n  allow: [stamp]\n  hmac: {{keyring: {keyring}, window: 60s}}\n"
+    )
 
 
 class Observer(Watcher):
@@ -92,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     record = work / "calls.jsonl"
     broker = Mosquitto().start()
     observer = Observer(broker.port, topics=(f"{BASE}/#",)).start()
-    agent = pilot_run(profile, broker.port, work / "state", env={"PILOT_SYSTEM_RECORD": str(record)},
-                      log_format="json", log_dir=work).start()
+    agent = pilot_run(
+        profile, broker.port, work / "state", env={"PILOT_SYSTEM_RECORD": str(record)}, log_format="json", log_dir=work
+    ).start()
     duration = args.minutes * 60.0
     samples: list[tuple[float, int, int, int]] = []
     restarts: list[dict] = []
@@ -110,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         if observer.availability != b"online":
             raise RuntimeError(f"the agent never came online\n{agent.tail()}")
         t0 = time.monotonic()
-        print(f"soak: {args.minutes:g} min, broker restart every {args.restart_every:g} s, {args.rate} msg/s, "
-              f"a signed command every {args.command_every:g} s; work folder {work}", file=sys.stderr)
+        print(
+            f"soak: {args.minutes:g} min, broker restart every {args.restart_every:g} s, {args.rate} msg/s, "
+            f"a signed command every {args.command_every:g} s; work folder {work}",
+            file=sys.stderr,
+        )
         next_sample, next_restart, next_command = t0, t0 + args.restart_every, t0 + 2.0
         seq = 0
         pending: list[str] = []
@@ -136,20 +143,29 @@ def main(argv: list[str] | None = None) -> int:
                         came = online[0].at - back
                         break
                     time.sleep(0.05)
-                restarts.append({"at": round(back - t0, 1), "signal": signal.Signals(restart_signal).name,
-                                 "online_after_s": round(came, 2) if came is not None else None,
-                                 "rss_kb": rss_kb(agent.pid)})
+                restarts.append(
+                    {
+                        "at": round(back - t0, 1),
+                        "signal": signal.Signals(restart_signal).name,
+                        "online_after_s": round(came, 2) if came is not None else None,
+                        "rss_kb": rss_kb(agent.pid),
+                    }
+                )
                 restart_signal = signal.SIGKILL if restart_signal == signal.SIGTERM else signal.SIGTERM
                 next_restart += args.restart_every
                 continue
             # results of what is pending; resend the same envelope after 10 s without one
             for value in list(pending):
                 entry = commands[value]
-                got = [m for m in observer.on(f"{BASE}/cmd/stamp/result", since=entry["first"])
-                       if json.loads(m.payload).get("nonce") == entry["nonce"]]
+                got = [
+                    m
+                    for m in observer.on(f"{BASE}/cmd/stamp/result", since=entry["first"])
+                    if json.loads(m.payload).get("nonce") == entry["nonce"]
+                ]
                 if got:
-                    entry["results"] = [json.loads(m.payload).get("reason") or json.loads(m.payload)["status"]
-                                        for m in got]
+                    entry["results"] = [
+                        json.loads(m.payload).get("reason") or json.loads(m.payload)["status"] for m in got
+                    ]
                     pending.remove(value)
                 elif now - entry["last"] > 10.0:
                     if entry["sends"] >= 3:
@@ -163,8 +179,14 @@ def main(argv: list[str] | None = None) -> int:
                 value = f"c{seq:06d}"
                 env = signer.sign("stamp", value)
                 payload = json.dumps(env)
-                commands[value] = {"nonce": env["nonce"], "payload": payload, "first": now, "last": now, "sends": 1,
-                                   "results": []}
+                commands[value] = {
+                    "nonce": env["nonce"],
+                    "payload": payload,
+                    "first": now,
+                    "last": now,
+                    "sends": 1,
+                    "results": [],
+                }
                 observer.client.publish(f"{BASE}/cmd/stamp/set", payload, qos=1)
                 pending.append(value)
                 next_command += args.command_every
@@ -172,11 +194,15 @@ def main(argv: list[str] | None = None) -> int:
         end_wait = time.monotonic()
         while pending and time.monotonic() - end_wait < 12:
             for value in list(pending):
-                got = [m for m in observer.on(f"{BASE}/cmd/stamp/result", since=commands[value]["first"])
-                       if json.loads(m.payload).get("nonce") == commands[value]["nonce"]]
+                got = [
+                    m
+                    for m in observer.on(f"{BASE}/cmd/stamp/result", since=commands[value]["first"])
+                    if json.loads(m.payload).get("nonce") == commands[value]["nonce"]
+                ]
                 if got:
-                    commands[value]["results"] = [json.loads(m.payload).get("reason") or json.loads(m.payload)["status"]
-                                                  for m in got]
+                    commands[value]["results"] = [
+                        json.loads(m.payload).get("reason") or json.loads(m.payload)["status"] for m in got
+                    ]
                     pending.remove(value)
             time.sleep(0.1)
         if agent.running():
@@ -231,26 +257,68 @@ def main(argv: list[str] | None = None) -> int:
         rss_drift = last[1] - baseline[1]
         rows.append(row("RSS (kB)", baseline[1], last[1], f"{rss_drift:+d}", "< 5120 kB drift", rss_drift < 5120))
         if after_first_restart is not None:
-            rows.append(row("RSS since 1st restart (kB)", after_first_restart, last[1],
-                            f"{last[1] - after_first_restart:+d}", "(context)", True))
+            rows.append(
+                row(
+                    "RSS since 1st restart (kB)",
+                    after_first_restart,
+                    last[1],
+                    f"{last[1] - after_first_restart:+d}",
+                    "(context)",
+                    True,
+                )
+            )
         fr, tr = figures["fds_range"], figures["threads_range"]
-        rows.append(row("open fds", baseline[2], last[2], f"{last[2] - baseline[2]:+d} (range {fr[0]}-{fr[1]})",
-                        "constant", last[2] == baseline[2]))
-        rows.append(row("threads", baseline[3], last[3], f"{last[3] - baseline[3]:+d} (range {tr[0]}-{tr[1]})",
-                        "constant", last[3] == baseline[3]))
+        rows.append(
+            row(
+                "open fds",
+                baseline[2],
+                last[2],
+                f"{last[2] - baseline[2]:+d} (range {fr[0]}-{fr[1]})",
+                "constant",
+                last[2] == baseline[2],
+            )
+        )
+        rows.append(
+            row(
+                "threads",
+                baseline[3],
+                last[3],
+                f"{last[3] - baseline[3]:+d} (range {tr[0]}-{tr[1]})",
+                "constant",
+                last[3] == baseline[3],
+            )
+        )
     rows.append(row("commands missed", "", len(missed), "", "0", not missed))
     rows.append(row("commands duplicated", "", len(duplicated), "", "0", not duplicated))
     rows.append(row("commands sent / resent", "", f"{len(commands)} / {resent}", "", "", True))
-    rows.append(row("broker restarts / worst online after (s)", "", len(restarts),
-                    max((r["online_after_s"] or 99 for r in restarts), default="-"), "", True))
+    rows.append(
+        row(
+            "broker restarts / worst online after (s)",
+            "",
+            len(restarts),
+            max((r["online_after_s"] or 99 for r in restarts), default="-"),
+            "",
+            True,
+        )
+    )
     rows.append(row("telemetry (msg/s)", "", figures["telemetry_rate"], "", f"~{args.rate}", True))
-    rows.append(row("agent alive, no traceback", "", "yes" if not failure and not figures["tracebacks"] else "NO",
-                    "", "yes", not failure and not figures["tracebacks"]))
+    rows.append(
+        row(
+            "agent alive, no traceback",
+            "",
+            "yes" if not failure and not figures["tracebacks"] else "NO",
+            "",
+            "yes",
+            not failure and not figures["tracebacks"],
+        )
+    )
     headers = ("figure", "start", "end", "drift", "target", "verdict")
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
     line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths))  # noqa: E731
-    print(f"\nPilot soak: {figures['minutes']} min, {len(restarts)} broker restarts "
-          f"(baseline after {warmup:.0f} s warm-up)")
+    print(
+        f"\nPilot soak: {figures['minutes']} min, {len(restarts)} broker restarts "
+        f"(baseline after {warmup:.0f} s warm-up)"
+    )
     print("\n".join([line(headers), line(tuple("-" * w for w in widths))] + [line(r) for r in rows]))
     if args.json:
         print(json.dumps(figures, indent=2))

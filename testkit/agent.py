@@ -39,8 +39,9 @@ class AgentProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.started_wall, self.started = time.time(), time.monotonic()
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
         return self
 
     @property
@@ -111,8 +112,14 @@ class AgentProcess:
             self.proc.wait()
 
 
-def pilot_argv(profile: Path | None, port: int | None, state_dir: Path | None, *extra: str,
-               host: str = "127.0.0.1", log_format: str | None = None) -> list[str]:
+def pilot_argv(
+    profile: Path | None,
+    port: int | None,
+    state_dir: Path | None,
+    *extra: str,
+    host: str = "127.0.0.1",
+    log_format: str | None = None,
+) -> list[str]:
     """`python -m pilot run [PROFILE] [--broker HOST:PORT] [--state-dir DIR] [--log-format F] EXTRA...`"""
     argv = [sys.executable, "-m", "pilot", "run"]
     if profile is not None:
@@ -129,14 +136,26 @@ def pilot_argv(profile: Path | None, port: int | None, state_dir: Path | None, *
 def pilot_env(env: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """`base` (default: this process's environment) with Pilot's package on PYTHONPATH, PILOT_ALLOW_ROOT=1
     (tests and benches run as root in CI; `pilot run` refuses root otherwise) and then `env`."""
-    return {**(os.environ if base is None else base), "PYTHONPATH": str(REPO / "engine"), "PILOT_ALLOW_ROOT": "1",
-            **(env or {})}
+    return {
+        **(os.environ if base is None else base),
+        "PYTHONPATH": str(REPO / "engine"),
+        "PILOT_ALLOW_ROOT": "1",
+        **(env or {}),
+    }
 
 
-def pilot_run(profile: Path | None, port: int | None, state_dir: Path | None, *extra: str,
-              env: Mapping[str, str] | None = None, base_env: Mapping[str, str] | None = None,
-              host: str = "127.0.0.1", log_format: str | None = None, log: Path | None = None,
-              log_dir: Path | None = None) -> AgentProcess:
+def pilot_run(
+    profile: Path | None,
+    port: int | None,
+    state_dir: Path | None,
+    *extra: str,
+    env: Mapping[str, str] | None = None,
+    base_env: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
+    log_format: str | None = None,
+    log: Path | None = None,
+    log_dir: Path | None = None,
+) -> AgentProcess:
     """`pilot run` as an AgentProcess, not yet started. The log is `log`, else a fresh
     `agent-<ns>.log` in `log_dir` (default: the state directory's parent)."""
     if log is None:
@@ -144,8 +163,11 @@ def pilot_run(profile: Path | None, port: int | None, state_dir: Path | None, *e
         if folder is None:
             raise ValueError("pilot_run needs log, log_dir or state_dir")
         log = folder / f"agent-{time.monotonic_ns()}.log"
-    return AgentProcess(pilot_argv(profile, port, state_dir, *extra, host=host, log_format=log_format),
-                        env=pilot_env(env, base_env), log=log)
+    return AgentProcess(
+        pilot_argv(profile, port, state_dir, *extra, host=host, log_format=log_format),
+        env=pilot_env(env, base_env),
+        log=log,
+    )
 
 
 # ------------------------------------------------------------------ process measurements

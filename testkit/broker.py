@@ -19,7 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 def find_mosquitto() -> str | None:
     return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None)
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
+    )
 
 
 def free_port() -> int:
@@ -39,15 +40,18 @@ class Mosquitto:
         self.per_listener = per_listener  # listener-specific auth (allow_anonymous, password_file)
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Mosquitto":
+    def start(self) -> Mosquitto:
         conf = self.dir / "mosquitto.conf"
         # as root, mosquitto drops to the `mosquitto` user, which cannot read the test's private files
         user = "user root\n" if os.geteuid() == 0 else ""
         per_listener = "per_listener_settings true\n" if self.per_listener else ""
-        conf.write_text(f"{per_listener}{user}persistence false\nlistener {self.port} 127.0.0.1\n"
-                        f"allow_anonymous true\n{self.extra_conf}\n")
-        self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=open(self.dir / "broker.log", "ab"))
+        conf.write_text(
+            f"{per_listener}{user}persistence false\nlistener {self.port} 127.0.0.1\n"
+            f"allow_anonymous true\n{self.extra_conf}\n"
+        )
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=open(self.dir / "broker.log", "ab")
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -55,7 +59,7 @@ class Mosquitto:
                     return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError((self.dir / "broker.log").read_text())
+                    raise RuntimeError((self.dir / "broker.log").read_text()) from None
                 time.sleep(0.02)
         raise RuntimeError("mosquitto did not start")
 
@@ -104,7 +108,7 @@ class Watcher:
             self.messages.append(Received(msg.topic, msg.payload, bool(msg.retain), time.monotonic()))
             self._cond.notify_all()
 
-    def start(self) -> "Watcher":
+    def start(self) -> Watcher:
         self.client.connect("127.0.0.1", self.port)
         self.client.loop_start()
         return self

@@ -22,6 +22,7 @@ __all__ = ["Mosquitto", "Watcher", "free_port"]  # re-exported for the tests; th
 
 # ------------------------------------------------------------------ clocks and figures
 
+
 class Clock:
     """wall (time.time) <-> monotonic, fixed once per process; drift over a test is negligible."""
 
@@ -71,6 +72,7 @@ def broker_keepalive_slack() -> float:
 
 # ------------------------------------------------------------------ watchers
 
+
 def ready_watcher(port: int, topics: tuple[str, ...] = ("#",), timeout: float = 10.0) -> Watcher:
     """A Watcher whose subscriptions are known to be active (a marker message came back)."""
     w = Watcher(port, topics=topics)
@@ -107,6 +109,7 @@ def retained_value(port: int, topic: str, timeout: float = 3.0) -> bytes | None:
 
 
 # ------------------------------------------------------------------ a black-hole proxy
+
 
 class BlackholeProxy:
     """TCP proxy on loopback between the agent and the broker.

@@ -18,8 +18,14 @@ from pilot.profile.compiler import compile_document
 from pilot.profile.validate import validate_file
 
 
-def compile_text(text: str | bytes, *, facts: dict[str, Any] | None = None, device_id: str = "x",
-                 name: str = "p.yaml", folder: Path | None = None) -> Plan:
+def compile_text(
+    text: str | bytes,
+    *,
+    facts: dict[str, Any] | None = None,
+    device_id: str = "x",
+    name: str = "p.yaml",
+    folder: Path | None = None,
+) -> Plan:
     """The Plan of a profile given as YAML text, written to `folder / name` (a temporary folder by
     default). The test fails with the validator's diagnostics if the profile has errors.
 
@@ -34,6 +40,7 @@ def compile_text(text: str | bytes, *, facts: dict[str, Any] | None = None, devi
     doc, diags = validate_file(path)
     errors = [d for d in diags if d.severity == ERROR]
     if doc is None or errors:
-        pytest.fail("the test's profile does not validate:\n" + "\n".join(d.text() for d in errors or diags),
-                    pytrace=False)
+        pytest.fail(
+            "the test's profile does not validate:\n" + "\n".join(d.text() for d in errors or diags), pytrace=False
+        )
     return compile_document(doc, facts={} if facts is None else facts, device_id=device_id)

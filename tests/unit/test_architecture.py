@@ -25,8 +25,13 @@ def _tool(name: str) -> str:
 
 
 def test_import_contracts_hold():
-    proc = subprocess.run([_tool("lint-imports"), "--no-cache"], cwd=REPO, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO / "engine"), "PATH": str(BIN)})
+    proc = subprocess.run(
+        [_tool("lint-imports"), "--no-cache"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO / "engine"), "PATH": str(BIN)},
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "0 broken" in proc.stdout
 
@@ -75,8 +80,11 @@ def test_no_import_cycle_among_the_packages_modules():
     import grimp
 
     graph = grimp.build_graph("pilot")
-    edges = {m: {n for n in graph.find_modules_directly_imported_by(m) if n.startswith("pilot")}
-             for m in graph.modules if m.startswith("pilot")}
+    edges = {
+        m: {n for n in graph.find_modules_directly_imported_by(m) if n.startswith("pilot")}
+        for m in graph.modules
+        if m.startswith("pilot")
+    }
     assert _cycles(edges) == []
 
 
@@ -94,8 +102,7 @@ def test_every_environment_variable_is_in_the_table_and_documented():
         used |= set(re.findall(r'"(PILOT_[A-Z_]+)"', path.read_text(encoding="utf-8")))
     table = {v.name for v in environment.VARIABLES}
     assert used <= table, f"not in pilot.environment.VARIABLES: {sorted(used - table)}"
-    documented = set(re.findall(r"^\| `(PILOT_[A-Z_]+)` \|", (REPO / "docs" / "configuration.md").read_text(),
-                                re.M))
+    documented = set(re.findall(r"^\| `(PILOT_[A-Z_]+)` \|", (REPO / "docs" / "configuration.md").read_text(), re.M))
     assert documented == table
 
 

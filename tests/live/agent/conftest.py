@@ -41,10 +41,18 @@ def run_agent(tmp_path):
     `env` is added to this process's environment, or to `base_env` when given."""
     started: list[AgentProcess] = []
 
-    def start(profile: Path | None, port: int | None, *extra: str, state_dir: Path | None = None,
-              env: dict | None = None, base_env: dict | None = None, host: str = "127.0.0.1") -> AgentProcess:
-        agent = pilot_run(profile, port, state_dir or tmp_path / "state", *extra, env=env, base_env=base_env,
-                          host=host).start()
+    def start(
+        profile: Path | None,
+        port: int | None,
+        *extra: str,
+        state_dir: Path | None = None,
+        env: dict | None = None,
+        base_env: dict | None = None,
+        host: str = "127.0.0.1",
+    ) -> AgentProcess:
+        agent = pilot_run(
+            profile, port, state_dir or tmp_path / "state", *extra, env=env, base_env=base_env, host=host
+        ).start()
         started.append(agent)
         return agent
 

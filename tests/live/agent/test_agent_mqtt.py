@@ -65,8 +65,10 @@ def test_discovery_payload_is_complete_and_consistent(broker, watcher, run_agent
 
 def test_required_but_unavailable_sensor_is_announced_and_logged(broker, watcher, run_agent, tmp_path):
     profile = tmp_path / "p.yaml"
-    profile.write_text("pilot: 1\ndevice: {id: nogpu1, name: No GPU}\nsensors:\n"
-                       "  gpu: {probe: gpu.temperature, every: 5s}\n  cpu: {probe: cpu.percent, every: 1s}\n")
+    profile.write_text(
+        "pilot: 1\ndevice: {id: nogpu1, name: No GPU}\nsensors:\n"
+        "  gpu: {probe: gpu.temperature, every: 5s}\n  cpu: {probe: cpu.percent, every: 1s}\n"
+    )
     agent = run_agent(profile, broker.port)
     msg = watcher.wait_for(lambda m: m.topic == "homeassistant/device/nogpu1/config", timeout=15)
     components = {k for k in json.loads(msg.payload)["components"] if "_health_" not in k}
@@ -104,8 +106,9 @@ def test_kill_9_publishes_offline_by_lwt_within_2s(broker, watcher, run_agent):
     assert watcher.wait_for(lambda m: m.topic == f"{BASE}/availability" and m.payload == b"online", timeout=15)
     killed = time.monotonic()
     agent.signal(signal.SIGKILL)
-    offline = watcher.wait_for(lambda m: m.topic == f"{BASE}/availability" and m.payload == b"offline",
-                               timeout=5, since=killed)
+    offline = watcher.wait_for(
+        lambda m: m.topic == f"{BASE}/availability" and m.payload == b"offline", timeout=5, since=killed
+    )
     assert offline is not None
     assert offline.at - killed <= 2.0
 
@@ -116,8 +119,9 @@ def test_sigterm_publishes_offline_and_exits_0(broker, watcher, run_agent):
     stopped = time.monotonic()
     agent.signal(signal.SIGTERM)
     assert agent.wait(10) == 0
-    assert watcher.wait_for(lambda m: m.topic == f"{BASE}/availability" and m.payload == b"offline",
-                            timeout=5, since=stopped)
+    assert watcher.wait_for(
+        lambda m: m.topic == f"{BASE}/availability" and m.payload == b"offline", timeout=5, since=stopped
+    )
 
 
 def test_full_reannouncement_after_broker_restart_with_retained_state_lost(fresh_broker, run_agent):
@@ -190,8 +194,10 @@ def test_entity_dropped_from_profile_is_removed(broker, watcher, run_agent, tmp_
 
 def test_per_entity_discovery_mode(broker, watcher, run_agent, tmp_path):
     profile = tmp_path / "entity.yaml"
-    profile.write_text("pilot: 1\ndevice: {id: oldha1, name: Old HA}\nmqtt: {discovery: entity}\n"
-                       "sensors:\n  cpu: {probe: cpu.percent, every: 1s}\n")
+    profile.write_text(
+        "pilot: 1\ndevice: {id: oldha1, name: Old HA}\nmqtt: {discovery: entity}\n"
+        "sensors:\n  cpu: {probe: cpu.percent, every: 1s}\n"
+    )
     agent = run_agent(profile, broker.port, "--once")
     assert agent.wait(30) == 0
     msg = watcher.wait_for(lambda m: m.topic == "homeassistant/sensor/oldha1/cpu/config", timeout=10)

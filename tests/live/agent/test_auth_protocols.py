@@ -23,16 +23,20 @@ def auth_broker(tmp_path):
     from testkit.broker import free_port
 
     port = free_port()
-    b = Mosquitto(extra_conf=f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n",
-                  per_listener=True)
+    b = Mosquitto(
+        extra_conf=f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n", per_listener=True
+    )
     yield b.start(), port
     b.cleanup()
 
 
 def write_profile(tmp_path, body: str):
     p = tmp_path / "auth.yaml"
-    p.write_text("pilot: 1\ndevice: {id: authrig, name: Auth rig}\n" + body +
-                 "sensors:\n  cpu: {probe: cpu.percent, every: 1s}\n")
+    p.write_text(
+        "pilot: 1\ndevice: {id: authrig, name: Auth rig}\n"
+        + body
+        + "sensors:\n  cpu: {probe: cpu.percent, every: 1s}\n"
+    )
     return p
 
 

@@ -20,8 +20,11 @@ COMPILER_LIBRARIES = ("ruamel", "jsonschema", "rpds", "referencing", "pilot.prof
 
 def _imported(output: str) -> set[str]:
     """Module names from -X importtime lines: `import time:   self |  cumulative | name`."""
-    return {line.rsplit("|", 1)[1].strip() for line in output.splitlines() if line.startswith("import time:")
-            and "|" in line}
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in output.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
 
 
 @pytest.mark.parametrize("profile", [BASIC, None], ids=["explicit-profile", "picked-pack"])

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pilot.agent import signing
 from pilot.actions import ActionContext
+from pilot.agent import signing
 from pilot.registry import ACTIONS
 from tests.live.agent.conftest import REPO
 
@@ -43,7 +43,11 @@ commands:
   lock: {{action: session.lock, platform: button, policy: {{cooldown: 1h}}}}
   backup: {{action: process.run, args: {{argv: [/bin/echo, backup]}}, platform: button}}
   brightness: {{action: display.brightness, platform: number, min: 0, max: 100, step: 1, unit: "%"}}
-  notify: {{action: mqtt.publish, args: {{topic: pilot/cmdrig/note, payload: "hello {{value}}"}}, platform: text, max_length: 20}}
+  notify:
+    action: mqtt.publish
+    args: {{topic: pilot/cmdrig/note, payload: "hello {{value}}"}}
+    platform: text
+    max_length: 20
 policies:
   allow: [shutdown, reboot, lock, backup, brightness, notify]
   hmac: {{keyring: {keyring}, window: 60s}}
@@ -70,10 +74,12 @@ def rig(tmp_path, keyring, broker, watcher, run_agent):
 
         def start(self, *extra: str, env: dict | None = None):
             started = time.monotonic()
-            self.agent = run_agent(profile, broker.port, *extra, state_dir=self.state_dir,
-                                   env={**self.env, **(env or {})})
-            assert watcher.wait_for(lambda m: m.topic == f"{BASE}/availability" and m.payload == b"online",
-                                    timeout=20, since=started), self.agent.output()
+            self.agent = run_agent(
+                profile, broker.port, *extra, state_dir=self.state_dir, env={**self.env, **(env or {})}
+            )
+            assert watcher.wait_for(
+                lambda m: m.topic == f"{BASE}/availability" and m.payload == b"online", timeout=20, since=started
+            ), self.agent.output()
             time.sleep(0.3)  # subscriptions are made before `online`; a little slack for the watcher
             return self
 
@@ -87,8 +93,16 @@ def rig(tmp_path, keyring, broker, watcher, run_agent):
             assert msg is not None, f"no result for {command}\n{self.agent.output()}"
             return json.loads(msg.payload)
 
-        def signed(self, command: str, value: str = "PRESS", *, kid: str = "k1", ts: int | None = None,
-                   device: str = "cmdrig", topic: str | None = None) -> str:
+        def signed(
+            self,
+            command: str,
+            value: str = "PRESS",
+            *,
+            kid: str = "k1",
+            ts: int | None = None,
+            device: str = "cmdrig",
+            topic: str | None = None,
+        ) -> str:
             keys = signing.load_keyring(keyring)
             env = signing.sign(keys[kid], device, topic or f"{BASE}/cmd/{command}/set", value, ts=ts)
             return json.dumps(env)
@@ -151,23 +165,28 @@ def test_the_same_envelope_delivered_twice_executes_once(rig, watcher):
     watcher.client.publish(f"{BASE}/cmd/shutdown/set", envelope, qos=1)
     watcher.client.publish(f"{BASE}/cmd/shutdown/set", envelope, qos=1)
     time.sleep(1.5)
-    statuses = sorted(json.loads(m.payload).get("reason", json.loads(m.payload)["status"])
-                      for m in watcher.on(f"{BASE}/cmd/shutdown/result", since=since))
+    statuses = sorted(
+        json.loads(m.payload).get("reason", json.loads(m.payload)["status"])
+        for m in watcher.on(f"{BASE}/cmd/shutdown/result", since=since)
+    )
     assert statuses == ["ok", "replayed"]
     assert len(rig.calls()) == 1
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("unsigned", "malformed"),
-    ("wrong_key", "unauthorized"),
-    ("revoked_key", "unauthorized"),
-    ("flipped_sig", "unauthorized"),
-    ("flipped_payload", "unauthorized"),
-    ("other_topic", "unauthorized"),
-    ("other_device", "unauthorized"),
-    ("expired", "expired"),
-    ("future", "expired"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("unsigned", "malformed"),
+        ("wrong_key", "unauthorized"),
+        ("revoked_key", "unauthorized"),
+        ("flipped_sig", "unauthorized"),
+        ("flipped_payload", "unauthorized"),
+        ("other_topic", "unauthorized"),
+        ("other_device", "unauthorized"),
+        ("expired", "expired"),
+        ("future", "expired"),
+    ],
+)
 def test_bad_signatures_are_rejected_with_zero_executions(rig, case, expected):
     rig.start()
     now = int(time.time())
@@ -209,13 +228,16 @@ def test_timestamps_inside_the_window_are_accepted(rig):
     assert rig.result("shutdown", rig.send("shutdown", rig.signed("shutdown", ts=now + 55)))["status"] == "ok"
 
 
-@pytest.mark.parametrize("payload, expected", [
-    (b"x" * (1024 * 1024), "too_large"),
-    (b"\xff\xfePRESS", "malformed"),
-    (b"PR\x00ESS", "malformed"),
-    (b"[" * 3000 + b"]" * 3000, "too_large"),
-    (b"press", "bad_value"),
-])
+@pytest.mark.parametrize(
+    "payload, expected",
+    [
+        (b"x" * (1024 * 1024), "too_large"),
+        (b"\xff\xfePRESS", "malformed"),
+        (b"PR\x00ESS", "malformed"),
+        (b"[" * 3000 + b"]" * 3000, "too_large"),
+        (b"press", "bad_value"),
+    ],
+)
 def test_malformed_and_oversized_payloads(rig, payload, expected):
     rig.start()
     body = rig.result("backup", rig.send("backup", payload))
@@ -275,8 +297,9 @@ def test_busy_while_the_action_runs(rig, watcher):
     first = rig.send("backup", "PRESS")
     time.sleep(0.3)
     assert rig.result("backup", rig.send("backup", "PRESS"))["reason"] == "busy"
-    done = watcher.wait_for(lambda m: m.topic == f"{BASE}/cmd/backup/result" and b'"ok"' in m.payload,
-                            timeout=10, since=first)
+    done = watcher.wait_for(
+        lambda m: m.topic == f"{BASE}/cmd/backup/result" and b'"ok"' in m.payload, timeout=10, since=first
+    )
     assert done is not None and len(rig.calls()) == 1
 
 
@@ -297,10 +320,13 @@ def test_audit_events_for_executed_and_rejected_commands(rig, watcher):
     since = rig.send("backup", "PRESS")
     rig.result("backup", since)
     rig.result("backup", rig.send("backup", "nope"))
-    for expected in ({"event_type": "ok", "command": "backup", "origin": "mqtt"},
-                     {"event_type": "rejected", "command": "backup", "origin": "mqtt", "reason": "bad_value"}):
-        assert watcher.wait_for(lambda m, e=expected: m.topic == f"{BASE}/audit" and json.loads(m.payload) == e,
-                                timeout=5, since=since), expected
+    for expected in (
+        {"event_type": "ok", "command": "backup", "origin": "mqtt"},
+        {"event_type": "rejected", "command": "backup", "origin": "mqtt", "reason": "bad_value"},
+    ):
+        assert watcher.wait_for(
+            lambda m, e=expected: m.topic == f"{BASE}/audit" and json.loads(m.payload) == e, timeout=5, since=since
+        ), expected
 
 
 def test_discovery_offers_unsigned_commands_and_the_audit_event(rig, watcher):
@@ -317,7 +343,7 @@ def test_discovery_offers_unsigned_commands_and_the_audit_event(rig, watcher):
 def test_junk_flood_is_survived_and_answered_at_most_once_a_second(rig, watcher):
     rig.start()
     pid = rig.agent.proc.pid
-    rss = lambda: int(next(l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")).split()[1])
+    rss = lambda: int(next(line for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS")).split()[1])
     before = rss()
     since = time.monotonic()
     for i in range(1000):
@@ -342,11 +368,24 @@ def test_a_keyring_others_can_read_is_refused(rig):
 
 def test_pilot_send_signs_waits_and_reports(rig, broker):
     rig.start()
-    run = lambda *args: subprocess.run([sys.executable, "-m", "pilot", "send", str(rig.profile), *args,
-                                        "--broker", f"127.0.0.1:{broker.port}", "--state-dir",
-                                        str(rig.state_dir.parent / "send-state")],
-                                       env={**os.environ, "PYTHONPATH": str(REPO / "engine")},
-                                       capture_output=True, text=True, timeout=30)
+    run = lambda *args: subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pilot",
+            "send",
+            str(rig.profile),
+            *args,
+            "--broker",
+            f"127.0.0.1:{broker.port}",
+            "--state-dir",
+            str(rig.state_dir.parent / "send-state"),
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO / "engine")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     ok = run("shutdown")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["status"] == "ok"

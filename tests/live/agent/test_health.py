@@ -14,11 +14,22 @@ def test_health_is_published_retained_with_counters(broker, watcher, run_agent):
     run_agent(BASIC, broker.port, env={"PILOT_HEALTH_EVERY": "1"})
     msg = watcher.wait_for(lambda m: m.topic == "pilot/testrig01/health", timeout=15)
     report = json.loads(msg.payload)
-    assert {"instance", "uptime_s", "reconnects", "dropped_telemetry", "commands_rejected", "rejected_by_reason",
-            "probe_errors", "state_write_failures", "clock_jumps", "duplicate_agent"} <= set(report)
+    assert {
+        "instance",
+        "uptime_s",
+        "reconnects",
+        "dropped_telemetry",
+        "commands_rejected",
+        "rejected_by_reason",
+        "probe_errors",
+        "state_write_failures",
+        "clock_jumps",
+        "duplicate_agent",
+    } <= set(report)
     assert report["duplicate_agent"] is False and report["reconnects"] == 0
-    later = watcher.wait_for(lambda m: m.topic == "pilot/testrig01/health" and json.loads(m.payload)["uptime_s"] >= 2,
-                             timeout=10)
+    later = watcher.wait_for(
+        lambda m: m.topic == "pilot/testrig01/health" and json.loads(m.payload)["uptime_s"] >= 2, timeout=10
+    )
     assert later is not None  # reported again as time passes, not only once at connect
 
 
@@ -35,8 +46,9 @@ def test_two_agents_with_one_device_id_are_detected_without_a_fast_takeover_loop
         time.sleep(0.5)
     out = first.output() + second.output()
     assert "another Pilot agent" in out, out[-3000:]
-    flagged = watcher.wait_for(lambda m: m.topic == "pilot/testrig01/health"
-                               and json.loads(m.payload)["duplicate_agent"] is True, timeout=15)
+    flagged = watcher.wait_for(
+        lambda m: m.topic == "pilot/testrig01/health" and json.loads(m.payload)["duplicate_agent"] is True, timeout=15
+    )
     assert flagged is not None
     # the broker hands the client id back and forth; backoff keeps that slower than once a second
     connects = out.count("connected to 127.0.0.1")

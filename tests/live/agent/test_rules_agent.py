@@ -56,13 +56,15 @@ def start(run_agent, broker, watcher, tmp_path, sysroot, extra_sensors: str = ""
     record = tmp_path / "calls.jsonl"
     started = time.monotonic()
     agent = run_agent(profile, broker.port, env={"PILOT_SYSFS_ROOT": str(sysroot), "PILOT_SYSTEM_RECORD": str(record)})
-    assert watcher.wait_for(lambda m: m.topic == f"{BASE}/availability" and m.payload == b"online", timeout=20,
-                            since=started), agent.output()
+    assert watcher.wait_for(
+        lambda m: m.topic == f"{BASE}/availability" and m.payload == b"online", timeout=20, since=started
+    ), agent.output()
     return agent, profile, record
 
 
-def test_rule_fires_once_after_its_hold_clears_with_hysteresis_and_is_audited(run_agent, broker, watcher, tmp_path,
-                                                                                 sysroot):
+def test_rule_fires_once_after_its_hold_clears_with_hysteresis_and_is_audited(
+    run_agent, broker, watcher, tmp_path, sysroot
+):
     agent, _, record = start(run_agent, broker, watcher, tmp_path, sysroot)
     time.sleep(1.5)
     crossed = time.monotonic()
@@ -71,22 +73,34 @@ def test_rule_fires_once_after_its_hold_clears_with_hysteresis_and_is_audited(ru
     assert fired is not None and fired.payload == b"hot at 80", agent.output()
     assert fired.at - crossed >= 1.9  # not before the 2 s hold
     assert watcher.wait_for(lambda m: m.topic == f"{BASE}/rule/hot/state" and m.payload == b"ON", timeout=5)
-    audit = watcher.wait_for(lambda m: m.topic == f"{BASE}/audit" and json.loads(m.payload).get("origin") == "rule:hot",
-                             timeout=5, since=crossed)
+    audit = watcher.wait_for(
+        lambda m: m.topic == f"{BASE}/audit" and json.loads(m.payload).get("origin") == "rule:hot",
+        timeout=5,
+        since=crossed,
+    )
     assert json.loads(audit.payload) == {"event_type": "ok", "command": "cool_down", "origin": "rule:hot"}
     write_value(sysroot, 40)  # below `when`, above `clear`: still active
     time.sleep(2.5)
     write_value(sysroot, 70)
     time.sleep(3.0)
     assert [m.payload for m in watcher.on(f"{BASE}/note", since=crossed)] == [b"hot at 80"]
-    assert len([c for c in (json.loads(l) for l in record.read_text().splitlines())
-                if c.get("argv") == ["/bin/echo", "cooling"]]) == 1  # exactly once
+    assert (
+        len(
+            [
+                c
+                for c in (json.loads(line) for line in record.read_text().splitlines())
+                if c.get("argv") == ["/bin/echo", "cooling"]
+            ]
+        )
+        == 1
+    )  # exactly once
     cooled = time.monotonic()
     write_value(sysroot, 20)
     calm = watcher.wait_for(lambda m: m.topic == f"{BASE}/note", timeout=10, since=cooled)
     assert calm is not None and calm.payload == b"calm at 20"
-    assert watcher.wait_for(lambda m: m.topic == f"{BASE}/rule/hot/state" and m.payload == b"OFF", timeout=5,
-                            since=cooled)
+    assert watcher.wait_for(
+        lambda m: m.topic == f"{BASE}/rule/hot/state" and m.payload == b"OFF", timeout=5, since=cooled
+    )
 
 
 def test_every_schedule_runs_its_steps(run_agent, broker, watcher, tmp_path, sysroot):
@@ -97,8 +111,9 @@ def test_every_schedule_runs_its_steps(run_agent, broker, watcher, tmp_path, sys
     assert 2 <= len(ticks) <= 4, agent.output()
 
 
-def test_sighup_with_a_broken_profile_keeps_the_old_plan_and_reports_where(run_agent, broker, watcher, tmp_path,
-                                                                           sysroot):
+def test_sighup_with_a_broken_profile_keeps_the_old_plan_and_reports_where(
+    run_agent, broker, watcher, tmp_path, sysroot
+):
     agent, profile, _ = start(run_agent, broker, watcher, tmp_path, sysroot)
     profile.write_text(profile.read_text().replace('when: "level > 50"', 'when: "levle > 50"'))
     since = time.monotonic()

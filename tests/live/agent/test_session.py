@@ -10,8 +10,13 @@ from pilot.plan import Mqtt
 
 
 def make_session(port: int, **kw) -> Session:
-    return Session(settings=Mqtt(client_id=f"session-test-{time.monotonic_ns()}", keepalive=10),
-                   will=Will("test/session/availability"), host="127.0.0.1", port=port, **kw)
+    return Session(
+        settings=Mqtt(client_id=f"session-test-{time.monotonic_ns()}", keepalive=10),
+        will=Will("test/session/availability"),
+        host="127.0.0.1",
+        port=port,
+        **kw,
+    )
 
 
 def test_exception_in_on_message_does_not_kill_the_network_thread(broker, watcher):
@@ -76,6 +81,7 @@ def test_clean_stop_publishes_offline(broker, watcher):
     assert watcher.wait_for(lambda m: m.topic == "test/session/availability" and m.payload == b"online", timeout=5)
     t = time.monotonic()
     session.stop()
-    assert watcher.wait_for(lambda m: m.topic == "test/session/availability" and m.payload == b"offline",
-                            timeout=5, since=t)
+    assert watcher.wait_for(
+        lambda m: m.topic == "test/session/availability" and m.payload == b"offline", timeout=5, since=t
+    )
     assert not session.alive()

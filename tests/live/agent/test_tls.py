@@ -28,8 +28,10 @@ def pki(tmp_path_factory):
 
 def tls_broker(pki: Path, server: str = "server") -> tuple[Mosquitto, int]:
     tls_port = free_port()
-    conf = (f"listener {tls_port} 127.0.0.1\ncafile {pki / 'ca.crt'}\ncertfile {pki / f'{server}.crt'}\n"
-            f"keyfile {pki / f'{server}.key'}\nrequire_certificate true\ntls_version tlsv1.2\n")
+    conf = (
+        f"listener {tls_port} 127.0.0.1\ncafile {pki / 'ca.crt'}\ncertfile {pki / f'{server}.crt'}\n"
+        f"keyfile {pki / f'{server}.key'}\nrequire_certificate true\ntls_version tlsv1.2\n"
+    )
     return Mosquitto(extra_conf=conf).start(), tls_port
 
 
@@ -40,7 +42,8 @@ def profile(tmp_path: Path, pki: Path, client: str = "client", ca: str = "ca", i
         "pilot: 1\ndevice: {id: tlsrig, name: TLS rig}\n"
         f"mqtt:\n  tls: {{ca_file: {pki / (ca + '.crt')}, cert_file: {pki / (client + '.crt')}, "
         f"key_file: {pki / (client + '.key')}{extra}}}\n"
-        "sensors:\n  cpu: {probe: cpu.percent, every: 1s}\n")
+        "sensors:\n  cpu: {probe: cpu.percent, every: 1s}\n"
+    )
     return p
 
 
@@ -49,8 +52,9 @@ def test_mutual_tls_connects_and_publishes(pki, tmp_path, run_agent):
     watcher = Watcher(broker.port).start()  # the plain listener, for observing
     try:
         agent = run_agent(profile(tmp_path, pki), tls_port, host="localhost")  # host name checked against the SAN
-        assert watcher.wait_for(lambda m: m.topic == "pilot/tlsrig/availability" and m.payload == b"online",
-                                timeout=15), agent.output()
+        assert watcher.wait_for(
+            lambda m: m.topic == "pilot/tlsrig/availability" and m.payload == b"online", timeout=15
+        ), agent.output()
         assert watcher.wait_for(lambda m: m.topic == "pilot/tlsrig/state/cpu", timeout=10)
     finally:
         watcher.stop()
@@ -90,8 +94,9 @@ def test_insecure_flag_skips_checks_and_warns(pki, tmp_path, run_agent):
     try:
         # the broker only trusts clients from `ca`, so present that client cert; the server cert is rogue
         agent = run_agent(profile(tmp_path, pki, insecure=True), tls_port)
-        assert watcher.wait_for(lambda m: m.topic == "pilot/tlsrig/availability" and m.payload == b"online",
-                                timeout=15), agent.output()
+        assert watcher.wait_for(
+            lambda m: m.topic == "pilot/tlsrig/availability" and m.payload == b"online", timeout=15
+        ), agent.output()
         assert "TLS certificate and host name checks are OFF" in agent.output()
     finally:
         watcher.stop()

@@ -29,9 +29,18 @@ def test_trial_broker_started_when_no_broker_is_configured(tmp_path, run_agent, 
     if _listening(1883):
         pytest.skip("something already listens on 1883; the agent would use it instead")
     profile = tmp_path / "p.yaml"
-    profile.write_text("pilot: 1\ndevice: {id: trial1, name: Trial}\nsensors:\n  cpu: {probe: cpu.percent, every: 1s}\n")
-    agent = run_agent(profile, None, "--duration", "8", state_dir=tmp_path / "s", env={"PILOT_TRIAL_BROKER": kind},
-                      base_env={"PATH": "/usr/bin:/bin:/usr/sbin"})
+    profile.write_text(
+        "pilot: 1\ndevice: {id: trial1, name: Trial}\nsensors:\n  cpu: {probe: cpu.percent, every: 1s}\n"
+    )
+    agent = run_agent(
+        profile,
+        None,
+        "--duration",
+        "8",
+        state_dir=tmp_path / "s",
+        env={"PILOT_TRIAL_BROKER": kind},
+        base_env={"PATH": "/usr/bin:/bin:/usr/sbin"},
+    )
     try:
         deadline = time.monotonic() + 10
         while not _listening(1883) and time.monotonic() < deadline:
@@ -54,12 +63,17 @@ def test_trial_broker_started_when_no_broker_is_configured(tmp_path, run_agent, 
 def test_no_profile_runs_the_pack_that_matches_this_machine(broker, watcher, tmp_path, run_agent):
     agent = run_agent(None, broker.port, "--once", state_dir=tmp_path / "s", base_env={"PATH": "/usr/bin:/bin"})
     assert agent.wait(60) == 0, agent.output()
-    detect = json.loads(subprocess.run([sys.executable, "-m", "pilot", "detect", "--json"],
-                                       env={"PYTHONPATH": str(REPO / "engine")}, capture_output=True,
-                                       text=True).stdout)
+    detect = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "pilot", "detect", "--json"],
+            env={"PYTHONPATH": str(REPO / "engine")},
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     best = next(p for p in detect["packs"] if p["name"] == detect["best"])
     assert f"using {best['default_profile']}" in agent.output()
     device = detect["facts"]["device_id"]
     msg = watcher.wait_for(lambda m: m.topic == f"homeassistant/device/{device}/config", timeout=10)
     assert msg is not None
-    assert "pilot_%s_cpu_usage" % device in json.loads(msg.payload)["components"]
+    assert f"pilot_{device}_cpu_usage" in json.loads(msg.payload)["components"]

@@ -84,10 +84,19 @@ def agents(tmp_path):
     """agents(profile, port, *extra) -> a started `pilot run ... --log-format json`, stopped after the test."""
     started: list[AgentProcess] = []
 
-    def start(profile, port: int, *extra: str, state_dir=None, env: dict | None = None,
-              host: str = "127.0.0.1") -> AgentProcess:
-        agent = pilot_run(profile, port, state_dir or tmp_path / "state", *extra, env=env, host=host,
-                          log_format="json", log_dir=tmp_path).start()
+    def start(
+        profile, port: int, *extra: str, state_dir=None, env: dict | None = None, host: str = "127.0.0.1"
+    ) -> AgentProcess:
+        agent = pilot_run(
+            profile,
+            port,
+            state_dir or tmp_path / "state",
+            *extra,
+            env=env,
+            host=host,
+            log_format="json",
+            log_dir=tmp_path,
+        ).start()
         started.append(agent)
         return agent
 

@@ -14,10 +14,12 @@ from tests.support.harness import figure, offline, online
 
 def _signed_profile(tmp_path: Path, device: str, keyring: Path, commands: str, allow: str) -> Path:
     p = tmp_path / f"{device}.yaml"
-    p.write_text(f"pilot: 1\ndevice: {{id: {device}, name: {device}}}\nmqtt: {{keepalive: 5}}\n"
-                 "sensors:\n  cpu: {probe: cpu.percent, every: 1s}\n"
-                 f"commands:\n{commands}"
-                 f"policies:\n  allow: [{allow}]\n  hmac: {{keyring: {keyring}, window: 60s}}\n")
+    p.write_text(
+        f"pilot: 1\ndevice: {{id: {device}, name: {device}}}\nmqtt: {{keepalive: 5}}\n"
+        "sensors:\n  cpu: {probe: cpu.percent, every: 1s}\n"
+        f"commands:\n{commands}"
+        f"policies:\n  allow: [{allow}]\n  hmac: {{keyring: {keyring}, window: 60s}}\n"
+    )
     return p
 
 
@@ -30,9 +32,13 @@ def test_kill_9_mid_command_runs_it_exactly_once(tmp_path, brokers, watchers, ag
     case = "kill -9 mid-command"
     device, base = "k9rig", "pilot/k9rig"
     keyring = new_keyring(tmp_path / "keyring")
-    profile = _signed_profile(tmp_path, device, keyring,
-                              "  shutdown: {action: power.shutdown, platform: button, policy: {signed: true}}\n",
-                              "shutdown")
+    profile = _signed_profile(
+        tmp_path,
+        device,
+        keyring,
+        "  shutdown: {action: power.shutdown, platform: button, policy: {signed: true}}\n",
+        "shutdown",
+    )
     record = tmp_path / "calls.jsonl"
     env = {"PILOT_SYSTEM_RECORD": str(record), "PILOT_SYSTEM_RECORD_DELAY": "3"}
     state = tmp_path / "state"
@@ -75,10 +81,13 @@ def test_sigterm_during_a_long_action(tmp_path, brokers, watchers, agents):
     device, base = "termrig", "pilot/termrig"
     keyring = new_keyring(tmp_path / "keyring")
     profile = _signed_profile(
-        tmp_path, device, keyring,
-        "  longjob: {action: process.run, args: {argv: [/bin/sleep, \"30\"], timeout: 1m}, platform: button}\n"
+        tmp_path,
+        device,
+        keyring,
+        '  longjob: {action: process.run, args: {argv: [/bin/sleep, "30"], timeout: 1m}, platform: button}\n'
         "  stamp: {action: process.run, args: {argv: [/bin/true]}, platform: button, policy: {signed: true}}\n",
-        "longjob, stamp")
+        "longjob, stamp",
+    )
     state = tmp_path / "state"
     broker = brokers()
     w = watchers(broker.port)
@@ -131,10 +140,12 @@ def test_reload_of_a_broken_profile_keeps_the_old_plan(tmp_path, brokers, watche
     case = "reload of a broken profile"
     device, base = "rlrig", "pilot/rlrig"
     profile = tmp_path / "reload.yaml"
-    good = (f"pilot: 1\ndevice: {{id: {device}, name: Reload rig}}\nmqtt: {{keepalive: 5}}\nsensors:\n"
-            "  cpu: {probe: cpu.percent, every: 1s}\n"
-            "commands:\n  backup: {action: process.run, args: {argv: [/bin/echo, backup]}, platform: button}\n"
-            "policies:\n  allow: [backup]\n")
+    good = (
+        f"pilot: 1\ndevice: {{id: {device}, name: Reload rig}}\nmqtt: {{keepalive: 5}}\nsensors:\n"
+        "  cpu: {probe: cpu.percent, every: 1s}\n"
+        "commands:\n  backup: {action: process.run, args: {argv: [/bin/echo, backup]}, platform: button}\n"
+        "policies:\n  allow: [backup]\n"
+    )
     profile.write_text(good)
     record = tmp_path / "calls.jsonl"
     broker = brokers()
@@ -163,7 +174,9 @@ def test_reload_of_a_broken_profile_keeps_the_old_plan(tmp_path, brokers, watche
     since = time.monotonic()
     w.publish(f"{base}/cmd/_reload/set", "")  # the MQTT path gives the same answer
     body = _result(w, f"{base}/cmd/_reload/result", since, timeout=15)
-    assert body is not None and body["reason"] == "invalid_profile" and any(f"{profile}:5:16" in e for e in body["errors"])
+    assert (
+        body is not None and body["reason"] == "invalid_profile" and any(f"{profile}:5:16" in e for e in body["errors"])
+    )
     assert agent.running()
     figure(case, "log names file:line", f"{profile.name}:5:16" in agent.output())
     assert f"{profile}:5:16" in agent.output()

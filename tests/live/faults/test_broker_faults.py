@@ -33,8 +33,10 @@ KEEPALIVE = 5
 
 def _profile(tmp_path: Path, device: str, sensors: str, commands: str = "") -> Path:
     p = tmp_path / f"{device}.yaml"
-    p.write_text(f"pilot: 1\ndevice: {{id: {device}, name: {device}}}\nmqtt: {{keepalive: {KEEPALIVE}}}\n"
-                 f"sensors:\n{sensors}{commands}")
+    p.write_text(
+        f"pilot: 1\ndevice: {{id: {device}, name: {device}}}\nmqtt: {{keepalive: {KEEPALIVE}}}\n"
+        f"sensors:\n{sensors}{commands}"
+    )
     return p
 
 
@@ -64,8 +66,11 @@ def test_broker_restart_reconnects_and_reannounces_everything(sig, tmp_path, bro
     broker = brokers()
     w = watchers(broker.port)
     record = tmp_path / "calls.jsonl"
-    agent = agents(_profile(tmp_path, device, RESTART_SENSORS, RESTART_COMMANDS), broker.port,
-                   env={"PILOT_SYSTEM_RECORD": str(record)})
+    agent = agents(
+        _profile(tmp_path, device, RESTART_SENSORS, RESTART_COMMANDS),
+        broker.port,
+        env={"PILOT_SYSTEM_RECORD": str(record)},
+    )
     assert w.wait_for(online(avail), timeout=20), agent.tail()
     first = w.wait_for(lambda m: m.topic == disc, timeout=10)
     assert first is not None
@@ -92,9 +97,12 @@ def test_broker_restart_reconnects_and_reannounces_everything(sig, tmp_path, bro
     assert reconnect <= 12.0
 
     connected_at = Clock.to_mono(connected["ts"])
-    wanted = {avail: online(avail), disc: lambda m: m.topic == disc and m.payload,
-              f"{base}/capabilities": lambda m: m.topic == f"{base}/capabilities",
-              f"{base}/health": lambda m: m.topic == f"{base}/health"}
+    wanted = {
+        avail: online(avail),
+        disc: lambda m: m.topic == disc and m.payload,
+        f"{base}/capabilities": lambda m: m.topic == f"{base}/capabilities",
+        f"{base}/health": lambda m: m.topic == f"{base}/health",
+    }
     wanted.update({t: (lambda m, t=t: m.topic == t) for t in states})
     arrivals = {}
     for topic, predicate in wanted.items():
@@ -154,8 +162,9 @@ def test_broker_down_at_start_is_waited_for_without_growth(tmp_path, brokers, wa
     assert w.wait_for(online(f"pilot/{device}/availability"), timeout=5)
 
 
-HUNG_SENSORS = "".join(f"  up{i:03d}: {{probe: system.uptime, every: 1s, publish: {{max_silence: 1s}}}}\n"
-                       for i in range(100))
+HUNG_SENSORS = "".join(
+    f"  up{i:03d}: {{probe: system.uptime, every: 1s, publish: {{max_silence: 1s}}}}\n" for i in range(100)
+)
 FROZEN = 20.0
 
 
@@ -200,8 +209,14 @@ def test_hung_broker_is_detected_buffer_bounded_and_recovered(tmp_path, brokers,
     figure(case, "reconnected after SIGCONT (s, <= 12)", recovery)
 
     w2 = watchers(broker.port, topics=(f"{base}/#",))
-    health = w2.wait_for(lambda m: m.topic == f"{base}/health" and m.at >= Clock.to_mono(connected["ts"])
-                         and json.loads(m.payload).get("connected") is True, timeout=10)
+    health = w2.wait_for(
+        lambda m: (
+            m.topic == f"{base}/health"
+            and m.at >= Clock.to_mono(connected["ts"])
+            and json.loads(m.payload).get("connected") is True
+        ),
+        timeout=10,
+    )
     assert health is not None, agent.tail()
     report = json.loads(health.payload)
     figure(case, "health dropped_telemetry after recovery (> 0)", report["dropped_telemetry"])
@@ -256,7 +271,9 @@ def test_partition_without_fin_fires_the_will_and_heals(tmp_path, brokers, watch
         # The last will is the broker's doing. Mosquitto 2.0 checks keepalives every 6 s, so its figure is
         # 1.5 x keepalive + 2 s plus that granularity; the agent's own detection is Pilot's and has no slack.
         slack = broker_keepalive_slack()
-        figure(case, "broker keepalive check slack (s)", f"{slack:g} (mosquitto {'.'.join(map(str, mosquitto_version()))})")
+        figure(
+            case, "broker keepalive check slack (s)", f"{slack:g} (mosquitto {'.'.join(map(str, mosquitto_version()))})"
+        )
         assert will_after <= 1.5 * KEEPALIVE + 2 + slack
         assert own is not None, "the agent never noticed the silent partition"
         assert own["ts"] - cut_wall <= 2 * KEEPALIVE + 1

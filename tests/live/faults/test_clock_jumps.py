@@ -31,8 +31,11 @@ BASE = f"pilot/{DEVICE}"
 
 
 def _libfaketime() -> str | None:
-    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1") + glob.glob("/usr/lib/faketime/libfaketime.so.1")
-                   + glob.glob("/usr/local/lib/faketime/libfaketime.so.1"))
+    found = sorted(
+        glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+        + glob.glob("/usr/lib/faketime/libfaketime.so.1")
+        + glob.glob("/usr/local/lib/faketime/libfaketime.so.1")
+    )
     return found[0] if found else None
 
 
@@ -43,12 +46,25 @@ def faketime(tmp_path):
         pytest.skip("libfaketime is not installed (Debian: apt-get install faketime)")
     offset = tmp_path / "faketime.offset"
     offset.write_text("+0\n")
-    env = {"LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": str(offset), "FAKETIME_NO_CACHE": "1",
-           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
-    probe = subprocess.run([sys.executable, "-c", "import threading, time\n"
-                            "t = time.monotonic(); threading.Event().wait(0.2); threading.Condition().acquire()\n"
-                            "assert 0.15 < time.monotonic() - t < 2\nprint(time.time())"],
-                           env={**os.environ, **env}, capture_output=True, text=True, timeout=20)
+    env = {
+        "LD_PRELOAD": lib,
+        "FAKETIME_TIMESTAMP_FILE": str(offset),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import threading, time\n"
+            "t = time.monotonic(); threading.Event().wait(0.2); threading.Condition().acquire()\n"
+            "assert 0.15 < time.monotonic() - t < 2\nprint(time.time())",
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     if probe.returncode != 0:
         pytest.skip(f"libfaketime at {lib} cannot run Python here: {probe.stderr.strip()[-200:]}")
     return offset, env
@@ -68,12 +84,12 @@ def test_wall_clock_jump_forward_one_hour(tmp_path, faketime, brokers, watchers,
         "  lock: {action: session.lock, platform: button, policy: {cooldown: 30m}}\n"
         f"policies:\n  allow: [shutdown, lock]\n  hmac: {{keyring: {keyring}, window: 60s}}\n"
         "schedules:\n"
-        "  tick: {every: 5s, do: [{publish: {topic: \"~/tick\", payload: tick}}]}\n")
+        '  tick: {every: 5s, do: [{publish: {topic: "~/tick", payload: tick}}]}\n'
+    )
     record = tmp_path / "calls.jsonl"
     broker = brokers()
     w = watchers(broker.port)
-    agent = agents(profile, broker.port, env={**ft_env, "PILOT_SYSTEM_RECORD": str(record),
-                                              "PILOT_HEALTH_EVERY": "1"})
+    agent = agents(profile, broker.port, env={**ft_env, "PILOT_SYSTEM_RECORD": str(record), "PILOT_HEALTH_EVERY": "1"})
     assert w.wait_for(online(f"{BASE}/availability"), timeout=20), agent.tail()
     time.sleep(0.3)
     signer = Signer(keyring, DEVICE, BASE)
@@ -93,8 +109,9 @@ def test_wall_clock_jump_forward_one_hour(tmp_path, faketime, brokers, watchers,
 
     offset.write_text("+1h\n")
     jumped = time.monotonic()
-    counted = w.wait_for(lambda m: m.topic == f"{BASE}/health" and json.loads(m.payload)["clock_jumps"] >= 1,
-                         timeout=5, since=jumped)
+    counted = w.wait_for(
+        lambda m: m.topic == f"{BASE}/health" and json.loads(m.payload)["clock_jumps"] >= 1, timeout=5, since=jumped
+    )
     figure(case, "health clock_jumps after the jump", json.loads(counted.payload)["clock_jumps"] if counted else 0)
     signed = send("shutdown", signer.envelope("shutdown"))  # signed with the real time, judged by the jumped one
     cooled = send("lock", "PRESS")

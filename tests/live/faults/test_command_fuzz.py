@@ -32,22 +32,24 @@ KEY = signing.Key("k1", b"fuzz-secret-0123456789abcdef")
 
 
 def _profile(keyring: str) -> bytes:
-    return (f"pilot: 1\ndevice: {{id: {DEVICE}, name: Fuzz rig}}\n"
-            "commands:\n"
-            "  shutdown: {action: power.shutdown, platform: button, policy: {signed: true}}\n"
-            "  reboot: {action: power.reboot, platform: button, policy: {confirm: 20s}}\n"
-            "  lock: {action: session.lock, platform: button, policy: {cooldown: 1h}}\n"
-            "  backup: {action: process.run, args: {argv: [/bin/echo, backup]}, platform: button}\n"
-            "  level: {action: process.run, args: {argv: [/bin/echo, \"{value}\"], value_arg: \"{value}\"}, "
-            "platform: number, min: 0, max: 100, step: 0.5}\n"
-            "  mode: {action: process.run, args: {argv: [/bin/echo, \"{value}\"], value_arg: \"{value}\"}, "
-            "platform: select, options: [eco, fast]}\n"
-            "  power: {action: process.run, args: {argv: [/bin/echo, \"{value}\"], value_arg: \"{value}\"}, "
-            "platform: switch, policy: {signed: true}}\n"
-            f"  note: {{action: mqtt.publish, args: {{topic: {BASE}/note, payload: \"n {{value}}\"}}, platform: text, "
-            "max_length: 20, pattern: \"[a-z ]*\"}\n"
-            "policies:\n  allow: [shutdown, reboot, lock, backup, level, mode, power, note]\n"
-            f"  hmac: {{keyring: {keyring}, window: 60s}}\n  rate_limit: {{max: 1000, per: 1m}}\n").encode()
+    return (
+        f"pilot: 1\ndevice: {{id: {DEVICE}, name: Fuzz rig}}\n"
+        "commands:\n"
+        "  shutdown: {action: power.shutdown, platform: button, policy: {signed: true}}\n"
+        "  reboot: {action: power.reboot, platform: button, policy: {confirm: 20s}}\n"
+        "  lock: {action: session.lock, platform: button, policy: {cooldown: 1h}}\n"
+        "  backup: {action: process.run, args: {argv: [/bin/echo, backup]}, platform: button}\n"
+        '  level: {action: process.run, args: {argv: [/bin/echo, "{value}"], value_arg: "{value}"}, '
+        "platform: number, min: 0, max: 100, step: 0.5}\n"
+        '  mode: {action: process.run, args: {argv: [/bin/echo, "{value}"], value_arg: "{value}"}, '
+        "platform: select, options: [eco, fast]}\n"
+        '  power: {action: process.run, args: {argv: [/bin/echo, "{value}"], value_arg: "{value}"}, '
+        "platform: switch, policy: {signed: true}}\n"
+        f'  note: {{action: mqtt.publish, args: {{topic: {BASE}/note, payload: "n {{value}}"}}, platform: text, '
+        'max_length: 20, pattern: "[a-z ]*"}\n'
+        "policies:\n  allow: [shutdown, reboot, lock, backup, level, mode, power, note]\n"
+        f"  hmac: {{keyring: {keyring}, window: 60s}}\n  rate_limit: {{max: 1000, per: 1m}}\n"
+    ).encode()
 
 
 class MemorySystem(System):
@@ -95,17 +97,22 @@ def _field(valid, junk):
     return st.one_of(st.just(valid), junk)
 
 
-ANY_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                     max_size=4), max_leaves=10)
-ENVELOPE_SHAPED = st.fixed_dictionaries({
-    "v": _field(1, ANY_JSON),
-    "kid": _field("k1", st.one_of(st.text(max_size=40), ANY_JSON)),
-    "ts": _field(int(time.time()), st.one_of(st.integers(), st.floats(), st.booleans(), st.text(max_size=12))),
-    "nonce": _field("A" * 22, st.one_of(st.text(alphabet=B64, min_size=0, max_size=30), ANY_JSON)),
-    "cmd": _field("PRESS", st.one_of(st.text(max_size=50), ANY_JSON)),
-    "sig": _field("B" * 43, st.one_of(st.text(alphabet=B64 + "=+/", min_size=40, max_size=46), ANY_JSON)),
-}, optional={"extra": ANY_JSON}).map(lambda d: json.dumps(d).encode())
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
+ENVELOPE_SHAPED = st.fixed_dictionaries(
+    {
+        "v": _field(1, ANY_JSON),
+        "kid": _field("k1", st.one_of(st.text(max_size=40), ANY_JSON)),
+        "ts": _field(int(time.time()), st.one_of(st.integers(), st.floats(), st.booleans(), st.text(max_size=12))),
+        "nonce": _field("A" * 22, st.one_of(st.text(alphabet=B64, min_size=0, max_size=30), ANY_JSON)),
+        "cmd": _field("PRESS", st.one_of(st.text(max_size=50), ANY_JSON)),
+        "sig": _field("B" * 43, st.one_of(st.text(alphabet=B64 + "=+/", min_size=40, max_size=46), ANY_JSON)),
+    },
+    optional={"extra": ANY_JSON},
+).map(lambda d: json.dumps(d).encode())
 
 
 @st.composite
@@ -132,15 +139,42 @@ def signed(draw):
 PAYLOADS = st.one_of(
     st.binary(max_size=600),
     st.text(max_size=200).map(str.encode),
-    st.sampled_from([b"PRESS", b"ON", b"OFF", b"eco", b"fast", b"50", b"50.5", b"-0", b"1e309", b"nan", b"inf",
-                     b" PRESS ", b"PRESS\n", b"\x00", b"[" * 1000 + b"]" * 1000, b"{}" * 3000]),
+    st.sampled_from(
+        [
+            b"PRESS",
+            b"ON",
+            b"OFF",
+            b"eco",
+            b"fast",
+            b"50",
+            b"50.5",
+            b"-0",
+            b"1e309",
+            b"nan",
+            b"inf",
+            b" PRESS ",
+            b"PRESS\n",
+            b"\x00",
+            b"[" * 1000 + b"]" * 1000,
+            b"{}" * 3000,
+        ]
+    ),
     st.floats(allow_nan=True, allow_infinity=True).map(lambda f: repr(f).encode()),
     st.integers().map(lambda i: str(i).encode()),
     ENVELOPE_SHAPED,
 )
-PLAUSIBLE = st.sampled_from([("backup", b"PRESS"), ("reboot", b"PRESS"), ("lock", b"PRESS"), ("level", b"50"),
-                             ("level", b"99.5"), ("mode", b"eco"), ("mode", b"fast"), ("note", b"hi there")]).map(
-    lambda c: (f"{BASE}/cmd/{c[0]}/set", c[1], None))
+PLAUSIBLE = st.sampled_from(
+    [
+        ("backup", b"PRESS"),
+        ("reboot", b"PRESS"),
+        ("lock", b"PRESS"),
+        ("level", b"50"),
+        ("level", b"99.5"),
+        ("mode", b"eco"),
+        ("mode", b"fast"),
+        ("note", b"hi there"),
+    ]
+).map(lambda c: (f"{BASE}/cmd/{c[0]}/set", c[1], None))
 MESSAGES = st.one_of(st.tuples(TOPICS, PAYLOADS, st.none()), signed(), signed(), PLAUSIBLE)
 
 

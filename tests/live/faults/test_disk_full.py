@@ -36,8 +36,9 @@ def tmpfs_state(tmp_path):
         pytest.skip("mounting a tmpfs needs root")
     target = tmp_path / "state"
     target.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(target)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(target)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     yield target
@@ -78,17 +79,22 @@ def test_disk_full_state_directory(tmp_path, tmpfs_state, brokers, watchers, age
     sysroot.mkdir()
     sensors = "".join(f"  uptime_reading_{i:03d}: {{probe: system.uptime, every: 2s}}\n" for i in range(40))
     profile = tmp_path / "df.yaml"
-    profile.write_text(f"pilot: 1\ndevice: {{id: {DEVICE}, name: Disk rig}}\nmqtt: {{keepalive: 5, discovery: entity}}\n"
-                       f"sensors:\n{sensors}  battery: {{probe: battery.level, every: 2s, optional: true}}\n"
-                       "commands:\n  stamp: {action: process.run, args: {argv: [/bin/true]}, platform: button, "
-                       "policy: {signed: true}}\n"
-                       f"policies:\n  allow: [stamp]\n  hmac: {{keyring: {keyring}, window: 60s}}\n")
+    profile.write_text(
+        f"pilot: 1\ndevice: {{id: {DEVICE}, name: Disk rig}}\nmqtt: {{keepalive: 5, discovery: entity}}\n"
+        f"sensors:\n{sensors}  battery: {{probe: battery.level, every: 2s, optional: true}}\n"
+        "commands:\n  stamp: {action: process.run, args: {argv: [/bin/true]}, platform: button, "
+        "policy: {signed: true}}\n"
+        f"policies:\n  allow: [stamp]\n  hmac: {{keyring: {keyring}, window: 60s}}\n"
+    )
     record = tmp_path / "calls.jsonl"
     broker = brokers()
     w = watchers(broker.port)
-    agent = agents(profile, broker.port, state_dir=tmpfs_state,
-                   env={"PILOT_SYSTEM_RECORD": str(record), "PILOT_SYSFS_ROOT": str(sysroot),
-                        "PILOT_HEALTH_EVERY": "1"})
+    agent = agents(
+        profile,
+        broker.port,
+        state_dir=tmpfs_state,
+        env={"PILOT_SYSTEM_RECORD": str(record), "PILOT_SYSFS_ROOT": str(sysroot), "PILOT_HEALTH_EVERY": "1"},
+    )
     assert w.wait_for(online(f"{BASE}/availability"), timeout=20), agent.tail()
     signer = Signer(keyring, DEVICE, BASE)
     deadline = time.monotonic() + 5
@@ -132,8 +138,11 @@ def test_disk_full_state_directory(tmp_path, tmpfs_state, brokers, watchers, age
         intact = True
     except ValueError:
         intact = False
-    figure(case, "discovery.json after a rewrite with 1 page free",
-           f"{'valid' if intact else 'TRUNCATED'} ({len(after)} bytes, was {len(before)})")
+    figure(
+        case,
+        "discovery.json after a rewrite with 1 page free",
+        f"{'valid' if intact else 'TRUNCATED'} ({len(after)} bytes, was {len(before)})",
+    )
     leftovers = sorted(p.name for p in tmpfs_state.iterdir() if p.name.endswith(".tmp"))
     figure(case, "temporary files left", leftovers or "none")
 
@@ -154,8 +163,10 @@ def test_disk_full_state_directory(tmp_path, tmpfs_state, brokers, watchers, age
 
     assert full is not None and full["status"] == "rejected" and full["reason"] == "unavailable", full
     assert telemetry is not None, "telemetry stopped while the disk was full"
-    assert intact, (f"discovery.json was truncated by a write on a nearly full file system "
-                    f"({len(after)} of at least {len(before)} bytes): {after[-80:]!r}")
+    assert intact, (
+        f"discovery.json was truncated by a write on a nearly full file system "
+        f"({len(after)} of at least {len(before)} bytes): {after[-80:]!r}"
+    )
     assert recovered is not None and recovered <= 5.0
     assert nonce_lines_ok, nonces
     assert len(recorded_calls(record)) == 1

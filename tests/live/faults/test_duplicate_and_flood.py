@@ -23,8 +23,10 @@ def test_two_agents_with_one_device_id(tmp_path, brokers, watchers, agents):
     case = "two agents, one device id"
     device, base = "duprig", "pilot/duprig"
     profile = tmp_path / "dup.yaml"
-    profile.write_text(f"pilot: 1\ndevice: {{id: {device}, name: Dup rig}}\nmqtt: {{keepalive: 5}}\n"
-                       "sensors:\n  cpu: {probe: cpu.percent, every: 1s}\n")
+    profile.write_text(
+        f"pilot: 1\ndevice: {{id: {device}, name: Dup rig}}\nmqtt: {{keepalive: 5}}\n"
+        "sensors:\n  cpu: {probe: cpu.percent, every: 1s}\n"
+    )
     broker = brokers()
     w = watchers(broker.port)
     env = {"PILOT_HEALTH_EVERY": "1"}
@@ -50,12 +52,12 @@ def test_two_agents_with_one_device_id(tmp_path, brokers, watchers, agents):
         counts.append(len(stamps))
         gaps = [b - a for a, b in zip(stamps, stamps[1:])]
         for n, gap in enumerate(gaps):
-            floor = 0.5 * min(BACKOFF_FIRST * 2 ** n, BACKOFF_CAP)
+            floor = 0.5 * min(BACKOFF_FIRST * 2**n, BACKOFF_CAP)
             if gap < floor - 0.05:
                 violations.append((n, round(gap, 2), floor))
     figure(case, "connects in ~21 s (first, second)", tuple(counts))
     figure(case, "reconnects faster than the backoff", violations or "none")
-    assert detected_at is not None, (first.tail() + second.tail())
+    assert detected_at is not None, first.tail() + second.tail()
     assert flagged, "the health topic never reported duplicate_agent"
     assert not violations, violations
     assert first.running() and second.running()
@@ -66,9 +68,14 @@ def _junk(i: int, rng: random.Random, base: str) -> tuple[str, bytes]:
     if kind == 0:
         return f"{base}/cmd/shutdown/set", rng.randbytes(rng.randrange(0, 300))
     if kind == 1:  # well-formed envelope, known key id, wrong signature: the agent pays for an HMAC
-        env = {"v": 1, "kid": "k1", "ts": int(time.time()), "cmd": "PRESS",
-               "nonce": "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(22)),
-               "sig": "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(43))}
+        env = {
+            "v": 1,
+            "kid": "k1",
+            "ts": int(time.time()),
+            "cmd": "PRESS",
+            "nonce": "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(22)),
+            "sig": "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(43)),
+        }
         return f"{base}/cmd/shutdown/set", json.dumps(env).encode()
     if kind == 2:
         return f"{base}/cmd/junk{i}/set", b"PRESS"
@@ -84,11 +91,13 @@ def test_malformed_command_flood(tmp_path, brokers, watchers, agents):
     device, base = "floodrig", "pilot/floodrig"
     keyring = new_keyring(tmp_path / "keyring")
     profile = tmp_path / "flood.yaml"
-    profile.write_text(f"pilot: 1\ndevice: {{id: {device}, name: Flood rig}}\nmqtt: {{keepalive: 5}}\n"
-                       "sensors:\n  cpu: {probe: cpu.percent, every: 1s}\n"
-                       "commands:\n  shutdown: {action: power.shutdown, platform: button, policy: {signed: true}}\n"
-                       "  backup: {action: process.run, args: {argv: [/bin/echo, backup]}, platform: button}\n"
-                       f"policies:\n  allow: [shutdown, backup]\n  hmac: {{keyring: {keyring}, window: 60s}}\n")
+    profile.write_text(
+        f"pilot: 1\ndevice: {{id: {device}, name: Flood rig}}\nmqtt: {{keepalive: 5}}\n"
+        "sensors:\n  cpu: {probe: cpu.percent, every: 1s}\n"
+        "commands:\n  shutdown: {action: power.shutdown, platform: button, policy: {signed: true}}\n"
+        "  backup: {action: process.run, args: {argv: [/bin/echo, backup]}, platform: button}\n"
+        f"policies:\n  allow: [shutdown, backup]\n  hmac: {{keyring: {keyring}, window: 60s}}\n"
+    )
     record = tmp_path / "calls.jsonl"
     # mosquitto's default per-client queue (max_queued_messages 1000) would drop part of a flood before the
     # agent sees it; lifted so that all 10,000 reach the agent
@@ -144,12 +153,18 @@ def test_malformed_command_flood(tmp_path, brokers, watchers, agents):
 
     since = time.monotonic()
     w.publish(f"{base}/cmd/backup/set", "PRESS")
-    ok = w.wait_for(lambda m: m.topic == f"{base}/cmd/backup/result" and json.loads(m.payload)["status"] == "ok",
-                    timeout=10, since=since)
+    ok = w.wait_for(
+        lambda m: m.topic == f"{base}/cmd/backup/result" and json.loads(m.payload)["status"] == "ok",
+        timeout=10,
+        since=since,
+    )
     sampling.set()
     sampler.join(2)
-    replies = [m for m in w.messages if m.at >= begin and m.topic.endswith("/result")
-               and json.loads(m.payload).get("reason") in UNAUTHENTICATED]
+    replies = [
+        m
+        for m in w.messages
+        if m.at >= begin and m.topic.endswith("/result") and json.loads(m.payload).get("reason") in UNAUTHENTICATED
+    ]
     span = (replies[-1].at - begin) if replies else 0.0
     gaps = [b.at - a.at for a, b in zip(replies, replies[1:])]
     growth = max(peak) - rss0

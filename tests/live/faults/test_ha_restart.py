@@ -24,9 +24,11 @@ DEBOUNCE = 10.0
 def test_home_assistant_restart_and_flapping(tmp_path, brokers, watchers, agents):
     case = "Home Assistant restart"
     profile = tmp_path / "ha.yaml"
-    profile.write_text(f"pilot: 1\ndevice: {{id: {DEVICE}, name: HA rig}}\nmqtt: {{keepalive: 5}}\nsensors:\n"
-                       "  cpu: {probe: cpu.percent, every: 1s}\n"
-                       "  root_used: {probe: disk.used_percent, args: {path: /}, every: 5m}\n")
+    profile.write_text(
+        f"pilot: 1\ndevice: {{id: {DEVICE}, name: HA rig}}\nmqtt: {{keepalive: 5}}\nsensors:\n"
+        "  cpu: {probe: cpu.percent, every: 1s}\n"
+        "  root_used: {probe: disk.used_percent, args: {path: /}, every: 5m}\n"
+    )
     broker = brokers()
     w = watchers(broker.port)
     agent = agents(profile, broker.port)
@@ -41,8 +43,11 @@ def test_home_assistant_restart_and_flapping(tmp_path, brokers, watchers, agents
     w.publish("homeassistant/status", "offline")
     sent = time.monotonic()
     w.publish("homeassistant/status", "online")
-    wanted = {DISC: lambda m: m.topic == DISC and m.payload, AVAIL: online(AVAIL),
-              **{t: (lambda m, t=t: m.topic == t) for t in states}}
+    wanted = {
+        DISC: lambda m: m.topic == DISC and m.payload,
+        AVAIL: online(AVAIL),
+        **{t: (lambda m, t=t: m.topic == t) for t in states},
+    }
     arrivals = {}
     for topic, predicate in wanted.items():
         got = w.wait_for(predicate, timeout=10, since=sent)

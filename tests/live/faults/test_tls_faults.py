@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.support.harness import figure, free_port
 from testkit.pki import make_ca, make_cert, make_expired_cert
+from tests.support.harness import figure, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 
@@ -44,20 +44,29 @@ def test_tls_mistakes_send_nothing_and_retry_quietly(mistake, pki, tmp_path, bro
     case = f"TLS: {mistake}"
     server, reason = CASES[mistake]
     tls_port = free_port()
-    broker = brokers(extra_conf=f"listener {tls_port} 127.0.0.1\ncertfile {pki / f'{server}.crt'}\n"
-                                f"keyfile {pki / f'{server}.key'}\ntls_version tlsv1.2\n"
-                                "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n")
+    broker = brokers(
+        extra_conf=f"listener {tls_port} 127.0.0.1\ncertfile {pki / f'{server}.crt'}\n"
+        f"keyfile {pki / f'{server}.key'}\ntls_version tlsv1.2\n"
+        "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+    )
     w = watchers(broker.port)  # the plain listener, for observing
     device = f"tls{mistake.replace('_', '')}"
     profile = tmp_path / "tls.yaml"
-    profile.write_text(f"pilot: 1\ndevice: {{id: {device}, name: TLS rig}}\nmqtt:\n  keepalive: 5\n"
-                       f"  tls: {{ca_file: {pki / 'ca.crt'}}}\nsensors:\n  cpu: {{probe: cpu.percent, every: 1s}}\n")
+    profile.write_text(
+        f"pilot: 1\ndevice: {{id: {device}, name: TLS rig}}\nmqtt:\n  keepalive: 5\n"
+        f"  tls: {{ca_file: {pki / 'ca.crt'}}}\nsensors:\n  cpu: {{probe: cpu.percent, every: 1s}}\n"
+    )
     agent = agents(profile, tls_port, host="localhost")  # the name checked against the certificate
     started = time.monotonic()
     time.sleep(WATCH)
     assert agent.running(), f"a TLS failure must be retried, not fatal\n{agent.tail()}"
-    topics = sorted({m.topic for m in w.messages if m.topic.startswith(f"pilot/{device}/")
-                     or m.topic.startswith(f"homeassistant/device/{device}")})
+    topics = sorted(
+        {
+            m.topic
+            for m in w.messages
+            if m.topic.startswith(f"pilot/{device}/") or m.topic.startswith(f"homeassistant/device/{device}")
+        }
+    )
     log = (broker.dir / "broker.log").read_text(errors="replace")
     # Mosquitto logs a refused handshake either as a "New connection ... on port" line (when it
     # accepted the socket first) or as a single "Client connection from ... failed" line: each
@@ -72,7 +81,9 @@ def test_tls_mistakes_send_nothing_and_retry_quietly(mistake, pki, tmp_path, bro
     figure(case, "log line", lines[0] if lines else "none")
     assert topics == [] and connects == 0
     assert len(lines) == 1 and "TLS certificate rejected" in lines[0] and reason in lines[0], lines
-    assert 2 <= attempts <= 7, (f"{attempts} attempts in {WATCH} s: expected a backoff of 0.5, 1, 2, 4 s (jittered)\n"
-                                f"{log[-3000:]}\n{agent.tail()}")
+    assert 2 <= attempts <= 7, (
+        f"{attempts} attempts in {WATCH} s: expected a backoff of 0.5, 1, 2, 4 s (jittered)\n"
+        f"{log[-3000:]}\n{agent.tail()}"
+    )
     assert "Traceback" not in agent.output()
     assert time.monotonic() - started < WATCH + 5

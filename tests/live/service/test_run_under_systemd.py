@@ -22,8 +22,11 @@ pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX") or os.name == "nt
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
-                                                             "PILOT_ALLOW_ROOT", "PILOT_SERVICE_RECORD")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "PILOT_ALLOW_ROOT", "PILOT_SERVICE_RECORD")
+    }
     return {**env, "PYTHONPATH": str(REPO / "engine"), **extra}
 
 
@@ -51,7 +54,7 @@ class Notifications:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 message = self.sock.recv(4096).decode()
-            except socket.timeout:
+            except TimeoutError:
                 break
             self.seen.append(message)
             if predicate(message):
@@ -69,9 +72,13 @@ def test_run_notifies_ready_status_watchdog_reload_and_stopping(tmp_path):
     port = broker.port if broker else _closed_port()
     notes = Notifications(tmp_path)
     # pilot_run sets PILOT_ALLOW_ROOT=1 on top of _env(), which drops any inherited one
-    agent = pilot_run(BASIC, port, tmp_path / "state", base_env=_env(NOTIFY_SOCKET=notes.path,
-                                                                       WATCHDOG_USEC="2000000"),
-                      log=tmp_path / "agent.log").start()
+    agent = pilot_run(
+        BASIC,
+        port,
+        tmp_path / "state",
+        base_env=_env(NOTIFY_SOCKET=notes.path, WATCHDOG_USEC="2000000"),
+        log=tmp_path / "agent.log",
+    ).start()
     try:
         assert notes.wait_for(lambda m: "READY=1" in m).startswith("READY=1")
         started = time.monotonic()
@@ -98,8 +105,15 @@ def test_run_notifies_ready_status_watchdog_reload_and_stopping(tmp_path):
 
 def test_without_watchdog_usec_there_is_no_watchdog_ping(tmp_path):
     notes = Notifications(tmp_path)
-    agent = pilot_run(BASIC, _closed_port(), tmp_path / "state", "--duration", "6",
-                      base_env=_env(NOTIFY_SOCKET=notes.path), log=tmp_path / "agent.log").start()
+    agent = pilot_run(
+        BASIC,
+        _closed_port(),
+        tmp_path / "state",
+        "--duration",
+        "6",
+        base_env=_env(NOTIFY_SOCKET=notes.path),
+        log=tmp_path / "agent.log",
+    ).start()
     try:
         notes.wait_for(lambda m: m == "STOPPING=1", timeout=30)
         assert agent.wait(15) == 0
@@ -113,10 +127,18 @@ def test_without_watchdog_usec_there_is_no_watchdog_ping(tmp_path):
 
 
 def _plan(allow_root: bool) -> Plan:
-    return Plan.from_dict({"profile": "p", "profile_hash": "h", "sources": [], "device": {"id": "d", "name": "d"},
-                           "mqtt": {}, "topics": {"base": "b", "availability": "a", "capabilities": "c",
-                                                  "health": "h", "discovery": "x"},
-                           "policy": {}, "service": {"allow_root": allow_root}})
+    return Plan.from_dict(
+        {
+            "profile": "p",
+            "profile_hash": "h",
+            "sources": [],
+            "device": {"id": "d", "name": "d"},
+            "mqtt": {},
+            "topics": {"base": "b", "availability": "a", "capabilities": "c", "health": "h", "discovery": "x"},
+            "policy": {},
+            "service": {"allow_root": allow_root},
+        }
+    )
 
 
 def _refused(plan: Plan, dry_run: bool, environ: dict[str, str]) -> bool:
@@ -147,14 +169,19 @@ def test_allow_root_is_compiled_into_the_plan_and_survives_json(tmp_path):
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="the refusal applies to root only")
 def test_pilot_run_as_root_is_refused_unless_allowed(tmp_path):
     argv = [sys.executable, "-m", "pilot", "run", "--broker", f"127.0.0.1:{_closed_port()}", "--duration", "1"]
-    refused = subprocess.run(argv + [str(BASIC), "--state-dir", str(tmp_path / "s1")], env=_env(),
-                             capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        argv + [str(BASIC), "--state-dir", str(tmp_path / "s1")], env=_env(), capture_output=True, text=True, timeout=60
+    )
     assert refused.returncode == 2, refused.stderr
     assert "refusing to run as root" in refused.stderr and "service: {allow_root: true}" in refused.stderr
     assert "PILOT_ALLOW_ROOT=1" in refused.stderr
     allowed = write(tmp_path, "allowed.yaml", BASIC.read_text() + "service: {allow_root: true}\n")
-    for extra, env in (([str(allowed)], _env()), ([str(BASIC), "--dry-run"], _env()),
-                       ([str(BASIC)], _env(PILOT_ALLOW_ROOT="1"))):
-        proc = subprocess.run(argv + extra + ["--state-dir", str(tmp_path / "s2")], env=env, capture_output=True,
-                              text=True, timeout=60)
+    for extra, env in (
+        ([str(allowed)], _env()),
+        ([str(BASIC), "--dry-run"], _env()),
+        ([str(BASIC)], _env(PILOT_ALLOW_ROOT="1")),
+    ):
+        proc = subprocess.run(
+            argv + extra + ["--state-dir", str(tmp_path / "s2")], env=env, capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 0, (extra, proc.stderr)

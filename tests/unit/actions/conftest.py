@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pytest
 
 from pilot.actions import ActionContext
 from tests.support.probes import SYSFS_FIXTURES
 
-DANGEROUS = {"busctl", "systemctl", "shutdown", "reboot", "poweroff", "halt", "loginctl", "xset", "kscreen-doctor",
-             "powerprofilesctl", "notify-send", "systemd-run", "rundll32.exe", "nircmd", "powercfg"}
+DANGEROUS = {
+    "busctl",
+    "systemctl",
+    "shutdown",
+    "reboot",
+    "poweroff",
+    "halt",
+    "loginctl",
+    "xset",
+    "kscreen-doctor",
+    "powerprofilesctl",
+    "notify-send",
+    "systemd-run",
+    "rundll32.exe",
+    "nircmd",
+    "powercfg",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +60,12 @@ def fake_which(tools: Iterable[str]):
 def make_ctx(tmp_path: Path):
     """make_ctx(tools=..., environ=..., platform=..., sysfs_root=...) -> ActionContext; nothing of the host leaks in."""
 
-    def make(tools: Iterable[str] = (), environ: dict[str, str] | None = None, platform: str = "linux",
-             sysfs_root: Path | None = None) -> ActionContext:
+    def make(
+        tools: Iterable[str] = (),
+        environ: dict[str, str] | None = None,
+        platform: str = "linux",
+        sysfs_root: Path | None = None,
+    ) -> ActionContext:
         root = sysfs_root if sysfs_root is not None else tmp_path / "empty-sys"
         root.mkdir(parents=True, exist_ok=True)
         return ActionContext(sysfs_root=root, platform=platform, environ=dict(environ or {}), which=fake_which(tools))

@@ -19,17 +19,39 @@ from pilot.registry import ACTIONS
 
 REPO = Path(__file__).resolve().parents[3]
 EXPECTED = {
-    "power.shutdown", "power.reboot", "power.suspend", "power.hibernate", "power.profile",
-    "session.lock", "session.logout", "display.power", "display.brightness",
-    "cpufreq.set_max", "cpufreq.set_min", "cpufreq.set_governor",
-    "process.run", "notify.desktop", "mqtt.publish",
+    "power.shutdown",
+    "power.reboot",
+    "power.suspend",
+    "power.hibernate",
+    "power.profile",
+    "session.lock",
+    "session.logout",
+    "display.power",
+    "display.brightness",
+    "cpufreq.set_max",
+    "cpufreq.set_min",
+    "cpufreq.set_governor",
+    "process.run",
+    "notify.desktop",
+    "mqtt.publish",
 }
 ENTRIES = list(ACTIONS)
 # A value each platform may send that every action accepting that platform can plan in `rich_ctx`.
 SAMPLE = {"button": "PRESS", "switch": "ON", "number": 1.0, "select": "powersave", "text": "hello"}
 SAMPLE_BY_ACTION = {"power.profile": "balanced", "cpufreq.set_governor": "performance"}
-TOOLS = {"busctl", "systemctl", "shutdown", "powerprofilesctl", "loginctl", "xset", "kscreen-doctor", "notify-send",
-         "nircmd", "/usr/local/bin/backup.sh", "/usr/bin/pactl"}
+TOOLS = {
+    "busctl",
+    "systemctl",
+    "shutdown",
+    "powerprofilesctl",
+    "loginctl",
+    "xset",
+    "kscreen-doctor",
+    "notify-send",
+    "nircmd",
+    "/usr/local/bin/backup.sh",
+    "/usr/bin/pactl",
+}
 
 
 def _write(root: Path, rel: str, text: str) -> None:
@@ -45,13 +67,22 @@ def rich_ctx(tmp_path: Path) -> ActionContext:
     _write(root, "class/backlight/intel_backlight/brightness", "100")
     _write(root, "class/backlight/intel_backlight/max_brightness", "200")
     cpufreq = "devices/system/cpu/cpu0/cpufreq"
-    for name, text in (("cpuinfo_min_freq", "400000"), ("cpuinfo_max_freq", "3000000"),
-                       ("scaling_min_freq", "400000"), ("scaling_max_freq", "3000000"),
-                       ("scaling_available_governors", "performance powersave"), ("scaling_governor", "powersave")):
+    for name, text in (
+        ("cpuinfo_min_freq", "400000"),
+        ("cpuinfo_max_freq", "3000000"),
+        ("scaling_min_freq", "400000"),
+        ("scaling_max_freq", "3000000"),
+        ("scaling_available_governors", "performance powersave"),
+        ("scaling_governor", "powersave"),
+    ):
         _write(root, f"{cpufreq}/{name}", text)
     environ = {"DISPLAY": ":0", "USER": "alice", "PATH": "/usr/bin", "DBUS_SESSION_BUS_ADDRESS": "unix:path=/x"}
-    return ActionContext(sysfs_root=root, platform="linux", environ=environ,
-                         which=lambda name: f"/usr/bin/{name}" if name in TOOLS else None)
+    return ActionContext(
+        sysfs_root=root,
+        platform="linux",
+        environ=environ,
+        which=lambda name: f"/usr/bin/{name}" if name in TOOLS else None,
+    )
 
 
 @pytest.fixture
@@ -128,8 +159,17 @@ def test_available_and_state_never_raise(entry, rich_ctx, bare_ctx) -> None:
 
 
 def test_machine_dependent_actions_say_why_they_cannot_work(bare_ctx) -> None:
-    for name in ("power.shutdown", "power.profile", "session.lock", "display.power", "display.brightness",
-                 "cpufreq.set_max", "cpufreq.set_min", "cpufreq.set_governor", "notify.desktop"):
+    for name in (
+        "power.shutdown",
+        "power.profile",
+        "session.lock",
+        "display.power",
+        "display.brightness",
+        "cpufreq.set_max",
+        "cpufreq.set_min",
+        "cpufreq.set_governor",
+        "notify.desktop",
+    ):
         entry = ACTIONS.get(name)
         kwargs = {"booted": lambda: False} if name == "power.shutdown" else {}
         assert entry.available(bare_ctx, **kwargs), name
@@ -168,8 +208,20 @@ def test_recording_system_writes_one_json_line_per_call(tmp_path: Path, monkeypa
     record = tmp_path / "calls.jsonl"
     system = RecordingSystem(str(record), publish=lambda *a: published.append(a))
     calls = [
-        Call(kind="exec", argv=("busctl", "call", "org.freedesktop.login1", "/org/freedesktop/login1",
-                                "org.freedesktop.login1.Manager", "PowerOff", "b", "true"), timeout=30.0),
+        Call(
+            kind="exec",
+            argv=(
+                "busctl",
+                "call",
+                "org.freedesktop.login1",
+                "/org/freedesktop/login1",
+                "org.freedesktop.login1.Manager",
+                "PowerOff",
+                "b",
+                "true",
+            ),
+            timeout=30.0,
+        ),
         Call(kind="write", path="/sys/class/backlight/x/brightness", data="5"),
         Call(kind="publish", topic="t", data="ON", retain=True),
     ]
@@ -177,9 +229,20 @@ def test_recording_system_writes_one_json_line_per_call(tmp_path: Path, monkeypa
         assert system.perform(call).output == "recorded"
     lines = record.read_text().splitlines()
     assert [json.loads(line) for line in lines] == [json.loads(json.dumps(call.to_dict())) for call in calls]
-    assert json.loads(lines[0]) == {"kind": "exec", "timeout": 30.0,
-                                    "argv": ["busctl", "call", "org.freedesktop.login1", "/org/freedesktop/login1",
-                                             "org.freedesktop.login1.Manager", "PowerOff", "b", "true"]}
+    assert json.loads(lines[0]) == {
+        "kind": "exec",
+        "timeout": 30.0,
+        "argv": [
+            "busctl",
+            "call",
+            "org.freedesktop.login1",
+            "/org/freedesktop/login1",
+            "org.freedesktop.login1.Manager",
+            "PowerOff",
+            "b",
+            "true",
+        ],
+    }
     assert published == [("t", "ON", True)]
     assert not (tmp_path / "x").exists()
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pilot.actions import ActionContext, ActionError, Call, Unsupported
-from pilot.actions import cpufreq
+from pilot.actions import ActionContext, ActionError, Call, Unsupported, cpufreq
 from pilot.registry import ACTIONS
 
 CPU = Path("devices/system/cpu")
@@ -22,6 +21,7 @@ def machine(sysfs_fixture):
     def make(name: str) -> tuple[Path, ActionContext]:
         root = sysfs_fixture(name)
         return root, ActionContext(sysfs_root=root, platform="linux", environ={}, which=lambda _: None)
+
     return make
 
 
@@ -125,15 +125,17 @@ def test_pcc_server_writes_every_recorded_cpu_in_numeric_order(machine) -> None:
     root, ctx = machine("server-pcc-cpufreq-partial")
     assert cpufreq.set_max(ctx, 2.0) == writes(root, "scaling_max_freq", ("cpu8", "2000000"), ("cpu22", "2000000"))
     assert cpufreq.set_min(ctx, 1.2) == writes(root, "scaling_min_freq", ("cpu8", "1200000"), ("cpu22", "1200000"))
-    assert cpufreq.set_governor(ctx, "userspace") == writes(root, "scaling_governor", ("cpu8", "userspace"),
-                                                            ("cpu22", "userspace"))
+    assert cpufreq.set_governor(ctx, "userspace") == writes(
+        root, "scaling_governor", ("cpu8", "userspace"), ("cpu22", "userspace")
+    )
     with pytest.raises(ActionError) as err:
         cpufreq.set_max(ctx, 2.5)
     assert str(err.value) == "2.5 GHz is outside this CPU's range 1.2–2.4 GHz"
     with pytest.raises(ActionError) as err:
         cpufreq.set_governor(ctx, "schedutil")
-    assert str(err.value) == ("'schedutil' is not a governor here; available: conservative, userspace, powersave, "
-                              "ondemand, performance")
+    assert str(err.value) == (
+        "'schedutil' is not a governor here; available: conservative, userspace, powersave, ondemand, performance"
+    )
     assert ACTIONS.get("cpufreq.set_max").state(ctx) == 2.4
     assert ACTIONS.get("cpufreq.set_min").state(ctx) == 1.2
     assert ACTIONS.get("cpufreq.set_governor").state(ctx) == "conservative"
@@ -152,8 +154,10 @@ def _write(root: Path, rel: str, text: str) -> None:
 
 def big_little(root: Path) -> Path:
     """Made-up values: two policies with different ranges, laid out like a kernel with policy directories."""
-    for policy, lo, hi, governors in (("policy0", 500000, 1800000, "schedutil performance powersave"),
-                                      ("policy4", 600000, 2400000, "performance schedutil")):
+    for policy, lo, hi, governors in (
+        ("policy0", 500000, 1800000, "schedutil performance powersave"),
+        ("policy4", 600000, 2400000, "performance schedutil"),
+    ):
         base = f"devices/system/cpu/cpufreq/{policy}"
         _write(root, f"{base}/cpuinfo_min_freq", str(lo))
         _write(root, f"{base}/cpuinfo_max_freq", str(hi))

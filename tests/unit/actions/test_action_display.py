@@ -6,29 +6,50 @@ from pathlib import Path
 
 import pytest
 
-from pilot.actions import ActionError, Call, Unsupported
-from pilot.actions import display
+from pilot.actions import ActionError, Call, Unsupported, display
 from pilot.registry import ACTIONS
 
-MUTTER = ("busctl", "--user", "call", "org.gnome.Mutter.DisplayConfig", "/org/gnome/Mutter/DisplayConfig",
-          "org.freedesktop.DBus.Properties", "Set", "ssv", "org.gnome.Mutter.DisplayConfig", "PowerSaveMode", "i")
+MUTTER = (
+    "busctl",
+    "--user",
+    "call",
+    "org.gnome.Mutter.DisplayConfig",
+    "/org/gnome/Mutter/DisplayConfig",
+    "org.freedesktop.DBus.Properties",
+    "Set",
+    "ssv",
+    "org.gnome.Mutter.DisplayConfig",
+    "PowerSaveMode",
+    "i",
+)
 TOOLS = ["busctl", "kscreen-doctor", "xset"]
 
 
 def test_x11_uses_xset_with_only_the_display_environment(make_ctx) -> None:
-    environ = {"DISPLAY": ":0", "XAUTHORITY": "/home/a/.Xauthority", "PATH": "/usr/bin", "HOME": "/home/a",
-               "SECRET_TOKEN": "x"}
+    environ = {
+        "DISPLAY": ":0",
+        "XAUTHORITY": "/home/a/.Xauthority",
+        "PATH": "/usr/bin",
+        "HOME": "/home/a",
+        "SECRET_TOKEN": "x",
+    }
     ctx = make_ctx(tools=TOOLS, environ=environ)
     env = (("DISPLAY", ":0"), ("PATH", "/usr/bin"), ("XAUTHORITY", "/home/a/.Xauthority"))
-    assert display.power(ctx, "OFF") == [Call(kind="exec", argv=("xset", "dpms", "force", "off"), timeout=30.0,
-                                              env=env)]
+    assert display.power(ctx, "OFF") == [
+        Call(kind="exec", argv=("xset", "dpms", "force", "off"), timeout=30.0, env=env)
+    ]
     assert display.power(ctx, "ON") == [Call(kind="exec", argv=("xset", "dpms", "force", "on"), timeout=30.0, env=env)]
     assert display.power(ctx, "PRESS")[0].argv == ("xset", "dpms", "force", "off")  # a button turns it off
 
 
 def test_gnome_wayland_sets_mutter_power_save_mode(make_ctx) -> None:
-    environ = {"XDG_CURRENT_DESKTOP": "ubuntu:GNOME", "WAYLAND_DISPLAY": "wayland-0", "DISPLAY": ":0",
-               "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/1000/bus", "XDG_RUNTIME_DIR": "/run/user/1000"}
+    environ = {
+        "XDG_CURRENT_DESKTOP": "ubuntu:GNOME",
+        "WAYLAND_DISPLAY": "wayland-0",
+        "DISPLAY": ":0",
+        "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/1000/bus",
+        "XDG_RUNTIME_DIR": "/run/user/1000",
+    }
     ctx = make_ctx(tools=TOOLS, environ=environ)
     env = (("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/1000/bus"), ("XDG_RUNTIME_DIR", "/run/user/1000"))
     assert display.power(ctx, "OFF") == [Call(kind="exec", argv=MUTTER + ("3",), timeout=30.0, env=env)]
@@ -39,8 +60,9 @@ def test_kde_wayland_uses_kscreen_doctor(make_ctx) -> None:
     environ = {"XDG_CURRENT_DESKTOP": "KDE", "WAYLAND_DISPLAY": "wayland-0", "XDG_RUNTIME_DIR": "/run/user/1000"}
     ctx = make_ctx(tools=TOOLS, environ=environ)
     env = (("WAYLAND_DISPLAY", "wayland-0"), ("XDG_RUNTIME_DIR", "/run/user/1000"))
-    assert display.power(ctx, "OFF") == [Call(kind="exec", argv=("kscreen-doctor", "--dpms", "off"), timeout=30.0,
-                                              env=env)]
+    assert display.power(ctx, "OFF") == [
+        Call(kind="exec", argv=("kscreen-doctor", "--dpms", "off"), timeout=30.0, env=env)
+    ]
     assert display.power(ctx, True)[0].argv == ("kscreen-doctor", "--dpms", "on")
 
 
@@ -50,14 +72,20 @@ def test_power_value_must_be_on_or_off(make_ctx) -> None:
         display.power(ctx, "dim")
 
 
-@pytest.mark.parametrize("environ, tools, reason", [
-    ({}, TOOLS, "no X11 display or supported Wayland desktop here"),
-    ({"WAYLAND_DISPLAY": "wayland-1", "XDG_CURRENT_DESKTOP": "sway", "DISPLAY": ":0"}, TOOLS,
-     "no X11 display or supported Wayland desktop here"),  # Xwayland's DISPLAY is not used
-    ({"DISPLAY": ":0"}, [], "xset is not installed"),
-    ({"WAYLAND_DISPLAY": "w", "XDG_CURRENT_DESKTOP": "GNOME"}, [], "busctl .* not installed"),
-    ({"WAYLAND_DISPLAY": "w", "XDG_CURRENT_DESKTOP": "KDE"}, [], "kscreen-doctor .* not installed"),
-])
+@pytest.mark.parametrize(
+    "environ, tools, reason",
+    [
+        ({}, TOOLS, "no X11 display or supported Wayland desktop here"),
+        (
+            {"WAYLAND_DISPLAY": "wayland-1", "XDG_CURRENT_DESKTOP": "sway", "DISPLAY": ":0"},
+            TOOLS,
+            "no X11 display or supported Wayland desktop here",
+        ),  # Xwayland's DISPLAY is not used
+        ({"DISPLAY": ":0"}, [], "xset is not installed"),
+        ({"WAYLAND_DISPLAY": "w", "XDG_CURRENT_DESKTOP": "GNOME"}, [], "busctl .* not installed"),
+        ({"WAYLAND_DISPLAY": "w", "XDG_CURRENT_DESKTOP": "KDE"}, [], "kscreen-doctor .* not installed"),
+    ],
+)
 def test_power_unsupported(make_ctx, environ, tools, reason) -> None:
     ctx = make_ctx(tools=tools, environ=environ)
     with pytest.raises(Unsupported, match=reason):
@@ -67,7 +95,8 @@ def test_power_unsupported(make_ctx, environ, tools, reason) -> None:
 
 def test_power_on_windows_needs_nircmd(make_ctx) -> None:
     assert display.power(make_ctx(platform="windows", tools=["nircmd"]), "OFF") == [
-        Call(kind="exec", argv=("nircmd", "monitor", "off"), timeout=30.0)]
+        Call(kind="exec", argv=("nircmd", "monitor", "off"), timeout=30.0)
+    ]
     with pytest.raises(Unsupported, match="NirCmd"):
         display.power(make_ctx(platform="windows"), "OFF")
 
@@ -108,7 +137,8 @@ def test_brightness_picks_a_named_device_or_prefers_firmware(make_ctx, tmp_path)
     ctx = make_ctx(sysfs_root=root)
     assert display.brightness(ctx, 50)[0].path.endswith("class/backlight/acpi_video0/brightness")
     assert display.brightness(ctx, 50, device="amdgpu_bl0") == [
-        Call(kind="write", path=str(root / "class/backlight/amdgpu_bl0/brightness"), data="128")]  # 127.5 -> 128
+        Call(kind="write", path=str(root / "class/backlight/amdgpu_bl0/brightness"), data="128")
+    ]  # 127.5 -> 128
     assert ACTIONS.get("display.brightness").state(ctx, device="amdgpu_bl0") == 50.2
     with pytest.raises(Unsupported, match="no backlight named 'intel_backlight' .*found: acpi_video0, amdgpu_bl0"):
         display.brightness(ctx, 50, device="intel_backlight")

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from pilot.actions import ActionError, Call, Unsupported
-from pilot.actions import notify, publish
+from pilot.actions import ActionError, Call, Unsupported, notify, publish
 from pilot.registry import ACTIONS
 
-SESSION = {"DISPLAY": ":0", "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/1000/bus",
-           "XDG_RUNTIME_DIR": "/run/user/1000", "PATH": "/usr/bin", "HOME": "/home/a"}
-ENV = (("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/1000/bus"), ("DISPLAY", ":0"), ("PATH", "/usr/bin"),
-       ("XDG_RUNTIME_DIR", "/run/user/1000"))
+SESSION = {
+    "DISPLAY": ":0",
+    "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/1000/bus",
+    "XDG_RUNTIME_DIR": "/run/user/1000",
+    "PATH": "/usr/bin",
+    "HOME": "/home/a",
+}
+ENV = (
+    ("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/1000/bus"),
+    ("DISPLAY", ":0"),
+    ("PATH", "/usr/bin"),
+    ("XDG_RUNTIME_DIR", "/run/user/1000"),
+)
 
 
 def notify_call(*argv: str) -> list[Call]:
@@ -21,16 +29,18 @@ def notify_call(*argv: str) -> list[Call]:
 def test_button_with_message(make_ctx) -> None:
     ctx = make_ctx(tools=["notify-send"], environ=SESSION)
     assert notify.desktop(ctx, "PRESS", title="Backup", message="Backup finished", urgency="low") == notify_call(
-        "--urgency=low", "--app-name=Pilot", "--", "Backup", "Backup finished")
+        "--urgency=low", "--app-name=Pilot", "--", "Backup", "Backup finished"
+    )
 
 
 def test_text_value_is_the_message_or_fills_the_template(make_ctx) -> None:
     ctx = make_ctx(tools=["notify-send"], environ=SESSION)
     assert notify.desktop(ctx, "-- dinner is ready") == notify_call(
-        "--urgency=normal", "--app-name=Pilot", "--", "Pilot", "-- dinner is ready")
-    assert notify.desktop(ctx, "42", message="Answer: {value}", icon="dialog-information",
-                          urgency="critical") == notify_call(
-        "--urgency=critical", "--app-name=Pilot", "--icon=dialog-information", "--", "Pilot", "Answer: 42")
+        "--urgency=normal", "--app-name=Pilot", "--", "Pilot", "-- dinner is ready"
+    )
+    assert notify.desktop(
+        ctx, "42", message="Answer: {value}", icon="dialog-information", urgency="critical"
+    ) == notify_call("--urgency=critical", "--app-name=Pilot", "--icon=dialog-information", "--", "Pilot", "Answer: 42")
 
 
 def test_notify_refusals(make_ctx) -> None:
@@ -59,11 +69,13 @@ def test_notify_unsupported(make_ctx) -> None:
 def test_publish_fills_the_value(make_ctx) -> None:
     ctx = make_ctx()
     assert publish.publish(ctx, "ON", topic="home/office/pc", payload='{"state": "{value}"}', retain=True) == [
-        Call(kind="publish", topic="home/office/pc", data='{"state": "ON"}', retain=True)]
+        Call(kind="publish", topic="home/office/pc", data='{"state": "ON"}', retain=True)
+    ]
     assert publish.publish(ctx, 21.0, topic="t") == [Call(kind="publish", topic="t", data="21")]
     assert publish.publish(ctx, 0.5, topic="t") == [Call(kind="publish", topic="t", data="0.5")]
-    assert publish.publish(ctx, "PRESS", topic="t", payload="pressed") == [Call(kind="publish", topic="t",
-                                                                                data="pressed")]
+    assert publish.publish(ctx, "PRESS", topic="t", payload="pressed") == [
+        Call(kind="publish", topic="t", data="pressed")
+    ]
 
 
 def test_publish_template_is_not_str_format(make_ctx) -> None:

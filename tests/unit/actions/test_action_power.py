@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pilot.actions import ActionError, Call, Unsupported
-from pilot.actions import power
+from pilot.actions import ActionError, Call, Unsupported, power
 from pilot.registry import ACTIONS
 
 BUS = ("busctl", "call", "org.freedesktop.login1", "/org/freedesktop/login1", "org.freedesktop.login1.Manager")
@@ -18,22 +17,37 @@ def execs(*argvs: tuple[str, ...]) -> list[Call]:
     return [Call(kind="exec", argv=argv, timeout=30.0) for argv in argvs]
 
 
-@pytest.mark.parametrize("name, method", [("power.shutdown", "PowerOff"), ("power.reboot", "Reboot"),
-                                          ("power.suspend", "Suspend"), ("power.hibernate", "Hibernate")])
+@pytest.mark.parametrize(
+    "name, method",
+    [
+        ("power.shutdown", "PowerOff"),
+        ("power.reboot", "Reboot"),
+        ("power.suspend", "Suspend"),
+        ("power.hibernate", "Hibernate"),
+    ],
+)
 def test_logind_is_used_when_busctl_exists_and_systemd_runs(make_ctx, name, method) -> None:
     ctx = make_ctx(tools=["busctl", "systemctl"])
     calls = ACTIONS.get(name).factory(ctx, "PRESS", booted=BOOTED)
     assert calls == execs(BUS + (method, "b", "true"))
 
 
-@pytest.mark.parametrize("name, verb", [("power.shutdown", "poweroff"), ("power.reboot", "reboot"),
-                                        ("power.suspend", "suspend"), ("power.hibernate", "hibernate")])
+@pytest.mark.parametrize(
+    "name, verb",
+    [
+        ("power.shutdown", "poweroff"),
+        ("power.reboot", "reboot"),
+        ("power.suspend", "suspend"),
+        ("power.hibernate", "hibernate"),
+    ],
+)
 def test_systemctl_when_systemd_is_not_running_or_asked_for(make_ctx, name, verb) -> None:
     factory = ACTIONS.get(name).factory
     assert factory(make_ctx(tools=["busctl", "systemctl"]), "PRESS", booted=NOT_BOOTED) == execs(("systemctl", verb))
     assert factory(make_ctx(tools=["systemctl"]), "PRESS", booted=BOOTED) == execs(("systemctl", verb))
-    assert factory(make_ctx(tools=["busctl", "systemctl"]), "PRESS", method="systemctl",
-                   booted=BOOTED) == execs(("systemctl", verb))
+    assert factory(make_ctx(tools=["busctl", "systemctl"]), "PRESS", method="systemctl", booted=BOOTED) == execs(
+        ("systemctl", verb)
+    )
 
 
 def test_delayed_shutdown_and_reboot_through_logind_schedule_an_absolute_time(make_ctx) -> None:
@@ -41,9 +55,11 @@ def test_delayed_shutdown_and_reboot_through_logind_schedule_an_absolute_time(ma
     usec = str(int(round((NOW + 60) * 1_000_000)))
     assert usec == "1764246060250000"
     assert power.shutdown(ctx, "PRESS", delay="1m", clock=lambda: NOW, booted=BOOTED) == execs(
-        BUS + ("ScheduleShutdown", "st", "poweroff", usec))
+        BUS + ("ScheduleShutdown", "st", "poweroff", usec)
+    )
     assert power.reboot(ctx, "PRESS", delay="1h30m", clock=lambda: NOW, booted=BOOTED) == execs(
-        BUS + ("ScheduleShutdown", "st", "reboot", str(int(round((NOW + 5400) * 1_000_000)))))
+        BUS + ("ScheduleShutdown", "st", "reboot", str(int(round((NOW + 5400) * 1_000_000))))
+    )
 
 
 def test_delay_without_logind_uses_shutdown_in_whole_minutes_rounded_up(make_ctx) -> None:
@@ -125,8 +141,9 @@ def test_profile_sets_with_powerprofilesctl(make_ctx, profile) -> None:
 
 
 def test_profile_refuses_unknown_profiles_and_missing_daemon(make_ctx) -> None:
-    with pytest.raises(ActionError, match="'turbo' is not a power profile; choose one of power-saver, balanced, "
-                                          "performance"):
+    with pytest.raises(
+        ActionError, match="'turbo' is not a power profile; choose one of power-saver, balanced, performance"
+    ):
         power.profile(make_ctx(tools=["powerprofilesctl"]), "turbo")
     with pytest.raises(Unsupported, match="powerprofilesctl .* not installed"):
         power.profile(make_ctx(tools=[]), "balanced")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pilot.actions import ActionError, Call
-from pilot.actions import process
+from pilot.actions import ActionError, Call, process
 from pilot.registry import ACTIONS
 
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/home/a", "MQTT_PASSWORD": "hunter2"}
@@ -13,17 +12,38 @@ ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/home/a", "MQTT_PASS
 
 def test_fixed_argv_with_defaults(make_ctx) -> None:
     ctx = make_ctx(environ=ENV)
-    assert process.run(ctx, "PRESS", argv=["/usr/local/bin/backup.sh", "--quick"]) == [Call(
-        kind="exec", argv=("/usr/local/bin/backup.sh", "--quick"), timeout=30.0,
-        env=(("LANG", "C.UTF-8"), ("PATH", "/usr/bin:/bin")))]
+    assert process.run(ctx, "PRESS", argv=["/usr/local/bin/backup.sh", "--quick"]) == [
+        Call(
+            kind="exec",
+            argv=("/usr/local/bin/backup.sh", "--quick"),
+            timeout=30.0,
+            env=(("LANG", "C.UTF-8"), ("PATH", "/usr/bin:/bin")),
+        )
+    ]
 
 
 def test_all_arguments(make_ctx) -> None:
     ctx = make_ctx(environ=ENV)
-    calls = process.run(ctx, "PRESS", argv=["rsync", "-a", "/src", "/dst"], timeout="10m", cwd="/srv",
-                        env={"RSYNC_RSH": "ssh -i key"}, env_allow=["HOME", "NOT_SET"], capture=True)
-    assert calls == [Call(kind="exec", argv=("rsync", "-a", "/src", "/dst"), timeout=600.0, cwd="/srv",
-                          env=(("HOME", "/home/a"), ("RSYNC_RSH", "ssh -i key")), capture=True)]
+    calls = process.run(
+        ctx,
+        "PRESS",
+        argv=["rsync", "-a", "/src", "/dst"],
+        timeout="10m",
+        cwd="/srv",
+        env={"RSYNC_RSH": "ssh -i key"},
+        env_allow=["HOME", "NOT_SET"],
+        capture=True,
+    )
+    assert calls == [
+        Call(
+            kind="exec",
+            argv=("rsync", "-a", "/src", "/dst"),
+            timeout=600.0,
+            cwd="/srv",
+            env=(("HOME", "/home/a"), ("RSYNC_RSH", "ssh -i key")),
+            capture=True,
+        )
+    ]
 
 
 def test_the_agents_secrets_never_reach_the_program(make_ctx) -> None:
@@ -33,15 +53,20 @@ def test_the_agents_secrets_never_reach_the_program(make_ctx) -> None:
 
 def test_value_reaches_argv_only_through_the_placeholder(make_ctx) -> None:
     ctx = make_ctx(environ={})
-    args = {"argv": ["/usr/bin/pactl", "set-sink-volume", "@DEFAULT_SINK@", "{value}%"], "value_arg": "{value}",
-            "value_pattern": "^[0-9]{1,3}$"}
+    args = {
+        "argv": ["/usr/bin/pactl", "set-sink-volume", "@DEFAULT_SINK@", "{value}%"],
+        "value_arg": "{value}",
+        "value_pattern": "^[0-9]{1,3}$",
+    }
     assert process.run(ctx, 40.0, **args)[0].argv == ("/usr/bin/pactl", "set-sink-volume", "@DEFAULT_SINK@", "40%")
     assert process.run(ctx, "7", **args)[0].argv[-1] == "7%"
     # Without value_arg the value is ignored: "{value}" stays literal text.
     assert process.run(ctx, "hello", argv=["/bin/echo", "{value}"])[0].argv == ("/bin/echo", "{value}")
     # The default pattern.
     assert process.run(ctx, "eco-mode:2", argv=["tool", "--mode={v}"], value_arg="{v}")[0].argv == (
-        "tool", "--mode=eco-mode:2")
+        "tool",
+        "--mode=eco-mode:2",
+    )
 
 
 @pytest.mark.parametrize("value", ["; rm -rf /", "$(reboot)", "a b", "x\n", "`id`", "a" * 65, "", "ä"])
@@ -62,9 +87,14 @@ def test_a_value_cannot_become_an_option(make_ctx) -> None:
         process.run(ctx, "-rf", argv=["/bin/rm", "{value}"], value_arg="{value}")
     # After "--" or inside --option=..., a leading '-' is only data.
     assert process.run(ctx, "-5", argv=["/usr/bin/tool", "--", "{value}"], value_arg="{value}")[0].argv == (
-        "/usr/bin/tool", "--", "-5")
+        "/usr/bin/tool",
+        "--",
+        "-5",
+    )
     assert process.run(ctx, "-5", argv=["/usr/bin/tool", "--offset={value}"], value_arg="{value}")[0].argv == (
-        "/usr/bin/tool", "--offset=-5")
+        "/usr/bin/tool",
+        "--offset=-5",
+    )
 
 
 def test_placeholder_mistakes(make_ctx) -> None:
@@ -79,15 +109,18 @@ def test_placeholder_mistakes(make_ctx) -> None:
         process.run(ctx, "x", argv=["/bin/echo", "{value}"], value_arg="{value}", value_pattern="([")
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "non-empty list"),
-    ("ls -l", "non-empty list"),
-    (["./run.sh"], "absolute path or a bare program name"),
-    (["bin/run"], "absolute path or a bare program name"),
-    ([""], "must name a program"),
-    (["/bin/echo", "a\x00b"], "NUL byte"),
-    (["/bin/echo", 3], "non-empty list of strings"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "non-empty list"),
+        ("ls -l", "non-empty list"),
+        (["./run.sh"], "absolute path or a bare program name"),
+        (["bin/run"], "absolute path or a bare program name"),
+        ([""], "must name a program"),
+        (["/bin/echo", "a\x00b"], "NUL byte"),
+        (["/bin/echo", 3], "non-empty list of strings"),
+    ],
+)
 def test_bad_argv(make_ctx, argv, message) -> None:
     with pytest.raises(ActionError, match=message):
         process.run(make_ctx(), argv=argv)

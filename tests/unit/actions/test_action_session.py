@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pilot.actions import ActionError, Call, Unsupported
-from pilot.actions import session
+from pilot.actions import ActionError, Call, Unsupported, session
 from pilot.registry import ACTIONS
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pilot.actions import ActionError
-from pilot.actions import _windows
+from pilot.actions import ActionError, _windows
 
 
 def test_argv() -> None:

@@ -17,10 +17,12 @@ from tests.support.profiles import compile_text
 
 def command(platform="button", **extra):
     options = extra.pop("options", None)
-    entity = Entity(platform=platform, unique_id="u", name="n", default_entity_id=f"{platform}.n",
-                    options=options, extra=extra)
-    return Command(id="c", action="power.shutdown", entity=entity, command_topic="t/set", result_topic="t/result",
-                   state_topic=None)
+    entity = Entity(
+        platform=platform, unique_id="u", name="n", default_entity_id=f"{platform}.n", options=options, extra=extra
+    )
+    return Command(
+        id="c", action="power.shutdown", entity=entity, command_topic="t/set", result_topic="t/result", state_topic=None
+    )
 
 
 def test_size_and_retained():
@@ -37,16 +39,26 @@ def test_allowlist():
     assert policy.check_allowed(None, Policy()) == "not_allowed"
 
 
-@pytest.mark.parametrize("platform, extra, text, value", [
-    ("button", {}, "PRESS", "PRESS"), ("button", {}, "press", None), ("switch", {}, "ON", "ON"),
-    ("switch", {}, "on", None), ("number", {"min": 0.8, "max": 4.0, "step": 0.1}, "1.6", 1.6),
-    ("number", {"min": 0.8, "max": 4.0, "step": 0.1}, "4.05", None),
-    ("number", {"min": 0.8, "max": 4.0, "step": 0.1}, "1.65", None),
-    ("number", {"min": 0, "max": 100}, "nan", None), ("number", {"min": 0, "max": 100}, "inf", None),
-    ("number", {"min": 0, "max": 100}, "50", 50), ("select", {"options": ("a", "b")}, "b", "b"),
-    ("select", {"options": ("a", "b")}, "c", None), ("text", {"max_length": 3}, "abc", "abc"),
-    ("text", {"max_length": 3}, "abcd", None), ("text", {"pattern": "[a-z]+"}, "ab1", None),
-])
+@pytest.mark.parametrize(
+    "platform, extra, text, value",
+    [
+        ("button", {}, "PRESS", "PRESS"),
+        ("button", {}, "press", None),
+        ("switch", {}, "ON", "ON"),
+        ("switch", {}, "on", None),
+        ("number", {"min": 0.8, "max": 4.0, "step": 0.1}, "1.6", 1.6),
+        ("number", {"min": 0.8, "max": 4.0, "step": 0.1}, "4.05", None),
+        ("number", {"min": 0.8, "max": 4.0, "step": 0.1}, "1.65", None),
+        ("number", {"min": 0, "max": 100}, "nan", None),
+        ("number", {"min": 0, "max": 100}, "inf", None),
+        ("number", {"min": 0, "max": 100}, "50", 50),
+        ("select", {"options": ("a", "b")}, "b", "b"),
+        ("select", {"options": ("a", "b")}, "c", None),
+        ("text", {"max_length": 3}, "abc", "abc"),
+        ("text", {"max_length": 3}, "abcd", None),
+        ("text", {"pattern": "[a-z]+"}, "ab1", None),
+    ],
+)
 def test_values_per_platform(platform, extra, text, value):
     got, reason = policy.check_value(command(platform, **extra), text)
     assert (got, reason) == ((value, None) if value is not None else (None, "bad_value"))
@@ -98,8 +110,13 @@ def test_rate_limit_sliding_window():
 def service(tmp_path, text: str, guards=None):
     """A CommandService on the profile `text`, recording actions; `guards` from a previous one on reload."""
     published: list[tuple[str, str]] = []
-    svc = CommandService(compile_text(text), lambda t, p, q, r: published.append((t, p)),
-                         RecordingSystem(str(tmp_path / "calls.jsonl")), tmp_path, guards=guards)
+    svc = CommandService(
+        compile_text(text),
+        lambda t, p, q, r: published.append((t, p)),
+        RecordingSystem(str(tmp_path / "calls.jsonl")),
+        tmp_path,
+        guards=guards,
+    )
     return svc, published
 
 
@@ -160,9 +177,14 @@ def test_signed_command_text_with_control_characters_is_malformed(tmp_path):
     ring = tmp_path / "ring"
     ring.write_text(signing.new_key_line("k1") + "\n")
     ring.chmod(0o600)
-    text = COOLING.replace("commands:", "commands:\n  signed: {action: process.run, args: {argv: [/bin/true]}, "
-                                        "platform: text, policy: {signed: true}}") + \
-        f"policies: {{hmac: {{keyring: {ring}}}}}\n"
+    text = (
+        COOLING.replace(
+            "commands:",
+            "commands:\n  signed: {action: process.run, args: {argv: [/bin/true]}, "
+            "platform: text, policy: {signed: true}}",
+        )
+        + f"policies: {{hmac: {{keyring: {ring}}}}}\n"
+    )
     svc, published = service(tmp_path, text)
     key = signing.load_keyring(ring)["k1"]
     env = signing.sign(key, "d", "pilot/d/cmd/signed/set", "ok\x1b[2J")
@@ -176,10 +198,14 @@ def test_a_bad_text_pattern_is_refused_and_never_raises_at_run_time():
     guard anyway only refuses the value."""
     from pilot.profile.validate import validate_document
 
-    doc, _ = load_text("p.yaml", b"pilot: 1\ncommands:\n  t: {action: process.run, args: {argv: [/bin/true]}, "
-                                 b"platform: text, pattern: '('}\n")
+    doc, _ = load_text(
+        "p.yaml",
+        b"pilot: 1\ncommands:\n  t: {action: process.run, args: {argv: [/bin/true]}, platform: text, pattern: '('}\n",
+    )
     assert any("regular expression" in d.message for d in validate_document(doc))
-    command = compile_text("pilot: 1\ndevice: {id: d, name: D}\ncommands:\n  t: {action: process.run, "
-                           "args: {argv: [/bin/true]}, platform: text}\n").commands[0]
+    command = compile_text(
+        "pilot: 1\ndevice: {id: d, name: D}\ncommands:\n  t: {action: process.run, "
+        "args: {argv: [/bin/true]}, platform: text}\n"
+    ).commands[0]
     broken = type(command.entity)(**{**command.entity.__dict__, "extra": {"pattern": "("}})
     assert policy.check_value(type(command)(**{**command.__dict__, "entity": broken}), "x") == (None, "bad_value")

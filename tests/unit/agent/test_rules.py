@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from pilot import expressions
 from pilot.agent.evaluator import Evaluator, History
-from pilot.plan import Rule
 from pilot.agent.rules import RuleEngine
+from pilot.plan import Rule
 from tests.unit.profile.test_expressions import EXPRESSIONS, SENSORS
 
 
@@ -27,8 +27,14 @@ def engine(*rules: Rule):
     events: list[tuple[str, str, float]] = []
     wakes: list[float] = []
     ev = Evaluator(History({}), clock=clock)
-    eng = RuleEngine(rules, ev, lambda r: events.append(("fire", r.id, clock.now)),
-                     lambda r: events.append(("clear", r.id, clock.now)), wakes.append, clock)
+    eng = RuleEngine(
+        rules,
+        ev,
+        lambda r: events.append(("fire", r.id, clock.now)),
+        lambda r: events.append(("clear", r.id, clock.now)),
+        wakes.append,
+        clock,
+    )
     return eng, clock, events, wakes
 
 
@@ -101,8 +107,9 @@ def test_missing_inputs_are_simply_not_true_and_errors_are_counted_once():
 
 def test_only_rules_whose_inputs_changed_are_evaluated():
     calls = []
-    eng, clock, events, _ = engine(rule(id="a", when="temp > 1", inputs=("temp",)),
-                                   rule(id="b", when="load > 1", inputs=("load",)))
+    eng, clock, events, _ = engine(
+        rule(id="a", when="temp > 1", inputs=("temp",)), rule(id="b", when="load > 1", inputs=("load",))
+    )
     original = eng._evaluate
     eng._evaluate = lambda state, values: (calls.append(state.rule.id), original(state, values))
     eng.on_change(["temp"], {"temp": 5, "load": 5})
@@ -110,10 +117,18 @@ def test_only_rules_whose_inputs_changed_are_evaluated():
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(EXPRESSIONS, st.dictionaries(st.sampled_from(sorted(SENSORS)),
-                                    st.one_of(st.floats(allow_nan=True, allow_infinity=True),
-                                              st.integers(-10**6, 10**6), st.booleans(),
-                                              st.sampled_from(["on", "off", ""]))))
+@given(
+    EXPRESSIONS,
+    st.dictionaries(
+        st.sampled_from(sorted(SENSORS)),
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.integers(-(10**6), 10**6),
+            st.booleans(),
+            st.sampled_from(["on", "off", ""]),
+        ),
+    ),
+)
 def test_random_allowed_expressions_never_raise_out_of_the_engine(generated, values):
     text, names = generated
     assume(not expressions.check(text, SENSORS).errors)

@@ -13,9 +13,11 @@ def test_derived_chains_are_computed_in_dependency_order(tmp_path):
     root = tmp_path / "sys"
     (root / "class" / "t").mkdir(parents=True)
     (root / "class" / "t" / "x").write_text("1\n")
-    plan = compile_text("pilot: 1\ndevice: {id: d, name: D}\nsensors:\n"
-                   "  x: {probe: sysfs.read, args: {path: /sys/class/t/x, parse: int}, every: 1s}\n"
-                   "  c: {expr: 'b + a + x'}\n  b: {expr: 'a + x'}\n  a: {expr: 'x * 2'}\n")
+    plan = compile_text(
+        "pilot: 1\ndevice: {id: d, name: D}\nsensors:\n"
+        "  x: {probe: sysfs.read, args: {path: /sys/class/t/x, parse: int}, every: 1s}\n"
+        "  c: {expr: 'b + a + x'}\n  b: {expr: 'a + x'}\n  a: {expr: 'x * 2'}\n"
+    )
     sensors = SensorSet(plan, ProbeContext(sysfs_root=root), lambda topic, payload: None)
     for value in (10, 30, 7):
         (root / "class" / "t" / "x").write_text(f"{value}\n")

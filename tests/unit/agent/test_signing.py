@@ -43,16 +43,18 @@ def test_canonical_form_is_exactly_the_design():
     import hashlib
 
     text = signing.canonical("k1", "dev1", "t", 5, "n" * 22, b"PRESS").decode()
-    assert text.split("\n") == ["pilot-cmd-v1", "k1", "dev1", "t", "5", "n" * 22,
-                                hashlib.sha256(b"PRESS").hexdigest()]
+    assert text.split("\n") == ["pilot-cmd-v1", "k1", "dev1", "t", "5", "n" * 22, hashlib.sha256(b"PRESS").hexdigest()]
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda e: e.update(cmd="PRESS "),
-    lambda e: e.update(sig=("A" if e["sig"][0] != "A" else "B") + e["sig"][1:]),
-    lambda e: e.update(nonce=("A" if e["nonce"][0] != "A" else "B") + e["nonce"][1:]),
-    lambda e: e.update(ts=e["ts"] + 1),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda e: e.update(cmd="PRESS "),
+        lambda e: e.update(sig=("A" if e["sig"][0] != "A" else "B") + e["sig"][1:]),
+        lambda e: e.update(nonce=("A" if e["nonce"][0] != "A" else "B") + e["nonce"][1:]),
+        lambda e: e.update(ts=e["ts"] + 1),
+    ],
+)
 def test_any_flipped_field_is_unauthorized(mutate):
     env = envelope()
     mutate(env)
@@ -79,14 +81,23 @@ def test_timestamps_at_and_just_past_the_window(skew, ok):
         assert reason(lambda: check(envelope(), now=NOW + skew)) == "expired"
 
 
-@pytest.mark.parametrize("payload", [
-    b"PRESS", b"\xff\xfe", b"{}", b"[]", b'{"v": 1}', b"null", b"[" * 5000 + b"]" * 5000,
-    json.dumps({**signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW), "extra": 1}).encode(),
-    json.dumps({**signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW), "v": 2}).encode(),
-    json.dumps({**signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW), "ts": "1764246000"}).encode(),
-    json.dumps({**signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW), "nonce": "short"}).encode(),
-    json.dumps({**signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW), "kid": "../etc"}).encode(),
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"PRESS",
+        b"\xff\xfe",
+        b"{}",
+        b"[]",
+        b'{"v": 1}',
+        b"null",
+        b"[" * 5000 + b"]" * 5000,
+        json.dumps({**signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW), "extra": 1}).encode(),
+        json.dumps({**signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW), "v": 2}).encode(),
+        json.dumps({**signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW), "ts": "1764246000"}).encode(),
+        json.dumps({**signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW), "nonce": "short"}).encode(),
+        json.dumps({**signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW), "kid": "../etc"}).encode(),
+    ],
+)
 def test_malformed_envelopes(payload):
     assert reason(lambda: signing.parse_envelope(payload)) == "malformed"
 

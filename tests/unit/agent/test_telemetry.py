@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 
 from pilot.agent.mqtt import BACKOFF_CAP, Session, Will, backoff_delays
-from pilot.plan import Entity, Mqtt, Sensor
 from pilot.agent.telemetry import SensorState, due, mark_published, round_value
+from pilot.plan import Entity, Mqtt, Sensor
 
 
 def sensor(**kw) -> Sensor:

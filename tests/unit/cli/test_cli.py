@@ -91,7 +91,13 @@ def test_validate_json_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     [d] = report["diagnostics"]
     assert set(d) >= {"file", "line", "col", "severity", "path", "message", "code"}
     assert (d["file"], d["line"], d["col"], d["severity"], d["path"], d["code"]) == (
-        str(path), 4, 42, "error", "$.sensors.cpu_usage.every", "schema")
+        str(path),
+        4,
+        42,
+        "error",
+        "$.sensors.cpu_usage.every",
+        "schema",
+    )
     assert "duration" in d["message"]
 
 
@@ -445,8 +451,9 @@ def test_plan_json_round_trips(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert doc is not None and not diags
     assert compile_document(doc) == plan
     device_id = _device_id(capsys)
-    assert [s.state_topic for s in plan.sensors] == [f"pilot/{device_id}/state/{s}"
-                                                      for s in ("cpu_usage", "mem_used", "busy")]
+    assert [s.state_topic for s in plan.sensors] == [
+        f"pilot/{device_id}/state/{s}" for s in ("cpu_usage", "mem_used", "busy")
+    ]
     assert [r.id for r in plan.rules] == ["overload"] and [s.id for s in plan.schedules] == ["nightly"]
 
 

@@ -12,8 +12,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # so tests can import fake_nvml
     sys.path.insert(0, str(HERE))
 
-from tests.support.probes import SYSFS_FIXTURES  # noqa: E402
 from pilot.probes import ProbeContext  # noqa: E402
+from tests.support.probes import SYSFS_FIXTURES  # noqa: E402
 
 
 @pytest.fixture

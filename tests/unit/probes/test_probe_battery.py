@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.probes import SYSFS_FIXTURES, bind, read, reason
 from pilot.probes import ProbeContext, ProbeUnavailable
+from tests.support.probes import SYSFS_FIXTURES, bind, read, reason
 
 PROBES = ("level", "state", "time_left", "power", "health")
 N = None
@@ -104,8 +104,9 @@ def test_not_a_battery_by_name(machine) -> None:
     assert "is not a battery" in reason("battery.level", ctx, name="AC")
 
 
-@pytest.mark.parametrize("folder", sorted(f for f in EXPECTED if "uevent" in str(list(
-    (SYSFS_FIXTURES / f).rglob("uevent")))))
+@pytest.mark.parametrize(
+    "folder", sorted(f for f in EXPECTED if "uevent" in str(list((SYSFS_FIXTURES / f).rglob("uevent"))))
+)
 def test_uevent_only_gives_the_same_answers(folder: str, tmp_path: Path, machine) -> None:
     """Keep only the real uevent dumps: every attribute must come from POWER_SUPPLY_* lines."""
     root = tmp_path / "uevent-only"

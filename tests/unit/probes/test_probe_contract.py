@@ -7,27 +7,67 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fake_nvml
 import jsonschema
 import pytest
 
-import fake_nvml
-from tests.support.probes import REPO
 from pilot.probes import ProbeContext, ProbeUnavailable
 from pilot.registry import PROBES
+from tests.support.probes import REPO
 
 EXPECTED = {
-    "cpu.percent", "cpu.frequency", "cpu.load", "cpu.count",
-    "memory.used_percent", "memory.used", "memory.available", "memory.total", "swap.used_percent", "swap.used",
-    "disk.used_percent", "disk.used", "disk.free", "disk.total",
-    "disk.read_bytes", "disk.write_bytes", "disk.read_rate", "disk.write_rate",
-    "net.bytes_sent", "net.bytes_recv", "net.send_rate", "net.recv_rate", "net.ip", "net.default_interface",
-    "system.uptime", "system.boot_time", "system.processes", "system.users",
-    "thermal.cpu", "thermal.sensor", "thermal.zone",
-    "battery.level", "battery.state", "battery.time_left", "battery.power", "battery.health", "battery.ac_online",
+    "cpu.percent",
+    "cpu.frequency",
+    "cpu.load",
+    "cpu.count",
+    "memory.used_percent",
+    "memory.used",
+    "memory.available",
+    "memory.total",
+    "swap.used_percent",
+    "swap.used",
+    "disk.used_percent",
+    "disk.used",
+    "disk.free",
+    "disk.total",
+    "disk.read_bytes",
+    "disk.write_bytes",
+    "disk.read_rate",
+    "disk.write_rate",
+    "net.bytes_sent",
+    "net.bytes_recv",
+    "net.send_rate",
+    "net.recv_rate",
+    "net.ip",
+    "net.default_interface",
+    "system.uptime",
+    "system.boot_time",
+    "system.processes",
+    "system.users",
+    "thermal.cpu",
+    "thermal.sensor",
+    "thermal.zone",
+    "battery.level",
+    "battery.state",
+    "battery.time_left",
+    "battery.power",
+    "battery.health",
+    "battery.ac_online",
     "fan.speed",
-    "gpu.temperature", "gpu.utilization", "gpu.memory_utilization", "gpu.memory_used", "gpu.memory_total",
-    "gpu.memory_used_percent", "gpu.power", "gpu.power_limit", "gpu.clock_graphics", "gpu.clock_memory",
-    "gpu.clock_sm", "gpu.fan_speed", "gpu.energy", "gpu.pstate",
+    "gpu.temperature",
+    "gpu.utilization",
+    "gpu.memory_utilization",
+    "gpu.memory_used",
+    "gpu.memory_total",
+    "gpu.memory_used_percent",
+    "gpu.power",
+    "gpu.power_limit",
+    "gpu.clock_graphics",
+    "gpu.clock_memory",
+    "gpu.clock_sm",
+    "gpu.fan_speed",
+    "gpu.energy",
+    "gpu.pstate",
     "sysfs.read",
 }
 DEFAULT_KEYS = {"unit", "state_class", "device_class", "platform", "icon", "precision", "options"}

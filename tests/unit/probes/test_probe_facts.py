@@ -8,21 +8,25 @@ import socket
 from pathlib import Path
 from types import SimpleNamespace
 
+import fake_nvml
 import psutil
 import pytest
 
-import fake_nvml
-from tests.support.probes import SYSFS_FIXTURES
 from pilot.facts import NoDeviceId, cpu_vendor, device_id, host_facts, os_release
 from pilot.probes import ProbeContext
+from tests.support.probes import SYSFS_FIXTURES
 
 
 def _ctx(tmp_path: Path, sysfs: Path | None = None, gpus: int = 0) -> ProbeContext:
     (tmp_path / "proc").mkdir(exist_ok=True)
     (tmp_path / "etc").mkdir(exist_ok=True)
     recording = {"count": gpus, "devices": [{}] * gpus}
-    return ProbeContext(sysfs_root=sysfs or tmp_path / "sys", procfs_root=tmp_path / "proc",
-                        etc_root=tmp_path / "etc", nvml=fake_nvml.make_module(recording))
+    return ProbeContext(
+        sysfs_root=sysfs or tmp_path / "sys",
+        procfs_root=tmp_path / "proc",
+        etc_root=tmp_path / "etc",
+        nvml=fake_nvml.make_module(recording),
+    )
 
 
 def test_facts_of_this_machine() -> None:
@@ -36,8 +40,20 @@ def test_facts_of_this_machine() -> None:
         release = platform.freedesktop_os_release()
         assert facts["os.id"] == release["ID"]
         assert facts["os.version"] == release.get("VERSION_ID")
-    expected_keys = {"os", "os.id", "os.version", "arch", "hostname", "dmi.sys_vendor", "dmi.product_name",
-                     "dmi.board_vendor", "cpu.vendor", "cpu.model", "has", "gpu.count"}
+    expected_keys = {
+        "os",
+        "os.id",
+        "os.version",
+        "arch",
+        "hostname",
+        "dmi.sys_vendor",
+        "dmi.product_name",
+        "dmi.board_vendor",
+        "cpu.vendor",
+        "cpu.model",
+        "has",
+        "gpu.count",
+    }
     assert set(facts) == expected_keys
 
 
@@ -71,7 +87,8 @@ def test_has_gpu_proxmox_raspberry_pi(tmp_path: Path) -> None:
 def test_os_release_and_dmi(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path)
     (tmp_path / "etc" / "os-release").write_text(
-        'NAME="Ubuntu"\nVERSION_ID="24.04"\nID=ubuntu\n# comment\nPRETTY_NAME=\'Ubuntu 24.04 LTS\'\n')
+        'NAME="Ubuntu"\nVERSION_ID="24.04"\nID=ubuntu\n# comment\nPRETTY_NAME=\'Ubuntu 24.04 LTS\'\n'
+    )
     dmi = tmp_path / "sys" / "class" / "dmi" / "id"
     dmi.mkdir(parents=True)
     (dmi / "sys_vendor").write_text("LENOVO\n")
@@ -80,17 +97,26 @@ def test_os_release_and_dmi(tmp_path: Path) -> None:
     assert (facts["os.id"], facts["os.version"]) == ("ubuntu", "24.04")
     assert os_release(ctx)["PRETTY_NAME"] == "Ubuntu 24.04 LTS"
     assert (facts["dmi.sys_vendor"], facts["dmi.product_name"], facts["dmi.board_vendor"]) == (
-        "LENOVO", "20HRCTO1WW", None)
+        "LENOVO",
+        "20HRCTO1WW",
+        None,
+    )
 
 
 @pytest.mark.parametrize(
     "cpuinfo, vendor, model",
     [
-        ("vendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Core(TM) i3-5010U CPU @ 2.10GHz\n", "intel",
-         "Intel(R) Core(TM) i3-5010U CPU @ 2.10GHz"),
+        (
+            "vendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Core(TM) i3-5010U CPU @ 2.10GHz\n",
+            "intel",
+            "Intel(R) Core(TM) i3-5010U CPU @ 2.10GHz",
+        ),
         ("vendor_id\t: AuthenticAMD\nmodel name\t: AMD Ryzen 7 PRO 3700U\n", "amd", "AMD Ryzen 7 PRO 3700U"),
-        ("processor\t: 0\nmodel name\t: ARMv7 Processor rev 4 (v7l)\nCPU implementer\t: 0x41\n", "arm",
-         "ARMv7 Processor rev 4 (v7l)"),
+        (
+            "processor\t: 0\nmodel name\t: ARMv7 Processor rev 4 (v7l)\nCPU implementer\t: 0x41\n",
+            "arm",
+            "ARMv7 Processor rev 4 (v7l)",
+        ),
     ],
 )
 def test_cpu_vendor_and_model(cpuinfo: str, vendor: str, model: str, tmp_path: Path) -> None:
@@ -135,15 +161,19 @@ def test_device_id_dbus_fallback(tmp_path: Path) -> None:
 
 def test_device_id_mac_fallback_and_failure(tmp_path: Path, monkeypatch) -> None:
     ctx = _ctx(tmp_path)
-    addrs = {"lo": [SimpleNamespace(family=psutil.AF_LINK, address="00:00:00:00:00:00")],
-             "wlan0": [SimpleNamespace(family=psutil.AF_LINK, address="AA-BB-CC-DD-EE-02")],
-             "eth0": [SimpleNamespace(family=psutil.AF_LINK, address="aa:bb:cc:dd:ee:01")]}
+    addrs = {
+        "lo": [SimpleNamespace(family=psutil.AF_LINK, address="00:00:00:00:00:00")],
+        "wlan0": [SimpleNamespace(family=psutil.AF_LINK, address="AA-BB-CC-DD-EE-02")],
+        "eth0": [SimpleNamespace(family=psutil.AF_LINK, address="aa:bb:cc:dd:ee:01")],
+    }
     monkeypatch.setattr(psutil, "net_if_addrs", lambda: addrs)
     assert device_id(ctx) == _expected("pilot:mac:aa:bb:cc:dd:ee:01")  # no default route: lowest name
     net = tmp_path / "proc" / "net"
     net.mkdir()
-    (net / "route").write_text("Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
-                               "wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\n")
+    (net / "route").write_text(
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
+        "wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\n"
+    )
     assert device_id(ctx) == _expected("pilot:mac:aa:bb:cc:dd:ee:02")  # the default-route interface
     monkeypatch.setattr(psutil, "net_if_addrs", lambda: {"lo": addrs["lo"]})
     with pytest.raises(NoDeviceId):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 
+import fake_nvml
 import pytest
 
-import fake_nvml
-from tests.support.probes import NVML_FIXTURES, bind, read, reason
 from pilot.probes import ProbeContext, ProbeUnavailable
 from pilot.probes.gpu import gpu_count
 from pilot.registry import PROBES
+from tests.support.probes import NVML_FIXTURES, bind, read, reason
 
 GPU_PROBES = [n for n in PROBES.names() if n.startswith("gpu.")]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.support.probes import bind, read, reason
 from pilot.probes import ProbeContext
 from pilot.registry import PROBES
+from tests.support.probes import bind, read, reason
 
 CPU0 = "/sys/devices/system/cpu/cpu0/cpufreq/"
 
@@ -23,7 +23,8 @@ def test_parses_recorded_values(machine) -> None:
     assert read("sysfs.read", ctx, path=CPU0 + "scaling_max_freq", parse="int", scale=0.001) == 2900
     # only the newline is removed: the kernel's trailing space stays
     assert read("sysfs.read", ctx, path=CPU0 + "energy_performance_available_preferences", parse="str") == (
-        "default performance balance_performance balance_power power ")
+        "default performance balance_performance balance_power power "
+    )
     assert read("sysfs.read", ctx, path="/sys/devices/system/cpu/intel_pstate/status", parse="bool") is True
 
 
@@ -44,8 +45,10 @@ def test_missing_file(machine) -> None:
     assert read("sysfs.read", ctx, path=CPU0 + "scaling_cur_freq") is None
 
 
-@pytest.mark.parametrize("bad", ["/etc/shadow", "/sys", "sys/class/x", "/sys/class/../../etc/passwd",
-                                 "/sys/../etc/passwd", "/proc/self/environ"])
+@pytest.mark.parametrize(
+    "bad",
+    ["/etc/shadow", "/sys", "sys/class/x", "/sys/class/../../etc/passwd", "/sys/../etc/passwd", "/proc/self/environ"],
+)
 def test_paths_outside_sys_are_refused(bad: str, tmp_path: Path) -> None:
     ctx = ProbeContext(sysfs_root=tmp_path)
     with pytest.raises(ValueError):
@@ -72,6 +75,7 @@ def test_symlink_out_of_sysfs_is_refused(tmp_path: Path) -> None:
 
 def test_schema_accepts_ordinary_paths() -> None:
     schema = PROBES.get("sysfs.read").params
-    jsonschema.validate({"path": "/sys/class/backlight/intel_backlight/brightness", "parse": "int", "scale": 0.5},
-                        schema)
+    jsonschema.validate(
+        {"path": "/sys/class/backlight/intel_backlight/brightness", "parse": "int", "scale": 0.5}, schema
+    )
     jsonschema.validate({"path": "/sys/class/x/..hidden"}, schema)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.support.probes import bind, read, reason
 from pilot.probes import ProbeContext, ProbeUnavailable
+from tests.support.probes import bind, read, reason
 
 CTX = ProbeContext()
 
@@ -165,8 +165,14 @@ def test_net_sum_is_exact_over_matching_interfaces(monkeypatch) -> None:
         def __init__(self, sent: int, recv: int) -> None:
             self.bytes_sent, self.bytes_recv = sent, recv
 
-    fixed = {"lo": Counters(5, 5), "eth0": Counters(100, 1000), "wlan0": Counters(20, 200),
-             "docker0": Counters(7, 7), "veth12ab": Counters(9, 9), "br-3f2": Counters(3, 3)}
+    fixed = {
+        "lo": Counters(5, 5),
+        "eth0": Counters(100, 1000),
+        "wlan0": Counters(20, 200),
+        "docker0": Counters(7, 7),
+        "veth12ab": Counters(9, 9),
+        "br-3f2": Counters(3, 3),
+    }
     monkeypatch.setattr(psutil, "net_io_counters", lambda pernic=False: fixed)
     assert read("net.bytes_sent", CTX) == 120
     assert read("net.bytes_recv", CTX, include=["wl*"]) == 200
@@ -254,9 +260,13 @@ def test_ipv6_skips_link_local_and_prefers_global(monkeypatch) -> None:
     import socket
     from types import SimpleNamespace as A
 
-    addrs = {"eth0": [A(family=socket.AF_INET6, address="fe80::1%eth0"),
-                      A(family=socket.AF_INET6, address="fd00::2"),
-                      A(family=socket.AF_INET6, address="2a01:4f8:c0c:1::5")]}
+    addrs = {
+        "eth0": [
+            A(family=socket.AF_INET6, address="fe80::1%eth0"),
+            A(family=socket.AF_INET6, address="fd00::2"),
+            A(family=socket.AF_INET6, address="2a01:4f8:c0c:1::5"),
+        ]
+    }
     monkeypatch.setattr(psutil, "net_if_addrs", lambda: addrs)
     assert read("net.ip", CTX, family="ipv6", interface="eth0") in ("2a01:4f8:c0c:1::5",)
     addrs["eth0"] = addrs["eth0"][:2]
@@ -274,7 +284,7 @@ def test_system_probes() -> None:
     boot = datetime.fromisoformat(read("system.boot_time", CTX))
     assert boot.tzinfo is not None and boot.utcoffset().total_seconds() == 0
     assert abs(boot.timestamp() - psutil.boot_time()) < 1
-    assert boot <= datetime.now(timezone.utc)
+    assert boot <= datetime.now(UTC)
     assert read("system.processes", CTX) >= 1
     users = read("system.users", CTX)
     assert isinstance(users, int) and users == len({u.name for u in psutil.users()})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.probes import bind, read, reason
 from pilot.probes import ProbeUnavailable
 from pilot.probes.thermal import cpu_temperature_source
+from tests.support.probes import bind, read, reason
 
 
 def test_intel_coretemp_package(machine) -> None:
@@ -97,8 +97,15 @@ def test_thermal_zone_order_without_hwmon(machine_copy) -> None:
 # ------------------------------------------------------------------ fans
 
 
-@pytest.mark.parametrize("folder", ["intel-i3-5010u-coretemp-acpitz", "dell-skylake-laptop-nvme",
-                                    "raspberry-pi-armv7-cpu-thermal", "orange-pi-5-rk3588"])
+@pytest.mark.parametrize(
+    "folder",
+    [
+        "intel-i3-5010u-coretemp-acpitz",
+        "dell-skylake-laptop-nvme",
+        "raspberry-pi-armv7-cpu-thermal",
+        "orange-pi-5-rk3588",
+    ],
+)
 def test_no_fan_recorded_means_unavailable(folder: str, machine) -> None:
     ctx = machine(folder)
     why = reason("fan.speed", ctx)

@@ -33,49 +33,52 @@ def refused(text: str, *, sensors: frozenset[str] = SENSORS) -> tuple[expression
 # ------------------------------------------------------------------ accepted
 
 
-@pytest.mark.parametrize("text", [
-    "cpu_temp > 85",
-    "cpu_temp > 85 or gpu_temp > 80",
-    "cpu_usage >= 10 and cpu_usage <= 90",
-    "1 < cpu_usage < 50",
-    "cpu_usage == 100",
-    "cpu_usage != 0",
-    "not hot",
-    "not (hot and cpu_temp > 50)",
-    "cpu_usage + 1 - 2 * 3 / 4 // 5 % 6",
-    "-cpu_usage",
-    "+cpu_usage",
-    "(cpu_usage)",
-    "cpu_usage if hot else 0",
-    "'busy' if cpu_usage > 90 else 'idle'",
-    "min(cpu_usage, 50)",
-    "max(1, 2, 3)",
-    "max(cpu_usage, cpu_temp, gpu_temp, 1, 2, 3, 4, 5)",
-    "abs(-cpu_usage)",
-    "round(cpu_usage)",
-    "round(cpu_usage, 1)",
-    "clamp(cpu_usage, 0, 100)",
-    'avg(cpu_usage, "5m")',
-    "avg(cpu_usage, '1h30m') > 80",
-    "max_over(cpu_temp, '1h')",
-    "min_over(cpu_temp, '10s')",
-    "rate(net_rx, '30s') > 1000000",
-    'state == "charging"',
-    "'charg' in state",
-    "state not in ('full', 'charging')",
-    "True",
-    "False",
-    "hot == False",
-    "hour >= 22 or weekday > 4",
-    "minute == 0",
-    "now - boot > 3600",
-    "cpu_usage > 1.5e1",
-    "cpu_usage > 0.5",
-    "  cpu_usage > 1  ",
-    "\tcpu_usage > 1",
-    "(cpu_usage > 1 and\n cpu_temp > 2)",
-    "1" + " " * (MAX_LENGTH - 1),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cpu_temp > 85",
+        "cpu_temp > 85 or gpu_temp > 80",
+        "cpu_usage >= 10 and cpu_usage <= 90",
+        "1 < cpu_usage < 50",
+        "cpu_usage == 100",
+        "cpu_usage != 0",
+        "not hot",
+        "not (hot and cpu_temp > 50)",
+        "cpu_usage + 1 - 2 * 3 / 4 // 5 % 6",
+        "-cpu_usage",
+        "+cpu_usage",
+        "(cpu_usage)",
+        "cpu_usage if hot else 0",
+        "'busy' if cpu_usage > 90 else 'idle'",
+        "min(cpu_usage, 50)",
+        "max(1, 2, 3)",
+        "max(cpu_usage, cpu_temp, gpu_temp, 1, 2, 3, 4, 5)",
+        "abs(-cpu_usage)",
+        "round(cpu_usage)",
+        "round(cpu_usage, 1)",
+        "clamp(cpu_usage, 0, 100)",
+        'avg(cpu_usage, "5m")',
+        "avg(cpu_usage, '1h30m') > 80",
+        "max_over(cpu_temp, '1h')",
+        "min_over(cpu_temp, '10s')",
+        "rate(net_rx, '30s') > 1000000",
+        'state == "charging"',
+        "'charg' in state",
+        "state not in ('full', 'charging')",
+        "True",
+        "False",
+        "hot == False",
+        "hour >= 22 or weekday > 4",
+        "minute == 0",
+        "now - boot > 3600",
+        "cpu_usage > 1.5e1",
+        "cpu_usage > 0.5",
+        "  cpu_usage > 1  ",
+        "\tcpu_usage > 1",
+        "(cpu_usage > 1 and\n cpu_temp > 2)",
+        "1" + " " * (MAX_LENGTH - 1),
+    ],
+)
 def test_allowed_grammar_is_accepted(text: str) -> None:
     ok(text)
 
@@ -99,70 +102,73 @@ def test_check_takes_a_plain_set_too() -> None:
 # ------------------------------------------------------------------ refused
 
 
-@pytest.mark.parametrize("text, says", [
-    ("cpu_usage.__class__", "attribute"),
-    ("().__class__", "attribute"),
-    ("().__class__.__bases__[0].__subclasses__()", ""),
-    ("cpu_usage.real", "attribute"),
-    ("cpu_usage[0]", "indexing"),
-    ("state[1:]", "indexing"),
-    ("lambda: 1", "lambda"),
-    ("(lambda: 1)()", "lambda"),
-    ("[x for x in (1, 2)]", "comprehension"),
-    ("(x for x in (1, 2))", "comprehension"),
-    ("{x: 1 for x in (1, 2)}", "comprehension"),
-    ("{1: 2}", "dict"),
-    ("[1, 2]", "list"),
-    ("{1, 2}", "set"),
-    ("9**9**9", "`**`"),
-    ("cpu_usage ** 2", "`**`"),
-    ("(y := 1)", "`:=`"),
-    ("f'{cpu_usage}'", "f-string"),
-    ("cpu_usage & 1", "bitwise"),
-    ("cpu_usage | 1", "bitwise"),
-    ("cpu_usage ^ 1", "bitwise"),
-    ("cpu_usage << 2", "bitwise"),
-    ("~cpu_usage", "bitwise"),
-    ("hot is True", "`is`"),
-    ("hot is not True", "`is not`"),
-    ("__import__('os')", "unknown function '__import__'"),
-    ("open('/etc/passwd')", "unknown function 'open'"),
-    ("eval('1')", "unknown function 'eval'"),
-    ("exec('1')", "unknown function 'exec'"),
-    ("getattr(cpu_usage, 'real')", "unknown function 'getattr'"),
-    ("sqrt(4)", "unknown function 'sqrt'"),
-    ("cpu_usage(1)", "unknown function 'cpu_usage'"),
-    ("max(*(1, 2))", "unpacking"),
-    ("round(cpu_usage, ndigits=1)", "keyword"),
-    ("min()", "takes 1 to 8 arguments, got 0"),
-    ("max(1, 2, 3, 4, 5, 6, 7, 8, 9)", "takes 1 to 8 arguments, got 9"),
-    ("abs(1, 2)", "takes 1 arguments, got 2"),
-    ("clamp(cpu_usage, 0)", "takes 3 arguments, got 2"),
-    ("avg(cpu_usage)", "takes 2 arguments"),
-    ("avg(cpu_usage, '5 minutes')", "'5 minutes' is not a duration"),
-    ("avg(cpu_usage, '0s')", "longer than 0"),
-    ("avg(cpu_usage, 5)", "needs a window"),
-    ("avg(5, '5m')", "needs a sensor id"),
-    ("avg(cpu_usage + 1, '5m')", "needs a sensor id"),
-    ("unknown_sensor > 1", "unknown name 'unknown_sensor'"),
-    ("cpu_usge > 1", "did you mean 'cpu_usage'?"),
-    ("max > 1", "unknown name 'max'"),
-    ("b'bytes'", "only numbers, strings and booleans"),
-    ("1j", "only numbers, strings and booleans"),
-    ("...", "only numbers, strings and booleans"),
-    ("", "syntax error"),
-    ("   ", "syntax error"),
-    ("cpu_usage >", "syntax error"),
-    ("cpu_usage if hot", "syntax error"),
-    ("1; 2", "syntax error"),
-    ("import os", "syntax error"),
-    ("x = 1", "syntax error"),
-    ("cpu_usage > 1\nand True", "syntax error"),
-    ("yield 1", "syntax error"),
-    ("await cpu_usage", ""),
-    ("'unterminated", "syntax error"),
-    ("1" + " " * MAX_LENGTH, f"the limit is {MAX_LENGTH}"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("cpu_usage.__class__", "attribute"),
+        ("().__class__", "attribute"),
+        ("().__class__.__bases__[0].__subclasses__()", ""),
+        ("cpu_usage.real", "attribute"),
+        ("cpu_usage[0]", "indexing"),
+        ("state[1:]", "indexing"),
+        ("lambda: 1", "lambda"),
+        ("(lambda: 1)()", "lambda"),
+        ("[x for x in (1, 2)]", "comprehension"),
+        ("(x for x in (1, 2))", "comprehension"),
+        ("{x: 1 for x in (1, 2)}", "comprehension"),
+        ("{1: 2}", "dict"),
+        ("[1, 2]", "list"),
+        ("{1, 2}", "set"),
+        ("9**9**9", "`**`"),
+        ("cpu_usage ** 2", "`**`"),
+        ("(y := 1)", "`:=`"),
+        ("f'{cpu_usage}'", "f-string"),
+        ("cpu_usage & 1", "bitwise"),
+        ("cpu_usage | 1", "bitwise"),
+        ("cpu_usage ^ 1", "bitwise"),
+        ("cpu_usage << 2", "bitwise"),
+        ("~cpu_usage", "bitwise"),
+        ("hot is True", "`is`"),
+        ("hot is not True", "`is not`"),
+        ("__import__('os')", "unknown function '__import__'"),
+        ("open('/etc/passwd')", "unknown function 'open'"),
+        ("eval('1')", "unknown function 'eval'"),
+        ("exec('1')", "unknown function 'exec'"),
+        ("getattr(cpu_usage, 'real')", "unknown function 'getattr'"),
+        ("sqrt(4)", "unknown function 'sqrt'"),
+        ("cpu_usage(1)", "unknown function 'cpu_usage'"),
+        ("max(*(1, 2))", "unpacking"),
+        ("round(cpu_usage, ndigits=1)", "keyword"),
+        ("min()", "takes 1 to 8 arguments, got 0"),
+        ("max(1, 2, 3, 4, 5, 6, 7, 8, 9)", "takes 1 to 8 arguments, got 9"),
+        ("abs(1, 2)", "takes 1 arguments, got 2"),
+        ("clamp(cpu_usage, 0)", "takes 3 arguments, got 2"),
+        ("avg(cpu_usage)", "takes 2 arguments"),
+        ("avg(cpu_usage, '5 minutes')", "'5 minutes' is not a duration"),
+        ("avg(cpu_usage, '0s')", "longer than 0"),
+        ("avg(cpu_usage, 5)", "needs a window"),
+        ("avg(5, '5m')", "needs a sensor id"),
+        ("avg(cpu_usage + 1, '5m')", "needs a sensor id"),
+        ("unknown_sensor > 1", "unknown name 'unknown_sensor'"),
+        ("cpu_usge > 1", "did you mean 'cpu_usage'?"),
+        ("max > 1", "unknown name 'max'"),
+        ("b'bytes'", "only numbers, strings and booleans"),
+        ("1j", "only numbers, strings and booleans"),
+        ("...", "only numbers, strings and booleans"),
+        ("", "syntax error"),
+        ("   ", "syntax error"),
+        ("cpu_usage >", "syntax error"),
+        ("cpu_usage if hot", "syntax error"),
+        ("1; 2", "syntax error"),
+        ("import os", "syntax error"),
+        ("x = 1", "syntax error"),
+        ("cpu_usage > 1\nand True", "syntax error"),
+        ("yield 1", "syntax error"),
+        ("await cpu_usage", ""),
+        ("'unterminated", "syntax error"),
+        ("1" + " " * MAX_LENGTH, f"the limit is {MAX_LENGTH}"),
+    ],
+)
 def test_hostile_or_wrong_input_is_refused(text: str, says: str) -> None:
     errors = refused(text)
     assert any(says in e.message for e in errors), errors
@@ -246,8 +252,10 @@ def test_a_sensor_named_like_a_function_is_still_readable() -> None:
 # ------------------------------------------------------------------ property tests
 
 _NAME = st.sampled_from(sorted(SENSORS))
-_NUMBER = st.one_of(st.integers(min_value=0, max_value=10**6).map(str),
-                    st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False).map(repr))
+_NUMBER = st.one_of(
+    st.integers(min_value=0, max_value=10**6).map(str),
+    st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False).map(repr),
+)
 _STRING = st.sampled_from(["'on'", '"off"', "'charging'", "''"])
 _BOOL = st.sampled_from(["True", "False"])
 _WINDOW = st.sampled_from(["'5m'", '"10s"', "'1h30m'", "'2d'", "'500ms'"])
@@ -277,17 +285,25 @@ def _combine(children: st.SearchStrategy) -> st.SearchStrategy:
 
     def call(fn: str, low: int, high: int) -> st.SearchStrategy:
         return st.lists(children, min_size=low, max_size=high).map(
-            lambda args: (f"{fn}({', '.join(a[0] for a in args)})", frozenset().union(*(a[1] for a in args))))
+            lambda args: (f"{fn}({', '.join(a[0] for a in args)})", frozenset().union(*(a[1] for a in args)))
+        )
 
     return st.one_of(
-        *[binary(op) for op in ("+", "-", "*", "/", "//", "%", "<", "<=", ">", ">=", "==", "!=",
-                                "and", "or", "in", "not in")],
+        *[
+            binary(op)
+            for op in ("+", "-", "*", "/", "//", "%", "<", "<=", ">", ">=", "==", "!=", "and", "or", "in", "not in")
+        ],
         children.map(lambda a: (f"(not {a[0]})", a[1])),
         children.map(lambda a: (f"(-{a[0]})", a[1])),
         children.map(lambda a: (f"(+{a[0]})", a[1])),
         st.tuples(children, children, children).map(
-            lambda t: (f"({t[0][0]} if {t[1][0]} else {t[2][0]})", t[0][1] | t[1][1] | t[2][1])),
-        call("min", 1, 3), call("max", 1, 3), call("abs", 1, 1), call("round", 1, 2), call("clamp", 3, 3),
+            lambda t: (f"({t[0][0]} if {t[1][0]} else {t[2][0]})", t[0][1] | t[1][1] | t[2][1])
+        ),
+        call("min", 1, 3),
+        call("max", 1, 3),
+        call("abs", 1, 1),
+        call("round", 1, 2),
+        call("clamp", 3, 3),
         st.tuples(children, children).map(lambda ab: (f"{ab[0][0]} < {ab[1][0]} < 10", ab[0][1] | ab[1][1])),
     )
 
@@ -322,8 +338,7 @@ def test_generated_grammar_with_attribute_access_is_refused(generated: tuple[str
     assume(len(text) <= MAX_LENGTH)
     result = check(text, SENSORS)
     assert result.tree is None
-    assert any("attribute" in e.message or "the limit" in e.message or "levels" in e.message
-               for e in result.errors)
+    assert any("attribute" in e.message or "the limit" in e.message or "levels" in e.message for e in result.errors)
 
 
 @settings(max_examples=200, deadline=None)
@@ -339,10 +354,32 @@ def test_random_printable_text_never_raises(text: str) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(list("()[]{}.,:;'\"*-+/%<>=!~&|^@ \t\nabc019_") +
-                                ["lambda", "if", "else", "not", "and", "or", "in", "is", "for",
-                                 "cpu_usage", "avg", "max", "__class__", "9", "**", "'5m'"]),
-                max_size=60).map("".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            list("()[]{}.,:;'\"*-+/%<>=!~&|^@ \t\nabc019_")
+            + [
+                "lambda",
+                "if",
+                "else",
+                "not",
+                "and",
+                "or",
+                "in",
+                "is",
+                "for",
+                "cpu_usage",
+                "avg",
+                "max",
+                "__class__",
+                "9",
+                "**",
+                "'5m'",
+            ]
+        ),
+        max_size=60,
+    ).map("".join)
+)
 def test_random_token_soup_never_raises(text: str) -> None:
     result = check(text, SENSORS)
     assert (result.tree is None) == bool(result.errors)

@@ -104,8 +104,14 @@ def _match(expected: list[Expected], actual: list[dict]) -> tuple[list[Expected]
     left = list(actual)
     unmatched = []
     for exp in sorted(expected, key=lambda e: -len(e.message)):
-        hit = next((d for d in left if (_real(d["file"]), d["line"], d["col"], d["path"]) == exp.key
-                    and exp.message in d["message"]), None)
+        hit = next(
+            (
+                d
+                for d in left
+                if (_real(d["file"]), d["line"], d["col"], d["path"]) == exp.key and exp.message in d["message"]
+            ),
+            None,
+        )
         if hit is None:
             unmatched.append(exp)
         else:
@@ -138,15 +144,13 @@ def test_invalid_profile(case: Path, capsys: pytest.CaptureFixture[str]) -> None
     want = Counter(e.key for e in errors_expected)
     got = Counter((_real(d["file"]), d["line"], d["col"], d["path"]) for d in errors)
     assert got == want, (
-        "error places differ\nexpected:\n" + "\n".join(e.shown() for e in errors_expected)
-        + f"\nactual:\n{shown}")
+        "error places differ\nexpected:\n" + "\n".join(e.shown() for e in errors_expected) + f"\nactual:\n{shown}"
+    )
     # ...and each message says what the case states.
     missing, _ = _match(errors_expected, errors)
-    assert not missing, ("messages differ\nexpected:\n" + "\n".join(e.shown() for e in missing)
-                         + f"\nactual:\n{shown}")
+    assert not missing, "messages differ\nexpected:\n" + "\n".join(e.shown() for e in missing) + f"\nactual:\n{shown}"
     missing_w, _ = _match([e for e in expected if e.severity == "warning"], warnings)
-    assert not missing_w, ("warnings missing:\n" + "\n".join(e.shown() for e in missing_w)
-                           + f"\nactual:\n{shown}")
+    assert not missing_w, "warnings missing:\n" + "\n".join(e.shown() for e in missing_w) + f"\nactual:\n{shown}"
     for d in diags:
         assert d["line"] >= 1 and d["col"] >= 1, f"finding without a position: {_fmt(d)}"
 
@@ -154,8 +158,7 @@ def test_invalid_profile(case: Path, capsys: pytest.CaptureFixture[str]) -> None
 # ------------------------------------------------------------- the corpus itself
 
 STAGE_CODES = {
-    "load": {"syntax", "tab", "duplicate-key", "anchor", "alias", "tag", "encoding", "empty",
-             "multiple-documents"},
+    "load": {"syntax", "tab", "duplicate-key", "anchor", "alias", "tag", "encoding", "empty", "multiple-documents"},
     "schema": {"schema"},
     "registry": {"registry"},
     "semantics": {"expression", "reference", "cron", "duration", "ha-lint"},
@@ -205,8 +208,7 @@ def _corpus_messages(capsys: pytest.CaptureFixture[str]) -> list[dict]:
 def test_type_errors_read_as_english(capsys: pytest.CaptureFixture[str]) -> None:
     # "expected <what>, got <what>": <what> is a noun phrase, never a whole sentence
     # (a top-level list once gave "expected a profile is a map that starts with ..., got a list").
-    bad = [_fmt(d) for d in _corpus_messages(capsys)
-           if re.match(r"^expected [^,]*\bis\b[^,]*, got ", d["message"])]
+    bad = [_fmt(d) for d in _corpus_messages(capsys) if re.match(r"^expected [^,]*\bis\b[^,]*, got ", d["message"])]
     assert not bad, "\n".join(bad)
 
 
@@ -283,7 +285,10 @@ def test_directory_of_cases_reports_every_file(capsys: pytest.CaptureFixture[str
         by_file.setdefault(_real(d["file"]), []).append(d)
     for case in CASES:
         _, alone = case_report(capsys, case)
-        own = Counter((d["line"], d["col"], d["path"], d["message"]) for d in alone["diagnostics"]
-                      if _real(d["file"]) == _real(case))
+        own = Counter(
+            (d["line"], d["col"], d["path"], d["message"])
+            for d in alone["diagnostics"]
+            if _real(d["file"]) == _real(case)
+        )
         walked = Counter((d["line"], d["col"], d["path"], d["message"]) for d in by_file.get(_real(case), []))
         assert not own - walked, case.name

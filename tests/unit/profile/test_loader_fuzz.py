@@ -21,8 +21,9 @@ from pilot.diagnostics import ERROR, WARNING, Diagnostic
 from pilot.profile import loader
 from pilot.profile.validate import validate_document
 
-FUZZ = settings(max_examples=200, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+FUZZ = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 FILE = "fuzz.yaml"
 
 
@@ -80,30 +81,104 @@ def test_yaml_punctuation_soup_never_raises(text: str) -> None:
 # ------------------------------------------------------------------ YAML-ish documents
 
 _KEYS = st.one_of(
-    st.sampled_from([
-        "pilot", "sensors", "commands", "rules", "schedules", "policies", "mqtt", "device", "extends",
-        "description", "probe", "expr", "every", "args", "platform", "unit", "device_class",
-        "state_class", "options", "publish", "min_change", "max_silence", "when", "do", "for",
-        "clear", "cron", "timezone", "command", "notify", "delay", "allow", "cooldowns", "tls",
-        "topic_prefix", "port", "host", "name", "id", "icon", "entity_category", "object_id",
-        "cpu_usage", "cpu_temp", "CPU-Usage", "core", "path", "chip",
-    ]),
+    st.sampled_from(
+        [
+            "pilot",
+            "sensors",
+            "commands",
+            "rules",
+            "schedules",
+            "policies",
+            "mqtt",
+            "device",
+            "extends",
+            "description",
+            "probe",
+            "expr",
+            "every",
+            "args",
+            "platform",
+            "unit",
+            "device_class",
+            "state_class",
+            "options",
+            "publish",
+            "min_change",
+            "max_silence",
+            "when",
+            "do",
+            "for",
+            "clear",
+            "cron",
+            "timezone",
+            "command",
+            "notify",
+            "delay",
+            "allow",
+            "cooldowns",
+            "tls",
+            "topic_prefix",
+            "port",
+            "host",
+            "name",
+            "id",
+            "icon",
+            "entity_category",
+            "object_id",
+            "cpu_usage",
+            "cpu_temp",
+            "CPU-Usage",
+            "core",
+            "path",
+            "chip",
+        ]
+    ),
     st.text(min_size=1, max_size=12),
 )
 _SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-10**6, max_value=10**6),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**6), max_value=10**6),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(["cpu.percent", "thermal.cpu", "thermal.sensor", "10s", "0s", "5m", "10 sec",
-                     "cpu_usage > 90", "avg(cpu_usage, '5m')", "().__class__", "9**9**9",
-                     "30 23 * * 1-5", "61 * * * *", "Europe/Berlin", "Mars/Base", "mdi:cpu-64-bit",
-                     "binary_sensor", "sensor", "measurement", "enum", "config", "%", "°C", "",
-                     "2024-01-01", "yes", "on", "0x1F", "1e3", "~"]),
+    st.sampled_from(
+        [
+            "cpu.percent",
+            "thermal.cpu",
+            "thermal.sensor",
+            "10s",
+            "0s",
+            "5m",
+            "10 sec",
+            "cpu_usage > 90",
+            "avg(cpu_usage, '5m')",
+            "().__class__",
+            "9**9**9",
+            "30 23 * * 1-5",
+            "61 * * * *",
+            "Europe/Berlin",
+            "Mars/Base",
+            "mdi:cpu-64-bit",
+            "binary_sensor",
+            "sensor",
+            "measurement",
+            "enum",
+            "config",
+            "%",
+            "°C",
+            "",
+            "2024-01-01",
+            "yes",
+            "on",
+            "0x1F",
+            "1e3",
+            "~",
+        ]
+    ),
     st.text(max_size=20),
 )
 _TREES = st.recursive(
     _SCALARS,
-    lambda children: st.one_of(st.lists(children, max_size=4),
-                               st.dictionaries(_KEYS, children, max_size=5)),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(_KEYS, children, max_size=5)),
     max_leaves=25,
 )
 _PROFILES = st.fixed_dictionaries(
@@ -112,7 +187,10 @@ _PROFILES = st.fixed_dictionaries(
         "sensors": st.dictionaries(_KEYS, _TREES, max_size=4),
         "rules": st.dictionaries(_KEYS, _TREES, max_size=3),
         "schedules": st.dictionaries(_KEYS, _TREES, max_size=2),
-        "policies": _TREES, "mqtt": _TREES, "device": _TREES, "commands": _TREES,
+        "policies": _TREES,
+        "mqtt": _TREES,
+        "device": _TREES,
+        "commands": _TREES,
     },
 )
 
@@ -131,8 +209,9 @@ def _dump(tree: object, flow: bool | None, indent: int, width: int) -> str:
 @st.composite
 def yamlish(draw: st.DrawFn) -> bytes:
     tree = draw(st.one_of(_TREES, _PROFILES))
-    text = _dump(tree, draw(st.sampled_from([None, True, False])), draw(st.integers(2, 6)),
-                 draw(st.sampled_from([20, 80, 4096])))
+    text = _dump(
+        tree, draw(st.sampled_from([None, True, False])), draw(st.integers(2, 6)), draw(st.sampled_from([20, 80, 4096]))
+    )
     raw = bytearray(text.encode("utf-8"))
     for _ in range(draw(st.integers(0, 4))):
         kind = draw(st.sampled_from(["insert", "delete", "replace"]))
@@ -156,8 +235,9 @@ def test_random_documents_never_raise(raw: bytes) -> None:
 
 @FUZZ
 @given(_PROFILES, st.sampled_from([None, True, False]))
-@example({"pilot": 2, "sensors": {"cpu": {"probe": "cpu.percent", "publish": {"min_change": float("inf")}}}},
-         None)  # a non-finite number must not hide the other schema errors
+@example(
+    {"pilot": 2, "sensors": {"cpu": {"probe": "cpu.percent", "publish": {"min_change": float("inf")}}}}, None
+)  # a non-finite number must not hide the other schema errors
 def test_profile_shaped_documents_load_and_validate(tree: dict, flow: bool | None) -> None:
     raw = _dump(tree, flow, 2, 80).encode("utf-8")
     doc, diags = loader.load_text(FILE, raw)
@@ -178,47 +258,96 @@ def test_profile_shaped_documents_load_and_validate(tree: dict, flow: bool | Non
 # references, so most examples get past the schema and registry stages and the
 # semantic checks (durations, references, expressions, cron, HA lint) run too.
 _DUR = st.sampled_from(["10s", "0s", "0.5s", "1ms", "5m", "1h30m", "0ms", " 3s ", "2d"])
-_EXPR = st.sampled_from(["a > 1", "avg(a, '5m')", "b and not c", "max(a, b, 3)", "a if b else c",
-                         "now - a", "round(a, 1)", "clamp(a, 0, 1)", "rate(a, '0s')", "'x' in a",
-                         "a == 'on'", "min_over(q, '1m')", "a + b + c", "zz > 1", "a.b", "a[0]"])
+_EXPR = st.sampled_from(
+    [
+        "a > 1",
+        "avg(a, '5m')",
+        "b and not c",
+        "max(a, b, 3)",
+        "a if b else c",
+        "now - a",
+        "round(a, 1)",
+        "clamp(a, 0, 1)",
+        "rate(a, '0s')",
+        "'x' in a",
+        "a == 'on'",
+        "min_over(q, '1m')",
+        "a + b + c",
+        "zz > 1",
+        "a.b",
+        "a[0]",
+    ]
+)
 _SENSOR = st.one_of(
     st.fixed_dictionaries(
-        {"probe": st.sampled_from(["cpu.percent", "thermal.cpu", "battery.state", "cpu.load",
-                                   "disk.used_percent", "net.ip", "system.boot_time"])},
-        optional={"every": _DUR, "expire_after": _DUR,
-                  "device_class": st.sampled_from(["enum", "temperature", "timestamp", "battery"]),
-                  "state_class": st.sampled_from(["measurement", "total"]),
-                  "options": st.lists(st.sampled_from(["x", "y", "z"]), min_size=1, unique=True),
-                  "unit": st.sampled_from(["%", "°C", "GHz"]),
-                  "platform": st.sampled_from(["sensor", "binary_sensor"]),
-                  "entity_category": st.sampled_from(["config", "diagnostic"]),
-                  "publish": st.fixed_dictionaries({}, optional={"min_change": st.floats(0, 10),
-                                                                  "max_silence": _DUR}),
-                  "name": st.sampled_from(["Office PC cpu", "x", None])}),
-    st.fixed_dictionaries({"expr": _EXPR}, optional={"platform": st.sampled_from(["sensor", "binary_sensor"]),
-                                                     "every": _DUR}),
+        {
+            "probe": st.sampled_from(
+                [
+                    "cpu.percent",
+                    "thermal.cpu",
+                    "battery.state",
+                    "cpu.load",
+                    "disk.used_percent",
+                    "net.ip",
+                    "system.boot_time",
+                ]
+            )
+        },
+        optional={
+            "every": _DUR,
+            "expire_after": _DUR,
+            "device_class": st.sampled_from(["enum", "temperature", "timestamp", "battery"]),
+            "state_class": st.sampled_from(["measurement", "total"]),
+            "options": st.lists(st.sampled_from(["x", "y", "z"]), min_size=1, unique=True),
+            "unit": st.sampled_from(["%", "°C", "GHz"]),
+            "platform": st.sampled_from(["sensor", "binary_sensor"]),
+            "entity_category": st.sampled_from(["config", "diagnostic"]),
+            "publish": st.fixed_dictionaries({}, optional={"min_change": st.floats(0, 10), "max_silence": _DUR}),
+            "name": st.sampled_from(["Office PC cpu", "x", None]),
+        },
+    ),
+    st.fixed_dictionaries(
+        {"expr": _EXPR}, optional={"platform": st.sampled_from(["sensor", "binary_sensor"]), "every": _DUR}
+    ),
 )
-_STEP = st.one_of(st.fixed_dictionaries({"command": st.sampled_from(["x", "y"])}),
-                  st.fixed_dictionaries({"delay": _DUR}), st.just({"notify": "hi"}))
+_STEP = st.one_of(
+    st.fixed_dictionaries({"command": st.sampled_from(["x", "y"])}),
+    st.fixed_dictionaries({"delay": _DUR}),
+    st.just({"notify": "hi"}),
+)
 _SCHEDULE = st.fixed_dictionaries({"do": st.lists(_STEP, min_size=1, max_size=2)}).flatmap(
     lambda d: st.one_of(
         _DUR.map(lambda every: {**d, "every": every}),
-        st.sampled_from(["* * * * *", "61 * * * *", "0 0 31 2 *", "*/0 * * * *", "0 0 * * 8",
-                         "a b c d e", "1 2 3"]).map(lambda cron: {**d, "cron": cron}),
+        st.sampled_from(
+            ["* * * * *", "61 * * * *", "0 0 31 2 *", "*/0 * * * *", "0 0 * * 8", "a b c d e", "1 2 3"]
+        ).map(lambda cron: {**d, "cron": cron}),
         st.sampled_from(["UTC", "Nope/Zone", "../../etc/passwd", "Europe/Berlin"]).map(
-            lambda tz: {**d, "cron": "* * * * *", "timezone": tz})))
+            lambda tz: {**d, "cron": "* * * * *", "timezone": tz}
+        ),
+    )
+)
 _PLAUSIBLE = st.fixed_dictionaries(
-    {"pilot": st.just(1),
-     "sensors": st.dictionaries(st.sampled_from(["a", "b", "c", "q"]), _SENSOR, min_size=1, max_size=4)},
+    {
+        "pilot": st.just(1),
+        "sensors": st.dictionaries(st.sampled_from(["a", "b", "c", "q"]), _SENSOR, min_size=1, max_size=4),
+    },
     optional={
         "device": st.just({"name": "Office PC"}),
-        "rules": st.dictionaries(st.sampled_from(["r1", "r2"]), st.fixed_dictionaries(
-            {"when": _EXPR, "do": st.lists(_STEP, min_size=1, max_size=3)},
-            optional={"for": _DUR, "clear": _EXPR, "cooldown": _DUR})),
+        "rules": st.dictionaries(
+            st.sampled_from(["r1", "r2"]),
+            st.fixed_dictionaries(
+                {"when": _EXPR, "do": st.lists(_STEP, min_size=1, max_size=3)},
+                optional={"for": _DUR, "clear": _EXPR, "cooldown": _DUR},
+            ),
+        ),
         "schedules": st.dictionaries(st.sampled_from(["s1", "s2"]), _SCHEDULE),
-        "policies": st.fixed_dictionaries({}, optional={
-            "allow": st.lists(st.sampled_from(["x", "y"]), unique=True),
-            "cooldowns": st.dictionaries(st.sampled_from(["x"]), _DUR)}),
+        "policies": st.fixed_dictionaries(
+            {},
+            optional={
+                "allow": st.lists(st.sampled_from(["x", "y"]), unique=True),
+                "cooldowns": st.dictionaries(st.sampled_from(["x"]), _DUR),
+            },
+        ),
     },
 )
 
@@ -235,9 +364,8 @@ def test_plausible_profiles_validate_without_raising(tree: dict, flow: bool | No
 
 # ------------------------------------------------------------------ alias bomb
 
-BILLION_LAUGHS = (
-    'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
-    + "".join(f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+BILLION_LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
 )
 
 
@@ -261,18 +389,24 @@ def test_alias_bomb_file_never_reaches_validation(tmp_path: Path) -> None:
     from pilot.profile.validate import validate_file
 
     path = tmp_path / "bomb.yaml"
-    path.write_text("pilot: 1\nsensors:\n  lol:\n    probe: cpu.percent\n    args:\n      "
-                    + BILLION_LAUGHS.replace("\n", "\n      ").rstrip() + "\n")
+    path.write_text(
+        "pilot: 1\nsensors:\n  lol:\n    probe: cpu.percent\n    args:\n      "
+        + BILLION_LAUGHS.replace("\n", "\n      ").rstrip()
+        + "\n"
+    )
     doc, diags = validate_file(path)
     assert doc is None
     assert {d.code for d in diags} <= {"anchor", "alias"} and diags
 
 
-@pytest.mark.parametrize("text, message", [
-    (b"%YAML 1.3\n---\na: 1\n", "unsupported %YAML version"),
-    (b"a: " + b"1" * 5000 + b"\n", "cannot be read"),
-    (b"? [a]\n: 1\n", "map keys must be plain text"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (b"%YAML 1.3\n---\na: 1\n", "unsupported %YAML version"),
+        (b"a: " + b"1" * 5000 + b"\n", "cannot be read"),
+        (b"? [a]\n: 1\n", "map keys must be plain text"),
+    ],
+)
 def test_loader_edge_cases_are_diagnostics(text, message):
     """Regression (code review, 675ba29): an unknown %YAML version (an assertion in ruamel) and a
     scalar the constructor cannot build (ValueError) raised out of the loader instead of becoming

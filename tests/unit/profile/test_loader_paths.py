@@ -12,8 +12,9 @@ import pytest
 from pilot.profile import loader
 
 REPO = Path(__file__).resolve().parents[3]
-FILES = sorted(p for d in ("tests/profiles/valid", "tests/profiles/invalid", "profiles")
-               for p in (REPO / d).rglob("*.yaml"))
+FILES = sorted(
+    p for d in ("tests/profiles/valid", "tests/profiles/invalid", "profiles") for p in (REPO / d).rglob("*.yaml")
+)
 
 
 def load(path: Path, fast: bool, monkeypatch) -> tuple:
@@ -21,8 +22,13 @@ def load(path: Path, fast: bool, monkeypatch) -> tuple:
     doc, diags = loader.load_text(str(path), path.read_bytes())
     if doc is None:
         return None, [(d.line, d.col, d.message) for d in diags]
-    return (doc.data, sorted(doc.positions.items()), sorted(doc.key_positions.items()),
-            sorted(doc.quoted), sorted(doc.blocks)), []
+    return (
+        doc.data,
+        sorted(doc.positions.items()),
+        sorted(doc.key_positions.items()),
+        sorted(doc.quoted),
+        sorted(doc.blocks),
+    ), []
 
 
 @pytest.mark.skipif(not loader._c_parser_available(), reason="ruamel.yaml.clib not installed")

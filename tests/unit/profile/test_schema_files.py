@@ -27,19 +27,19 @@ def test_schemas_are_valid_and_every_property_is_described(repo):
     for name in ("profile.v1.schema.json", "pack.v1.schema.json"):
         schema = json.loads((repo / "schemas" / name).read_text(encoding="utf-8"))
         Draft202012Validator.check_schema(schema)
-        undescribed = []
+        undescribed: list[str] = []
 
-        def walk(node, path):
+        def walk(node, path, undescribed=undescribed):
             if isinstance(node, dict):
                 for key, sub in (node.get("properties") or {}).items():
                     if isinstance(sub, dict) and "description" not in sub and "$ref" not in sub:
                         undescribed.append(f"{path}.{key}")
                 for key, sub in node.items():
                     if key not in ("if",):
-                        walk(sub, f"{path}.{key}")
+                        walk(sub, f"{path}.{key}", undescribed)
             elif isinstance(node, list):
                 for i, sub in enumerate(node):
-                    walk(sub, f"{path}[{i}]")
+                    walk(sub, f"{path}[{i}]", undescribed)
 
         walk(schema, "$")
         # `then` branches only narrow properties already described at their definition
@@ -51,8 +51,10 @@ def test_published_schema_offers_probe_names_with_docs():
     sensor = published_schema()["$defs"]["sensor"]
     choices = {c["const"]: c["description"] for c in sensor["properties"]["probe"]["anyOf"]}
     assert "cpu.percent" in choices and choices["cpu.percent"]
-    assert any(rule.get("if", {}).get("properties", {}).get("probe", {}).get("const") == "disk.used_percent"
-               for rule in sensor["allOf"])
+    assert any(
+        rule.get("if", {}).get("properties", {}).get("probe", {}).get("const") == "disk.used_percent"
+        for rule in sensor["allOf"]
+    )
 
 
 def test_reference_docs_are_generated_from_the_schema(repo):

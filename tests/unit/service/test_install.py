@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pilot.service import systemd as service
 from pilot.cli import main
+from pilot.service import systemd as service
 
 from .conftest import BASIC, PRIVILEGED, REPO, write
 
@@ -60,8 +60,7 @@ def test_print_system_shows_every_file_and_command_and_changes_nothing(capsys, r
     assert not Path("/etc/pilot/basic.yaml").exists() or Path("/etc/pilot/basic.yaml").read_text() != "changed"
 
 
-def test_print_with_privileged_commands_adds_polkit_tmpfiles_and_sysfs_holes(tmp_path, capsys,
-                                                                              monkeypatch):
+def test_print_with_privileged_commands_adds_polkit_tmpfiles_and_sysfs_holes(tmp_path, capsys, monkeypatch):
     sysfs = tmp_path / "sys"
     (sysfs / "devices/system/cpu/cpufreq/policy0").mkdir(parents=True)
     (sysfs / "devices/system/cpu/cpufreq/policy0/scaling_max_freq").write_text("4000000\n")
@@ -79,12 +78,14 @@ def test_print_with_privileged_commands_adds_polkit_tmpfiles_and_sysfs_holes(tmp
     unit = files["/etc/systemd/system/pilot.service"]
     assert _unit_value(unit, "ReadWritePaths") == [
         "-/sys/class/backlight -/sys/devices/pci0000:00/0000:00:02.0/drm/card0/card0-eDP-1/intel_backlight "
-        "-/sys/devices/system/cpu"]
+        "-/sys/devices/system/cpu"
+    ]
     assert _unit_value(unit, "ProtectKernelTunables") == ["true"]
     rule = files["/etc/polkit-1/rules.d/50-pilot.rules"]
     assert '"org.freedesktop.login1.power-off"' in rule and 'subject.user == "pilot"' in rule
-    assert not [line for line in rule.splitlines() if line.startswith("#") or line.startswith("z ")], \
+    assert not [line for line in rule.splitlines() if line.startswith("#") or line.startswith("z ")], (
         "a polkit rules file is JavaScript: no shell-style comments"
+    )
     tmpfiles = files["/etc/tmpfiles.d/pilot.conf"]
     assert "z /sys/devices/system/cpu/cpu*/cpufreq/scaling_max_freq 0664 root pilot -" in tmpfiles.splitlines()
     assert "z /sys/class/backlight/*/brightness 0664 root pilot -" in tmpfiles.splitlines()
@@ -115,8 +116,11 @@ def test_print_user_writes_a_user_unit_with_the_profile_in_place(tmp_path, capsy
     unit = files[str(tmp_path / "config/systemd/user/pilot.service")]
     assert _unit_value(unit, "ExecStart") == [f"{EXE} run {BASIC}"]
     assert not _unit_value(unit, "User")
-    assert _commands(out) == ["systemctl --user daemon-reload", "systemctl --user enable --now pilot",
-                              "systemctl --user restart pilot"]
+    assert _commands(out) == [
+        "systemctl --user daemon-reload",
+        "systemctl --user enable --now pilot",
+        "systemctl --user restart pilot",
+    ]
     assert "enable-linger" in err
 
 
@@ -140,23 +144,40 @@ def test_an_executable_the_sandbox_hides_blocks_install(tmp_path, capsys):
     assert main(["service", "install", "--system", "--print", "--exec", hidden, str(BASIC)]) == 1
     err = capsys.readouterr().err
     assert "install would refuse" in err and "PrivateTmp=true" in err
-    assert main(["service", "install", "--system", "--exec", "/home/ann/.local/bin/pilot",
-                 "--root", str(tmp_path / "root"), str(BASIC)]) == 1
+    assert (
+        main(
+            [
+                "service",
+                "install",
+                "--system",
+                "--exec",
+                "/home/ann/.local/bin/pilot",
+                "--root",
+                str(tmp_path / "root"),
+                str(BASIC),
+            ]
+        )
+        == 1
+    )
     assert "ProtectHome=true" in capsys.readouterr().err
     assert not (tmp_path / "root").exists()
 
 
 def test_a_sensor_reading_home_makes_protect_home_read_only(tmp_path, capsys):
-    profile = write(tmp_path, "p.yaml", "pilot: 1\nsensors:\n  home_used: {probe: disk.used_percent, "
-                                        "args: {path: /home}, every: 5m}\n")
+    profile = write(
+        tmp_path,
+        "p.yaml",
+        "pilot: 1\nsensors:\n  home_used: {probe: disk.used_percent, args: {path: /home}, every: 5m}\n",
+    )
     assert main(["service", "install", "--system", "--print", "--exec", EXE, str(profile)]) == 0
     unit = _files(capsys.readouterr().out)["/etc/systemd/system/pilot.service"]
     assert _unit_value(unit, "ProtectHome") == ["read-only"]
 
 
 def test_secrets_outside_reach_are_warned_about(tmp_path, capsys):
-    profile = write(tmp_path, "p.yaml", "pilot: 1\nmqtt: {host: broker.lan, username: u, "
-                                        "password_file: /home/ann/mqtt.pass}\n")
+    profile = write(
+        tmp_path, "p.yaml", "pilot: 1\nmqtt: {host: broker.lan, username: u, password_file: /home/ann/mqtt.pass}\n"
+    )
     assert main(["service", "install", "--system", "--print", "--exec", EXE, str(profile)]) == 0
     err = capsys.readouterr().err
     assert "mqtt.password_file /home/ann/mqtt.pass is hidden from the service by ProtectHome=true" in err
@@ -177,13 +198,16 @@ def test_root_as_service_user_needs_allow_root(tmp_path, capsys):
 
 def test_relative_extends_are_copied_beside_the_profile(tmp_path, capsys):
     write(tmp_path, "site/common.yaml", "pilot: 1\nsensors:\n  mem: {probe: memory.used_percent, every: 1m}\n")
-    profile = write(tmp_path, "office.yaml", "pilot: 1\nextends: [base/linux, ./site/common.yaml]\n"
-                                             "device: {name: Office}\n")
+    profile = write(
+        tmp_path, "office.yaml", "pilot: 1\nextends: [base/linux, ./site/common.yaml]\ndevice: {name: Office}\n"
+    )
     assert main(["service", "install", "--system", "--print", "--exec", EXE, str(profile)]) == 0
     files = _files(capsys.readouterr().out)
     # base/linux is a shipped pack: found by name from /etc/pilot too, so not copied
-    assert {f for f in files if f.startswith("/etc/pilot/")} == {"/etc/pilot/office.yaml",
-                                                                "/etc/pilot/site/common.yaml"}
+    assert {f for f in files if f.startswith("/etc/pilot/")} == {
+        "/etc/pilot/office.yaml",
+        "/etc/pilot/site/common.yaml",
+    }
 
 
 def test_extends_outside_the_profile_folder_is_refused(tmp_path, capsys, recorded_commands):
@@ -201,12 +225,10 @@ def test_extends_outside_the_profile_folder_is_refused(tmp_path, capsys, recorde
 def test_root_writes_every_file_under_the_folder_and_runs_nothing(tmp_path, capsys, recorded_commands):
     root = tmp_path / "root"
     profile = write(tmp_path, "box.yaml", PRIVILEGED)
-    assert main(["service", "install", "--system", "--root", str(root), "--exec", EXE,
-                 str(profile)]) == 0
+    assert main(["service", "install", "--system", "--root", str(root), "--exec", EXE, str(profile)]) == 0
     out = capsys.readouterr().out
     unit = root / "etc/systemd/system/pilot.service"
-    assert _unit_value(unit.read_text(), "ExecStart") == [
-        f"{EXE} run /etc/pilot/box.yaml --state-dir /var/lib/pilot"]
+    assert _unit_value(unit.read_text(), "ExecStart") == [f"{EXE} run /etc/pilot/box.yaml --state-dir /var/lib/pilot"]
     assert (root / "etc/pilot/box.yaml").read_text() == PRIVILEGED
     assert (root / "etc/polkit-1/rules.d/50-pilot.rules").is_file()
     assert (root / "etc/tmpfiles.d/pilot.conf").is_file()
@@ -231,8 +253,16 @@ def test_apply_runs_the_commands_in_order_through_the_runner(tmp_path):
     assert service.apply(changes, runner, root=tmp_path / "root", say=said.append) == 0
     assert runner.calls == [
         ["systemctl", "is-active", "--quiet", "pilot"],
-        ["useradd", "--system", "--user-group", "--home-dir", "/var/lib/pilot", "--shell", "/usr/sbin/nologin",
-         "pilot"],
+        [
+            "useradd",
+            "--system",
+            "--user-group",
+            "--home-dir",
+            "/var/lib/pilot",
+            "--shell",
+            "/usr/sbin/nologin",
+            "pilot",
+        ],
         ["systemd-tmpfiles", "--create", "/etc/tmpfiles.d/pilot.conf"],
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", "pilot"],
@@ -250,8 +280,12 @@ def test_reinstalling_a_running_service_restarts_it_and_skips_an_existing_user(t
 
 def test_a_failing_command_stops_install(tmp_path):
     changes = _changes(tmp_path, "pilot: 1\n", exists=lambda user: True)
-    runner = service.RecordingRunner(results={("systemctl", "is-active", "--quiet", "pilot"): service.Result(3),
-                                              ("systemctl", "daemon-reload"): service.Result(1, "Access denied")})
+    runner = service.RecordingRunner(
+        results={
+            ("systemctl", "is-active", "--quiet", "pilot"): service.Result(3),
+            ("systemctl", "daemon-reload"): service.Result(1, "Access denied"),
+        }
+    )
     said: list[str] = []
     assert service.apply(changes, runner, root=tmp_path / "root", say=said.append) == 1
     assert ["systemctl", "enable", "--now", "pilot"] not in runner.calls
@@ -264,8 +298,12 @@ def test_install_through_the_cli_uses_the_recording_runner(tmp_path, capsys, mon
     monkeypatch.setattr(service, "is_root", lambda: True)
     monkeypatch.setattr(service, "user_exists", lambda name: True)
     assert main(["service", "install", "--system", "--exec", "/usr/bin/pilot", str(BASIC)]) == 0
-    assert recorded_commands() == [["systemctl", "is-active", "--quiet", "pilot"], ["systemctl", "daemon-reload"],
-                                   ["systemctl", "enable", "--now", "pilot"], ["systemctl", "restart", "pilot"]]
+    assert recorded_commands() == [
+        ["systemctl", "is-active", "--quiet", "pilot"],
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", "pilot"],
+        ["systemctl", "restart", "pilot"],
+    ]
     assert (tmp_path / "root/etc/pilot/basic.yaml").is_file()
 
 
@@ -274,8 +312,13 @@ def test_install_through_the_cli_uses_the_recording_runner(tmp_path, capsys, mon
 
 def test_uninstall_removes_unit_and_rule_and_keeps_config_and_state(tmp_path, capsys, recorded_commands):
     root = tmp_path / "root"
-    for path in ("etc/systemd/system/pilot.service", "etc/polkit-1/rules.d/50-pilot.rules",
-                 "etc/tmpfiles.d/pilot.conf", "etc/pilot/box.yaml", "var/lib/pilot/discovery.json"):
+    for path in (
+        "etc/systemd/system/pilot.service",
+        "etc/polkit-1/rules.d/50-pilot.rules",
+        "etc/tmpfiles.d/pilot.conf",
+        "etc/pilot/box.yaml",
+        "var/lib/pilot/discovery.json",
+    ):
         write(root, path, "x")
     assert main(["service", "uninstall", "--system", "--root", str(root)]) == 0
     assert not (root / "etc/systemd/system/pilot.service").exists()
@@ -291,8 +334,9 @@ def test_uninstall_print_lists_commands_in_order(capsys):
     assert main(["service", "uninstall", "--system", "--print"]) == 0
     out = capsys.readouterr().out
     assert _commands(out) == ["systemctl disable --now pilot", "systemctl daemon-reload"]
-    assert out.index("disable --now") < out.index("remove /etc/systemd/system/pilot.service") < \
-        out.index("daemon-reload")
+    assert (
+        out.index("disable --now") < out.index("remove /etc/systemd/system/pilot.service") < out.index("daemon-reload")
+    )
 
 
 def test_uninstall_goes_on_when_the_service_was_never_enabled(tmp_path):
@@ -308,8 +352,9 @@ def test_status_runs_systemctl_through_the_runner_and_reads_the_state_dir(tmp_pa
     state = tmp_path / "state"
     state.mkdir()
     plan = {"device": {"id": "testrig01"}, "topics": {"availability": "pilot/testrig01/availability"}}
-    (state / "plan-cache.json").write_text(json.dumps({"version": "1", "profile": "/etc/pilot/basic.yaml",
-                                                       "result": {"plan": plan}}))
+    (state / "plan-cache.json").write_text(
+        json.dumps({"version": "1", "profile": "/etc/pilot/basic.yaml", "result": {"plan": plan}})
+    )
     (state / "discovery.json").write_text("{}")
     code = main(["service", "status", "--system", "--state-dir", str(state)])
     out = capsys.readouterr().out
@@ -326,11 +371,15 @@ def test_the_real_runner_reports_a_missing_program():
     assert result.returncode == 127
 
 
-@pytest.mark.parametrize("profile", sorted(p for p in (REPO / "profiles").glob("*/*.yaml") if p.name != "pack.yaml"),
-                         ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize(
+    "profile",
+    sorted(p for p in (REPO / "profiles").glob("*/*.yaml") if p.name != "pack.yaml"),
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
+)
 def test_every_shipped_profile_installs_and_its_copy_composes_alike(profile, capsys):
-    assert main(["service", "install", "--system", "--print", "--exec", EXE, str(profile)]) == 0, \
+    assert main(["service", "install", "--system", "--print", "--exec", EXE, str(profile)]) == 0, (
         capsys.readouterr().err
+    )
     files = _files(capsys.readouterr().out)
     assert f"/etc/pilot/{profile.name}" in files
 

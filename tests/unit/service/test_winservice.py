@@ -27,11 +27,14 @@ def test_state_dir_is_program_data_pilot():
 
 
 def test_the_service_command_line_runs_pilot_run_with_the_state_dir():
-    argv = winservice.service_argv(r"C:\Program Files\Python312\python.exe", r"C:\ProgramData\Pilot\office.yaml",
-                                   winservice.state_dir(ENV))
+    argv = winservice.service_argv(
+        r"C:\Program Files\Python312\python.exe", r"C:\ProgramData\Pilot\office.yaml", winservice.state_dir(ENV)
+    )
     assert argv[3:] == ["run", r"C:\ProgramData\Pilot\office.yaml", "--state-dir", r"C:\ProgramData\Pilot"]
-    assert winservice.command_line(argv) == (r'"C:\Program Files\Python312\python.exe" -m pilot.service.windows run '
-                                            r"C:\ProgramData\Pilot\office.yaml --state-dir C:\ProgramData\Pilot")
+    assert winservice.command_line(argv) == (
+        r'"C:\Program Files\Python312\python.exe" -m pilot.service.windows run '
+        r"C:\ProgramData\Pilot\office.yaml --state-dir C:\ProgramData\Pilot"
+    )
 
 
 def test_install_commands_register_an_automatic_service_that_restarts_on_failure():
@@ -39,11 +42,20 @@ def test_install_commands_register_an_automatic_service_that_restarts_on_failure
     create = commands[0]
     assert create[:3] == ["sc.exe", "create", "Pilot"]
     assert create[create.index("start=") + 1] == "auto"
-    assert create[create.index("binPath=") + 1] == (r"C:\Python\python.exe -m pilot.service.windows run C:\p.yaml "
-                                                    r"--state-dir C:\ProgramData\Pilot")
+    assert create[create.index("binPath=") + 1] == (
+        r"C:\Python\python.exe -m pilot.service.windows run C:\p.yaml "
+        r"--state-dir C:\ProgramData\Pilot"
+    )
     assert create[create.index("DisplayName=") + 1] == winservice.DISPLAY_NAME
-    assert ["sc.exe", "failure", "Pilot", "reset=", "86400", "actions=",
-            "restart/5000/restart/5000/restart/5000"] in commands
+    assert [
+        "sc.exe",
+        "failure",
+        "Pilot",
+        "reset=",
+        "86400",
+        "actions=",
+        "restart/5000/restart/5000/restart/5000",
+    ] in commands
     assert ["sc.exe", "failureflag", "Pilot", "1"] in commands
     assert commands[-1] == ["sc.exe", "start", "Pilot"]
     assert winservice.uninstall_commands() == [["sc.exe", "stop", "Pilot"], ["sc.exe", "delete", "Pilot"]]
@@ -74,12 +86,16 @@ def test_cli_install_print_validates_then_lists_sc_commands(capsys, tmp_path):
 
 
 def test_importing_it_in_a_fresh_interpreter_needs_no_windows_module():
-    code = ("import sys, pilot.service.windows\n"
-            "assert not any(m.startswith(('win32', 'servicemanager')) for m in sys.modules)")
+    code = (
+        "import sys, pilot.service.windows\n"
+        "assert not any(m.startswith(('win32', 'servicemanager')) for m in sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(BASIC.parents[4] / "engine")})
 
 
 def test_the_modules_it_uses_import_without_posix_only_modules():
-    code = ("import sys; sys.modules['pwd'] = None; sys.modules['fcntl'] = None\n"
-            "import pilot.service.systemd, pilot.cli.service, pilot.service.windows, pilot.agent.sdnotify")
+    code = (
+        "import sys; sys.modules['pwd'] = None; sys.modules['fcntl'] = None\n"
+        "import pilot.service.systemd, pilot.cli.service, pilot.service.windows, pilot.agent.sdnotify"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(BASIC.parents[4] / "engine")})
