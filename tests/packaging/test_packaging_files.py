@@ -141,8 +141,20 @@ def test_the_deploy_guide_matches_the_package():
         "homeassistant/device/",
         "make deb",
         "make rpm",
+        "/usr/share/pilot/schemas/profile.v1.schema.json",  # where the packages put them (test_packages.py)
+        "/usr/share/man/man1/pilot.1.gz",
+        "/usr/share/doc/pilot-agent/",
+        "`reference.md`",
     ):
         assert fact in text, fact
+
+
+def test_no_document_installs_what_is_not_published():
+    """Pilot is not on PyPI: `pip install pilot-agent` would fail, or install somebody else's project."""
+    unpublished = re.compile(r"pip install ['\"]?pilot-agent(?!\s*@)")
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted(REPO.glob("*/README.md"))]:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            assert not unpublished.search(line), f"{path.relative_to(REPO)}:{number}: {line.strip()}"
 
 
 @pytest.mark.parametrize(
