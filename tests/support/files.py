@@ -11,5 +11,5 @@ BASIC = REPO / "tests" / "live" / "agent" / "profiles" / "basic.yaml"  # a small
 def write(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return path

@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 
 from pilot import __version__, cli
 from pilot.plan import Plan
+from tests.support.files import write
 
 CORPUS = Path(__file__).resolve().parents[2] / "profiles" / "invalid"
 
@@ -47,13 +48,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 # ------------------------------------------------------------------ validate
