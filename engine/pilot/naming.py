@@ -11,9 +11,38 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "pilot"
 
 
+# Words that are written in capitals (or their own way) in a display name: "RAM free", not "Ram free".
+ACRONYMS = {
+    w.lower(): w
+    for w in (
+        "AC",
+        "CPU",
+        "DNS",
+        "GPU",
+        "HDD",
+        "ID",
+        "IP",
+        "IPv4",
+        "IPv6",
+        "LAN",
+        "MAC",
+        "NVMe",
+        "OS",
+        "RAM",
+        "SSD",
+        "UPS",
+        "USB",
+        "VPN",
+        "WAN",
+        "WiFi",
+    )
+}
+
+
 def words(identifier: str) -> str:
-    """`cpu_usage` -> `Cpu usage`, the default display name of an entity."""
-    text = identifier.replace("_", " ").strip()
+    """`cpu_usage` -> `CPU usage`, `ram_free` -> `RAM free`: the default display name of an entity."""
+    parts = [ACRONYMS.get(part.lower(), part) for part in identifier.replace("_", " ").split()]
+    text = " ".join(parts)
     return text[:1].upper() + text[1:]
 
 

@@ -35,9 +35,10 @@ class Entry:
 class Registry:
     """A name -> Entry map filled by decorators when the family's package is imported."""
 
-    def __init__(self, kind: str, package: str) -> None:
+    def __init__(self, kind: str, package: str, aliases: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self._package = package
+        self._aliases = dict(aliases or {})  # names people reach for first -> the entry that does it
         self._entries: dict[str, Entry] = {}
         self._loaded = False
 
@@ -95,10 +96,39 @@ class Registry:
         return [e.name for e in self]
 
     def suggest(self, name: str) -> str | None:
+        """The entry a wrong name most likely meant: a known alias first, then the closest spelling."""
         from pilot.naming import closest
 
+        if self._aliases.get(name) in self:
+            return self._aliases[name]
         return closest(name, self.names())
 
 
-PROBES = Registry("probe", "pilot.probes")
+# Names other agents and habits use, which spelling distance alone maps to the wrong probe
+# ("cpu.usage" is closest in letters to "gpu.pstate").
+PROBE_ALIASES = {
+    "cpu.usage": "cpu.percent",
+    "cpu.utilization": "cpu.percent",
+    "cpu.util": "cpu.percent",
+    "cpu.temp": "thermal.cpu",
+    "cpu.temperature": "thermal.cpu",
+    "cpu.freq": "cpu.frequency",
+    "ram.used": "memory.used",
+    "ram.free": "memory.available",
+    "mem.used": "memory.used",
+    "memory.free": "memory.available",
+    "memory.percent": "memory.used_percent",
+    "disk.percent": "disk.used_percent",
+    "disk.usage": "disk.used_percent",
+    "uptime": "system.uptime",
+    "ip": "net.ip",
+    "net.ip_address": "net.ip",
+    "gpu.temp": "gpu.temperature",
+    "gpu.usage": "gpu.utilization",
+    "gpu.load": "gpu.utilization",
+    "battery.percent": "battery.level",
+    "battery.charge": "battery.level",
+}
+
+PROBES = Registry("probe", "pilot.probes", PROBE_ALIASES)
 ACTIONS = Registry("action", "pilot.actions")
