@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -90,7 +91,11 @@ def test_importing_it_in_a_fresh_interpreter_needs_no_windows_module():
         "import sys, pilot.service.windows\n"
         "assert not any(m.startswith(('win32', 'servicemanager')) for m in sys.modules)"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(BASIC.parents[4] / "engine")})
+    # a bare environment, but for SYSTEMROOT: Python on Windows needs it to start
+    env = {k: v for k, v in os.environ.items() if k.upper() == "SYSTEMROOT"}
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, env={**env, "PYTHONPATH": str(BASIC.parents[4] / "engine")}
+    )
 
 
 def test_the_modules_it_uses_import_without_posix_only_modules():
@@ -98,4 +103,8 @@ def test_the_modules_it_uses_import_without_posix_only_modules():
         "import sys; sys.modules['pwd'] = None; sys.modules['fcntl'] = None\n"
         "import pilot.service.systemd, pilot.cli.service, pilot.service.windows, pilot.agent.sdnotify"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(BASIC.parents[4] / "engine")})
+    # a bare environment, but for SYSTEMROOT: Python on Windows needs it to start
+    env = {k: v for k, v in os.environ.items() if k.upper() == "SYSTEMROOT"}
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, env={**env, "PYTHONPATH": str(BASIC.parents[4] / "engine")}
+    )
