@@ -7,8 +7,12 @@ Half the inputs are raw bytes handed to `parse_envelope` as a command payload wo
 are built by a FuzzedDataProvider into envelope-shaped JSON (each field valid or not, some signed with
 the target's key, then possibly altered), so that `verify` is reached past the shape check and the
 HMAC. Properties: `parse_envelope` returns a dict with exactly the envelope keys or raises
-`Rejected("malformed")`; `verify` returns a `Verified` whose fields are the envelope's, or raises
-`Rejected` with a reason from `pilot.agent.policy.REASONS`; nothing else is ever raised.
+`Rejected("malformed")`; what it accepts has the strict shape (`v` and `ts` plain ints, not bools or
+floats; `kid` whole-matched; `nonce` and `sig` in their one canonical base64url spelling; `cmd`
+encodable as UTF-8, so no lone surrogate reaches the HMAC); `verify` returns a `Verified` whose
+fields are the envelope's, or raises `Rejected` with a reason from `pilot.agent.policy.REASONS`;
+nothing else is ever raised. A verified envelope's `pilot-result-v1` signature verifies, and not
+for another status.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ def _value(fdp: atheris.FuzzedDataProvider, valid):
     choice = fdp.ConsumeIntInRange(0, 7)
     if choice <= 3:
         return valid
-    if choice == 4:
-        return fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 60))
+    if choice == 4:  # with surrogates: JSON carries them as \ud800 escapes
+        return fdp.ConsumeUnicode(fdp.ConsumeIntInRange(0, 60))
     if choice == 5:
         return fdp.ConsumeInt(8)
     if choice == 6:
@@ -74,6 +78,13 @@ def TestOneInput(data: bytes) -> None:
         return
     if set(env) != signing.ENVELOPE_KEYS:
         raise AssertionError(f"parse_envelope accepted keys {sorted(env)}")
+    if type(env["v"]) is not int or env["v"] != 1 or type(env["ts"]) is not int:
+        raise AssertionError("parse_envelope accepted a v or ts that is not a plain integer")
+    for field, size in (("nonce", 16), ("sig", 32)):
+        if not signing.canonical_b64url(env[field], size):
+            raise AssertionError(f"parse_envelope accepted a non-canonical {field}")
+    if not signing.encodable(env["cmd"]):
+        raise AssertionError("parse_envelope accepted a cmd with no UTF-8 form")
     try:
         verified = signing.verify(env, KEYS, DEVICE, TOPIC, now=NOW, window=WINDOW)
     except signing.Rejected as exc:
@@ -84,6 +95,13 @@ def TestOneInput(data: bytes) -> None:
         raise AssertionError("verify returned other fields than the envelope's")
     if abs(NOW - verified.ts) > WINDOW:
         raise AssertionError("verify accepted a timestamp outside the window")
+    key = KEYS[verified.kid]
+    sig = signing.sign_result(key, DEVICE, TOPIC, verified.nonce, "ok", None, NOW)
+    body = {"status": "ok", "ts": NOW, "nonce": verified.nonce, "sig": sig}
+    if not signing.verify_result(body, key, DEVICE, TOPIC, verified.nonce):
+        raise AssertionError("a result signature did not verify")
+    if signing.verify_result({**body, "status": "dry_run"}, key, DEVICE, TOPIC, verified.nonce):
+        raise AssertionError("a result signature verified for another status")
 
 
 def main() -> None:
