@@ -68,7 +68,6 @@ _PARAMS = params(
             "is put into argv.",
             default=DEFAULT_VALUE_PATTERN,
             minLength=1,
-            maxLength=patterns.MAX_PATTERN,
             **{"x-regex": True},
         ),
     },
