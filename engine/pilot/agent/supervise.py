@@ -38,7 +38,7 @@ TRIAL_HOST, TRIAL_PORT = "127.0.0.1", 1883
 @dataclass
 class RunOptions:
     state_dir: Path
-    broker: tuple[str, int] | None = None  # overrides the profile's; None and no profile broker: a trial broker
+    broker: tuple[str, int | None] | None = None  # --broker HOST[:PORT]; None and no profile broker: a trial broker
     dry_run: bool = False
     once: bool = False  # discovery and one round of sensors, then exit
     timeout: float = 15.0  # --once: how long to wait for the broker
@@ -68,7 +68,7 @@ def run_agent(
         return 2
     broker = None
     if options.broker:
-        host, port = options.broker
+        host, port = options.broker[0], options.broker[1] or plan.mqtt.port or 1883
     elif plan.mqtt.host:
         host, port = plan.mqtt.host, plan.mqtt.port or 1883
     else:

@@ -29,11 +29,16 @@ def state_path(arg: str | None) -> Path:
     return Path(arg) if arg else default_state_dir()
 
 
-def parse_broker(text: str) -> tuple[str, int]:
-    """`host`, `host:port` or `[v6]:port` -> (host, port); argparse reports a bad one as a usage error."""
+def parse_broker(text: str) -> tuple[str, int | None]:
+    """`host`, `host:port` or `[v6]:port` -> (host, port or None: the profile's port, else 1883);
+    argparse reports a bad one as a usage error."""
+    if text.startswith("[") and text.endswith("]"):  # [v6] without a port
+        text = text[1:-1]
     host, sep, port = text.rpartition(":")
     if not sep or (not host.startswith("[") and ":" in host):  # no port, or a bare IPv6 address
-        return text.strip("[]"), 1883
+        if not text.strip("[]"):
+            raise argparse.ArgumentTypeError(f"{text!r} is not HOST or HOST:PORT")
+        return text.strip("[]"), None
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not host or not port.isdigit() or not 0 < int(port) < 65536:

@@ -228,7 +228,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         except signing.KeyringError as exc:
             print(f"pilot: error: {exc}", file=sys.stderr)
             return 1
-    host, port = args.broker if args.broker else (plan.mqtt.host or "127.0.0.1", plan.mqtt.port or 1883)
+    host, port = args.broker if args.broker else (plan.mqtt.host or "127.0.0.1", None)
+    port = port or plan.mqtt.port or 1883
     exchange = Exchange(plan, command, value, key, confirm=not args.no_confirm)
     finished = _deliver(plan, exchange, host, port, args.timeout)
     if finished is None:
