@@ -27,6 +27,9 @@ from pilot.registry import ACTIONS
 log = logging.getLogger("pilot.commands")
 
 MAX_RUNNING = 4
+# answers to an unsigned command: a burst of 3 in 3 s, so a press, its confirmation and the refusal of
+# a third press are all answered, while a flood on one topic gets one answer a second
+UNSIGNED_REPLIES = (3, 3.0)
 
 
 @dataclass
@@ -77,7 +80,7 @@ class CommandService:
         self.audit_topic = f"{self.plan.topics.base}/audit"
         guards = self.guards = self.guards or Guards.fresh(self.mono)
         for command_id in self._by_id:
-            guards.replies.setdefault(command_id, policy.RateLimit(1, 1.0, self.mono))
+            guards.replies.setdefault(command_id, policy.RateLimit(*UNSIGNED_REPLIES, self.mono))
         limit = (self.plan.policy.rate_max, self.plan.policy.rate_per)
         if guards.rate is None or (guards.rate.limit, guards.rate.per) != limit:
             guards.rate = policy.RateLimit(*limit, self.mono)
@@ -196,13 +199,16 @@ class CommandService:
         value, reason = policy.check_value(command, text)
         if reason:
             raise _Authenticated(reason, auth)
+        cooldown = command.cooldown or self.plan.policy.cooldown
         if confirm and command.confirm:
+            # a press the cooldown would refuse is refused now, not armed for a confirmation that must fail
+            if self.guards.cooldowns.check(command.id, cooldown):
+                raise _Authenticated("cooldown", auth)
             if not self.guards.confirmations.press(command.id, command.confirm, value):
                 if command.signed or self.guards.replies[command.id].allow():
                     self._result(result_topic, {"status": "armed", "confirm_within": command.confirm}, auth)
                     self._audit(command.id, "armed", None, origin)
                 return
-        cooldown = command.cooldown or self.plan.policy.cooldown
         with self.guards.lock:  # checked and marked as one step: two threads cannot both pass
             if self.guards.cooldowns.check(command.id, cooldown):
                 raise _Authenticated("cooldown", auth)

@@ -161,14 +161,31 @@ def test_confirmation_is_tied_to_the_value_that_armed_it(tmp_path):
     assert not (tmp_path / "calls.jsonl").exists()
 
 
-def test_unsigned_rejections_are_answered_at_most_once_a_second(tmp_path):
+def test_unsigned_rejections_are_answered_in_a_small_burst_then_once_a_second(tmp_path):
     """Every rejected unsigned command was answered, so anyone could make the agent publish as fast
-    as they sent junk; rejections are now answered once a second per command (and still counted)."""
-    svc, published = service(tmp_path, COOLING)
+    as they sent junk; rejections are now answered at most 3 in 3 s per command (and still counted).
+    The burst of 3 lets a press, its confirmation and the refusal of a third press all be answered:
+    with 1 a second, the cooldown refusal of a confirmed press went unanswered."""
+    now = [1000.0]
+    published: list[tuple[str, str]] = []
+    svc = CommandService(
+        compile_text(COOLING),
+        lambda t, p, q, r: published.append((t, p)),
+        RecordingSystem(str(tmp_path / "calls.jsonl")),
+        tmp_path,
+        mono=lambda: now[0],
+    )
     for _ in range(200):
         svc.handle("pilot/d/cmd/sw/set", b"maybe", False)
-    assert len(results(published, "sw")) == 1
-    assert svc.guards.stats.rejected["bad_value"] == 200
+    assert len(results(published, "sw")) == 3
+    now[0] += 2.9
+    svc.handle("pilot/d/cmd/sw/set", b"maybe", False)
+    assert len(results(published, "sw")) == 3
+    now[0] += 0.2  # 3.1 s after the burst, the window has moved on: three more answers
+    for _ in range(50):
+        svc.handle("pilot/d/cmd/sw/set", b"maybe", False)
+    assert len(results(published, "sw")) == 6
+    assert svc.guards.stats.rejected["bad_value"] == 251
 
 
 def test_signed_command_text_with_control_characters_is_malformed(tmp_path):
