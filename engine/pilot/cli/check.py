@@ -20,9 +20,7 @@ from typing import Any
 from pilot.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, err, out, parse_broker
 
 MARKS = {"ok": "[ ok ]", "fail": "[FAIL]", "warn": "[warn]", "skip": "[skip]", "info": "[info]"}
-POLKIT_RULE = "/etc/polkit-1/rules.d/50-pilot.rules"
-SUDOERS = "/etc/sudoers.d/pilot"
-TMPFILES = "/etc/tmpfiles.d/pilot.conf"
+SUDOERS = "/etc/sudoers.d/pilot"  # where `pilot privileges` suggests the sudoers alternative
 
 
 class Checklist:
@@ -146,6 +144,7 @@ def check_broker(plan: Any, args: argparse.Namespace, checks: Checklist) -> None
 
 def check_privileges(plan: Any, args: argparse.Namespace, checks: Checklist) -> None:
     from pilot.service.privileges import UnsafeName, needed, render_polkit, tmpfiles_lines
+    from pilot.service.systemd import POLKIT_RULE, TMPFILES
 
     checks.section("Privileges")
     pairs = needed(plan)

@@ -110,6 +110,13 @@ def test_interactive_from_nothing_to_a_running_agent(auth_broker, tmp_path):
     ran = run_once(profile, home, tmp_path / "state")
     assert ran.returncode == 0, ran.stderr
     assert f"connected to 127.0.0.1:{port}" in ran.stderr and "announced" in ran.stderr
+    if os.environ.get("INIT_TRANSCRIPT"):  # docs/init.md shows this run
+        checked = subprocess.run(
+            [sys.executable, "-m", "pilot", "check", str(profile)], capture_output=True, text=True, env=env_for(home)
+        )
+        with open(os.environ["INIT_TRANSCRIPT"], "a", encoding="utf-8") as handle:
+            handle.write(f"\n$ pilot check {profile}\n{checked.stdout}")
+            handle.write(f"\n$ pilot run {profile} --once --dry-run\n{ran.stderr}")
 
 
 def test_flags_with_a_password_file(auth_broker, tmp_path):
