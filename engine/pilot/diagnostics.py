@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+from pilot.escaping import escape
+
 ERROR = "error"
 WARNING = "warning"
 
@@ -26,9 +28,11 @@ class Diagnostic:
     code: str = ""
 
     def text(self) -> str:
+        """One line: the file name, path and message may hold anything a profile or a file name
+        can (a newline, an escape sequence), so they are escaped and cannot start a line of their own."""
         where = f"{self.file}:{self.line}:{self.col}" if self.line else self.file
         path = f"{self.path}: " if self.path else ""
-        return f"{where}: {self.severity}: {path}{self.message}"
+        return escape(f"{where}: {self.severity}: {path}{self.message}")
 
 
 def json_path(parts: Sequence[object]) -> str:

@@ -26,38 +26,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
+from pilot.escaping import bound, escape
+
 MAX_ARG_CHARS = 512  # one argument of a log call (a topic, a path, an error text)
 MAX_MESSAGE_CHARS = 4096  # a whole message after formatting
 MAX_EXC_CHARS = 16384  # a formatted traceback
-
-# C0 and C1 controls (ESC, so ANSI sequences, included; NEL is \x85), DEL, the Unicode line and
-# paragraph separators, bidi overrides and isolates, zero-width and other invisible format
-# characters, lone surrogates (undecodable bytes) and the tag characters.
-UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
-    "\ufeff\ufff9-\ufffb\ud800-\udfff\U000e0000-\U000e007f]"
-)
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape_char(match: re.Match) -> str:
-    ch = match.group()
-    if ch in _NAMED:
-        return _NAMED[ch]
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def escape(text: str) -> str:
-    """`text` with every character that could break, fake or hide a log line written as an escape."""
-    return UNSAFE.sub(_escape_char, text)
-
-
-def bound(text: str, limit: int) -> str:
-    """`text` cut to about `limit` characters, saying so and how long it was."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}…(+{len(text) - limit} chars)"
 
 
 def safe(value: object, limit: int = MAX_ARG_CHARS) -> str:

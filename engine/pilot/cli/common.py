@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pilot.escaping import escape
 from pilot.plan import CompileResult, Plan
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -57,7 +58,7 @@ def load_plan(profile: str | None, state_dir: Path) -> tuple[Plan | None, int]:
     """(the compiled plan, 0), or (None, exit code) after printing why: every diagnostic with its
     file:line:column (1), or a missing file or no matching pack (2)."""
     if profile is not None and not Path(profile).is_file():
-        err(f"pilot: error: {profile}: no such file")
+        err(f"pilot: error: {escape(profile)}: no such file")
         return None, EXIT_USAGE
     try:
         result = compile_for_run(profile, state_dir)
@@ -69,6 +70,6 @@ def load_plan(profile: str | None, state_dir: Path) -> tuple[Plan | None, int]:
             err(f"pilot: error: {result.diagnostics[0].message}")
             return None, EXIT_USAGE
         err("\n".join(d.text() for d in result.diagnostics))
-        err(f"pilot: {profile or 'the matching pack'} is not valid; nothing started")
+        err(f"pilot: {escape(profile or 'the matching pack')} is not valid")
         return None, EXIT_INVALID
     return result.plan, EXIT_OK

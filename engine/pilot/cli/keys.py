@@ -238,13 +238,23 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_privileges(args: argparse.Namespace) -> int:
-    from pilot.service.privileges import render, render_polkit
+    from pilot.service.privileges import UnsafeName, render, render_polkit
 
     plan = _plan_or_report(args)
     if plan is None:
         return 1
-    print((render_polkit if args.polkit else render)(plan, user=args.user), end="")
+    try:
+        print((render_polkit if args.polkit else render)(plan, user=args.user), end="")
+    except UnsafeName as exc:
+        print(f"pilot: error: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _user(text: str) -> str:
+    from pilot.service.privileges import user_arg
+
+    return user_arg(text)
 
 
 def cmd_actions(args: argparse.Namespace) -> int:
@@ -293,7 +303,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("privileges", help="print the polkit rule (and sudoers alternative) the profile needs")
     p.add_argument("profile", metavar="PROFILE")
-    p.add_argument("--user", default="pilot", help="the service user (default: pilot)")
+    p.add_argument("--user", default="pilot", type=_user, help="the service user (default: pilot)")
     p.add_argument("--polkit", action="store_true", help="print only the polkit rules file")
     p.add_argument("--state-dir", metavar="DIR")
     p.set_defaults(func=cmd_privileges)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pilot.escaping import escape
+
 
 def _err(text: str) -> None:
     print(text, file=sys.stderr)
@@ -39,7 +41,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     from pilot.service import systemd as service
 
     if not os.path.isfile(args.profile):
-        _err(f"pilot: error: {args.profile}: no such file")
+        _err(f"pilot: error: {escape(args.profile)}: no such file")
         return 2
     system = _system(args)
     root = Path(args.root).resolve() if args.root else None
@@ -47,7 +49,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         doc, plan, diags = service.load_profile(args.profile)
         if doc is None:
             _err(REPORTERS["text"](diags, 1))
-            _err(f"pilot: {args.profile} is not valid; nothing installed")
+            _err(f"pilot: {escape(args.profile)} is not valid; nothing installed")
             return 1
         if any(d.severity != ERROR for d in diags):
             _err(REPORTERS["text"](diags, 1))

@@ -7,7 +7,9 @@ and types here are already known to be right.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pilot import expressions, patterns
@@ -16,7 +18,7 @@ from pilot.naming import did_you_mean
 from pilot.profile.compiler import NON_NUMERIC_DEVICE_CLASSES, effective_defaults
 from pilot.profile.loader import Document
 from pilot.registry import PROBES
-from pilot.units import parse_duration
+from pilot.units import parse_duration, parse_size
 
 ENTITY_BUDGET = 150
 UNITS_BY_DEVICE_CLASS = {
@@ -229,8 +231,17 @@ def _cron(c: _Collector, data: dict) -> None:
             c.error(("schedules", sid, "cron"), f"invalid cron expression: {exc}", "cron")
 
 
+MAX_PAYLOAD_LIMIT = 1024 * 1024  # the command parsers' ceiling, whatever a profile asks for
+
+
 def _policies(c: _Collector, data: dict) -> None:
     policies = data.get("policies") or {}
+    if "max_payload" in policies and parse_size(policies["max_payload"]) > MAX_PAYLOAD_LIMIT:
+        c.error(
+            ("policies", "max_payload"),
+            "at most 1 MiB: a command is a few bytes, and every command message is read whole before it is checked",
+            "policy",
+        )
     signed_everywhere = policies.get("require_signed", False)
     has_keyring = bool((policies.get("hmac") or {}).get("keyring"))
     for cid, cmd in (data.get("commands") or {}).items():
@@ -380,10 +391,33 @@ def _entities(c: _Collector, data: dict) -> None:
         )
 
 
+PROFILE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _profile_name(c: _Collector, data: dict) -> None:
+    """The file's name becomes the profile's name, which is written into polkit rules, units and
+    topics: it must be plain, or `pilot service install` refuses it later."""
+    name = Path(c.doc.file).stem
+    if not PROFILE_NAME.fullmatch(name):
+        c.out.append(
+            Diagnostic(
+                c.doc.file,
+                1,
+                1,
+                ERROR,
+                "",
+                "the file name must be letters, digits, '.', '_' "
+                "and '-' (it becomes the profile's name in generated files); rename the file",
+                "name",
+            )
+        )
+
+
 def check(doc: Document) -> list[Diagnostic]:
     c = _Collector(doc)
     data = doc.data
     for stage in (
+        _profile_name,
         _durations,
         _references,
         _expressions,
