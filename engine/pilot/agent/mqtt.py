@@ -60,6 +60,32 @@ def backoff_delays(first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP):
         delay = min(delay * 2, cap)
 
 
+EXPLAIN_AFTER = 10.0  # seconds without a connection before the first failure is explained
+EXPLAIN_TIMEOUT = 5.0  # the explaining check's own bound
+
+
+def unreadable_files(settings: Mqtt) -> list[str]:
+    """One line per file the connection needs that cannot be read here: the setting, the path and why.
+    Checked before the agent starts, so a missing password or CA file is one clear line, not a traceback."""
+    wanted = [("mqtt.password_file", settings.password_file if settings.username else None)]
+    if settings.tls is not None:
+        wanted += [
+            ("mqtt.tls.ca_file", settings.tls.ca_file),
+            ("mqtt.tls.cert_file", settings.tls.cert_file),
+            ("mqtt.tls.key_file", settings.tls.key_file),
+        ]
+    problems = []
+    for setting, path in wanted:
+        if not path:
+            continue
+        try:
+            with open(path, "rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            problems.append(f"{setting} {path}: {exc.strerror or exc}")
+    return problems
+
+
 def read_password(path: str | None) -> str | None:
     if not path:
         return None
@@ -141,6 +167,7 @@ class Session:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._errors_seen: set[str] = set()
+        self._explained = False
 
     # ----------------------------------------------------------- callbacks
     def _guard(self, func: Callable) -> Callable:
@@ -247,10 +274,38 @@ class Session:
             return len(self._telemetry) + len(self._results)
 
     # ----------------------------------------------------------- lifecycle
+    def _explain_once(self) -> None:
+        """The first time the broker cannot be reached, find out exactly why (refused, not MQTT, a TLS
+        mismatch, bad credentials...) on a thread of its own, and say so in one log line."""
+        with self._lock:
+            if self._explained or self._connected.is_set() or self._stop.is_set():
+                return
+            self._explained = True
+
+        def explain() -> None:
+            from pilot.agent.brokercheck import check_settings
+
+            try:
+                result = check_settings(self.settings, self.host, self.port, timeout=EXPLAIN_TIMEOUT)
+            except Exception:  # the explanation is a courtesy; the retry loop goes on regardless
+                return
+            if not result.ok and not self._connected.is_set():
+                log.warning(
+                    "MQTT broker %s:%d: %s%s",
+                    self.host,
+                    self.port,
+                    result.summary,
+                    f"; {result.advice}" if result.advice else "",
+                )
+
+        threading.Thread(target=explain, name="pilot-mqtt-explain", daemon=True).start()
+
     def _note_error(self, message: str) -> None:
         if len(message) > ERROR_TEXT_MAX:  # TLS and refusal texts can come from the peer
             message = f"{message[:ERROR_TEXT_MAX]}… ({len(message)} chars)"
         self.stats.last_error = message
+        if self.stats.connects == 0:
+            self._explain_once()
         if message not in self._errors_seen and len(self._errors_seen) < ERRORS_REMEMBERED:
             self._errors_seen.add(message)
             log.warning(
@@ -298,6 +353,11 @@ class Session:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pilot-mqtt", daemon=True)
         self._thread.start()
+        # a server that accepts TCP but never answers MQTT (a web server, a TLS port spoken to in
+        # plain text) may raise nothing at all: no connection after a while is a failure to explain too
+        timer = threading.Timer(EXPLAIN_AFTER, self._explain_once)
+        timer.daemon = True
+        timer.start()
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pilot.agent import sdnotify
+from pilot.agent.mqtt import unreadable_files
 from pilot.agent.reload import Reloader
 from pilot.agent.runtime import HA_DELAY, HEALTH_EVERY, Agent, AgentOptions
 from pilot.agent.state import StateDir
+from pilot.escaping import escape
 from pilot.plan import CompileResult, Plan
 
 log = logging.getLogger("pilot")
@@ -65,6 +67,11 @@ def run_agent(
     `recompile` returns the profile compiled afresh; without it, reload requests are ignored."""
     if refuse_root(plan, options):
         print(ROOT_REFUSAL, file=sys.stderr)
+        return 2
+    missing = unreadable_files(plan.mqtt)
+    if missing:
+        for line in missing:
+            print(f"pilot: error: cannot read {escape(line)}", file=sys.stderr)
         return 2
     broker = None
     if options.broker:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pilot.cli.common import load_plan, parse_broker, state_path
+from pilot.escaping import escape
 from pilot.plan import Command, Plan
 
 
@@ -230,6 +231,13 @@ def cmd_send(args: argparse.Namespace) -> int:
             return 1
     host, port = args.broker if args.broker else (plan.mqtt.host or "127.0.0.1", None)
     port = port or plan.mqtt.port or 1883
+    from pilot.agent.mqtt import unreadable_files
+
+    missing = unreadable_files(plan.mqtt)
+    if missing:
+        for line in missing:
+            print(f"pilot: error: cannot read {escape(line)}", file=sys.stderr)
+        return 2
     exchange = Exchange(plan, command, value, key, confirm=not args.no_confirm)
     finished = _deliver(plan, exchange, host, port, args.timeout)
     if finished is None:

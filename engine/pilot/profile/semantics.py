@@ -392,6 +392,34 @@ def _entities(c: _Collector, data: dict) -> None:
 
 
 PROFILE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+NEEDED_FILES = (
+    (("mqtt", "password_file"), "the MQTT password"),
+    (("mqtt", "tls", "ca_file"), "the broker's CA"),
+    (("mqtt", "tls", "cert_file"), "the client certificate"),
+    (("mqtt", "tls", "key_file"), "the client key"),
+    (("policies", "hmac", "keyring"), "the signing keyring"),
+)
+
+
+def _needed_files(c: _Collector, data: dict) -> None:
+    """Files the agent will open: a warning when they cannot be read here (a CI machine has no secrets;
+    `--strict` makes it an error), so `pilot run` is not the first to find out."""
+    for path, what in NEEDED_FILES:
+        value: Any = data
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(value, str) or not value:
+            continue
+        try:
+            with open(value, "rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            c.warn(
+                path,
+                f"{what} {value} cannot be read on this machine ({exc.strerror or exc}); "
+                "`pilot run` will refuse to start without it",
+                "file",
+            )
 
 
 def _profile_name(c: _Collector, data: dict) -> None:
@@ -418,6 +446,7 @@ def check(doc: Document) -> list[Diagnostic]:
     data = doc.data
     for stage in (
         _profile_name,
+        _needed_files,
         _durations,
         _references,
         _expressions,
