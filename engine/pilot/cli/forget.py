@@ -17,7 +17,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     if plan is None:
         return code
     if args.broker:
-        host, port = args.broker
+        host, port = args.broker[0], args.broker[1] or plan.mqtt.port or 1883
     elif plan.mqtt.host:
         host, port = plan.mqtt.host, plan.mqtt.port or 1883
     else:

@@ -95,13 +95,52 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     if system and root is None and not service.is_root():
         _err("pilot: error: removing the system service needs root (sudo), or --user for a user service")
         return 1
-    code = service.apply(changes, service.default_runner(), root=root, run_commands=root is None)
+    runner = service.default_runner()
+    if args.purge:
+        if root is None:  # stopped first: a running agent would announce itself again
+            for command in changes.commands_before:
+                runner.run(command.argv)
+        _forget_installed(service, system, root)
+    code = service.apply(changes, runner, root=root, run_commands=root is None)
     if code == 0 and not args.purge and system:
         print(
             f"Kept {service.CONFIG_DIR} and {service.STATE_DIR} (and the {service.DEFAULT_USER} user); "
             "--purge removes the folders too."
         )
     return code
+
+
+def _forget_installed(service: Any, system: bool, root: Path | None) -> None:
+    """--purge: take the device out of Home Assistant (empty its retained discovery and states) while
+    the installed profile and the state directory still say what was announced."""
+    from pilot.agent.forget import ForgetError, forget
+    from pilot.agent.state import StateDir, default_state_dir
+
+    unit = service.rooted(root, service.SYSTEM_UNIT if system else service.user_unit_path())
+    try:
+        profile = service.installed_profile(unit.read_text(encoding="utf-8"))
+    except OSError:
+        profile = None
+    if profile is None:
+        _err(
+            "pilot: warning: no installed unit names a profile; the device stays in Home Assistant "
+            "(`pilot forget PROFILE` removes it)"
+        )
+        return
+    _, plan, diags = service.load_profile(str(service.rooted(root, profile)))
+    if plan is None or not plan.mqtt.host:
+        _err(f"pilot: warning: cannot read the broker from {escape(profile)}; the device stays in Home Assistant")
+        return
+    state = service.rooted(root, service.STATE_DIR) if system else default_state_dir()
+    try:
+        report = forget(plan, plan.mqtt.host, plan.mqtt.port or 1883, StateDir(state))
+    except ForgetError as exc:
+        _err(f"pilot: warning: the device stays in Home Assistant: {exc}")
+        return
+    print(
+        f"Removed device {report.device_id} from Home Assistant: {len(report.cleared)} retained message(s) "
+        f"cleared on {report.broker}"
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:

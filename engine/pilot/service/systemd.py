@@ -618,6 +618,16 @@ def _plan_install(
     return changes
 
 
+def installed_profile(unit_text: str) -> str | None:
+    """The profile an installed unit runs: the word after `run` in its ExecStart= line."""
+    for line in unit_text.splitlines():
+        if line.startswith("ExecStart="):
+            words = shlex.split(line[len("ExecStart=") :])
+            if "run" in words[:-1]:
+                return words[words.index("run") + 1]
+    return None
+
+
 def plan_uninstall(*, system: bool, purge: bool) -> Changes:
     if not system:
         changes = Changes("user")

@@ -127,3 +127,24 @@ def test_forget_explains_a_wrong_password_and_clears_nothing(auth_broker, tmp_pa
     assert done.returncode == 1
     assert "user name or password is wrong" in done.stderr and "nothing was cleared" in done.stderr
     assert f"pilot/{device}/availability" in retained_for(broker.port, device)
+
+
+def test_service_uninstall_purge_takes_the_device_out_of_home_assistant(auth_broker, tmp_path, monkeypatch):
+    """`pilot service uninstall --purge` clears the device's retained messages while the installed
+    profile and the state directory still say what was announced (files under --root, a real broker)."""
+    from pilot.cli import main
+
+    monkeypatch.setenv("PILOT_SERVICE_RECORD", str(tmp_path / "service-commands.jsonl"))
+    broker, auth_port = auth_broker
+    device = "forgetpurge"
+    path = profile(tmp_path, device, "device")
+    path.write_text(path.read_text().replace("mqtt: {", f"mqtt: {{host: 127.0.0.1, port: {auth_port}, "))
+    root = tmp_path / "root"
+    assert main(["service", "install", "--system", "--root", str(root), "--exec", "/usr/bin/pilot", str(path)]) == 0
+    state = root / "var/lib/pilot"
+    agent = pilot_run(root / "etc/pilot" / path.name, None, state, "--once", "--dry-run").start()
+    assert agent.proc.wait(60) == 0, agent.output()
+    assert f"pilot/{device}/availability" in retained_for(broker.port, device)
+    assert main(["service", "uninstall", "--system", "--purge", "--root", str(root)]) == 0
+    assert retained_for(broker.port, device) == []
+    assert not (root / "etc/pilot").exists() and not state.exists()
