@@ -81,17 +81,22 @@ def run_agent(
     else:
         from pilot.agent import broker as trial
 
-        host, port = TRIAL_HOST, TRIAL_PORT
-        if not trial.listening(host, port):
-            try:
-                broker = trial.start(port)
-            except RuntimeError as exc:
-                print(f"pilot: error: {exc}", file=sys.stderr)
-                return 1
-            log.info("no broker configured: started a local trial broker (%s) on %s:%d", broker.kind, host, port)
-            print(f"Watch it:  mosquitto_sub -h {host} -p {port} -v -t 'pilot/#' -t 'homeassistant/#'", file=sys.stderr)
-        else:
-            log.info("no broker configured: using the one listening on %s:%d", host, port)
+        # never adopt a broker that happens to listen on 1883: it may be the user's real Home
+        # Assistant broker, and a trial run would announce a device on it
+        host = TRIAL_HOST
+        port = TRIAL_PORT if not trial.listening(host, TRIAL_PORT) else trial.free_port()
+        try:
+            broker = trial.start(port)
+        except RuntimeError as exc:
+            print(f"pilot: error: {exc}", file=sys.stderr)
+            return 1
+        elsewhere = "" if port == TRIAL_PORT else f" (something already listens on {TRIAL_PORT}; it is left alone)"
+        log.info(
+            "no broker configured: started a private trial broker (%s) on %s:%d%s", broker.kind, host, port, elsewhere
+        )
+        print(f"Watch it:  mosquitto_sub -h {host} -p {port} -v -t 'pilot/#' -t 'homeassistant/#'", file=sys.stderr)
+    if options.dry_run:
+        log.warning("DRY RUN: every command is checked by the guards and answered, but nothing is executed")
 
     agent = Agent(
         plan,
