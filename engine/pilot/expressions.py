@@ -134,6 +134,32 @@ def _depth(node: ast.AST, level: int = 0) -> int:
     return max([_depth(c, level + 1) for c in children], default=level)
 
 
+_LOGIC_HINTS = {ast.BitAnd: "; for logic use `and`", ast.BitOr: "; for logic use `or`", ast.Invert: "; use `not`"}
+_C_OPERATORS = {"&&": "and", "||": "or", "!": "not"}
+
+
+def _c_operator(text: str) -> ExprError | None:
+    """The first `&&`, `||` or `!` (not `!=`) outside quotes: operators from C, shell or
+    JavaScript that Python's parser answers with a bare "invalid syntax"."""
+    quote = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif text.startswith(("&&", "||"), i) or (ch == "!" and not text.startswith("!=", i)):
+            op = text[i : i + 2] if ch != "!" else "!"
+            word = _C_OPERATORS[op]
+            return ExprError(i, f"syntax error in expression: `{op}` is not an operator here; use `{word}`")
+        i += 1
+    return None
+
+
 def check(text: str, sensors: set[str] | frozenset[str]) -> Checked:
     """Parse and vet an expression; errors carry the offset of the offending part."""
     from pilot.units import parse_duration
@@ -151,6 +177,9 @@ def check(text: str, sensors: set[str] | frozenset[str]) -> Checked:
             warnings.simplefilter("ignore")
             tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
+        foreign = _c_operator(text)
+        if foreign is not None:
+            return Checked(None, frozenset(), (), (foreign,))
         offset = lead + max((exc.offset or 1) - 1, 0)
         return Checked(None, frozenset(), (), (ExprError(offset, f"syntax error in expression: {exc.msg}"),))
     except (RecursionError, MemoryError, ValueError):
@@ -179,7 +208,8 @@ def check(text: str, sensors: set[str] | frozenset[str]) -> Checked:
             continue
         if not isinstance(node, ALLOWED_NODES):
             what = _FRIENDLY.get(type(node), type(node).__name__)
-            errors.append(ExprError(at(node), f"{what} is not allowed in expressions"))
+            hint = _LOGIC_HINTS.get(type(node), "")
+            errors.append(ExprError(at(node), f"{what} is not allowed in expressions{hint}"))
             continue
         if (
             isinstance(node, ast.Constant)

@@ -423,3 +423,28 @@ def test_check_emits_no_python_warnings() -> None:
         check("1if hot else 0", SENSORS)
         check('hot is "x"', SENSORS)
     assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.parametrize(
+    "text, offset, says",
+    [
+        ("cpu_usage > 90 && hot", 15, "`&&` is not an operator here; use `and`"),
+        ("cpu_usage > 90 || hot", 15, "`||` is not an operator here; use `or`"),
+        ("!hot", 0, "`!` is not an operator here; use `not`"),
+        ("cpu_usage != 1 and !hot", 19, "use `not`"),
+        ("state == 'a && b' && hot", 18, "use `and`"),
+        ("hot & boot", 0, "for logic use `and`"),
+        ("hot | boot", 0, "for logic use `or`"),
+        ("~hot", 0, "use `not`"),
+    ],
+)
+def test_operators_from_other_languages_name_the_python_word(text: str, offset: int, says: str) -> None:
+    [error] = refused(text)
+    assert says in error.message
+    assert error.offset == offset
+
+
+def test_not_equal_is_not_mistaken_for_a_c_not() -> None:
+    ok("cpu_usage != 1")
+    [error] = refused("cpu_usage != ")
+    assert "use `not`" not in error.message
