@@ -79,6 +79,48 @@ class Parts:
         return f"{self.plan.topics.base}/cmd/"
 
 
+def idle_rules(plan: Plan, working: set[str], actions_ctx: Any = None) -> list[str]:
+    """Why rules cannot work on this host: they read a sensor that has no value here (a skipped
+    optional probe, or a derived sensor of one), or a step needs a command whose action is
+    unavailable here. `working` holds the sensors that bound."""
+    from pilot.actions import ActionContext
+    from pilot.registry import ACTIONS
+
+    dead = {s.id: f"its probe {s.probe} does not work here" for s in plan.sensors if s.probe and s.id not in working}
+    changed = True
+    while changed:  # derived sensors of dead sensors are dead too
+        changed = False
+        for sensor in plan.sensors:
+            lost = [i for i in sensor.inputs if i in dead]
+            if not sensor.probe and sensor.id not in dead and lost:
+                dead[sensor.id] = f"derived from {lost[0]}, which has no value"
+                changed = True
+    ctx = actions_ctx or ActionContext()
+    broken: dict[str, str] = {}
+    for command in plan.commands:
+        entry = ACTIONS.get(command.action)
+        try:
+            reason = entry.available(ctx, **command.args) if entry and entry.available else None
+        except Exception as exc:  # an availability check failing is itself the answer
+            reason = f"{type(exc).__name__}: {exc}"
+        if reason:
+            broken[command.id] = reason
+    out = []
+    for rule in plan.rules:
+        lost = [i for i in rule.inputs if i in dead]
+        if lost:
+            out.append(f"rule {rule.id} can never fire here: it reads {lost[0]} ({dead[lost[0]]})")
+            continue
+        for step in rule.do + rule.on_clear:
+            if step.kind == "command" and step.command in broken:
+                out.append(
+                    f"rule {rule.id} will fail here: its step `command: {step.command}` needs an action "
+                    f"this host lacks ({broken[step.command]})"
+                )
+                break
+    return out
+
+
 class Agent:
     def __init__(self, plan: Plan, options: AgentOptions) -> None:
         self.options = options

@@ -22,7 +22,7 @@ from pathlib import Path
 from pilot.agent import sdnotify
 from pilot.agent.mqtt import unreadable_files
 from pilot.agent.reload import Reloader
-from pilot.agent.runtime import HA_DELAY, HEALTH_EVERY, Agent, AgentOptions
+from pilot.agent.runtime import HA_DELAY, HEALTH_EVERY, Agent, AgentOptions, idle_rules
 from pilot.agent.state import StateDir
 from pilot.escaping import escape
 from pilot.plan import CompileResult, Plan
@@ -109,6 +109,8 @@ def run_agent(
             health_every=options.health_every,
         ),
     )
+    for line in idle_rules(plan, set(agent.sensors.states)):
+        log.warning("%s", line)
     reloader = Reloader(agent, recompile) if recompile is not None else None
     if reloader is not None:
         agent.reload_handler = reloader.from_mqtt

@@ -184,7 +184,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _out(json.dumps(plan.to_dict(), indent=2, default=str))
     else:
         _out(render_plan(plan))
+        idle = _idle_rules_here(plan)
+        if idle:
+            _out("\nOn this host:\n" + "\n".join(f"  {line}" for line in idle))
     return EXIT_OK
+
+
+def _idle_rules_here(plan: Any) -> list[str]:
+    """The rules that cannot work on this host, as `pilot run` will log them (`pilot check` says more)."""
+    from pilot.agent import telemetry
+    from pilot.agent.runtime import idle_rules
+    from pilot.probes import ProbeContext
+
+    ctx = ProbeContext()
+    working = {s.id for s in plan.sensors if s.probe and telemetry.bind(s, ctx)[0] is not None}
+    return idle_rules(plan, working)
 
 
 # ------------------------------------------------------------------ parser
