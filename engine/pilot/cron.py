@@ -49,6 +49,120 @@ def _day(token: str) -> int:
     return value
 
 
+_MONTH_NAMES = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+# (name, lowest, highest, names for the values from lowest up, how the values are written)
+_FIELDS = (
+    ("minute", 0, 59, [], "0-59"),
+    ("hour", 0, 23, [], "0-23"),
+    ("day", 1, 31, [], "1-31"),
+    ("month", 1, 12, _MONTH_NAMES, "1-12 or jan-dec"),
+    ("weekday", 0, 7, _DAY_NAMES + ["sun"], "0-7 (0 and 7 are Sunday) or sun-sat"),
+)
+_NICKNAMES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_MONTH_LONG_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_SHAPE = "cron takes 5 fields (minute hour day month weekday)"
+
+
+def problem(expression: str) -> str | None:
+    """What is wrong with a five-field cron expression, in plain English, or None when it is fine.
+
+    Checks what crontab users get wrong (the field count, ranges, names, steps, a day that no
+    month has) with a message naming the field; anything else APScheduler refuses is reported
+    in its own words, so this accepts exactly what the agent can run."""
+    fields = expression.split()
+    if not fields:
+        return f"the cron expression is empty; {_SHAPE}, such as '0 8 * * 1-5'"
+    if len(fields) == 1 and fields[0].startswith("@"):
+        nickname = fields[0].lower()
+        if nickname in _NICKNAMES:
+            return f"cron nicknames such as {nickname} are not supported; write the 5 fields: '{_NICKNAMES[nickname]}'"
+        return f"'{fields[0]}' is not a cron expression; {_SHAPE}, such as '0 8 * * 1-5'"
+    if len(fields) != 5:
+        extra = "; there is no seconds or year field" if len(fields) in (6, 7) else ""
+        return f"{_SHAPE}, got {len(fields)}{extra}"
+    values: list[set[int] | None] = []
+    for text, spec in zip(fields, _FIELDS):
+        found = _field_values(text, *spec)
+        if isinstance(found, str):
+            return found
+        values.append(found)
+    days, months = values[2], values[3]
+    if days is not None and months is not None and not any(d <= _DAYS_IN_MONTH[m - 1] for d in days for m in months):
+        if len(days) == 1 and len(months) == 1:
+            month = _MONTH_LONG_NAMES[next(iter(months)) - 1]
+            return f"day {fields[2]} never comes in {month}: this schedule would never run"
+        return f"no month in '{fields[3]}' has a day in '{fields[2]}': this schedule would never run"
+    try:
+        cron_trigger(expression, "UTC")
+    except (ValueError, TypeError) as exc:
+        return f"invalid cron expression: {exc}"
+    return None
+
+
+def _field_values(text: str, name: str, low: int, high: int, names: list[str], shown: str) -> set[int] | None | str:
+    """The values a field selects, None for one only APScheduler understands (`last`), or what is wrong."""
+    out: set[int] = set()
+    for item in text.split(","):
+        if not item:
+            return f"the {name} field '{text}' has an empty item: remove the extra comma"
+        base, slash, step_text = item.partition("/")
+        step = 1
+        if slash:
+            if not step_text.isdigit():
+                return f"'/{step_text}' in the {name} field is not a step; write a whole number, as in */15"
+            step = int(step_text)
+            if step < 1:
+                return f"the step in '{item}' ({name} field) must be at least 1"
+        if base == "*":
+            first, last = low, high
+        else:
+            ends = base.split("-")
+            if len(ends) > 2 or not all(ends):
+                return f"'{base}' is not a {name}: write {shown}"
+            numbers = []
+            for end in ends:
+                if end.isdigit():
+                    number = int(end)
+                elif end.lower() in names:
+                    number = names.index(end.lower()) + low
+                else:
+                    if name == "day" and end.lower() == "last":
+                        return None  # APScheduler's own: the last day of the month
+                    return f"'{end}' is not a {name}: write {shown}"
+                if not low <= number <= high:
+                    return f"{name} {number} is out of range: write {shown}"
+                numbers.append(number)
+            first, last = numbers[0], numbers[-1]
+            if slash and len(numbers) == 1:
+                last = high
+            if last < first:
+                return f"the {name} range '{base}' runs backwards; cron ranges do not wrap around"
+        out.update(range(first, last + 1, step))
+    return out
+
+
 def cron_trigger(expression: str, tz: Any) -> Any:
     from apscheduler.triggers.cron import CronTrigger
 

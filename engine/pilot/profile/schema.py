@@ -345,9 +345,8 @@ def _schedule() -> dict[str, Any]:
         **_closed(
             "Run steps at fixed times.",
             {
-                "cron": _s(
-                    "string", "Five-field cron expression: minute hour day-of-month month day-of-week.", minLength=9
-                ),
+                # no minLength: semantics says what is wrong with a short one ("got 4 fields")
+                "cron": _s("string", "Five-field cron expression: minute hour day-of-month month day-of-week."),
                 "timezone": _s("string", "IANA time zone for `cron`, e.g. `Europe/Berlin`; defaults to the machine's."),
                 "every": duration("Run at this interval instead of a cron expression."),
                 "jitter": duration("Random delay added to each run, to spread load."),

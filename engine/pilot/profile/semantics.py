@@ -211,24 +211,14 @@ def _cron(c: _Collector, data: dict) -> None:
                     f"unknown time zone '{tz}'; use an IANA name such as Europe/Berlin",
                     "cron",
                 )
-                tz = None
         cron = s.get("cron")
         if cron is None:
             continue
-        fields = cron.split()
-        if len(fields) != 5:
-            c.error(
-                ("schedules", sid, "cron"),
-                f"cron takes 5 fields (minute hour day month weekday), got {len(fields)}",
-                "cron",
-            )
-            continue
-        try:
-            from pilot.cron import cron_trigger
+        from pilot.cron import problem
 
-            cron_trigger(cron, tz or "UTC")
-        except (ValueError, TypeError) as exc:
-            c.error(("schedules", sid, "cron"), f"invalid cron expression: {exc}", "cron")
+        reason = problem(cron)
+        if reason is not None:
+            c.error(("schedules", sid, "cron"), reason, "cron")
 
 
 MAX_PAYLOAD_LIMIT = 1024 * 1024  # the command parsers' ceiling, whatever a profile asks for
