@@ -81,25 +81,40 @@ def compile_profile(
         if cached is not None:
             return cached
     import subprocess  # only on a cache miss: a warm start never loads it
+    import threading
 
     argv = [sys.executable, "-m", WORKER] + ([profile] if profile else [])
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )
+    # the deadline is a timer that kills the child, not communicate(timeout=...): that one polls
+    # with time.sleep(), which some clock-shifting environments break (libfaketime 0.9.10)
+    killed = threading.Event()
+
+    def kill() -> None:
+        killed.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, kill)
+    timer.daemon = True
+    timer.start()
     try:
-        proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-        )
-    except subprocess.TimeoutExpired:
+        stdout, stderr = proc.communicate()
+    finally:
+        timer.cancel()
+    if killed.is_set():
         raise RuntimeError(
             f"compiling {profile or 'the matching pack'} took longer than {timeout:g} s; nothing was changed"
-        ) from None
+        )
     try:
-        result = CompileResult.from_dict(json.loads(proc.stdout))
+        result = CompileResult.from_dict(json.loads(stdout))
     except (ValueError, TypeError, KeyError):
         raise RuntimeError(
-            f"compiling {profile or 'the matching pack'} failed: {proc.stderr.strip() or proc.stdout.strip()}"
+            f"compiling {profile or 'the matching pack'} failed: {stderr.strip() or stdout.strip()}"
         ) from None
     if result.ok and cache is not None:
         _remember(cache, profile, result)
