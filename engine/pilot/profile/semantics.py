@@ -1,14 +1,18 @@
 """Stage 3: what a schema cannot say. References resolve, expressions and cron
 strings parse, durations make sense, and Home Assistant will accept the entities.
 
-Runs only on a document that passed the schema and registry stages, so shapes
-and types here are already known to be right.
+Runs on what the schema and registry stages found right: `check` leaves out each
+sensor, command, rule or schedule holding an error from those stages (and any
+other top-level section holding one), so the shapes and types each check reads
+are known to be right, and no consequence of an error already shown is reported.
+Names of entities left out still count as declared: a rule naming a command
+with a typo in it is not also told the command does not exist.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +62,22 @@ UNITS_BY_DEVICE_CLASS = {
 }
 
 
+ENTITY_SECTIONS = ("sensors", "commands", "rules", "schedules")
+
+
 class _Collector:
-    def __init__(self, doc: Document) -> None:
+    def __init__(self, doc: Document, left_out: frozenset[str] = frozenset()) -> None:
         self.doc = doc
         self.out: list[Diagnostic] = []
+        self.left_out = left_out  # top-level sections skipped for an earlier stage's error
+
+    def declared(self, section: str) -> list[str] | None:
+        """Every id in a section as written, including entities left out of these checks;
+        None when the section is there but not a map, so what it declares is unknown."""
+        items = self.doc.data.get(section) if isinstance(self.doc.data, dict) else None
+        if items is None:
+            return []
+        return list(items) if isinstance(items, dict) else None
 
     def error(self, path: tuple, message: str, code: str, *, key: bool = False) -> None:
         self.out.append(self.doc.diag(path, message, code=code, key=key))
@@ -94,7 +110,7 @@ def _durations(c: _Collector, data: dict) -> None:
 
     for sid, s in (data.get("sensors") or {}).items():
         positive(("sensors", sid, "every"), s.get("every"))
-        if s.get("every") is not None and parse_duration(s["every"]) < 1:
+        if s.get("every") is not None and 0 < parse_duration(s["every"]) < 1:  # 0 is an error above
             c.warn(
                 ("sensors", sid, "every"), "reading more often than once a second costs CPU for little gain", "duration"
             )
@@ -112,14 +128,16 @@ def _durations(c: _Collector, data: dict) -> None:
         positive(("rules", rid, "cooldown"), r.get("cooldown"), floor=-1)
     for sid, s in (data.get("schedules") or {}).items():
         positive(("schedules", sid, "every"), s.get("every"))
-        if s.get("every") and parse_duration(s["every"]) < 1:
+        if s.get("every") and 0 < parse_duration(s["every"]) < 1:
             c.error(("schedules", sid, "every"), "schedules run at most once a second", "duration")
     for path, step in _steps(data):
         positive(path + ("delay",), step.get("delay"))
 
 
 def _references(c: _Collector, data: dict) -> None:
-    commands = list(data.get("commands") or {})
+    commands = c.declared("commands")
+    if commands is None:
+        return
     for path, step in _steps(data):
         target = step.get("command")
         if target is not None and target not in commands:
@@ -158,7 +176,10 @@ def _references(c: _Collector, data: dict) -> None:
 
 
 def _expressions(c: _Collector, data: dict) -> None:
-    sensors = frozenset(data.get("sensors") or {})
+    declared = c.declared("sensors")
+    if declared is None:
+        return
+    sensors = frozenset(declared)
     graph: dict[str, frozenset[str]] = {}
     places = [(("sensors", sid, "expr"), s.get("expr")) for sid, s in (data.get("sensors") or {}).items()]
     for rid, r in (data.get("rules") or {}).items():
@@ -235,6 +256,8 @@ def _policies(c: _Collector, data: dict) -> None:
     signed_everywhere = policies.get("require_signed", False)
     has_keyring = bool((policies.get("hmac") or {}).get("keyring"))
     for cid, cmd in (data.get("commands") or {}).items():
+        if "policies" in c.left_out:
+            break  # the keyring may be there, behind the error
         if ((cmd.get("policy") or {}).get("signed") or signed_everywhere) and not has_keyring:
             path = (
                 ("commands", cid, "policy", "signed")
@@ -431,9 +454,41 @@ def _profile_name(c: _Collector, data: dict) -> None:
         )
 
 
-def check(doc: Document) -> list[Diagnostic]:
-    c = _Collector(doc)
-    data = doc.data
+def usable(data: Any, skip: Iterable[tuple]) -> tuple[dict | None, frozenset[str]]:
+    """`data` without what the paths in `skip` make unreliable: the entity holding each, or the
+    whole top-level section outside ENTITY_SECTIONS; None when the document itself is broken.
+    Also returns the top-level sections left out whole. Copies only what it changes."""
+    skip = list(skip)
+    if not isinstance(data, dict) or any(not p for p in skip):
+        return None, frozenset()
+    out = dict(data)
+    left_out: set[str] = set()
+    for path in skip:
+        top = path[0]
+        if top not in out:
+            continue
+        if top in ENTITY_SECTIONS and len(path) >= 2 and isinstance(out[top], dict):
+            if out[top] is data[top]:
+                out[top] = dict(out[top])
+            out[top].pop(path[1], None)
+        else:
+            del out[top]
+            left_out.add(top)
+    for section in ENTITY_SECTIONS:  # never trust a shape the schema was not asked about
+        items = out.get(section)
+        if section in out and not (isinstance(items, dict) and all(isinstance(v, dict) for v in items.values())):
+            out.pop(section)
+            left_out.add(section)
+    return out, frozenset(left_out)
+
+
+def check(doc: Document, skip: Iterable[tuple] = ()) -> list[Diagnostic]:
+    """Every check, on the parts of the document no earlier stage found wrong (see `usable`)."""
+    data, left_out = usable(doc.data, skip)
+    c = _Collector(doc, left_out)
+    if data is None:
+        _profile_name(c, {})
+        return c.out
     for stage in (
         _profile_name,
         _needed_files,

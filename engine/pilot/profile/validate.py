@@ -1,9 +1,12 @@
 """Three-stage validation of a composed profile: schema, registry, semantics.
 
-Every stage collects all of its findings before returning. Stage 2 runs only
-on a schema-clean document and stage 3 only on a registry-clean one, so a
-later stage can trust the shapes an earlier one checked and never reports a
-consequence of an error already shown.
+Every stage collects all of its findings, and every stage runs whatever the
+others found, so one run reports every problem it safely can. A later stage
+leaves out only what an earlier one found broken: the registry does not check
+`args` the schema already refused, and semantics skips each sensor, command,
+rule or schedule that holds a schema or registry error (and any other
+top-level section, `device`, `mqtt`, `policies`, that holds one), so it never
+reports a consequence of an error already shown.
 """
 
 from __future__ import annotations
@@ -173,12 +176,13 @@ def _explain(doc: Document, error: ValidationError, path: tuple, prefix: tuple) 
     return [doc.diag(path, error.message, code="schema")]
 
 
-def _non_finite(doc: Document) -> list[Diagnostic]:
+def _non_finite(doc: Document, broken: set[tuple]) -> list[Diagnostic]:
     """.nan and .inf are YAML floats that JSON Schema's range checks cannot see."""
     out = []
 
     def walk(node: Any, path: tuple) -> None:
         if isinstance(node, float) and not math.isfinite(node):
+            broken.add(path)
             out.append(doc.diag(path, f"{node} is not a usable number here", code="schema"))
         elif isinstance(node, dict):
             for key, value in node.items():
@@ -191,16 +195,35 @@ def _non_finite(doc: Document) -> list[Diagnostic]:
     return out
 
 
-def schema_stage(doc: Document, kind: str = "profile") -> list[Diagnostic]:
-    out: list[Diagnostic] = _non_finite(doc)
+def _broken_paths(error: ValidationError) -> list[tuple]:
+    """The document paths a schema error makes unreliable for the later stages: the value at
+    the error, except for a map missing or holding extra keys, where only those keys are."""
+    path = tuple(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        return [path + (name,) for name in error.validator_value if name not in error.instance]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set((error.schema.get("properties") or {}) if isinstance(error.schema, dict) else {})
+        return [path + (key,) for key in error.instance if key not in known]
+    return [path]
+
+
+def schema_findings(doc: Document, kind: str = "profile") -> tuple[list[Diagnostic], set[tuple]]:
+    """The schema's diagnostics, and the paths they make unreliable (see _broken_paths)."""
+    broken: set[tuple] = set()
+    out: list[Diagnostic] = _non_finite(doc, broken)
     seen: set[tuple] = {(d.line, d.col, d.path, d.message) for d in out}
     for error in _validator(kind).iter_errors(doc.data):
+        broken.update(_broken_paths(error))
         for diag in _schema_diags(doc, error):
             key = (diag.line, diag.col, diag.path, diag.message)
             if key not in seen:
                 seen.add(key)
                 out.append(diag)
-    return out
+    return out, broken
+
+
+def schema_stage(doc: Document, kind: str = "profile") -> list[Diagnostic]:
+    return schema_findings(doc, kind)[0]
 
 
 def _args_errors(doc: Document, path: tuple, params: dict, args: Any) -> list[Diagnostic]:
@@ -210,12 +233,26 @@ def _args_errors(doc: Document, path: tuple, params: dict, args: Any) -> list[Di
     return out
 
 
-def _check_named(doc: Document, section: str, field: str, registry: Registry) -> list[Diagnostic]:
-    out = []
-    for item_id, item in (doc.data.get(section) or {}).items():
-        name = item.get(field)
-        if name is None:
+def _at_or_under(paths: set[tuple], path: tuple) -> bool:
+    return any(p[: len(path)] == path for p in paths)
+
+
+def _check_named(
+    doc: Document, section: str, field: str, registry: Registry, broken: set[tuple], flagged: set[tuple]
+) -> list[Diagnostic]:
+    """Names and `args` of one section; `broken` holds what the schema refused (never checked
+    again here), `flagged` collects each entity this finds wrong, for semantics to skip."""
+    out: list[Diagnostic] = []
+    items = doc.data.get(section) if isinstance(doc.data, dict) else None
+    if not isinstance(items, dict):
+        return out  # the schema said so
+    for item_id, item in items.items():
+        if not isinstance(item, dict):
             continue
+        name = item.get(field)
+        if not isinstance(name, str) or _at_or_under(broken, (section, item_id, field)):
+            continue
+        before = len(out)
         entry = registry.get(name)
         if entry is None:
             hint = registry.suggest(name)
@@ -227,23 +264,33 @@ def _check_named(doc: Document, section: str, field: str, registry: Registry) ->
             else:
                 tail = f"; this Pilot has no {registry.kind}s yet"
             out.append(doc.diag((section, item_id, field), f"unknown {registry.kind} '{name}'{tail}", code="registry"))
-            continue
-        out += _args_errors(doc, (section, item_id, "args"), dict(entry.params), item.get("args", {}))
+        elif not _at_or_under(broken, (section, item_id, "args")):
+            out += _args_errors(doc, (section, item_id, "args"), dict(entry.params), item.get("args", {}))
+        if len(out) > before:
+            flagged.add((section, item_id))
     return out
 
 
+def registry_findings(doc: Document, broken: set[tuple] = frozenset()) -> tuple[list[Diagnostic], set[tuple]]:
+    """Probe and action names and their `args`, wherever the schema left them checkable;
+    and the entities found wrong."""
+    flagged: set[tuple] = set()
+    out = _check_named(doc, "sensors", "probe", PROBES, set(broken), flagged)
+    out += _check_named(doc, "commands", "action", ACTIONS, set(broken), flagged)
+    return out, flagged
+
+
 def registry_stage(doc: Document) -> list[Diagnostic]:
-    return _check_named(doc, "sensors", "probe", PROBES) + _check_named(doc, "commands", "action", ACTIONS)
+    return registry_findings(doc)[0]
 
 
 def validate_document(doc: Document) -> list[Diagnostic]:
-    diags = schema_stage(doc)
-    if any(d.severity == ERROR for d in diags):
-        return diags
-    diags += registry_stage(doc)
-    if any(d.severity == ERROR for d in diags):
-        return diags
-    return diags + semantics.check(doc)
+    """Every stage, each skipping only what an earlier one found broken; a finding is reported once."""
+    diags, broken = schema_findings(doc)
+    found, flagged = registry_findings(doc, broken)
+    diags += found
+    diags += semantics.check(doc, skip=broken | flagged)
+    return list(dict.fromkeys(diags))
 
 
 def is_pack_manifest(path: Path) -> bool:

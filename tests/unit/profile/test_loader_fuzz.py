@@ -9,6 +9,7 @@ validation stages.
 
 from __future__ import annotations
 
+import copy
 import io
 from pathlib import Path
 
@@ -360,6 +361,56 @@ def test_plausible_profiles_validate_without_raising(tree: dict, flow: bool | No
     assert doc is not None, diags
     found = validate_document(doc)
     _check_positions(raw, found, files={FILE})
+
+
+# Plausible profiles with one value swapped for something of the wrong shape: the
+# registry and semantic stages run beside the schema's errors (each skipping what
+# the schema found wrong), so they must cope with any shape the schema refuses.
+_JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", "x", "10s", "a > 1", "* * * * *", "{a}"]),
+    st.just([]),
+    st.just({}),
+    st.lists(st.sampled_from([None, 1, "x", {"a": 1}]), max_size=2),
+    st.dictionaries(st.sampled_from(["a", "probe", "do", "when", "cron", "args"]), st.sampled_from([None, 1, "x"])),
+)
+
+
+def _paths(node: object, path: tuple = ()) -> list[tuple]:
+    out = [path]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += _paths(value, path + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += _paths(value, path + (i,))
+    return out
+
+
+@st.composite
+def damaged_profiles(draw: st.DrawFn) -> dict:
+    tree = copy.deepcopy(draw(_PLAUSIBLE))  # strategies hand out shared objects (st.just)
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_paths(tree)[1:]))
+        parent: object = tree
+        for part in path[:-1]:
+            parent = parent[part]  # type: ignore[index]
+        parent[path[-1]] = copy.deepcopy(draw(_JUNK))  # type: ignore[index]
+    return tree
+
+
+@FUZZ
+@given(damaged_profiles())
+def test_wrongly_shaped_values_never_crash_the_later_stages(tree: dict) -> None:
+    raw = _dump(tree, None, 2, 80).encode("utf-8")
+    doc, diags = loader.load_text(FILE, raw)
+    assert doc is not None, diags
+    found = validate_document(doc)
+    _check_positions(raw, found, files={FILE})
+    assert len(found) == len(set(found)), "a finding reported twice"
 
 
 # ------------------------------------------------------------------ alias bomb
