@@ -41,6 +41,7 @@ def _available(ctx: ActionContext, **_: Any) -> str | None:
                 "Message text; `{value}` in it is replaced by the command's value. "
                 "Leave out to show the value itself (a text command).",
                 maxLength=MAX_TEXT,
+                **{"x-template": ["value"]},  # the placeholders it fills in: `pilot validate` checks them
             ),
             "urgency": prop("string", "Urgency: low, normal or critical.", enum=list(URGENCIES), default="normal"),
             "icon": prop("string", "Icon name from the icon theme, or an absolute path to an image.", minLength=1),

@@ -29,7 +29,10 @@ MAX_TOPIC = 65535  # MQTT's own limit, in UTF-8 bytes
                 pattern=r"^[^+#\u0000]+$",
             ),
             "payload": prop(
-                "string", "Payload template; `{value}` is replaced by the command's value.", default="{value}"
+                "string",
+                "Payload template; `{value}` is replaced by the command's value.",
+                default="{value}",
+                **{"x-template": ["value"]},  # the placeholders it fills in: `pilot validate` checks them
             ),
             "retain": prop("boolean", "Ask the broker to retain the message.", default=False),
         },

@@ -314,6 +314,60 @@ def _pattern_args(c: _Collector, data: dict) -> None:
                     )
 
 
+# `{name}` as pilot.agent.steps renders it is [a-z][a-z0-9_]*; this wider match also finds the
+# `{CPU_Temp}` or `{cpu-temp}` that the agent would leave as written.
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
+_FILLED = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _placeholders(c: _Collector, path: tuple, template: Any, names: list[str], where: str) -> None:
+    """Each `{name}` in a template that nothing fills in: the agent would send it as written."""
+    if not isinstance(template, str):
+        return
+    for match in PLACEHOLDER.finditer(template):
+        name = match.group(1)
+        if name in names and _FILLED.fullmatch(name):
+            continue
+        close = did_you_mean(name, names) or did_you_mean(name.lower().replace("-", "_"), names)
+        if name == "value" and where == "steps":
+            hint = ": {value} is a command's value; a step fills in sensor ids"
+        elif where == "steps":
+            hint = f": a step fills in sensor ids{close}" if names else "; this profile has no sensors"
+        else:
+            hint = f": {where} fills in only {', '.join('{' + n + '}' for n in names)}{close}"
+        c.error(path, f"unknown placeholder {{{name}}}{hint}", "template")
+
+
+def _templates(c: _Collector, data: dict) -> None:
+    """Placeholders in step messages and payloads name sensors; in action args, what the action fills in."""
+    from pilot.registry import ACTIONS
+
+    sensors = c.declared("sensors")
+    for path, step in _steps(data) if sensors is not None else ():
+        note = step.get("notify")
+        if isinstance(note, str):
+            _placeholders(c, path + ("notify",), note, sensors, "steps")
+        elif isinstance(note, dict):
+            _placeholders(c, path + ("notify", "message"), note.get("message"), sensors, "steps")
+            if PLACEHOLDER.search(note.get("title") or ""):
+                c.warn(
+                    path + ("notify", "title"),
+                    "a notification's title is shown as written; put {placeholders} in its message",
+                    "template",
+                )
+        publish = step.get("publish")
+        if isinstance(publish, dict):
+            _placeholders(c, path + ("publish", "payload"), publish.get("payload"), sensors, "steps")
+    for cid, cmd in (data.get("commands") or {}).items():
+        entry = ACTIONS.get(cmd["action"])
+        if entry is None:
+            continue
+        for name, spec in (entry.params.get("properties") or {}).items():
+            if isinstance(spec, dict) and spec.get("x-template"):
+                value = (cmd.get("args") or {}).get(name)
+                _placeholders(c, ("commands", cid, "args", name), value, list(spec["x-template"]), entry.name)
+
+
 def _entities(c: _Collector, data: dict) -> None:
     device_name = ((data.get("device") or {}).get("name") or "").strip()
     count = 0
@@ -499,6 +553,7 @@ def check(doc: Document, skip: Iterable[tuple] = ()) -> list[Diagnostic]:
         _policies,
         _command_platforms,
         _pattern_args,
+        _templates,
         _entities,
     ):
         stage(c, data)
