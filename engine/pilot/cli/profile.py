@@ -24,7 +24,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if not path.exists():
             print(f"pilot: error: {target}: no such file or directory", file=sys.stderr)
             return EXIT_USAGE
-        files += profile_files(path)
+        found = profile_files(path)
+        if not found:  # only a folder yields nothing: checking nothing must not look like a pass
+            kind = "is a folder, not a profile file, and" if path.suffix in (".yaml", ".yml") else "is a folder that"
+            print(f"pilot: error: {target}: {kind} holds no *.yaml or *.yml file", file=sys.stderr)
+            return EXIT_USAGE
+        files += found
     diags = []
     unreadable = False
     bases: dict = {}  # composed base profiles, shared by every file of this run

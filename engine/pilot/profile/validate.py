@@ -321,6 +321,8 @@ def validate_file(
 
 
 def profile_files(target: Path) -> list[Path]:
+    """The profiles a path names: the file itself, or every *.yaml / *.yml under a folder
+    (none for a folder without any, which `pilot validate` refuses as a usage error)."""
     if target.is_dir():
         # dangling or looping links are kept: reading them reports why they cannot be read
         return sorted(p for p in target.rglob("*") if p.suffix in (".yaml", ".yml") and (p.is_file() or p.is_symlink()))

@@ -457,3 +457,20 @@ def test_plan_of_invalid_profile_exits_1(tmp_path: Path, capsys: pytest.CaptureF
     assert code == 1
     assert out == ""
     assert f"{path}:4:42: error:" in err
+
+
+def test_validate_a_folder_named_like_a_profile_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x.yaml").mkdir()
+    code, out, err = run(capsys, "validate", str(tmp_path / "x.yaml"))
+    assert code == 2, out
+    assert "x.yaml: is a folder, not a profile file, and holds no *.yaml or *.yml file" in err
+    assert "checked" not in out
+
+
+def test_validate_an_empty_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ok = write(tmp_path, "ok.yaml", VALID)
+    (tmp_path / "empty").mkdir()
+    write(tmp_path, "empty/notes.txt", "not a profile")
+    code, _, err = run(capsys, "validate", str(ok), str(tmp_path / "empty"))
+    assert code == 2
+    assert "empty: is a folder that holds no *.yaml or *.yml file" in err
