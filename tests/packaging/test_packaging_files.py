@@ -15,6 +15,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from pilot.cli import main
+from tests.support.files import with_its_files
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,7 @@ def test_the_unit_is_the_hardened_system_service():
     }
     assert {k: service.get(k) for k in expected} == expected
     # Type=notify only because the agent speaks sd_notify; otherwise systemd would wait for READY=1 forever
-    if (REPO / "engine" / "pilot" / "sdnotify.py").exists():
+    if (REPO / "engine" / "pilot" / "agent" / "sdnotify.py").exists():
         assert service["Type"] == "notify"
     else:
         assert service["Type"] == "simple"
@@ -74,8 +75,8 @@ def test_the_sample_profile_validates_strictly(tmp_path, capsys, monkeypatch):
     # the commented mqtt block, uncommented, is valid too
     head, _, tail = text.partition("# mqtt:\n")
     uncommented = head + "mqtt:\n" + re.sub(r"^# ", "", tail, flags=re.M)
-    (tmp_path / "with-mqtt.yaml").write_text(uncommented, encoding="utf-8")
     assert "password_file: /etc/pilot/mqtt.pass" in uncommented
+    (tmp_path / "with-mqtt.yaml").write_text(with_its_files(uncommented, tmp_path), encoding="utf-8")
     assert main(["validate", "--strict", str(tmp_path / "with-mqtt.yaml")]) == 0, capsys.readouterr().out
 
 
@@ -122,7 +123,7 @@ def test_the_deploy_guide_profiles_are_valid(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for name, body in found:
         path = tmp_path / Path(name).name
-        path.write_text(body, encoding="utf-8")
+        path.write_text(with_its_files(body, tmp_path), encoding="utf-8")
         assert main(["validate", "--strict", str(path)]) == 0, f"{name}:\n{capsys.readouterr().out}"
 
 

@@ -1,9 +1,9 @@
 """The README's profile example is valid, and its typo example prints what the README shows."""
 
 import re
-from pathlib import Path
 
 from pilot.cli import main
+from tests.support.files import with_its_files
 
 
 def test_readme_profile_example_validates_and_the_typo_reads_as_shown(repo, tmp_path, capsys, monkeypatch):
@@ -11,11 +11,7 @@ def test_readme_profile_example_validates_and_the_typo_reads_as_shown(repo, tmp_
     profile = re.search(r"```yaml\n(# office-pc.yaml.*?)```", text, re.S).group(1)
     shown = re.search(r"\$ pilot validate office-pc.yaml\n(.*?)\n", text).group(1)
     monkeypatch.chdir(tmp_path)
-    # on the machine it is written for, the files it names exist (validate warns where they do not)
-    for name in re.findall(r"(/etc/pilot/[\w.]+)", profile):
-        local = tmp_path / Path(name).name
-        local.write_text("secret\n")
-        profile = profile.replace(name, str(local))
+    profile = with_its_files(profile, tmp_path)  # as on its machine: the files it names exist
     (tmp_path / "office-pc.yaml").write_text(profile)
     assert main(["validate", "--strict", "office-pc.yaml"]) == 0
     (tmp_path / "office-pc.yaml").write_text(profile.replace("{path: /}", "{paht: /}"))
