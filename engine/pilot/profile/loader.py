@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -448,6 +449,153 @@ def _plain_scalar(node: Any) -> Any:
     return node
 
 
+# ------------------------------------------------------------- indentation hints
+
+_KEY_LINE = re.compile(r"[^\s#][^#]*?:(?:\s|$)")
+
+
+def _starts(line: str) -> list[tuple[int, str]]:
+    """Where the blocks a line belongs to start, innermost first: `    - notify: hi` is an item
+    of a list at column 4 and a key of a map at column 6."""
+    indent = len(line) - len(line.lstrip(" "))
+    out = []
+    rest = line[indent:]
+    col = indent
+    while rest.startswith("- ") or rest == "-":
+        out.append((col, "list"))
+        step = len(rest) - len(rest[1:].lstrip(" "))
+        col, rest = col + step, rest[step:]
+    if rest and _KEY_LINE.match(rest):
+        out.append((col, "map"))
+    return out[::-1]
+
+
+def _content(lines: list[str], number: int) -> bool:
+    text = lines[number - 1].strip()
+    return bool(text) and not text.startswith("#") and text not in ("---", "...")
+
+
+def _indent_step(lines: list[str]) -> int:
+    """How far this file indents a map's keys under their parent (2 unless most of it says otherwise)."""
+    steps: Counter[int] = Counter()
+    previous: str | None = None
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if previous is not None and previous.rstrip().endswith(":") and not line.lstrip().startswith("-"):
+            diff = (len(line) - len(line.lstrip(" "))) - (len(previous) - len(previous.lstrip(" ")))
+            if diff > 0:
+                steps[diff] += 1
+        previous = line
+    if not steps:
+        return 2
+    best = max(steps.values())
+    return 2 if steps[2] == best else min(s for s, n in steps.items() if n == best)
+
+
+def _spaces(n: int) -> str:
+    return f"{n} space" if n == 1 else f"{n} spaces"
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _opener(line: str) -> int | None:
+    """The column of the key on a `key:` line with no value (a block opens under it)."""
+    body = line.split(" #", 1)[0].rstrip()
+    starts = _starts(line)
+    if not body.endswith(":") or not starts or starts[0][1] != "map":
+        return None
+    return starts[0][0]
+
+
+def _indentation(file: str, text: str, mark: Any, problem: str) -> Diagnostic | None:
+    """A block-structure error is reported where the parser gave up, which is often below the
+    line to fix: the first key of a block sets its indentation, so a first key one space off is
+    found wrong only at its correctly indented sibling. Name the line to fix, and say so."""
+    if mark is None:
+        return None
+    structural = problem.startswith("expected <block end>")
+    if not structural and problem != "mapping values are not allowed here":
+        return None
+    lines = text.split("\n")
+    number = mark.line + 1
+    if not 1 <= number <= len(lines) or not _content(lines, number):
+        return None
+    starts = _starts(lines[number - 1])
+    if not starts:
+        return None
+    here, kind = starts[-1]  # the outermost block the line opens: where it must line up
+    above = [n for n in range(number - 1, 0, -1) if _content(lines, n)]  # nearest first
+    if not above:
+        return None
+    previous = above[0]
+    if not structural:
+        key = re.search(r":(?:\s|$)", lines[number - 1])
+        if here <= _indent(lines[previous - 1]) or (key is not None and key.start() < mark.column):
+            return None  # `a: b: c` on one line, not a deeper line read as a value going on
+    step = _indent_step(lines)
+
+    def found(line: int, why: str) -> Diagnostic:
+        col = _indent(lines[line - 1]) + 1
+        return Diagnostic(
+            file, line, col, ERROR, "", f"YAML syntax error: {why}: check the indentation of line {line}", "syntax"
+        )
+
+    # 1. `parent:` with nothing under it, the next line beside it, and this line under it:
+    #    that next line was meant to go under `parent:` too
+    for i, n in enumerate(above):
+        if _indent(lines[n - 1]) <= here - step:
+            parent = above[i + 1] if i + 1 < len(above) else None
+            own = _starts(lines[n - 1])
+            if (
+                parent is not None
+                and _opener(lines[parent - 1]) == here - step
+                and own
+                and own[-1] == (here - step, "map")
+                and kind == "map"
+            ):
+                return found(n, f"line {number} is indented under line {parent} but line {n}, above it, is not")
+            break
+    # 2. the first line of an open block is off by a few spaces, and this line, where that block's
+    #    lines belong, is found wrong
+    levels: list[list[Any]] = []  # [column, kind, first line], innermost first
+    for n in above:
+        for col, what in _starts(lines[n - 1]):
+            if not levels or col < levels[-1][0]:
+                levels.append([col, what, n])
+            elif col == levels[-1][0]:
+                levels[-1][2] = n
+        if levels and levels[-1][0] == 0:
+            break
+    for index, (col, what, first) in enumerate(levels[:-1]):
+        parent_col = levels[index + 1][0]
+        fits = {0, step} if what == "list" else {step}
+        fixed = what == "map" and dict(_starts(lines[first - 1])).get(parent_col) == "list"  # a key after `- `
+        if not fixed and what == kind and here - parent_col in fits and col - parent_col not in fits:
+            return found(
+                first, f"line {first} is indented {_spaces(col)}, but line {number}, in the same block, {here}"
+            )
+    # 3. a line that ends the block this line goes on with: one line shallower between two siblings
+    shallower = [n for n in above if _indent(lines[n - 1]) < here]
+    sibling = next((n for n in above if (here, kind) in _starts(lines[n - 1])), None)
+    if sibling is not None and len(shallower) >= 2 and shallower[0] > sibling > shallower[1]:
+        d = shallower[0]
+        if all(_indent(lines[n - 1]) > here for n in above if d < n < number):
+            return found(d, f"line {d} ends the block that line {number} goes on with (line {sibling} is in it)")
+    if structural:
+        other = next((what for col, what, _ in levels if col == here and what != kind), None)
+        if other == "map":
+            return found(number, f"line {number} is a list item (`- `) among keys")
+        if other == "list":
+            return found(number, f"line {number} is a key among list items (`- `)")
+        return found(number, f"line {number} is indented {_spaces(here)}, which lines up with no block above it")
+    return found(
+        number, f"mapping values are not allowed here: line {number} is deeper than line {previous}, which has a value"
+    )
+
+
 def load_text(file: str, raw: bytes) -> tuple[Document | None, list[Diagnostic]]:
     if len(raw) > MAX_BYTES:
         return None, [
@@ -505,6 +653,9 @@ def load_text(file: str, raw: bytes) -> tuple[Document | None, list[Diagnostic]]
         if isinstance(exc, RecursionError):
             return None, [Diagnostic(file, 1, 1, ERROR, "", "the document is nested too deeply", "syntax")]
         problem = (exc.problem or exc.context or "invalid YAML").strip()
+        hint = _indentation(file, text, exc.problem_mark, problem)
+        if hint is not None:
+            return None, [hint]
         return None, [_mark_diag(file, exc.problem_mark or exc.context_mark, f"YAML syntax error: {problem}", "syntax")]
     except YAMLError as exc:
         return None, [Diagnostic(file, 1, 1, ERROR, "", f"YAML error: {exc}", "syntax")]
