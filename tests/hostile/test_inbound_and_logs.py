@@ -23,7 +23,7 @@ from pilot.agent import health as health_mod
 from pilot.agent import logs
 from pilot.agent.health import MAX_REPORT_BYTES, Health, parse_report
 from testkit.agent import pilot_run, rss_kb
-from testkit.broker import Mosquitto, Watcher
+from testkit.broker import Watcher
 
 DEVICE = "hostrig01"
 BASE = f"pilot/{DEVICE}"
@@ -40,21 +40,7 @@ PROFILE = (
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) +pilot")
 
 
-# ------------------------------------------------------------------ fixtures: a broker, a watcher, the agent
-
-
-@pytest.fixture(scope="module")
-def broker():
-    b = Mosquitto().start()
-    yield b
-    b.cleanup()
-
-
-@pytest.fixture
-def watcher(broker):
-    w = Watcher(broker.port).start()
-    yield w
-    w.stop()
+# ------------------------------------------------------------ fixtures: the agent (broker, watcher: conftest.py)
 
 
 @pytest.fixture

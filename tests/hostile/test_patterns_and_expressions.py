@@ -32,7 +32,6 @@ from pilot import cli, patterns
 from pilot.agent import policy
 from pilot.plan import Command, Entity
 from testkit.agent import pilot_run
-from testkit.broker import Mosquitto, Watcher
 
 DEVICE = "evalrig"
 BASE = f"pilot/{DEVICE}"
@@ -42,20 +41,6 @@ EVIL_VALUES = [
     "ab " * 80 + "!",  # the same class, the whole 255 characters
     "1" * 254 + "-",
 ]
-
-
-@pytest.fixture(scope="module")
-def broker():
-    b = Mosquitto().start()
-    yield b
-    b.cleanup()
-
-
-@pytest.fixture
-def watcher(broker):
-    w = Watcher(broker.port).start()
-    yield w
-    w.stop()
 
 
 @pytest.fixture

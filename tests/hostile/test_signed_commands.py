@@ -55,21 +55,7 @@ def profile_text(keyring: Path, window: int = 60) -> str:
     )
 
 
-# ------------------------------------------------------------------ fixtures: a broker, a watcher, the agent
-
-
-@pytest.fixture(scope="module")
-def broker():
-    b = Mosquitto().start()
-    yield b
-    b.cleanup()
-
-
-@pytest.fixture
-def watcher(broker):
-    w = Watcher(broker.port).start()
-    yield w
-    w.stop()
+# ------------------------------------------------------------ fixtures: the agent (broker, watcher: conftest.py)
 
 
 class Rig:

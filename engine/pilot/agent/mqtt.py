@@ -60,7 +60,9 @@ def backoff_delays(first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP):
         delay = min(delay * 2, cap)
 
 
-EXPLAIN_AFTER = 10.0  # seconds without a connection before the first failure is explained
+EXPLAIN_AFTER = 10.0  # seconds of silence (no connection, no error) before a check explains why
+# failures whose own message says what is wrong; anything else (a reset, a protocol error) is explained
+SELF_EXPLAINING = (ConnectionRefusedError, socket.gaierror, ssl.SSLCertVerificationError, TimeoutError)
 EXPLAIN_TIMEOUT = 5.0  # the explaining check's own bound
 
 
@@ -274,12 +276,15 @@ class Session:
             return len(self._telemetry) + len(self._results)
 
     # ----------------------------------------------------------- lifecycle
-    def _explain_once(self) -> None:
-        """The first time the broker cannot be reached, find out exactly why (refused, not MQTT, a TLS
-        mismatch, bad credentials...) on a thread of its own, and say so in one log line."""
+    def _explain_once(self, *, only_if_silent: bool = False) -> None:
+        """The first time the broker cannot be reached for a reason the error itself does not make
+        plain (a reset, a protocol error, silence), find out exactly why (not MQTT, TLS spoken to a
+        plain port, ...) on a thread of its own, and say so in one log line."""
         with self._lock:
             if self._explained or self._connected.is_set() or self._stop.is_set():
                 return
+            if only_if_silent and self.stats.last_error:
+                return  # an error was logged already: nothing to add
             self._explained = True
 
         def explain() -> None:
@@ -300,11 +305,11 @@ class Session:
 
         threading.Thread(target=explain, name="pilot-mqtt-explain", daemon=True).start()
 
-    def _note_error(self, message: str) -> None:
+    def _note_error(self, message: str, *, unclear: bool = False) -> None:
         if len(message) > ERROR_TEXT_MAX:  # TLS and refusal texts can come from the peer
             message = f"{message[:ERROR_TEXT_MAX]}… ({len(message)} chars)"
         self.stats.last_error = message
-        if self.stats.connects == 0:
+        if unclear and self.stats.connects == 0:
             self._explain_once()
         if message not in self._errors_seen and len(self._errors_seen) < ERRORS_REMEMBERED:
             self._errors_seen.add(message)
@@ -332,16 +337,22 @@ class Session:
             try:
                 self._client.connect(self.host, self.port, keepalive=self.settings.keepalive, **self._connect_extra())
             except Exception as exc:  # every failure mode of connect means: wait and retry
-                self._note_error(describe_failure(exc))
+                self._note_error(describe_failure(exc), unclear=not isinstance(exc, SELF_EXPLAINING))
                 self._stop.wait(next(delays))
                 continue
             # publishes from other threads wake paho's select through its socket pair, so a long
             # timeout costs no latency; it only spares idle wake-ups (keepalive is still honoured)
             idle = max(1.0, min(10.0, self.settings.keepalive / 3))
+            connects, rc = self.stats.connects, paho.MQTT_ERR_SUCCESS
             while not self._stop.is_set():
                 rc = self._client.loop(timeout=idle)
                 if rc != paho.MQTT_ERR_SUCCESS:
                     break
+            if rc != paho.MQTT_ERR_SUCCESS and self.stats.connects == connects and not self._stop.is_set():
+                # the TCP connection was taken but no CONNACK came: not an MQTT broker, or TLS expected
+                self._note_error(
+                    f"the connection closed before any MQTT answer ({paho.error_string(rc)})", unclear=True
+                )
             if self._connected.is_set():
                 self._handle_disconnect(self._client, None, None, "connection lost", None)
             if self._stop.is_set():
@@ -355,7 +366,7 @@ class Session:
         self._thread.start()
         # a server that accepts TCP but never answers MQTT (a web server, a TLS port spoken to in
         # plain text) may raise nothing at all: no connection after a while is a failure to explain too
-        timer = threading.Timer(EXPLAIN_AFTER, self._explain_once)
+        timer = threading.Timer(EXPLAIN_AFTER, self._explain_once, kwargs={"only_if_silent": True})
         timer.daemon = True
         timer.start()
 
