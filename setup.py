@@ -4,6 +4,7 @@ They live at the top of the repository because editors, pack authors and CI
 point at them there; the wheel needs its own copy so that `pilot validate`
 works after a plain, non-editable install.
 """
+
 import shutil
 from pathlib import Path
 

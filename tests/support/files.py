@@ -16,8 +16,9 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 
 def with_its_files(profile_text: str, folder: Path) -> str:
-    """A documented profile as on the machine it is written for: every file under /etc/pilot/ (or /config/pilot/ in a container) it names
-    (password, CA, keyring) exists, as a stand-in under `folder` (validate warns where one does not)."""
+    """A documented profile as on the machine it is written for: every file it names under /etc/pilot/
+    (or /config/pilot/ in a container: password, CA, keyring) exists, as a stand-in under `folder`
+    (validate warns where one does not)."""
     import re
 
     for name in sorted(set(re.findall(r"((?:/etc/pilot|/config/pilot)/[\w.-]+)", profile_text))):
