@@ -29,6 +29,7 @@ from pilot import environment
 if TYPE_CHECKING:
     from pilot.diagnostics import Diagnostic
     from pilot.plan import Plan
+    from pilot.profile.loader import Document
 
 SERVICE = "pilot"
 SYSTEM_UNIT = "/etc/systemd/system/pilot.service"
@@ -109,7 +110,7 @@ class FileChange:
 
 
 @dataclass(frozen=True)
-class Command:
+class HostCommand:
     argv: tuple[str, ...]
     note: str = ""
     check: bool = True  # a failure stops install / uninstall
@@ -120,8 +121,8 @@ class Changes:
     mode: str  # "system" | "user"
     files: list[FileChange] = field(default_factory=list)
     removals: list[str] = field(default_factory=list)  # files or folders (uninstall)
-    commands_before: list[Command] = field(default_factory=list)  # before any file is written
-    commands: list[Command] = field(default_factory=list)  # after
+    commands_before: list[HostCommand] = field(default_factory=list)  # before any file is written
+    commands: list[HostCommand] = field(default_factory=list)  # after
     warnings: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)  # install refuses while any is left
     notes: list[str] = field(default_factory=list)
@@ -248,7 +249,7 @@ def _env_line(env: dict[str, str]) -> list[str]:
 # ------------------------------------------------------------------ privileges the profile needs
 
 
-def sysfs_writes(plan: Any) -> list[str]:
+def sysfs_writes(plan: Plan) -> list[str]:
     """The sysfs path patterns the profile's actions write (`root: write PATTERN` privileges)."""
     from pilot.service.privileges import needed
 
@@ -283,14 +284,14 @@ def read_write_paths(patterns: list[str], sysfs_root: Path | None = None) -> lis
     return ["-" + p for p in out if RW_PATH_RE.match("-" + p)]
 
 
-def polkit_rule(plan: Any, user: str) -> str | None:
+def polkit_rule(plan: Plan, user: str) -> str | None:
     """The rules file for the named polkit actions, or None when no command needs one."""
     from pilot.service.privileges import render_polkit
 
     return render_polkit(plan, user) or None
 
 
-def tmpfiles_conf(plan: Any, user: str) -> str | None:
+def tmpfiles_conf(plan: Plan, user: str) -> str | None:
     """tmpfiles.d lines giving the service user's group write access to exactly the sysfs files it writes."""
     from pilot.service.privileges import tmpfiles_lines
 
@@ -308,7 +309,7 @@ def tmpfiles_conf(plan: Any, user: str) -> str | None:
 # ------------------------------------------------------------------ the profile and what it extends
 
 
-def profile_copies(doc: Any, profile: Path, config_dir: str = CONFIG_DIR) -> list[tuple[Path, str]]:
+def profile_copies(doc: Document, profile: Path, config_dir: str = CONFIG_DIR) -> list[tuple[Path, str]]:
     """(source, destination) for the profile and every file it extends that is not a shipped pack.
 
     Files beside the profile (or in folders below it) are copied with the same relative path, so
@@ -335,7 +336,7 @@ def profile_copies(doc: Any, profile: Path, config_dir: str = CONFIG_DIR) -> lis
     return out
 
 
-def _check_copies_compose_alike(doc: Any, copies: list[tuple[Path, str]], config_dir: str) -> None:
+def _check_copies_compose_alike(doc: Document, copies: list[tuple[Path, str]], config_dir: str) -> None:
     """Compose the copies in a scratch folder laid out like config_dir: the same files must be found."""
     import tempfile
 
@@ -360,7 +361,7 @@ def _check_copies_compose_alike(doc: Any, copies: list[tuple[Path, str]], config
         )
 
 
-def _referenced_files(plan: Any) -> list[tuple[str, str]]:
+def _referenced_files(plan: Plan) -> list[tuple[str, str]]:
     out = [("mqtt.password_file", plan.mqtt.password_file), ("policies.hmac.keyring", plan.policy.keyring)]
     if plan.mqtt.tls is not None:
         out += [
@@ -371,7 +372,7 @@ def _referenced_files(plan: Any) -> list[tuple[str, str]]:
     return [(k, v) for k, v in out if v]
 
 
-def protect_home(plan: Any) -> str:
+def protect_home(plan: Plan) -> str:
     """`true`, or `read-only` when a sensor reads a path under /home: behind ProtectHome=true, /home is an empty
     mount, so disk.used_percent of /home would report that mount instead of the disk."""
     for sensor in plan.sensors:
@@ -484,7 +485,7 @@ def user_unit_path(home: str | None = None) -> str:
 # ------------------------------------------------------------------ install
 
 
-def load_profile(profile: str) -> tuple[Any, Plan | None, list[Diagnostic]]:
+def load_profile(profile: str) -> tuple[Document | None, Plan | None, list[Diagnostic]]:
     """(document, plan, diagnostics); document and plan are None when the profile has errors."""
     from pilot.profile.pipeline import compile_file
 
@@ -492,7 +493,7 @@ def load_profile(profile: str) -> tuple[Any, Plan | None, list[Diagnostic]]:
     return doc, result.plan, list(result.diagnostics)
 
 
-def plan_install(profile: str, doc: Any, plan: Plan, **kwargs: Any) -> Changes:
+def plan_install(profile: str, doc: Document, plan: Plan, **kwargs: Any) -> Changes:
     """What `pilot service install` would do (see `_plan_install`). A name or path that cannot be
     written into a unit, a polkit rule or a tmpfiles.d line safely stops it with an InstallError that
     says which and why; nothing is ever written with such a name escaped into something else."""
@@ -506,7 +507,7 @@ def plan_install(profile: str, doc: Any, plan: Plan, **kwargs: Any) -> Changes:
 
 def _plan_install(
     profile: str,
-    doc: Any,
+    doc: Document,
     plan: Plan,
     *,
     system: bool,
@@ -524,8 +525,8 @@ def _plan_install(
             FileChange(path, render_user_unit(exec_argv, str(Path(profile).resolve()), env=env, path=path))
         )
         changes.commands += [
-            Command(("systemctl", "--user", "daemon-reload")),
-            Command(("systemctl", "--user", "enable", "--now", SERVICE)),
+            HostCommand(("systemctl", "--user", "daemon-reload")),
+            HostCommand(("systemctl", "--user", "enable", "--now", SERVICE)),
         ]
         if is_root() and not allow_root:
             changes.blockers.append(
@@ -558,7 +559,7 @@ def _plan_install(
         )
     if user != "root" and not exists(user):
         changes.commands_before.append(
-            Command(
+            HostCommand(
                 ("useradd", "--system", "--user-group", "--home-dir", STATE_DIR, "--shell", "/usr/sbin/nologin", user),
                 note=f"the service user {user} does not exist yet",
             )
@@ -609,12 +610,15 @@ def _plan_install(
     if tmpfiles:
         changes.files.append(FileChange(TMPFILES, tmpfiles))
         changes.commands.append(
-            Command(
+            HostCommand(
                 ("systemd-tmpfiles", "--create", TMPFILES),
                 note="group write on the sysfs files now, not only after the next boot",
             )
         )
-    changes.commands += [Command(("systemctl", "daemon-reload")), Command(("systemctl", "enable", "--now", SERVICE))]
+    changes.commands += [
+        HostCommand(("systemctl", "daemon-reload")),
+        HostCommand(("systemctl", "enable", "--now", SERVICE)),
+    ]
     return changes
 
 
@@ -631,20 +635,20 @@ def installed_profile(unit_text: str) -> str | None:
 def plan_uninstall(*, system: bool, purge: bool) -> Changes:
     if not system:
         changes = Changes("user")
-        changes.commands_before.append(Command(("systemctl", "--user", "disable", "--now", SERVICE), check=False))
+        changes.commands_before.append(HostCommand(("systemctl", "--user", "disable", "--now", SERVICE), check=False))
         changes.removals.append(user_unit_path())
-        changes.commands.append(Command(("systemctl", "--user", "daemon-reload")))
+        changes.commands.append(HostCommand(("systemctl", "--user", "daemon-reload")))
         if purge:
             from pilot.agent.state import default_state_dir
 
             changes.removals.append(str(default_state_dir()))
         return changes
     changes = Changes("system")
-    changes.commands_before.append(Command(("systemctl", "disable", "--now", SERVICE), check=False))
+    changes.commands_before.append(HostCommand(("systemctl", "disable", "--now", SERVICE), check=False))
     changes.removals += [SYSTEM_UNIT, POLKIT_RULE, TMPFILES]
     if purge:
         changes.removals += [CONFIG_DIR, STATE_DIR]
-    changes.commands.append(Command(("systemctl", "daemon-reload")))
+    changes.commands.append(HostCommand(("systemctl", "daemon-reload")))
     return changes
 
 
@@ -658,7 +662,7 @@ def rooted(root: Path | None, path: str) -> Path:
 def render_changes(changes: Changes, root: Path | None = None) -> str:
     """Every command and file, in the order install / uninstall would run and write them."""
 
-    def commands(title: str, items: list[Command]) -> list[str]:
+    def commands(title: str, items: list[HostCommand]) -> list[str]:
         if not items:
             return []
         return (
@@ -677,7 +681,9 @@ def render_changes(changes: Changes, root: Path | None = None) -> str:
     if any(c.argv[-3:] == ("enable", "--now", SERVICE) for c in after):
         user = ("--user",) if changes.mode == "user" else ()
         after.append(
-            Command(("systemctl", *user, "restart", SERVICE), note="only if it was running before: apply the new files")
+            HostCommand(
+                ("systemctl", *user, "restart", SERVICE), note="only if it was running before: apply the new files"
+            )
         )
     out += commands("run", after)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -706,7 +712,7 @@ def apply(
 ) -> int:
     """Write the files and run the commands; 0 when everything succeeded."""
 
-    def run(command: Command) -> bool:
+    def run(command: HostCommand) -> bool:
         if not run_commands:
             say(f"not run (--root): {shlex.join(command.argv)}")
             return True
@@ -745,7 +751,7 @@ def apply(
             return 1
     if was_active:
         user = ("--user",) if changes.mode == "user" else ()
-        if not run(Command(("systemctl", *user, "restart", SERVICE), note="apply the new files")):
+        if not run(HostCommand(("systemctl", *user, "restart", SERVICE), note="apply the new files")):
             return 1
     return 0
 
