@@ -261,3 +261,14 @@ def test_systemd_analyze_accepts_a_unit_with_awkward_but_allowed_paths(tmp_path)
     syntax = re.compile(r"Unknown (key|section|lvalue)|Failed to parse|Invalid|Missing|bad unit file|ignoring", re.I)
     problems = [line for line in out.splitlines() if syntax.search(line) and "pilot.service" in line]
     assert not problems, out
+
+
+def test_pilot_privileges_offers_no_sudo_path_it_could_not_use(tmp_path):
+    """The 'sudoers alternative' named systemctl poweroff only, and could not have worked for any
+    action: they ask logind over D-Bus, and the unit's NoNewPrivileges=true blocks sudo. The output
+    now says so instead of offering it."""
+    profile = write_profile(tmp_path, "office", BODY)
+    proc = pilot("privileges", str(profile), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "NOPASSWD" not in proc.stdout and "sudoers" not in proc.stdout
+    assert "Pilot has no sudo path" in proc.stdout and "service: {user: root, allow_root: true}" in proc.stdout

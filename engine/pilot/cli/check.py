@@ -20,7 +20,6 @@ from typing import Any
 from pilot.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, err, out, parse_broker
 
 MARKS = {"ok": "[ ok ]", "fail": "[FAIL]", "warn": "[warn]", "skip": "[skip]", "info": "[info]"}
-SUDOERS = "/etc/sudoers.d/pilot"  # where `pilot privileges` suggests the sudoers alternative
 
 
 class Checklist:
@@ -172,16 +171,12 @@ def check_privileges(plan: Any, args: argparse.Namespace, checks: Checklist) -> 
         if installed == expected:
             checks.line("ok", f"{POLKIT_RULE} is installed and grants exactly what this profile needs (user {user})")
         elif installed is None:
-            sudoers = _rooted(args.root, SUDOERS)
-            if sudoers.exists():
-                checks.line("info", f"no polkit rule, but {SUDOERS} exists (its content is not checked here)")
-            else:
-                checks.line(
-                    "warn",
-                    f"{POLKIT_RULE} is not installed",
-                    "`pilot service install` writes it for the system service; `pilot privileges PROFILE` prints it. "
-                    "A user service in a desktop session may not need it: logind asks the session's user.",
-                )
+            checks.line(
+                "warn",
+                f"{POLKIT_RULE} is not installed",
+                "`pilot service install` writes it for the system service; `pilot privileges PROFILE` prints it. "
+                "A user service in a desktop session may not need it: logind asks the session's user.",
+            )
         elif installed:
             checks.line(
                 "warn",

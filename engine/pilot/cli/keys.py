@@ -309,7 +309,7 @@ def register(sub: Any) -> None:
     p.add_argument("--no-confirm", action="store_true", help="do not press a second time for confirm commands")
     p.set_defaults(func=cmd_send)
 
-    p = sub.add_parser("privileges", help="print the polkit rule (and sudoers alternative) the profile needs")
+    p = sub.add_parser("privileges", help="print the polkit rule (and tmpfiles.d lines) the profile needs")
     p.add_argument("profile", metavar="PROFILE")
     p.add_argument("--user", default="pilot", type=_user, help="the service user (default: pilot)")
     p.add_argument("--polkit", action="store_true", help="print only the polkit rules file")

@@ -1,8 +1,9 @@
 """What the service user must be granted for exactly the actions a profile uses.
 
-polkit is the precise tool (one rule, the named logind actions, one user);
-a sudoers file is the alternative for systems without polkit; sysfs writes
-(CPU frequency, backlight) need group write on the files, via tmpfiles.d.
+polkit is the tool (one rule, the named logind actions, one user): the actions
+ask logind over D-Bus, which asks polkit, and the service's NoNewPrivileges=true
+rules out sudo, so there is no sudoers alternative to offer. sysfs writes (CPU
+frequency, backlight) need group write on the files, via tmpfiles.d.
 
 These files are run or parsed as root, and some of their words come from outside the code: the
 profile's name is its file name, the user name comes from the profile or the command line. So no
@@ -10,7 +11,7 @@ such word is ever written as it comes. Names must match a small character set (`
 `check_user`; anything else is refused with the reason), and then every word is written with the
 target's own quoting anyway: JavaScript strings are JSON with every non-ASCII character escaped
 (U+2028 and U+2029 end a line in JavaScript), comments hold only printable ASCII, and tmpfiles.d
-and sudoers fields are checked against the characters those formats take unquoted.
+fields are checked against the characters that format takes unquoted.
 """
 
 from __future__ import annotations
@@ -22,12 +23,6 @@ import re
 from pilot.plan import Plan
 from pilot.registry import ACTIONS
 
-SUDO_FALLBACK = {
-    "org.freedesktop.login1.power-off": "/usr/bin/systemctl poweroff",
-    "org.freedesktop.login1.reboot": "/usr/bin/systemctl reboot",
-    "org.freedesktop.login1.suspend": "/usr/bin/systemctl suspend",
-    "org.freedesktop.login1.hibernate": "/usr/bin/systemctl hibernate",
-}
 MULTI_SESSION = {"power-off", "reboot", "suspend", "hibernate"}
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]+\Z")  # profile names, file names written into generated files
@@ -175,12 +170,12 @@ def render(plan: Plan, user: str = "pilot") -> str:
         return f"# profile {comment(name)}: no command needs a privilege; nothing to grant\n"
     rule = render_polkit(plan, user)
     lines = rule.rstrip("\n").split("\n") if rule else [f"# profile {comment(name)}: no polkit action needed"]
-    sudo = sorted({SUDO_FALLBACK[p] for _, p in pairs if p in SUDO_FALLBACK})
-    if sudo:
+    if any(p.startswith("org.freedesktop.") for _, p in pairs):
         lines += [
             "",
-            "# Alternative without polkit: /etc/sudoers.d/pilot (edit with visudo -f)",
-            f"# {user} ALL=(root) NOPASSWD: " + ", ".join(sudo),
+            "# Without polkit: these actions ask logind or power-profiles-daemon over D-Bus, and those ask",
+            "# polkit; Pilot has no sudo path (the service runs with NoNewPrivileges=true, which blocks sudo).",
+            "# On a system without polkit, run the service as root: `service: {user: root, allow_root: true}`.",
         ]
     files = tmpfiles_lines(plan, user)
     if files:
