@@ -16,7 +16,6 @@ never replaced without asking (or --force).
 from __future__ import annotations
 
 import argparse
-import getpass
 import ipaddress
 import os
 import re
@@ -145,6 +144,8 @@ class Prompter:
     def secret(self, question: str, check: Any) -> str:
         for _ in range(MAX_TRIES):
             try:
+                import getpass  # only when a secret is asked for: `pilot run` never loads it
+
                 answer = getpass.getpass(f"{question}: ")
             except EOFError:
                 raise Aborted("no more input") from None
