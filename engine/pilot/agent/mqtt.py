@@ -332,6 +332,7 @@ class Session:
 
     def _run(self) -> None:
         delays = backoff_delays()
+        started = time.monotonic()
         while not self._stop.is_set():
             attempt = time.monotonic()
             try:
@@ -348,6 +349,10 @@ class Session:
                 rc = self._client.loop(timeout=idle)
                 if rc != paho.MQTT_ERR_SUCCESS:
                     break
+                if self.stats.connects == 0 and time.monotonic() - started > EXPLAIN_AFTER:
+                    # a server that takes the connection and never answers MQTT raises nothing at all:
+                    # so long without a connection (and without an error) is a failure to explain too
+                    self._explain_once(only_if_silent=True)
             if rc != paho.MQTT_ERR_SUCCESS and self.stats.connects == connects and not self._stop.is_set():
                 # the TCP connection was taken but no CONNACK came: not an MQTT broker, or TLS expected
                 self._note_error(
@@ -364,11 +369,6 @@ class Session:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pilot-mqtt", daemon=True)
         self._thread.start()
-        # a server that accepts TCP but never answers MQTT (a web server, a TLS port spoken to in
-        # plain text) may raise nothing at all: no connection after a while is a failure to explain too
-        timer = threading.Timer(EXPLAIN_AFTER, self._explain_once, kwargs={"only_if_silent": True})
-        timer.daemon = True
-        timer.start()
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
