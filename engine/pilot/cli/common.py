@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pilot.escaping import escape
-from pilot.plan import CompileResult, Plan
+
+if TYPE_CHECKING:  # `pilot --version` and argument errors never build the plan's dataclasses
+    from pilot.plan import CompileResult, Plan
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 

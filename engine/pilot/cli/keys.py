@@ -14,11 +14,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pilot.cli.common import load_plan, parse_broker, state_path
 from pilot.escaping import escape
-from pilot.plan import Command, Plan
+
+if TYPE_CHECKING:
+    from pilot.plan import Command, Plan
 
 
 def _plan_or_report(args: argparse.Namespace) -> Plan | None:
