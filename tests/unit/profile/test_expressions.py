@@ -402,15 +402,25 @@ def _evaluate(text: str, values: dict) -> object:
 
 
 def test_evaluator_refuses_huge_string_repetition() -> None:
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises(TypeError, match=r"^\* needs numbers, not str$"):
         result = _evaluate("state * 10000000 == 'x'", {"state": "on"})
         pytest.fail(f"built a 20-million-character string (result {result!r})")
 
 
 def test_evaluator_refuses_huge_percent_formatting() -> None:
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises(TypeError, match=r"^% needs numbers, not str$"):
         result = _evaluate("len_fmt % 1 == ''", {"len_fmt": "%010000000d"})
         pytest.fail(f"formatted a 10 MB string, result {result!r}")
+
+
+def test_evaluator_refuses_text_joined_past_the_string_cap() -> None:
+    """`+` is the one way to build text; it stops at MAX_STRING, one character past is refused."""
+    from pilot.expressions import LimitError
+
+    half = "x" * 5_000
+    assert _evaluate("a + b == c", {"a": half, "b": half, "c": "x" * 10_000}) is True
+    with pytest.raises(LimitError, match=r"^text longer than 10000 characters$"):
+        _evaluate("a + b == ''", {"a": half, "b": half + "x"})
 
 
 def test_check_emits_no_python_warnings() -> None:
