@@ -88,6 +88,15 @@ class AgentProcess:
                 return None
             time.sleep(0.05)
 
+    def wait_output(self, text: str, timeout: float) -> bool:
+        """Whether text appears in the output (any log format) within `timeout` seconds while it runs."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if time.monotonic() >= deadline or not self.running():
+                return text in self.output()
+            time.sleep(0.05)
+        return True
+
     def signal(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)

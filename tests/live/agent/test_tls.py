@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import ssl
+import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -66,23 +70,28 @@ def test_server_certificate_from_another_ca_is_refused_with_a_clear_reason(pki, 
     watcher = Watcher(broker.port).start()
     try:
         agent = run_agent(profile(tmp_path, pki), tls_port)
-        time.sleep(4)
-        assert agent.proc.poll() is None, "a TLS failure is retried, not fatal"
+        reason = "TLS certificate rejected: unable to get local issuer certificate"
+        assert agent.wait_output(reason, timeout=20), agent.output()
+        # a few more attempts (the backoff starts under a second) must neither kill it nor repeat the line
+        time.sleep(3)
+        assert agent.running(), f"a TLS failure is retried, not fatal:\n{agent.output()}"
         assert watcher.wait_for(lambda m: m.topic.startswith("pilot/tlsrig/"), timeout=0.5) is None
-        out = agent.output()
-        assert "TLS certificate rejected: unable to get local issuer certificate" in out, out
-        assert out.count("TLS certificate rejected") == 1, "each distinct error is logged once"
+        assert agent.output().count("TLS certificate rejected") == 1, "each distinct error is logged once"
     finally:
         watcher.stop()
         broker.cleanup()
 
 
 def test_client_certificate_from_another_ca_is_refused_by_the_broker(pki, tmp_path, run_agent):
+    """Silence alone would also pass for a dead agent: it must be running and say what the broker refused."""
     broker, tls_port = tls_broker(pki)
     watcher = Watcher(broker.port).start()
     try:
-        run_agent(profile(tmp_path, pki, client="rogueclient"), tls_port)
-        assert watcher.wait_for(lambda m: m.topic.startswith("pilot/tlsrig/"), timeout=4) is None
+        agent = run_agent(profile(tmp_path, pki, client="rogueclient"), tls_port)
+        reason = "rejected our client certificate (TLSV1_ALERT_UNKNOWN_CA)"
+        assert agent.wait_output(reason, timeout=20), agent.output()
+        assert agent.running(), f"a refused client certificate is retried, not fatal:\n{agent.output()}"
+        assert watcher.wait_for(lambda m: m.topic.startswith("pilot/tlsrig/"), timeout=0.5) is None
     finally:
         watcher.stop()
         broker.cleanup()
@@ -101,3 +110,78 @@ def test_insecure_flag_skips_checks_and_warns(pki, tmp_path, run_agent):
     finally:
         watcher.stop()
         broker.cleanup()
+
+
+# ------------------------------------------------------------------ TLS older than 1.2
+
+
+class OldTlsServer:
+    """A TLS server that speaks only TLS 1.0 and 1.1 (at OpenSSL security level 0, which they need):
+    it records each handshake it completed and each one it refused, and speaks no MQTT."""
+
+    def __init__(self, pki: Path) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pki / "server.crt", pki / "server.key")
+        with warnings.catch_warnings():  # TLSv1 and TLSv1_1 are deprecated: that is the point
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = ssl.TLSVersion.TLSv1
+            context.maximum_version = ssl.TLSVersion.TLSv1_1
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        self.context = context
+        self.completed: list[str] = []  # the TLS versions of completed handshakes
+        self.refused: list[str] = []  # the reasons of refused ones
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            conn.settimeout(10)
+            try:
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    self.completed.append(str(tls.version()))
+            except ssl.SSLError as exc:
+                self.refused.append(str(exc.reason))
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_tls_below_1_2_is_refused(pki, tmp_path, run_agent):
+    """A broker that offers only TLS 1.0/1.1 gets no connection: the agent asks for 1.2 or newer, says
+    why, and keeps retrying. The same server completes a handshake with a client that allows 1.1, so
+    the refusal is the agent's minimum, not a broken server."""
+    server = OldTlsServer(pki)
+    try:
+        permissive = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            permissive.minimum_version = ssl.TLSVersion.TLSv1
+        permissive.set_ciphers("DEFAULT:@SECLEVEL=0")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            with permissive.wrap_socket(raw, server_hostname="localhost") as tls:
+                assert tls.version() == "TLSv1.1"
+        deadline = time.monotonic() + 10
+        while server.completed != ["TLSv1.1"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.completed == ["TLSv1.1"]
+
+        agent = run_agent(profile(tmp_path, pki), server.port, host="localhost")
+        reason = "TLS handshake failed: TLSV1_ALERT_PROTOCOL_VERSION"
+        assert agent.wait_output(reason, timeout=20), agent.output()
+        # the one-time explanation says it in words
+        assert agent.wait_output("accepts no TLS version we offer", timeout=20), agent.output()
+        assert "Pilot needs TLS 1.2 or later" in agent.output()
+        assert agent.running(), f"an old broker is retried, not fatal:\n{agent.output()}"
+        assert server.completed == ["TLSv1.1"], "the agent completed a handshake below TLS 1.2"
+        assert "UNSUPPORTED_PROTOCOL" in server.refused, server.refused
+    finally:
+        server.close()
