@@ -121,10 +121,6 @@ class Cooldowns:
     def mark(self, command_id: str) -> None:
         self._last[command_id] = self.clock()
 
-    def remaining(self, command_id: str, seconds: float) -> float:
-        last = self._last.get(command_id)
-        return max(0.0, seconds - (self.clock() - last)) if last is not None else 0.0
-
 
 class Confirmations:
     """Press twice within the window: the first press arms, the second runs."""
