@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import time
 from datetime import timedelta
 
 import pytest
@@ -125,20 +125,20 @@ def test_nonce_store_is_bounded_and_refuses_busy_rather_than_evicting(tmp_path):
     store.admit("x" * 22, NOW + 500)
 
 
-def test_nonce_store_fails_closed(tmp_path):
+def test_nonce_store_fails_closed(tmp_path, monkeypatch):
     blocker = tmp_path / "dir-not-file"
     blocker.mkdir()
-    store = NonceStore(blocker, 60)  # reading a directory fails: the store is unhealthy
+    store = NonceStore(blocker, 60, clock=Clock())  # reading a directory fails: the store is unhealthy
     assert reason(lambda: store.admit("a" * 22, NOW)) == "unavailable"
-    readonly = tmp_path / "ro"
-    readonly.mkdir()
-    store = NonceStore(readonly / "sub" / "n.log", 60)
-    readonly.chmod(0o500)
-    try:
-        if os.geteuid() != 0:
-            assert reason(lambda: store.admit("b" * 22, NOW)) == "unavailable"
-    finally:
-        readonly.chmod(0o700)
+    # a directory that cannot be created (read-only file system): injected, so it holds as root too
+    faults = Faults(tmp_path / "ro", monkeypatch)
+    store = NonceStore(tmp_path / "ro" / "sub" / "n.log", 60, clock=Clock())
+    faults.arm("mkdir", errno.EROFS)
+    assert reason(lambda: store.admit("b" * 22, NOW)) == "unavailable"
+    assert not (tmp_path / "ro").exists()
+    faults.clear()
+    store.admit("b" * 22, NOW)
+    assert (tmp_path / "ro" / "sub" / "n.log").read_text() == f"{'b' * 22} {NOW}\n"
 
 
 def test_keyring_permissions_and_format(tmp_path):
@@ -160,9 +160,9 @@ def test_a_corrupt_nonce_store_fails_closed_instead_of_crashing(tmp_path):
     crashed the agent; the store now fails closed (signed commands answer `unavailable`)."""
     log = tmp_path / "nonces.log"
     log.write_bytes(b"\xff\xfe not text\n")
-    store = signing.NonceStore(log, 60)
+    store = signing.NonceStore(log, 60, clock=Clock())
     with pytest.raises(signing.Rejected) as info:
-        store.admit("a" * 22, time.time())
+        store.admit("a" * 22, NOW)
     assert info.value.reason == "unavailable"
 
 
@@ -319,6 +319,97 @@ class Clock:
         return self.now
 
 
+class Faults:
+    """Faults injected at the lowest layer the store uses (os.open, os.write, os.fsync, os.ftruncate,
+    os.replace, os.mkdir), only for paths under `root`: a full disk, a read-only or failing file system
+    without root, a real device or a real full disk. pytest and logging never see a fault.
+
+    `arm(call, errno, times=None, only=None)`: the call fails with errno (`times` times, or until
+    `clear()`), for paths ending in `only` if given. `budget`: bytes an armed write still gets down
+    before it raises (a short write then an error). `chunk`: at most this many bytes per os.write, with
+    no error (0: os.write returns 0, as it may on a full disk)."""
+
+    CALLS = ("open", "write", "fsync", "close", "ftruncate", "replace", "mkdir")
+
+    def __init__(self, root, monkeypatch) -> None:
+        self.root = os.fspath(root)
+        self.armed: dict[str, list] = {}
+        self.budget: int | None = None
+        self.chunk: int | None = None
+        self.paths: dict[int, str] = {}  # our open descriptors -> their paths
+        self.real = {name: getattr(os, name) for name in self.CALLS}
+        for name in self.CALLS:
+            monkeypatch.setattr(os, name, getattr(self, "_" + name))
+
+    def arm(self, call: str, err: int, times: int | None = None, only: str | None = None) -> None:
+        self.armed[call] = [err, times, only]
+
+    def clear(self) -> None:
+        self.armed.clear()
+        self.budget = self.chunk = None
+
+    def _mine(self, path) -> bool:
+        return os.fspath(path).startswith(self.root)
+
+    def _fault(self, call: str, path: str) -> None:
+        entry = self.armed.get(call)
+        if entry is None or (entry[2] is not None and not path.endswith(entry[2])):
+            return
+        if entry[1] is not None:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self.armed[call]
+        raise OSError(entry[0], os.strerror(entry[0]))
+
+    def _open(self, path, flags, mode=0o777, *, dir_fd=None):
+        if self._mine(path):
+            self._fault("open" if flags & (os.O_WRONLY | os.O_RDWR) else "open_read", os.fspath(path))
+        fd = self.real["open"](path, flags, mode, dir_fd=dir_fd)
+        if self._mine(path):
+            self.paths[fd] = os.fspath(path)
+        return fd
+
+    def _close(self, fd):
+        self.paths.pop(fd, None)
+        return self.real["close"](fd)
+
+    def _write(self, fd, data):
+        path = self.paths.get(fd)
+        if path is None:
+            return self.real["write"](fd, data)
+        if self.chunk is not None:
+            data = data[: self.chunk]
+            if not data:
+                return 0
+        entry = self.armed.get("write")
+        if entry is not None and self.budget and (entry[2] is None or path.endswith(entry[2])):
+            written = self.real["write"](fd, data[: self.budget])
+            self.budget -= written
+            return written
+        self._fault("write", path)
+        return self.real["write"](fd, data)
+
+    def _fsync(self, fd):
+        if fd in self.paths:
+            self._fault("fsync", self.paths[fd])
+        return self.real["fsync"](fd)
+
+    def _ftruncate(self, fd, size):
+        if fd in self.paths:
+            self._fault("ftruncate", self.paths[fd])
+        return self.real["ftruncate"](fd, size)
+
+    def _replace(self, src, dst, **kwargs):
+        if self._mine(dst):
+            self._fault("replace", os.fspath(dst))
+        return self.real["replace"](src, dst, **kwargs)
+
+    def _mkdir(self, path, mode=0o777, **kwargs):
+        if self._mine(path):
+            self._fault("mkdir", os.fspath(path))
+        return self.real["mkdir"](path, mode, **kwargs)
+
+
 def test_a_short_write_is_rolled_back_and_the_next_record_is_whole(tmp_path, monkeypatch):
     path = tmp_path / "nonces.log"
     store = NonceStore(path, 60, clock=Clock())
@@ -359,13 +450,13 @@ def test_a_failed_rollback_leaves_the_store_dirty_until_a_full_rewrite(tmp_path,
     assert reason(lambda: store.admit("b" * 22, NOW)) == "unavailable"
     assert store.dirty and not store.healthy
     assert reason(lambda: store.admit("c" * 22, NOW)) == "unavailable"  # rewrite fails too (short write)
-    assert not NonceStore(path, 60).healthy  # the partial record is never read as a record
+    assert not NonceStore(path, 60, clock=Clock()).healthy  # the partial record is never read as a record
     monkeypatch.undo()
     store.admit("d" * 22, NOW)  # the rewrite from memory succeeds first, then the append
     assert store.healthy
     lines = path.read_text().splitlines()
     assert lines[0].startswith("watermark ") and lines[1:] == [f"{'a' * 22} {NOW}", f"{'d' * 22} {NOW}"]
-    assert reason(lambda: NonceStore(path, 60).admit("a" * 22, NOW)) == "replayed"
+    assert reason(lambda: NonceStore(path, 60, clock=Clock()).admit("a" * 22, NOW)) == "replayed"
 
 
 @pytest.mark.parametrize(
@@ -385,7 +476,7 @@ def test_a_failed_rollback_leaves_the_store_dirty_until_a_full_rewrite(tmp_path,
 def test_any_unreadable_record_fails_the_store_with_a_reason(tmp_path, content, caplog):
     path = tmp_path / "nonces.log"
     path.write_bytes(content)
-    store = NonceStore(path, 60)
+    store = NonceStore(path, 60, clock=Clock())
     assert store.error is not None and "line" in store.error
     assert reason(lambda: store.admit("z" * 22, NOW)) == "unavailable"
     assert "signed commands are refused" in caplog.text
@@ -464,3 +555,483 @@ def test_a_keyring_that_is_not_a_regular_file_is_refused(tmp_path):
     os.mkfifo(fifo, 0o600)
     with pytest.raises(signing.KeyringError, match="not a regular file"):
         signing.load_keyring(fifo)  # O_NONBLOCK: opening a FIFO does not hang
+
+
+# ------------------------------------------------------------------ faults at the lowest layer (no root needed)
+
+A, B, C, D = ("a" * 22, "b" * 22, "c" * 22, "d" * 22)
+
+
+def record(*nonces, ts=NOW) -> str:
+    return "".join(f"{n} {ts}\n" for n in nonces)
+
+
+def replayed_after_restart(path, nonce, ts=NOW) -> bool:
+    store = NonceStore(path, 60, clock=Clock())
+    assert store.healthy, store.error
+    try:
+        store.admit(nonce, ts)
+    except Rejected as exc:
+        return exc.reason == "replayed"
+    return False
+
+
+def test_short_writes_without_an_error_still_put_down_whole_records(tmp_path, monkeypatch):
+    path = tmp_path / "nonces.log"
+    faults = Faults(tmp_path, monkeypatch)
+    faults.chunk = 3  # the file system takes three bytes per write(2)
+    store = NonceStore(path, 60, clock=Clock(), compact_every=2)
+    store.admit(A, NOW)
+    assert path.read_text() == record(A)
+    store.admit(B, NOW)  # and the compaction's rewrite too
+    assert path.read_text() == "watermark 0\n" + record(A, B)
+    assert store.healthy and replayed_after_restart(path, A) and replayed_after_restart(path, B)
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS, errno.EIO, errno.EFBIG])
+def test_a_write_that_fails_midway_is_rolled_back_and_the_store_recovers(tmp_path, monkeypatch, err):
+    path = tmp_path / "nonces.log"
+    faults = Faults(tmp_path, monkeypatch)
+    store = NonceStore(path, 60, clock=Clock())
+    store.admit(A, NOW)
+    faults.arm("write", err)
+    faults.budget = 7  # seven bytes reach the file, then the error
+    assert reason(lambda: store.admit(B, NOW)) == "unavailable"
+    assert path.read_text() == record(A) and store.healthy  # the partial record was truncated away
+    faults.budget = None
+    assert reason(lambda: store.admit(B, NOW)) == "unavailable"  # fails before any byte: nothing to undo
+    assert path.read_text() == record(A)
+    faults.clear()
+    store.admit(C, NOW)
+    store.admit(B, NOW)  # refused before: it never ran, so it is not a replay
+    assert path.read_text() == record(A, C, B)
+    assert all(replayed_after_restart(path, n) for n in (A, B, C))
+
+
+def test_a_write_that_returns_zero_is_a_full_disk_not_a_loop(tmp_path, monkeypatch):
+    path = tmp_path / "nonces.log"
+    faults = Faults(tmp_path, monkeypatch)
+    store = NonceStore(path, 60, clock=Clock())
+    faults.chunk = 0
+    assert reason(lambda: store.admit(A, NOW)) == "unavailable"
+    assert path.read_bytes() == b"" and store.healthy
+    faults.clear()
+    store.admit(A, NOW)
+    assert path.read_text() == record(A)
+
+
+@pytest.mark.parametrize("err", [errno.EROFS, errno.EIO, errno.ENOSPC, errno.EACCES])
+def test_a_log_that_cannot_be_opened_for_writing_refuses_and_recovers(tmp_path, monkeypatch, err, caplog):
+    path = tmp_path / "nonces.log"
+    faults = Faults(tmp_path, monkeypatch)
+    store = NonceStore(path, 60, clock=Clock())
+    store.admit(A, NOW)
+    faults.arm("open", err)
+    assert reason(lambda: store.admit(B, NOW)) == "unavailable"
+    assert reason(lambda: store.admit(B, NOW)) == "unavailable"  # for as long as the fault lasts
+    assert os.strerror(err) in caplog.text and str(path) in caplog.text
+    assert path.read_text() == record(A) and store.healthy
+    faults.clear()
+    store.admit(B, NOW)
+    assert path.read_text() == record(A, B)
+
+
+def test_a_failed_fsync_is_rolled_back_when_the_rollback_works(tmp_path, monkeypatch):
+    path = tmp_path / "nonces.log"
+    faults = Faults(tmp_path, monkeypatch)
+    store = NonceStore(path, 60, clock=Clock())
+    store.admit(A, NOW)
+    faults.arm("fsync", errno.EIO, times=1)  # the record's fsync fails, the rollback's succeeds
+    assert reason(lambda: store.admit(B, NOW)) == "unavailable"
+    assert path.read_text() == record(A) and store.healthy
+    store.admit(B, NOW)
+    assert path.read_text() == record(A, B)
+
+
+def test_a_store_that_cannot_fsync_stays_dirty_and_never_renames_a_log_into_place(tmp_path, monkeypatch):
+    """fsync fails for good (EIO): the rollback cannot be made durable, so the store is dirty and every
+    signed command is refused; each rewrite attempt fails before its rename, leaving no tmp file and
+    the old log in place. When the fault stops, the first command rewrites the log from memory."""
+    path = tmp_path / "nonces.log"
+    faults = Faults(tmp_path, monkeypatch)
+    store = NonceStore(path, 60, clock=Clock())
+    store.admit(A, NOW)
+    faults.arm("fsync", errno.EIO)
+    assert reason(lambda: store.admit(B, NOW)) == "unavailable"
+    assert store.dirty and not store.healthy
+    for nonce in (C, B):
+        assert reason(lambda nonce=nonce: store.admit(nonce, NOW)) == "unavailable"
+        assert path.read_text() == record(A)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["nonces.log"]
+    assert reason(lambda: store.admit(A, NOW)) == "replayed"  # memory still knows every admitted nonce
+    faults.clear()
+    store.admit(D, NOW)
+    assert store.healthy
+    assert path.read_text() == "watermark 0\n" + record(A) + record(D)
+    assert replayed_after_restart(path, A) and replayed_after_restart(path, D)
+    assert not replayed_after_restart(path, B) and not replayed_after_restart(path, C)
+
+
+@pytest.mark.parametrize(
+    "call, err, budget",
+    [
+        ("write", errno.ENOSPC, 12),  # a partial tmp file
+        ("write", errno.EIO, None),  # an empty one
+        ("fsync", errno.EIO, None),
+        ("open", errno.EROFS, None),
+        ("replace", errno.EIO, None),
+    ],
+)
+def test_a_failed_compaction_renames_nothing_into_place_and_is_retried(tmp_path, monkeypatch, call, err, budget):
+    """The append-only log stays the truth when a compaction fails at any step; the command that
+    triggered it was recorded (appended and fsynced) and is admitted. The next admission retries."""
+    path = tmp_path / "nonces.log"
+    faults = Faults(tmp_path, monkeypatch)
+    store = NonceStore(path, 60, clock=Clock(), compact_every=2)
+    store.admit(A, NOW)
+    faults.arm(call, err, only=".tmp" if call != "replace" else None)
+    faults.budget = budget
+    store.admit(B, NOW)  # appended, then the compaction fails
+    assert store.healthy
+    assert path.read_text() == record(A, B)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nonces.log"]
+    assert replayed_after_restart(path, A) and replayed_after_restart(path, B)
+    store.admit(C, NOW)  # still failing: appended, compaction retried and failed again
+    assert path.read_text() == record(A, B, C)
+    faults.clear()
+    store.admit(D, NOW)
+    assert path.read_text() == "watermark 0\n" + record(A, B, C, D)
+    assert all(replayed_after_restart(path, n) for n in (A, B, C, D))
+
+
+@pytest.mark.parametrize("err", [errno.EIO, errno.EACCES])
+def test_a_log_that_cannot_be_opened_at_start_fails_the_store_until_restart(tmp_path, monkeypatch, err, caplog):
+    path = tmp_path / "nonces.log"
+    path.write_text(record(A))
+    faults = Faults(tmp_path, monkeypatch)
+    faults.arm("open_read", err)
+    store = NonceStore(path, 60, clock=Clock())
+    assert store.error == f"cannot be opened ({os.strerror(err)})"
+    assert "signed commands are refused" in caplog.text
+    faults.clear()
+    assert reason(lambda: store.admit(B, NOW)) == "unavailable"  # only a restart clears a failed store
+    assert path.read_text() == record(A)
+    assert replayed_after_restart(path, A)
+
+
+# ------------------------------------------------------------------ compaction and forgetting, exactly
+
+
+def test_every_compaction_writes_the_whole_log_and_a_restart_refuses_every_admitted_nonce(tmp_path):
+    path = tmp_path / "nonces.log"
+    mono = Clock()
+    store = NonceStore(path, 60, clock=mono, compact_every=3)
+    admitted = []
+    for i in range(8):
+        nonce = f"{i:022d}"
+        store.admit(nonce, NOW + i)
+        admitted.append((nonce, NOW + i))
+        mono.now += 1
+        for old, ts in admitted:
+            assert replayed_after_restart(path, old, ts), (i, old)
+    # compactions after the 3rd and 6th admissions; the 7th and 8th are appended
+    assert path.read_text() == "watermark 0\n" + "".join(f"{n} {ts}\n" for n, ts in admitted)
+
+
+def test_a_compaction_drops_only_forgotten_nonces_and_writes_the_watermark(tmp_path):
+    path = tmp_path / "nonces.log"
+    mono = Clock()
+    store = NonceStore(path, 60, clock=mono, compact_every=3)
+    store.admit(A, NOW + 7)  # admitted first, with the newest ts: the watermark is the max of forgotten ts
+    mono.now += 10
+    store.admit(B, NOW)
+    mono.now += 110  # A: 120 s (2 windows) since admission, forgotten; B: 110 s, kept
+    store.admit(C, NOW + 200)  # prunes A, then compacts
+    assert store.watermark == NOW + 7
+    assert path.read_text() == f"watermark {NOW + 7}\n" + record(B, ts=NOW) + record(C, ts=NOW + 200)
+    restarted = NonceStore(path, 60, clock=Clock())
+    assert restarted.watermark == NOW + 7
+    assert reason(lambda: restarted.admit(A, NOW + 7)) == "expired"
+    assert reason(lambda: restarted.admit(B, NOW)) == "replayed"  # a ts below the watermark, still known
+
+
+def test_the_watermark_only_rises_whatever_order_nonces_are_forgotten_in(tmp_path):
+    mono = Clock()
+    path = tmp_path / "n.log"
+    path.write_text(f"watermark {NOW + 3}\n")
+    store = NonceStore(path, 60, clock=mono)
+    store.admit(A, NOW + 7)
+    store.admit(B, NOW + 5)  # admitted later, older by its ts
+    store.admit(C, NOW + 4)
+    mono.now += 120
+    store.admit(D, NOW + 200)  # forgets A, B and C
+    assert store.watermark == NOW + 7
+    assert reason(lambda: store.admit("e" * 22, NOW + 7)) == "expired"
+
+
+def test_prune_keeps_every_nonce_inside_two_windows_when_the_store_is_full(tmp_path):
+    mono = Clock()
+    store = NonceStore(tmp_path / "n.log", 60, capacity=3, clock=mono)
+    store.admit(A, NOW)
+    mono.now += 50
+    store.admit(B, NOW + 50)
+    mono.now += 50
+    store.admit(C, NOW + 100)
+    mono.now += 19.5  # A is 119.5 s old: nothing may be forgotten yet
+    assert reason(lambda: store.admit(D, NOW + 120)) == "busy"
+    assert store.watermark == 0
+    mono.now += 0.5  # A is exactly 2 windows old: forgotten; B (70 s) and C (20 s) are not
+    store.admit(D, NOW + 120)
+    assert store.watermark == NOW
+    assert reason(lambda: store.admit(A, NOW)) == "expired"
+    assert reason(lambda: store.admit(B, NOW + 50)) == "replayed"
+    assert reason(lambda: store.admit(C, NOW + 100)) == "replayed"
+    assert reason(lambda: store.admit("e" * 22, NOW + 120)) == "busy"  # B, C, D: full, none forgettable
+
+
+def test_a_window_of_zero_forgets_a_nonce_only_after_time_has_passed(tmp_path):
+    """Boundaries of the monotonic rule, window 30: kept at 59.9 s, forgotten at 60 s."""
+    mono = Clock()
+    store = NonceStore(tmp_path / "n.log", 30, clock=mono)
+    store.admit(A, NOW)
+    mono.now += 59.9
+    store.admit(B, NOW)
+    assert store.watermark == 0 and reason(lambda: store.admit(A, NOW)) == "replayed"
+    mono.now += 0.1
+    store.admit(C, NOW + 1)
+    assert store.watermark == NOW
+
+
+def test_a_log_is_read_whole_with_every_record_and_the_highest_watermark(tmp_path):
+    path = tmp_path / "nonces.log"
+    path.write_text(f"watermark {NOW - 5}\n" + record(A) + f"watermark {NOW - 9}\n" + record(B, C, ts=NOW + 1))
+    store = NonceStore(path, 60, clock=Clock())
+    assert store.healthy and store.watermark == NOW - 5
+    for nonce, ts in ((A, NOW), (B, NOW + 1), (C, NOW + 1)):
+        assert reason(lambda nonce=nonce, ts=ts: store.admit(nonce, ts)) == "replayed"
+    assert reason(lambda: store.admit(D, NOW - 5)) == "expired"
+    store.admit(D, NOW - 4)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (record(A) + "b" * 22 + " 17", "line 2 is an incomplete record (no newline)"),
+        (record(A) + "watermark\n", "line 2 is not a nonce record"),
+        (record(A, B) + "x\n" + record(C), "line 3 is not a nonce record"),
+    ],
+)
+def test_a_bad_line_is_named_by_its_number(content, message):
+    with pytest.raises(signing.NonceStoreError) as info:
+        signing.read_nonce_log(content.encode())
+    assert str(info.value) == message
+
+
+def test_a_log_path_that_is_not_a_regular_file_fails_the_store(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # a writer, so opening it for reading does not hang
+    try:
+        store = NonceStore(fifo, 60, clock=Clock())
+    finally:
+        os.close(fd)
+    assert store.error == "is not a regular file" and not store.healthy
+
+
+# ------------------------------------------------------------------ keyring lines, exactly
+
+SECRET16 = signing.b64url(b"s" * 16)
+
+
+def keyring(tmp_path, text: str, mode: int = 0o600):
+    ring = tmp_path / "keyring"
+    ring.write_text(text)
+    ring.chmod(mode)
+    return ring
+
+
+def test_keyring_fields_are_all_kept(tmp_path):
+    ring = keyring(
+        tmp_path,
+        f"a {SECRET16}\n"
+        "\n"
+        "   # a comment line between keys, then a blank one\n"
+        "\n"
+        f"b-2_X {SECRET16} verify_only not_after=1764246000.5  # trailing comment\n"
+        f"c {SECRET16} not_after=17 revoked\n",
+    )
+    assert signing.load_keyring(ring) == {
+        "a": Key("a", b"s" * 16, "active", None),
+        "b-2_X": Key("b-2_X", b"s" * 16, "verify_only", 1764246000.5),
+        "c": Key("c", b"s" * 16, "revoked", 17.0),
+    }
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (f"k1 {SECRET16} revokd", "unknown field 'revokd'"),
+        (f"k1 {SECRET16} not_before=5", "unknown field 'not_before=5'"),
+        (f"k1 {SECRET16} not_after=soon", "not_after is not a number"),
+        (f"k1 {SECRET16} not_after=inf", "not_after is not a number"),
+        (f"k1 {SECRET16} not_after=nan", "not_after is not a number"),
+        ("k1", "expected `kid secret [state] [not_after=TIME]`"),
+        (f"k/1 {SECRET16}", "expected `kid secret"),
+        (f"{'k' * 33} {SECRET16}", "expected `kid secret"),
+        (f"k\u00e9 {SECRET16}", "expected `kid secret"),
+        ("k1 " + signing.b64url(b"s" * 15), "the secret is shorter than 16 bytes"),
+        ("k1 A", "the secret is not base64url"),
+    ],
+)
+def test_a_bad_keyring_line_is_refused_naming_file_and_line(tmp_path, line, message):
+    ring = keyring(tmp_path, f"# keys\nok {SECRET16}\n{line}\n")
+    with pytest.raises(signing.KeyringError) as info:
+        signing.load_keyring(ring)
+    assert str(info.value).startswith(f"{ring}:3: ") and message in str(info.value)
+
+
+def test_a_kid_of_32_characters_is_the_longest_accepted(tmp_path):
+    assert set(signing.load_keyring(keyring(tmp_path, f"{'k' * 32} {SECRET16}\n"))) == {"k" * 32}
+
+
+def test_a_new_key_line_is_a_fresh_32_byte_active_key(tmp_path):
+    line = signing.new_key_line("k9")
+    kid, secret, state = line.split(" ")
+    assert (kid, state, len(secret)) == ("k9", "active", 43)
+    assert signing.load_keyring(keyring(tmp_path, line + "\n"))["k9"].secret == signing.b64url_decode(secret)
+    assert signing.new_key_line("k9") != line
+
+
+def test_a_keyring_just_at_the_size_limit_is_read_and_one_byte_more_is_refused(tmp_path):
+    body = f"k1 {SECRET16}\n"
+    ring = keyring(tmp_path, body + "#" * (signing.MAX_KEYRING - len(body)))
+    assert set(signing.load_keyring(ring)) == {"k1"}
+    ring = keyring(tmp_path, body + "#" * (signing.MAX_KEYRING - len(body) + 1))
+    with pytest.raises(signing.KeyringError, match=f"larger than {signing.MAX_KEYRING} bytes"):
+        signing.load_keyring(ring)
+
+
+def test_a_keyring_that_is_not_utf8_or_missing_is_refused(tmp_path):
+    ring = tmp_path / "keyring"
+    ring.write_bytes(b"k1 \xff\xfe\n")
+    ring.chmod(0o600)
+    with pytest.raises(signing.KeyringError, match="is not UTF-8 text"):
+        signing.load_keyring(ring)
+    with pytest.raises(signing.KeyringError, match="cannot read keyring .*missing: No such file"):
+        signing.load_keyring(tmp_path / "missing")
+
+
+def stat_of(mode: int, uid: int) -> os.stat_result:
+    return os.stat_result((mode, 1, 1, 1, uid, 0, 10, 0, 0, 0))
+
+
+@pytest.mark.parametrize(
+    "mode, word",
+    [
+        (0o660, "readable"),
+        (0o606, "readable"),
+        (0o640, "readable"),
+        (0o604, "readable"),
+        (0o644, "readable"),
+        (0o670, "readable"),
+        (0o630, "writable"),
+        (0o603, "writable"),
+        (0o611, "executable"),
+        (0o601, "executable"),
+    ],
+)
+def test_check_private_refuses_any_group_or_other_bit(mode, word):
+    with pytest.raises(signing.KeyringError) as info:
+        signing.check_private("ring", stat_of(0o100000 | mode, os.geteuid()))
+    assert str(info.value) == f"keyring ring is {word} by others (mode {mode:04o}); run: chmod 600 ring"
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o700, 0o200])
+def test_check_private_accepts_a_file_only_its_owner_can_use(mode):
+    signing.check_private("ring", stat_of(0o100000 | mode, os.geteuid()))
+
+
+def test_check_private_accepts_the_service_user_or_root_as_owner_and_no_one_else(monkeypatch):
+    """Without root: the effective uid is injected, the owner is a stat result."""
+    monkeypatch.setattr(signing.os, "geteuid", lambda: 1000)
+    signing.check_private("ring", stat_of(0o100600, 1000))
+    signing.check_private("ring", stat_of(0o100600, 0))
+    for uid in (1001, 999, 4242):
+        with pytest.raises(signing.KeyringError) as info:
+            signing.check_private("ring", stat_of(0o100600, uid))
+        assert str(info.value) == (
+            f"keyring ring is owned by uid {uid}, not by the service user (uid 1000) or root; run: chown 1000 ring"
+        )
+    with pytest.raises(signing.KeyringError, match="^keyring ring is not a regular file$"):
+        signing.check_private("ring", stat_of(0o040700, 1000))
+
+
+# ------------------------------------------------------------------ envelope boundaries
+
+
+@pytest.mark.parametrize(
+    "change, ok",
+    [
+        ({"ts": 1}, True),
+        ({"ts": 0}, False),
+        ({"ts": -1}, False),
+        ({"ts": 2**40 - 1}, True),
+        ({"ts": 2**40}, False),
+        ({"cmd": "x" * 4096}, True),
+        ({"cmd": "x" * 4097}, False),
+        ({"kid": "k" * 32}, True),
+        ({"kid": "k" * 33}, False),
+        ({"kid": ""}, False),
+    ],
+)
+def test_envelope_field_limits(change, ok):
+    env = {**envelope(), **change}
+    payload = json.dumps(env).encode()
+    if ok:
+        assert signing.parse_envelope(payload) == env
+    else:
+        assert reason(lambda: signing.parse_envelope(payload)) == "malformed"
+
+
+@pytest.mark.parametrize(
+    "text, size, ok",
+    [
+        ("A" * 43, 32, True),
+        ("A" * 42 + "E", 32, True),
+        ("A" * 42 + "B", 32, False),  # unused bits set
+        ("A" * 44, 32, False),
+        ("A" * 42, 32, False),
+        ("A" * 22, 16, True),
+        ("A" * 21 + "Q", 16, True),
+        ("A" * 21 + "B", 16, False),
+        ("A" * 41 + "!!", 32, False),  # decodes to too few characters: a padding error, not an exception
+        ("A" * 42 + "\u00c0", 32, False),
+    ],
+)
+def test_canonical_b64url_accepts_only_the_one_spelling(text, size, ok):
+    assert signing.canonical_b64url(text, size) is ok
+
+
+def test_a_key_is_usable_up_to_and_including_its_not_after():
+    keys = {"k1": Key("k1", KEY.secret, not_after=NOW + 10)}
+    assert check(envelope(), keys=keys, now=NOW + 10).cmd == "PRESS"
+    assert reason(lambda: check(envelope(), keys=keys, now=NOW + 10.5)) == "unauthorized"
+
+
+def test_verified_carries_the_envelope_fields():
+    env = envelope()
+    assert check(env, now=NOW + 3) == signing.Verified("PRESS", env["nonce"], "k1", NOW)
+
+
+def test_a_forged_result_with_an_odd_signature_string_is_refused_not_raised():
+    body = {"status": "ok", "ts": NOW, "nonce": "A" * 22}
+    for sig in ("A" * 41 + "!!", "=" * 43, "A" * 43 + "=", "", None, 5):
+        assert not signing.verify_result({**body, "sig": sig}, KEY, DEVICE, TOPIC, "A" * 22)
+    # correctly signed over the very field values, but a field is not of its fixed shape
+    for bad in ({"status": "OK"}, {"status": ""}, {"reason": ""}, {"reason": 5}, {"ts": "1"}, {"ts": True}):
+        signed = {**body, **bad}
+        why = signed.get("reason")
+        signed["sig"] = signing.sign_result(
+            KEY, DEVICE, TOPIC, "A" * 22, signed["status"], None if why is None else str(why), signed["ts"]
+        )
+        assert not signing.verify_result(signed, KEY, DEVICE, TOPIC, "A" * 22), bad
