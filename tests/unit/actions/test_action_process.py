@@ -142,7 +142,6 @@ def test_bad_timeout_cwd_env(make_ctx) -> None:
 
 def test_never_a_shell(make_ctx, monkeypatch) -> None:
     """What process.run plans reaches Popen as a list, without shell=True, even with shell syntax in it."""
-    import inspect
     import subprocess
 
     from pilot.actions import System
@@ -161,9 +160,31 @@ def test_never_a_shell(make_ctx, monkeypatch) -> None:
     call = process.run(make_ctx(), "x", argv=["/bin/echo", "$(id); {value} | cat"], value_arg="{value}")[0]
     System().perform(call)
     assert seen["args"] == ["/bin/echo", "$(id); x | cat"]
-    assert not seen["kwargs"].get("shell")
-    source = inspect.getsource(process)
-    assert "shell=True" not in source and "os.system" not in source and "/bin/sh" not in source
+    assert seen["kwargs"].get("shell", False) is False
+    assert "executable" not in seen["kwargs"]  # nothing swaps the program named in argv[0]
+
+
+def test_shell_syntax_reaches_the_program_literally(make_ctx, monkeypatch) -> None:
+    """The lowest layer: the argv handed to the kernel's exec is the planned list, and a real
+    /bin/echo prints the metacharacters back unexpanded (a shell would run `id` and the pipe)."""
+    import subprocess
+
+    from pilot.actions import System
+
+    execs = []
+    real_fork_exec = subprocess._fork_exec
+
+    def fork_exec(args, executables, *rest):
+        execs.append((list(args), list(executables)))
+        return real_fork_exec(args, executables, *rest)
+
+    monkeypatch.setattr(subprocess, "_fork_exec", fork_exec)
+    monkeypatch.setattr(subprocess, "_USE_POSIX_SPAWN", False)  # every child goes through fork_exec
+    text = "$(id); `id` && x | cat > /dev/null; *"
+    call = process.run(make_ctx(environ={"PATH": "/usr/bin:/bin"}), "x", argv=["/bin/echo", text], capture=True)[0]
+    outcome = System().perform(call)
+    assert execs == [(["/bin/echo", text], [b"/bin/echo"])]
+    assert (outcome.returncode, outcome.output) == (0, text + "\n")
 
 
 def test_windows_paths(make_ctx) -> None:
