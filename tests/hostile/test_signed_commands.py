@@ -492,3 +492,58 @@ def test_a_keyring_that_is_a_link_foreign_or_shared_is_refused_with_its_reason(r
     assert body["status"] == "rejected" and body["reason"] == "unavailable", body
     assert expected in rig.agent.output(), rig.agent.tail()
     assert rig.executions() == 0
+
+
+# ------------------------------------------------------------------ 8. signed text is held to the same characters
+
+
+def test_a_correctly_signed_text_whose_only_fault_is_a_control_character_is_malformed(tmp_path):
+    """In process. The envelope verifies with the real key, fresh nonce, current time: its one fault is
+    the terminal escape in `cmd`. The same envelope without that character is accepted and runs, so the
+    refusal cannot come from a broken envelope."""
+    from pilot.actions._base import Outcome, System
+    from pilot.agent.commands import CommandService
+    from tests.support.profiles import compile_text
+
+    class Recorder(System):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list = []
+
+        def perform(self, call):
+            self.calls.append(call)
+            return Outcome()
+
+    keyring = new_keyring(tmp_path / "keyring")
+    text = profile_text(keyring).replace(
+        "commands:\n",
+        "commands:\n  say: {action: process.run, platform: text, policy: {signed: true},\n"
+        '        args: {argv: [/bin/echo, "{value}"], value_arg: "{value}"}}\n',
+    )
+    text = text.replace("allow: [shutdown, backup]", "allow: [shutdown, backup, say]")
+    plan = compile_text(text, folder=tmp_path, name="signed.yaml", device_id=DEVICE)
+    published: list[tuple[str, str]] = []
+    system = Recorder()
+    svc = CommandService(plan, lambda t, p, q, r: published.append((t, p)), system, tmp_path / "state")
+    signer = Signer(keyring, DEVICE, BASE)
+    topic = f"{BASE}/cmd/say/set"
+
+    def answer(value: str) -> dict:
+        env = signer.sign("say", value)
+        # the envelope is sound: it verifies with the key, now, on this topic
+        assert signing.verify(env, signer.keys, DEVICE, topic, now=time.time(), window=60).cmd == value
+        svc.handle(topic, json.dumps(env).encode(), False)
+        deadline = time.monotonic() + 10
+        while svc.guards.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return [json.loads(p) for t, p in published if t == f"{BASE}/cmd/say/result"][-1]
+
+    try:
+        refused = answer("clear\x1b")
+        assert (refused["status"], refused["reason"]) == ("rejected", "malformed"), refused
+        assert system.calls == []
+        accepted = answer("clear")
+        assert accepted["status"] == "ok", accepted
+        assert [call.argv for call in system.calls] == [("/bin/echo", "clear")]
+    finally:
+        svc.stop(timeout=1)
