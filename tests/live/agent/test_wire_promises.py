@@ -161,3 +161,23 @@ def test_mqtt5_maximum_packet_size_keeps_an_oversized_message_from_reaching_the_
     watcher.publish(f"{BASE}/cmd/ping/set", b"x" * 5000)
     answer = watcher.wait_for(lambda m: m.topic == result, timeout=15, since=control)
     assert answer is not None and json.loads(answer.payload)["reason"] == "too_large", agent.tail()
+
+
+def test_a_status_over_16_bytes_and_a_command_id_over_64_characters_are_dropped_unread_and_counted(
+    broker, watcher, run_agent, tmp_path
+):
+    """The caps of docs/security.md's inbound table, at their edges: 16 bytes of `homeassistant/status`
+    are read, 17 are dropped; a 64-character command id is answered, 65 are dropped unanswered. Each
+    drop is counted in `inbound_dropped`."""
+    profile = write_profile(tmp_path / "wire.yaml")
+    agent = start(run_agent, profile, broker.port, watcher, tmp_path, PILOT_HEALTH_EVERY="1")
+    since = time.monotonic()
+    watcher.publish("homeassistant/status", b"offline" + b" " * 9)  # 16 bytes: read (and not `online`)
+    watcher.publish("homeassistant/status", b"online" + b" " * 11)  # 17 bytes
+    watcher.publish(f"{BASE}/cmd/{'a' * 65}/set", "PRESS")
+    watcher.publish(f"{BASE}/cmd/{'a' * 64}/set", "PRESS")  # read last: its answer means all were read
+    answered = watcher.wait_for(lambda m: m.topic == f"{BASE}/cmd/{'a' * 64}/result", timeout=15, since=since)
+    assert answered is not None and json.loads(answered.payload)["reason"] == "not_allowed", agent.tail()
+    health = watcher.wait_for(lambda m: m.topic == f"{BASE}/health", timeout=15, since=answered.at)
+    assert health is not None and json.loads(health.payload)["inbound_dropped"] == 2, agent.tail()
+    assert watcher.on(f"{BASE}/cmd/{'a' * 65}/result") == []
