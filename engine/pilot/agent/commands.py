@@ -214,6 +214,7 @@ class CommandService:
                 raise _Authenticated("cooldown", auth)
             if command.id in self.guards.running or len(self.guards.running) >= MAX_RUNNING:
                 raise _Authenticated("busy", auth)
+            # last, so that only commands that start spend the budget (docs/security.md, the guard chain)
             if not self.guards.rate.allow():
                 raise _Authenticated("rate_limited", auth)
             self.guards.running.add(command.id)
