@@ -39,3 +39,23 @@ def test_fast_and_pure_loaders_agree(path, monkeypatch):
 
 def test_corpora_are_there():
     assert len(FILES) > 100
+
+
+VALID = sorted((REPO / "tests/profiles/valid").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.name)
+def test_every_valid_profile_compiles_with_no_errors(path):
+    """Agreement between the two parsers says nothing about validity: a valid case must compile to a
+    plan. The only findings allowed are warnings about secret files this host does not have."""
+    from pilot.diagnostics import WARNING
+    from pilot.profile.pipeline import compile_file
+
+    _doc, result = compile_file(path, facts={}, device_id="x")
+    assert result.plan is not None and result.errors == (), [d.text() for d in result.diagnostics]
+    for d in result.diagnostics:
+        assert d.severity == WARNING and "cannot be read on this machine" in d.message, d.text()
+
+
+def test_the_valid_corpus_is_there():
+    assert len(VALID) == 12
