@@ -116,3 +116,17 @@ def test_a_password_written_in_the_profile_is_refused(tmp_path):
     _doc, diags = validate_file(profile)
     errors = [d.text() for d in diags if d.severity == "error"]
     assert any("$.mqtt.password: unknown key 'password'" in e for e in errors), errors
+
+
+def test_health_is_reported_every_30_seconds_unless_the_environment_says_otherwise():
+    from pilot.agent.supervise import options_from_env
+
+    assert options_from_env({}, state_dir=None).health_every == 30.0
+    assert options_from_env({"PILOT_HEALTH_EVERY": "1"}, state_dir=None).health_every == 1.0
+
+
+def test_mqtt_3_1_1_is_the_default_protocol_and_5_is_chosen_in_the_profile(tmp_path):
+    from tests.support.profiles import compile_text
+
+    assert compile_text("pilot: 1\n", folder=tmp_path).mqtt.protocol == "3.1.1"
+    assert compile_text("pilot: 1\nmqtt: {protocol: '5'}\n", folder=tmp_path).mqtt.protocol == "5"
