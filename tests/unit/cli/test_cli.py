@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -194,41 +195,46 @@ def test_validate_missing_path_among_good_ones_exits_2(tmp_path: Path, capsys: p
     assert code == 2
 
 
-def _unreadable(tmp_path: Path) -> Path:
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
-        path = write(tmp_path, "secret.yaml", VALID)
-        path.chmod(0)
-        return path
-    # root reads any file regardless of its mode; /proc/self/mem opens but fails to read at offset 0
-    if not Path("/proc/self/mem").exists():
-        pytest.skip("running as root without /proc/self/mem: nothing here is unreadable")
-    path = tmp_path / "mem.yaml"
-    path.symlink_to("/proc/self/mem")
+def _unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A profile whose opening fails with EACCES. Injected where the loader opens it, not made with
+    chmod: root (CI) reads any file whatever its mode, and this must run there too."""
+    import builtins
+
+    from pilot.profile import loader
+
+    path = write(tmp_path, "secret.yaml", VALID)
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):
+        if os.path.realpath(file) == os.path.realpath(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(loader, "open", refusing_open, raising=False)
     return path
 
 
-def test_validate_unreadable_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = _unreadable(tmp_path)
-    try:
-        code, out, _ = run(capsys, "validate", "--format", "json", str(path))
-    finally:
-        if not path.is_symlink():
-            path.chmod(0o600)
+def test_validate_unreadable_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _unreadable(tmp_path, monkeypatch)
+    code, out, _ = run(capsys, "validate", "--format", "json", str(path))
     assert code == 2
     [d] = json.loads(out)["diagnostics"]
-    assert d["code"] == "unreadable" and d["severity"] == "error"
-    assert "cannot read" in d["message"]
+    assert (d["code"], d["severity"]) == ("unreadable", "error")
+    assert d["message"] == "cannot read the file: Permission denied"
+    assert d["file"].endswith("secret.yaml")
 
 
-def test_unreadable_file_wins_over_invalid_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreadable_file_wins_over_invalid_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = write(tmp_path, "bad.yaml", INVALID)
-    path = _unreadable(tmp_path)
-    try:
-        code, _, _ = run(capsys, "validate", str(bad), str(path))
-    finally:
-        if not path.is_symlink():
-            path.chmod(0o600)
+    path = _unreadable(tmp_path, monkeypatch)
+    code, out, _ = run(capsys, "validate", "--format", "json", str(bad), str(path))
     assert code == 2
+    codes = sorted(d["code"] for d in json.loads(out)["diagnostics"])
+    assert codes == ["schema", "unreadable"], codes  # both files reported; the exit code is the unreadable one
 
 
 def test_validate_needs_a_path(capsys: pytest.CaptureFixture[str]) -> None:
