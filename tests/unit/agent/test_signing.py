@@ -329,7 +329,7 @@ class Faults:
     before it raises (a short write then an error). `chunk`: at most this many bytes per os.write, with
     no error (0: os.write returns 0, as it may on a full disk)."""
 
-    CALLS = ("open", "write", "fsync", "close", "ftruncate", "replace", "mkdir")
+    CALLS = ("open", "write", "fsync", "close", "ftruncate", "replace", "mkdir", "fstat")
 
     def __init__(self, root, monkeypatch) -> None:
         self.root = os.fspath(root)
@@ -337,6 +337,7 @@ class Faults:
         self.budget: int | None = None
         self.chunk: int | None = None
         self.paths: dict[int, str] = {}  # our open descriptors -> their paths
+        self.opened: list[tuple[str, int]] = []  # (path, flags) of every open under root
         self.real = {name: getattr(os, name) for name in self.CALLS}
         for name in self.CALLS:
             monkeypatch.setattr(os, name, getattr(self, "_" + name))
@@ -367,6 +368,7 @@ class Faults:
         fd = self.real["open"](path, flags, mode, dir_fd=dir_fd)
         if self._mine(path):
             self.paths[fd] = os.fspath(path)
+            self.opened.append((os.fspath(path), flags))
         return fd
 
     def _close(self, fd):
@@ -403,6 +405,11 @@ class Faults:
         if self._mine(dst):
             self._fault("replace", os.fspath(dst))
         return self.real["replace"](src, dst, **kwargs)
+
+    def _fstat(self, fd):
+        if fd in self.paths:
+            self._fault("fstat", self.paths[fd])
+        return self.real["fstat"](fd)
 
     def _mkdir(self, path, mode=0o777, **kwargs):
         if self._mine(path):
@@ -857,13 +864,15 @@ def test_keyring_fields_are_all_kept(tmp_path):
         "\n"
         "   # a comment line between keys, then a blank one\n"
         "\n"
-        f"b-2_X {SECRET16} verify_only not_after=1764246000.5  # trailing comment\n"
-        f"c {SECRET16} not_after=17 revoked\n",
+        f"b-2_X {SECRET16} verify_only not_after=1764246000.5  # trailing # comment\n"
+        f"c {SECRET16} not_after=17 revoked\n"
+        f"d {signing.b64url(bytes(range(22)))}\n",  # 30 characters: two characters of padding to restore
     )
     assert signing.load_keyring(ring) == {
         "a": Key("a", b"s" * 16, "active", None),
         "b-2_X": Key("b-2_X", b"s" * 16, "verify_only", 1764246000.5),
         "c": Key("c", b"s" * 16, "revoked", 17.0),
+        "d": Key("d", bytes(range(22)), "active", None),
     }
 
 
@@ -875,6 +884,7 @@ def test_keyring_fields_are_all_kept(tmp_path):
         (f"k1 {SECRET16} not_after=soon", "not_after is not a number"),
         (f"k1 {SECRET16} not_after=inf", "not_after is not a number"),
         (f"k1 {SECRET16} not_after=nan", "not_after is not a number"),
+        (f"k1 {SECRET16} not_after=1=2", "not_after is not a number"),
         ("k1", "expected `kid secret [state] [not_after=TIME]`"),
         (f"k/1 {SECRET16}", "expected `kid secret"),
         (f"{'k' * 33} {SECRET16}", "expected `kid secret"),
@@ -903,10 +913,10 @@ def test_a_new_key_line_is_a_fresh_32_byte_active_key(tmp_path):
 
 
 def test_a_keyring_just_at_the_size_limit_is_read_and_one_byte_more_is_refused(tmp_path):
-    body = f"k1 {SECRET16}\n"
-    ring = keyring(tmp_path, body + "#" * (signing.MAX_KEYRING - len(body)))
+    key = f"\nk1 {SECRET16}\n"  # last: a read cut short would lose it
+    ring = keyring(tmp_path, "#" * (signing.MAX_KEYRING - len(key)) + key)
     assert set(signing.load_keyring(ring)) == {"k1"}
-    ring = keyring(tmp_path, body + "#" * (signing.MAX_KEYRING - len(body) + 1))
+    ring = keyring(tmp_path, "#" * (signing.MAX_KEYRING - len(key) + 1) + key)
     with pytest.raises(signing.KeyringError, match=f"larger than {signing.MAX_KEYRING} bytes"):
         signing.load_keyring(ring)
 
@@ -1035,3 +1045,215 @@ def test_a_forged_result_with_an_odd_signature_string_is_refused_not_raised():
             KEY, DEVICE, TOPIC, "A" * 22, signed["status"], None if why is None else str(why), signed["ts"]
         )
         assert not signing.verify_result(signed, KEY, DEVICE, TOPIC, "A" * 22), bad
+
+
+# ------------------------------------------------------------------ what the store says, and how it opens files
+
+
+def messages(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "pilot.signing"]
+
+
+def test_each_store_fault_is_logged_naming_the_file_and_the_error(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "nonces.log"
+    faults = Faults(tmp_path, monkeypatch)
+    store = NonceStore(path, 60, clock=Clock())
+    faults.arm("open", errno.EROFS, times=1)
+    reason(lambda: store.admit(A, NOW))
+    faults.arm("write", errno.ENOSPC, times=1)
+    reason(lambda: store.admit(A, NOW))
+    faults.arm("fstat", errno.EIO, times=1)
+    reason(lambda: store.admit(A, NOW))
+    assert store.dirty  # the size before the write is unknown: nothing can be rolled back
+    faults.arm("write", errno.EIO, times=1)  # the rewrite fails
+    reason(lambda: store.admit(A, NOW))
+    store.admit(A, NOW)
+    assert messages(caplog) == [
+        f"cannot open the nonce store {path}: Read-only file system; signed commands answer unavailable",
+        f"cannot record a nonce in {path}: No space left on device; the command is refused (unavailable)",
+        f"cannot record a nonce in {path}: Input/output error",
+        f"cannot rewrite the nonce store {path}: Input/output error",
+        f"the nonce store {path} was rewritten; signed commands are accepted again",
+    ]
+    assert path.read_text() == "watermark 0\n" + record(A)
+
+
+def test_a_failed_rollback_is_logged(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "nonces.log"
+    faults = Faults(tmp_path, monkeypatch)
+    store = NonceStore(path, 60, clock=Clock())
+    faults.arm("write", errno.ENOSPC, times=1)
+    faults.arm("ftruncate", errno.EIO, times=1)
+    reason(lambda: store.admit(A, NOW))
+    assert messages(caplog)[-1] == (
+        f"cannot roll back a partial nonce record in {path}: Input/output error; signed commands are refused "
+        "until the log is rewritten"
+    )
+    assert store.dirty is True
+
+
+def test_a_failed_store_logs_why_and_what_to_do(tmp_path, caplog):
+    path = tmp_path / "nonces.log"
+    path.write_text("junk\n")
+    NonceStore(path, 60, clock=Clock())
+    assert messages(caplog) == [
+        f"the nonce store {path} line 1 is not a nonce record; signed commands are refused (unavailable) until it "
+        "is repaired and Pilot restarted (a nonce in it may belong to a command that already ran: remove the file "
+        "only after Pilot has been stopped for longer than the signature window)"
+    ]
+
+
+def test_a_log_that_cannot_be_read_at_start_fails_the_store(tmp_path, monkeypatch):
+    path = tmp_path / "nonces.log"
+    path.write_text(record(A))
+    faults = Faults(tmp_path, monkeypatch)
+    faults.arm("fstat", errno.EIO)
+    store = NonceStore(path, 60, clock=Clock())
+    assert store.error == "cannot be read (Input/output error)"
+
+
+def test_a_dirty_store_refuses_while_its_rewrite_fails_even_if_appending_would_work(tmp_path, monkeypatch):
+    path = tmp_path / "nonces.log"
+    faults = Faults(tmp_path, monkeypatch)
+    store = NonceStore(path, 60, clock=Clock())
+    store.admit(A, NOW)
+    faults.arm("write", errno.ENOSPC, times=1)
+    faults.arm("ftruncate", errno.EIO, times=1)
+    assert reason(lambda: store.admit(B, NOW)) == "unavailable"
+    assert store.dirty
+    faults.arm("open", errno.ENOSPC, only=".tmp")  # the log can be appended to, a new file cannot be made
+    assert reason(lambda: store.admit(C, NOW)) == "unavailable"
+    assert store.dirty and C not in path.read_text()
+    faults.clear()
+    store.admit(C, NOW)
+    assert not store.dirty and path.read_text() == "watermark 0\n" + record(A, C)
+
+
+def test_the_store_opens_no_link_and_leaks_no_descriptor_to_child_processes(tmp_path, monkeypatch):
+    """Every descriptor is close-on-exec (an action's child never inherits the log); the log and its
+    tmp file are opened with O_NOFOLLOW; the tmp file is the log's name plus `.tmp`."""
+    path = tmp_path / "nonces.log"
+    path.write_text(record(A))
+    faults = Faults(tmp_path, monkeypatch)
+    store = NonceStore(path, 60, clock=Clock(), compact_every=1)
+    store.admit(B, NOW)
+    assert [p for p, _ in faults.opened] == [str(path), str(path), str(path) + ".tmp", str(tmp_path)]
+    for name, flags in faults.opened:
+        assert flags & os.O_CLOEXEC, name
+        if name != str(tmp_path):
+            assert flags & os.O_NOFOLLOW, name
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_links_in_place_of_the_log_or_its_tmp_file_are_not_followed(tmp_path, caplog):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    link = tmp_path / "nonces.log"
+    link.symlink_to(victim)
+    store = NonceStore(link, 60, clock=Clock())
+    assert store.error is not None and store.error.startswith("cannot be opened")
+    link.unlink()
+    store = NonceStore(link, 60, clock=Clock())
+    link.symlink_to(victim)
+    assert reason(lambda: store.admit(A, NOW)) == "unavailable"
+    link.unlink()
+    (tmp_path / "nonces.log.tmp").symlink_to(victim)
+    store = NonceStore(link, 60, clock=Clock(), compact_every=1)
+    store.admit(A, NOW)  # appended; the compaction refuses the planted link and fails
+    assert victim.read_text() == "precious\n"
+    assert link.read_text() == record(A)
+
+
+def test_directories_and_files_the_store_creates_are_private(tmp_path, monkeypatch):
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "state" / "pilot" / "nonces.log"
+        faults = Faults(tmp_path, monkeypatch)
+        store = NonceStore(path, 60, clock=Clock(), compact_every=2)
+        store.admit(A, NOW)
+        assert (tmp_path / "state" / "pilot").stat().st_mode & 0o777 == 0o700  # parents: as `mkdir -p` makes them
+        assert path.stat().st_mode & 0o777 == 0o600
+        # the directory vanishes while the store is dirty: the rewrite makes it again, private
+        faults.arm("write", errno.ENOSPC, times=1)
+        faults.arm("ftruncate", errno.EIO, times=1)
+        reason(lambda: store.admit(B, NOW))
+        path.unlink()
+        (tmp_path / "state" / "pilot").rmdir()
+        (tmp_path / "state").rmdir()
+        store.admit(C, NOW)  # rewrite (creates the directories), append, then compaction (2 appends)
+        assert (tmp_path / "state" / "pilot").stat().st_mode & 0o777 == 0o700  # parents: as `mkdir -p` makes them
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert path.read_text() == "watermark 0\n" + record(A, C)
+    finally:
+        os.umask(old)
+
+
+def test_compaction_runs_every_compact_every_admissions_exactly(tmp_path, monkeypatch):
+    path = tmp_path / "nonces.log"
+    faults = Faults(tmp_path, monkeypatch)
+    store = NonceStore(path, 60, clock=Clock(), compact_every=3)
+    rewrites = []
+    for i in range(9):
+        store.admit(f"{i:022d}", NOW)
+        rewrites.append(sum(1 for p, _ in faults.opened if p.endswith(".tmp")))
+    assert rewrites == [0, 0, 1, 1, 1, 2, 2, 2, 3]
+
+
+def test_the_defaults_are_a_10000_nonce_cache_and_a_compaction_every_1000_records(tmp_path, monkeypatch):
+    """docs/security.md: "every 1000 records"; the cache bound. fsync is stubbed: 10 000 admissions."""
+    path = tmp_path / "nonces.log"
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    store = NonceStore(path, 60, clock=Clock())
+    assert store.watermark == 0 and store.dirty is False and store.error is None
+    for i in range(999):
+        store.admit(f"{i:022d}", NOW)
+    assert not path.read_text().startswith("watermark")
+    store.admit(f"{999:022d}", NOW)
+    assert path.read_text().startswith("watermark 0\n")
+    for i in range(1000, 10_000):
+        store.admit(f"{i:022d}", NOW)
+    assert reason(lambda: store.admit("x" * 22, NOW)) == "busy"
+
+
+def test_a_fresh_store_or_a_log_without_a_watermark_accepts_the_smallest_ts(tmp_path):
+    store = NonceStore(tmp_path / "n.log", 60, clock=Clock())
+    store.admit(A, 1)
+    assert NonceStore(tmp_path / "n.log", 60, clock=Clock()).watermark == 0
+    NonceStore(tmp_path / "n.log", 60, clock=Clock()).admit(B, 1)
+
+
+def test_sign_takes_its_time_and_nonce_when_not_given(monkeypatch):
+    monkeypatch.setattr(signing, "time", type("FakeTime", (), {"time": staticmethod(lambda: 1764246000.9)}))
+    first, second = (signing.sign(KEY, DEVICE, TOPIC, "PRESS") for _ in range(2))
+    assert first["ts"] == second["ts"] == 1764246000
+    assert first["nonce"] != second["nonce"]
+    assert signing.canonical_b64url(first["nonce"], 16)
+    assert check(first, now=NOW).cmd == "PRESS"
+
+
+def test_b64url_is_unpadded_urlsafe_base64():
+    assert signing.b64url(b"\x00\x00\x17") == "AAAX"
+    assert signing.b64url(b"\xfb\xff") == "-_8"
+    assert signing.b64url(b"\xff") == "_w"
+    assert signing.b64url_decode("_w") == b"\xff"
+    assert signing.b64url_decode("AAAX") == b"\x00\x00\x17"
+
+
+def test_verify_called_with_an_undecodable_signature_is_malformed():
+    """parse_envelope never lets one through; verify still answers with a reason, not an exception."""
+    assert reason(
+        lambda: signing.verify({**envelope(), "sig": "A"}, {"k1": KEY}, DEVICE, TOPIC, now=NOW, window=60)
+    ) == ("malformed")
+
+
+def test_a_rejection_carries_its_reason_as_its_text():
+    assert str(Rejected("busy")) == "busy" and Rejected("busy").reason == "busy"
+
+
+def test_the_keyring_cannot_be_read_when_fstat_fails(tmp_path, monkeypatch):
+    ring = keyring(tmp_path, f"k1 {SECRET16}\n")
+    faults = Faults(tmp_path, monkeypatch)
+    faults.arm("fstat", errno.EIO)
+    with pytest.raises(signing.KeyringError) as info:
+        signing.load_keyring(ring)
+    assert str(info.value) == f"cannot read keyring {ring}: Input/output error"
