@@ -130,3 +130,9 @@ def test_mqtt_3_1_1_is_the_default_protocol_and_5_is_chosen_in_the_profile(tmp_p
 
     assert compile_text("pilot: 1\n", folder=tmp_path).mqtt.protocol == "3.1.1"
     assert compile_text("pilot: 1\nmqtt: {protocol: '5'}\n", folder=tmp_path).mqtt.protocol == "5"
+
+
+def test_home_assistants_birth_is_answered_after_a_random_1_to_4_seconds_by_default():
+    from pilot.agent.supervise import options_from_env
+
+    assert options_from_env({}, state_dir=None).ha_delay == (1.0, 4.0)
