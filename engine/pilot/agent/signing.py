@@ -101,6 +101,16 @@ class KeyringError(Exception):
     pass
 
 
+def close_quietly(fd: int) -> None:
+    """Close a descriptor, ignoring an error: Linux frees it even when close(2) reports one, and what
+    mattered was settled before (the fsync succeeded, or the caller already failed). An OSError here
+    escaped `admit` (not a Rejected reason) and left a durable nonce out of memory."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def check_private(path: Path, st: os.stat_result) -> None:
     """Refuse a key file that is not a regular file owned by the service user (or root) and private
     to its owner, as ssh does. `st` is the fstat of the opened file, never a stat of the path."""
@@ -138,7 +148,7 @@ def read_private(path: Path) -> str:
     except OSError as exc:
         raise KeyringError(f"cannot read keyring {path}: {exc.strerror}") from None
     finally:
-        os.close(fd)
+        close_quietly(fd)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -412,7 +422,7 @@ class NonceStore:
             self._fail(f"cannot be read ({exc.strerror})")
             return
         finally:
-            os.close(fd)
+            close_quietly(fd)
         try:
             seen, self.watermark = read_nonce_log(data)
         except NonceStoreError as exc:
@@ -488,7 +498,7 @@ class NonceStore:
             log.error("cannot record a nonce in %s: %s", self.path, exc.strerror)
             return False
         finally:
-            os.close(fd)
+            close_quietly(fd)
 
     def _rewrite(self) -> bool:
         """Replace the log with the watermark and the remembered nonces (tmp, fsync, rename, fsync dir)."""

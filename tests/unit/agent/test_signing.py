@@ -372,8 +372,10 @@ class Faults:
         return fd
 
     def _close(self, fd):
-        self.paths.pop(fd, None)
-        return self.real["close"](fd)
+        path = self.paths.pop(fd, None)
+        self.real["close"](fd)  # as Linux does: the descriptor is freed even when close reports an error
+        if path is not None:
+            self._fault("close", path)
 
     def _write(self, fd, data):
         path = self.paths.get(fd)
@@ -1257,3 +1259,22 @@ def test_the_keyring_cannot_be_read_when_fstat_fails(tmp_path, monkeypatch):
     with pytest.raises(signing.KeyringError) as info:
         signing.load_keyring(ring)
     assert str(info.value) == f"cannot read keyring {ring}: Input/output error"
+
+
+def test_an_error_from_close_after_a_durable_record_does_not_escape_or_lose_the_nonce(tmp_path, monkeypatch):
+    """Regression (fault injection): close(2) reporting EIO after the record was fsynced raised an
+    OSError out of `admit` (not a reason), and the nonce, durable in the log, was missing from memory:
+    the same envelope was admitted again in the same process."""
+    path = tmp_path / "nonces.log"
+    ring = keyring(tmp_path, f"k1 {SECRET16}\n")
+    path.write_text(record(A))
+    faults = Faults(tmp_path, monkeypatch)
+    faults.arm("close", errno.EIO)
+    store = NonceStore(path, 60, clock=Clock())  # the read at start is not disturbed either
+    assert store.healthy
+    assert set(signing.load_keyring(ring)) == {"k1"}
+    store.admit(B, NOW)
+    assert reason(lambda: store.admit(B, NOW)) == "replayed"
+    faults.clear()
+    assert path.read_text() == record(A, B)
+    assert replayed_after_restart(path, A) and replayed_after_restart(path, B)
