@@ -16,6 +16,39 @@ from tests.support.probes import bind, read, reason
 CTX = ProbeContext()
 
 
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    """The rate probes (disk, net) built on this clock instead of time.monotonic."""
+    import functools
+
+    from pilot.probes import _common, disk, net
+
+    fake = Clock()
+    for module in (disk, net):
+        monkeypatch.setattr(module, "CounterRate", functools.partial(_common.CounterRate, clock=fake))
+    return fake
+
+
+CPU_TIMES = type(psutil.cpu_times())  # psutil's own sample type, taken before any test replaces cpu_times
+
+
+def cpu_times(busy: float, idle: float):
+    """A psutil cpu_times sample: busy seconds as user time, idle as idle (nothing else)."""
+    values = dict.fromkeys(CPU_TIMES._fields, 0.0)
+    values.update(user=float(busy), idle=float(idle))
+    return CPU_TIMES(**values)
+
+
 # ------------------------------------------------------------------ cpu
 
 
@@ -31,15 +64,27 @@ def test_cpu_percent_total_and_per_core_are_percentages() -> None:
         assert isinstance(value, float) and 0.0 <= value <= 100.0
 
 
-def test_cpu_percent_readers_do_not_share_state() -> None:
+def test_cpu_percent_is_the_busy_share_of_the_interval_since_the_last_read(monkeypatch) -> None:
+    samples = iter([cpu_times(100, 900), cpu_times(130, 970), cpu_times(130, 970), cpu_times(230, 970)])
+    monkeypatch.setattr(psutil, "cpu_times", lambda percpu=False: next(samples))
+    reader = bind("cpu.percent", CTX)  # first sample taken here
+    assert reader() == 30.0  # 30 busy of 100 seconds
+    assert reader() is None  # the same tick again: no interval, no made-up number
+    assert reader() == 100.0
+
+
+def test_cpu_percent_readers_do_not_share_state(monkeypatch) -> None:
+    now = [cpu_times(0, 0)]
+    monkeypatch.setattr(psutil, "cpu_times", lambda percpu=False: now[0])
     a = bind("cpu.percent", CTX)
     b = bind("cpu.percent", CTX)
-    time.sleep(0.25)
-    assert isinstance(a(), float)
+    now[0] = cpu_times(50, 50)
+    assert a() == 50.0
     for _ in range(20):  # hammer a: with shared state b's interval would collapse to nothing
         a()
-    value = b()
-    assert isinstance(value, float), "b lost its interval to a"
+    now[0] = cpu_times(50, 150)
+    assert a() == 0.0  # a's own interval: 100 idle seconds
+    assert b() == 25.0, "b lost its interval to a"  # b's: 50 busy of 200 since it was bound
 
 
 def test_cpu_percent_unknown_core_is_unavailable() -> None:
@@ -50,10 +95,9 @@ def test_cpu_percent_unknown_core_is_unavailable() -> None:
         bind("cpu.percent", CTX, core=count)
 
 
-def test_cpu_load_count() -> None:
-    for period in (1, 5, 15):
-        value = read("cpu.load", CTX, period=period)
-        assert isinstance(value, float) and value >= 0
+def test_cpu_load_count(monkeypatch) -> None:
+    monkeypatch.setattr(psutil, "getloadavg", lambda: (0.5, 1.234, 3.0))
+    assert [read("cpu.load", CTX, period=p) for p in (1, 5, 15)] == [0.5, 1.23, 3.0]  # two decimals
     with pytest.raises(ValueError):
         bind("cpu.load", CTX, period=2)
     assert read("cpu.count", CTX) == psutil.cpu_count(logical=True)
@@ -135,13 +179,22 @@ def test_disk_io_counters_and_rates() -> None:
     assert read("disk.read_bytes", CTX) >= 0
     why = reason("disk.read_bytes", CTX, device="nosuchdisk0")
     assert why and "nosuchdisk0" in why and device in why
-    for name in ("disk.read_rate", "disk.write_rate"):
-        rate = bind(name, CTX)
-        time.sleep(0.05)
-        rate()
-        time.sleep(0.05)
-        second = rate()
-        assert isinstance(second, float) and second >= 0
+
+
+def test_disk_rates_are_bytes_per_second_of_the_clock(monkeypatch, clock) -> None:
+    from types import SimpleNamespace
+
+    counter = [1_000]
+    monkeypatch.setattr(
+        psutil, "disk_io_counters", lambda perdisk=False: SimpleNamespace(read_bytes=counter[0], write_bytes=0)
+    )
+    rate = bind("disk.read_rate", CTX)
+    counter[0], clock.now = 5_000, clock.now + 2.0
+    assert rate() == 2_000.0  # 4000 bytes in 2 s
+    clock.now += 0.5
+    assert rate() == 0.0
+    counter[0], clock.now = 4_000, clock.now + 1.0
+    assert rate() == 0.0  # the counter went back (a reset): never a negative rate
 
 
 # ------------------------------------------------------------------ net
@@ -180,7 +233,7 @@ def test_net_sum_is_exact_over_matching_interfaces(monkeypatch) -> None:
     assert read("net.bytes_sent", CTX, include=["*"], exclude=[]) == 144
 
 
-def test_net_rates_do_not_spike_when_an_interface_goes(monkeypatch) -> None:
+def test_net_rates_do_not_spike_when_an_interface_goes(monkeypatch, clock) -> None:
     class C:
         def __init__(self, sent: int) -> None:
             self.bytes_sent = self.bytes_recv = sent
@@ -188,21 +241,29 @@ def test_net_rates_do_not_spike_when_an_interface_goes(monkeypatch) -> None:
     samples = iter([{"eth0": C(1000), "wlan0": C(5000)}, {"eth0": C(3000)}, {"eth0": C(500)}])
     monkeypatch.setattr(psutil, "net_io_counters", lambda pernic=False: next(samples))
     rate = bind("net.send_rate", CTX)
-    time.sleep(0.01)
-    first = rate()  # wlan0 vanished: only eth0's +2000 counts
-    assert first is not None and first > 0
-    time.sleep(0.01)
+    clock.now += 4.0
+    assert rate() == 500.0  # wlan0 vanished: only eth0's +2000 counts, over 4 s
+    clock.now += 1.0
     assert rate() == 0.0  # eth0 reset (3000 -> 500): nothing, not a negative rate
 
 
-def test_net_rates_on_this_machine() -> None:
+def test_net_rates_on_this_machine(clock) -> None:
+    """This host's real counters through the rate probes: lo's own traffic, made by the test, shows."""
+    import socket
+
     for name in ("net.send_rate", "net.recv_rate"):
-        rate = bind(name, CTX, exclude=[])
-        time.sleep(0.02)
-        rate()
-        time.sleep(0.02)
-        value = rate()
-        assert isinstance(value, float) and value >= 0
+        if "lo" not in psutil.net_io_counters(pernic=True):
+            pytest.skip("no loopback interface here")
+        rate = bind(name, CTX, include=["lo"], exclude=[])
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+        ):
+            rx.bind(("127.0.0.1", 0))
+            for _ in range(20):
+                tx.sendto(b"x" * 1000, rx.getsockname())
+        clock.now += 1.0
+        assert rate() >= 20 * 1000, name  # at least the 20 kB sent over lo in that (fake) second
 
 
 def _default_v4(route: str) -> str | None:
