@@ -79,12 +79,28 @@ def retained_now(port: int, topics: list[str]) -> dict[str, bytes]:
 def test_state_capabilities_health_discovery_and_availability_are_retained_results_and_audit_are_not(
     broker, watcher, run_agent, tmp_path
 ):
+    """docs/mqtt.md's topic table, read by a brand-new subscriber; results also arrive with QoS 1."""
     start(run_agent, write_profile(tmp_path / "wire.yaml"), broker.port, watcher, tmp_path)
-    since = time.monotonic()
-    watcher.publish(f"{BASE}/cmd/ping/set", "PRESS")
-    for topic in (f"{BASE}/cmd/ping/result", f"{BASE}/audit", f"{BASE}/state/cpu", f"{BASE}/health"):
-        assert watcher.wait_for(lambda m, t=topic: m.topic == t, timeout=15), f"nothing on {topic}"
-    assert json.loads(watcher.on(f"{BASE}/cmd/ping/result", since=since)[-1].payload)["status"] == "ok"
+    qos: dict[str, int] = {}  # the QoS a QoS 1 subscriber receives: what the agent published with, at most 1
+    listener = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"qos-{uuid.uuid4().hex[:8]}")
+    listener.on_message = lambda client, userdata, msg: qos.setdefault(msg.topic, msg.qos)
+    listener.connect("127.0.0.1", broker.port)
+    listener.loop_start()
+    try:
+        assert listener.subscribe(f"{BASE}/cmd/ping/result", 1)[0] == paho.MQTT_ERR_SUCCESS
+        time.sleep(0.3)  # the subscription settles (as for the watcher)
+        since = time.monotonic()
+        watcher.publish(f"{BASE}/cmd/ping/set", "PRESS")
+        for topic in (f"{BASE}/cmd/ping/result", f"{BASE}/audit", f"{BASE}/state/cpu", f"{BASE}/health"):
+            assert watcher.wait_for(lambda m, t=topic: m.topic == t, timeout=15), f"nothing on {topic}"
+        assert json.loads(watcher.on(f"{BASE}/cmd/ping/result", since=since)[-1].payload)["status"] == "ok"
+        deadline = time.monotonic() + 10
+        while f"{BASE}/cmd/ping/result" not in qos and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert qos.get(f"{BASE}/cmd/ping/result") == 1
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
 
     retained = retained_now(broker.port, [f"{BASE}/#", f"homeassistant/device/{DEVICE}/config"])
     assert {
