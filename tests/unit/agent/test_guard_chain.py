@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -591,3 +591,154 @@ def test_rejections_after_a_verified_signature_are_always_answered(rigs):
         rig.send("signed", signed("maybe"))
     assert statuses(rig) == ["bad_value"] * 6
     assert all(a["nonce"] and a["sig"] for _, a in rig.results())
+
+
+# ------------------------------------------------------------------ the rest of CommandService's interface
+
+
+def test_a_topic_outside_the_command_tree_is_answered_on_the_unknown_result_topic(rigs):
+    rig = rigs()
+    rig.svc.handle("pilot/d/cmd/a/b/set", b"PRESS", False)
+    rig.tick(1)
+    rig.svc.handle("pilot/other/cmd/press/set", b"PRESS", False)
+    topics = [(t, json.loads(p).get("reason")) for t, p in rig.wire if t.endswith("/result")]
+    assert topics == [("pilot/d/cmd/_unknown/result", "not_allowed")] * 2
+    assert rig.audit()[0] == {"event_type": "rejected", "command": None, "origin": "mqtt", "reason": "not_allowed"}
+
+
+def test_an_action_that_refuses_its_value_fails_unavailable_with_why(rigs):
+    """The action's own check of the value (an option-like text for a program's argument) is the
+    last word: `failed` / `unavailable`, with the action's reason in `detail`."""
+    text = PROFILE + '  opt: {action: process.run, args: {argv: [/bin/echo, "{value}"], value_arg: "{value}"}, '
+    text += "platform: text}\n"
+    rig = rigs(text.replace("allow: [", "allow: [opt, "))
+    rig.send("opt", b"-rf")
+    [(_, answer)] = rig.results()
+    assert (answer["status"], answer["reason"]) == ("failed", "unavailable")
+    assert "put '--' before it in argv" in answer["detail"]
+    assert rig.system.calls == []
+
+
+def test_a_system_error_fails_unavailable_with_the_error_and_frees_the_command(rigs):
+    rig = rigs()
+
+    def broken(call):
+        raise OSError("no such program")
+
+    rig.system.perform = broken
+    rig.send("press", b"PRESS")
+    assert rig.results() == [
+        ("press", {"status": "failed", "reason": "unavailable", "detail": "no such program", "ts": 1_700_000_000})
+    ]
+    assert not rig.svc.guards.running and rig.svc.guards.stats.failed == 1
+
+
+def test_an_unexpected_error_is_answered_failed_once_a_second_and_never_raised(rigs):
+    """A bug (here a plan no compiler would write: a number whose min is text) is answered, at most
+    once a second, instead of killing paho's thread with a traceback per message."""
+    rig = rigs()
+    broken = [
+        replace(c, entity=replace(c.entity, extra={"min": "one"})) if c.id == "level" else c
+        for c in rig.svc.plan.commands
+    ]
+    rig.svc = CommandService(
+        replace(rig.svc.plan, commands=tuple(broken)),
+        rig.svc.publish,
+        rig.system,
+        rig.svc.state_dir,
+        wall=rig.svc.wall,
+        mono=rig.svc.mono,
+        guards=rig.svc.guards,
+    )
+    for _ in range(3):
+        rig.send("level", b"5")
+    rig.tick(1)
+    rig.send("level", b"5")
+    assert [a for _, a in rig.results()] == [
+        {"status": "failed", "reason": "unavailable", "ts": 1_700_000_000},
+        {"status": "failed", "reason": "unavailable", "ts": 1_700_000_001},
+    ]
+    assert rig.audit()[0] == {"event_type": "failed", "command": "level", "origin": "mqtt", "reason": "unavailable"}
+    assert rig.svc.guards.stats.replies_suppressed == 2
+
+
+def test_dry_run_shows_environment_variables_by_name_only(rigs):
+    text = PROFILE + "  envy: {action: process.run, args: {argv: [/bin/true], env: {TOKEN: s3cr3t-value}}}\n"
+    rig = rigs(text.replace("allow: [", "allow: [envy, "), dry_run=True)
+    rig.send("envy", b"PRESS")
+    [(_, answer)] = rig.results()
+    [call] = answer["calls"]
+    assert ["TOKEN", "<redacted>"] in call["env"]
+    assert all(value == "<redacted>" for _, value in call["env"])
+    assert "s3cr3t-value" not in json.dumps(answer)
+
+
+def test_a_number_is_applied_and_its_state_published_as_given(rigs):
+    rig = rigs()
+    rig.send("level", b"5")
+    rig.send("press", b"PRESS")
+    assert [call["argv"] for call in rig.system.calls] == [("/bin/echo", "5"), ("/bin/true",)]
+    assert [(t, p) for t, p in rig.wire if t.endswith("/state")] == [("pilot/d/cmd/level/state", "5")]
+    assert rig.svc.guards.stats.executed == 2
+
+
+def test_a_rule_runs_a_command_without_confirmation_under_the_other_guards(rigs):
+    rig = rigs()
+    rig.svc.run_local("armed", None, "rule:hot")  # a confirm command runs at once for a rule
+    rig.settle()
+    rig.svc.run_local("armed", None, "rule:hot")  # its cooldown still holds
+    rig.svc.run_local("hidden", None, "schedule:night")  # and the allowlist
+    rig.svc.run_local("level", 3, "rule:hot")
+    rig.settle()
+    assert [(c, a["status"], a.get("reason")) for c, a in rig.results()] == [
+        ("armed", "ok", None),
+        ("armed", "rejected", "cooldown"),
+        ("hidden", "rejected", "not_allowed"),
+        ("level", "ok", None),
+    ]
+    assert [e["origin"] for e in rig.audit()] == ["rule:hot", "rule:hot", "schedule:night", "rule:hot"]
+    assert [call["argv"] for call in rig.system.calls] == [("/bin/true",), ("/bin/echo", "3")]
+
+
+def test_a_retired_service_answers_busy_and_leaves_a_signed_commands_nonce_unspent(rigs):
+    """On reload the old service accepts nothing new; the same envelope works on the new one."""
+    old = rigs()
+    old.svc.retire()
+    envelope = signed(nonce=NONCE)(old)
+    old.send("signed", envelope)
+    old.send("press", b"PRESS")
+    assert [(a["status"], a.get("reason")) for _, a in old.results()] == [("rejected", "busy")] * 2
+    assert old.results()[0][1]["nonce"] == NONCE  # the signature verified: the answer is for its sender
+    new = CommandService(
+        old.svc.plan,
+        old.svc.publish,
+        old.system,
+        old.svc.state_dir,
+        guards=old.svc.guards,
+        wall=old.svc.wall,
+        mono=old.svc.mono,
+    )
+    mark = len(old.wire)
+    new.handle("pilot/d/cmd/signed/set", envelope, False)
+    old.settle()
+    assert [(a["status"], a.get("reason")) for _, a in old.results(mark)] == [("ok", None)]
+    new.stop()
+
+
+def test_control_commands_get_the_size_retained_and_signature_guards(rigs):
+    topic = "pilot/d/cmd/_reload/set"
+    rig = rigs(SIGNED_EVERYWHERE.replace("REQUIRED", "false"))
+    assert rig.svc.verify_control(topic, b"PRESS", False) == (None, None)
+    assert rig.svc.verify_control(topic, b"PRESS", True) == ("retained", None)
+    assert rig.svc.verify_control(topic, b"P" * 4097, False) == ("too_large", None)
+    assert rig.svc.verify_control(topic, b"P" * 4096, False) == (None, None)
+
+    rig = rigs(SIGNED_EVERYWHERE.replace("REQUIRED", "true"))
+    key = rig.signer.keys["k1"]
+    good = json.dumps(signing.sign(key, "d", topic, "PRESS", ts=int(WALL), nonce=NONCE)).encode()
+    assert rig.svc.verify_control(topic, b"PRESS", False) == ("malformed", None)
+    forged = json.dumps(signing.sign(FORGED, "d", topic, "PRESS", ts=int(WALL))).encode()
+    assert rig.svc.verify_control(topic, forged, False) == ("unauthorized", None)
+    assert rig.svc.verify_control(topic, good, True) == ("retained", None)
+    assert rig.svc.verify_control(topic, good, False) == (None, NONCE)
+    assert rig.svc.verify_control(topic, good, False) == ("replayed", NONCE)
