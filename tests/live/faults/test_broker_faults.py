@@ -182,7 +182,9 @@ def test_hung_broker_is_detected_buffer_bounded_and_recovered(tmp_path, brokers,
     time.sleep(3.0)  # three bursts of 100 (one per tick)
     rate = len([m for m in w.messages if m.at >= t and m.topic.startswith(f"{base}/state/")]) / (time.monotonic() - t)
     figure(case, "telemetry rate before the freeze (msg/s)", rate)
-    assert rate >= 80, "the profile should publish about 100 msg/s"
+    # a precondition, not a promise: about 100 msg/s; a loaded CI machine may lag, and half of it
+    # still fills the in-flight window many times over during the freeze
+    assert rate >= 50, "the profile should publish about 100 msg/s"
     w.stop()
 
     rss0 = rss_kb(agent.pid)
