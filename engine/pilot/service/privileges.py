@@ -92,9 +92,13 @@ def comment(text: str) -> str:
 
 
 def needed(plan: Plan) -> list[tuple[str, str]]:
-    """(command id, privilege) for every command whose action needs one."""
+    """(command id, privilege) for every command whose action needs one and that may run: a command left
+    out of `policies.allow` is refused on every path (MQTT, rules, schedules), so it is granted nothing."""
+    allow = plan.policy.allow
     out = []
     for command in plan.commands:
+        if allow is not None and command.id not in allow:
+            continue
         entry = ACTIONS.get(command.action)
         if entry is not None and entry.privilege:
             out.append((command.id, entry.privilege))

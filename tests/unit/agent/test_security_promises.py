@@ -37,3 +37,22 @@ def test_a_profile_whose_commands_need_no_privilege_gets_no_polkit_rule(tmp_path
         folder=tmp_path,
     )
     assert render_polkit(plan, user="pilot") == ""
+
+
+def test_a_command_left_out_of_the_allowlist_is_granted_nothing(tmp_path):
+    """It can never run (the allowlist refuses it on every path), so its privilege would be pure exposure."""
+    plan = compile_text(
+        HEAD + "  off: {action: power.shutdown, platform: button}\n"
+        "  lock: {action: session.lock, platform: button}\n"
+        "policies:\n  allow: [lock]\n",
+        folder=tmp_path,
+    )
+    assert granted(render_polkit(plan, user="pilot")) == {"org.freedesktop.login1.lock-sessions"}
+
+
+def test_without_an_allowlist_every_declared_command_is_granted_what_it_needs(tmp_path):
+    plan = compile_text(HEAD + "  off: {action: power.shutdown, platform: button}\n", folder=tmp_path)
+    assert granted(render_polkit(plan, user="pilot")) == {
+        "org.freedesktop.login1.power-off",
+        "org.freedesktop.login1.power-off-multiple-sessions",
+    }
