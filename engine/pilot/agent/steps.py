@@ -43,6 +43,7 @@ class StepRunner:
         system: System,
         dry_run: bool = False,
         ctx: ActionContext | None = None,
+        wait: Callable[[float], Any] | None = None,
     ) -> None:
         self.base_topic = base_topic
         self.values = values
@@ -52,6 +53,7 @@ class StepRunner:
         self.dry_run = dry_run
         self.ctx = ctx or ActionContext()
         self._stop = threading.Event()
+        self._wait = wait or self._stop.wait  # tests inject one; the real one ends early when stopped
         self._pool: Any = None  # made on first use: most profiles never run a step
 
     def run(self, steps: tuple[Step, ...], origin: str) -> None:
@@ -77,7 +79,7 @@ class StepRunner:
 
     def perform(self, step: Step, origin: str) -> None:
         if step.kind == "delay":
-            self._stop.wait(step.seconds)
+            self._wait(step.seconds)
         elif step.kind == "command":
             if self.run_command is None:
                 log.warning("%s: no commands are declared; step skipped", origin)
