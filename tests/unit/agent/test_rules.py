@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import re
+from pathlib import Path
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -11,6 +14,7 @@ from pilot import expressions
 from pilot.agent.evaluator import Evaluator, History
 from pilot.agent.rules import RuleEngine
 from pilot.plan import Rule
+from tests.support.profiles import compile_text
 from tests.unit.profile.test_expressions import EXPRESSIONS, SENSORS
 
 
@@ -146,3 +150,49 @@ def test_window_functions_read_history_while_the_same_sensor_is_used_as_a_value(
     assert ev.evaluate('cpu > 35 and avg(cpu, "5m") == 25', {"cpu": 40}) is True
     assert ev.evaluate('max_over(cpu, "2m")', {"cpu": 40}) == 40
     assert ev.evaluate('rate(cpu, "5m")', {"cpu": 40}) == 30 / 180
+
+
+def test_each_distinct_evaluation_error_is_logged_once_and_counted_every_time(caplog):
+    eng, clock, events, _ = engine(rule(when="temp / load > 1", inputs=("temp", "load")))
+    with caplog.at_level(logging.WARNING, logger="pilot.rules"):
+        for _ in range(3):
+            eng.on_change(["load"], {"temp": 1, "load": 0})  # ZeroDivisionError
+        for _ in range(3):
+            eng.on_change(["load"], {"temp": 1, "load": "x"})  # TypeError
+    assert eng.states["hot"].errors == 6
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["rule hot", "rule hot"]
+    assert "ZeroDivisionError" in caplog.records[0].getMessage() and "TypeError" in caplog.records[1].getMessage()
+
+
+def test_history_is_kept_only_for_windowed_sensors_and_only_as_long_as_the_longest_window():
+    history = History({"cpu": 300})
+    for t in range(0, 1000, 10):
+        history.add("cpu", t, float(t))
+        history.add("load", t, float(t))  # no expression reads a window of load
+    assert history.window("load", 10_000, 990.0) == []
+    kept = history.window("cpu", 10_000, 990.0)
+    assert [t for t, _ in kept] == [float(t) for t in range(690, 1000, 10)]  # 990 - 300 = 690 and newer
+
+
+def test_history_keeps_at_most_ten_thousand_samples_per_sensor():
+    history = History({"cpu": 10**9})  # a window far longer than 10,000 readings
+    for t in range(12_000):
+        history.add("cpu", t, float(t))
+    kept = history.window("cpu", 10**9, 12_000.0)
+    assert len(kept) == 10_000 and kept[0] == (2000.0, 2000.0) and kept[-1] == (11_999.0, 11_999.0)
+
+
+def test_the_example_in_rules_md_validates_and_means_what_its_comments_say():
+    text = (Path(__file__).resolve().parents[3] / "docs" / "rules.md").read_text(encoding="utf-8")
+    example = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    plan = compile_text("pilot: 1\ndevice: {id: d, name: D}\n" + example)
+    overheat = plan.rules[0]
+    assert (overheat.hold, overheat.cooldown, overheat.clear) == (120.0, 1800.0, "cpu_temp < 75")
+    assert overheat.state_topic == "pilot/d/rule/overheat/state" and overheat.entity.platform == "binary_sensor"
+    assert [(s.kind, s.command, s.value) for s in overheat.do] == [
+        ("command", "cpu_max_ghz", 1.6),
+        ("notify", None, None),
+    ]
+    off, backup = plan.schedules
+    assert (off.cron, off.timezone) == ("30 23 * * 1-5", "Europe/Berlin")
+    assert (backup.every, backup.jitter) == (3600.0, 300.0)
