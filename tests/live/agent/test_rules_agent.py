@@ -29,6 +29,7 @@ sensors:
   level: {{probe: sysfs.read, args: {{path: /sys/class/test/value, parse: int}}, every: 1s}}
 {extra_sensors}commands:
   cool_down: {{action: process.run, args: {{argv: [/bin/echo, cooling]}}}}
+  tock: {{action: process.run, args: {{argv: [/bin/echo, tock]}}}}
 rules:
   hot:
     when: "level > 50"
@@ -38,7 +39,7 @@ rules:
     on_clear: [{{publish: {{topic: "~/note", payload: "calm at {{level}}"}}}}]
     expose: true
 schedules:
-  tick: {{every: 1s, do: [{{publish: {{topic: "~/tick", payload: "t"}}}}]}}
+  tick: {{every: 1s, do: [{{publish: {{topic: "~/tick", payload: "t"}}}}, {{command: tock}}]}}
 """
 
 
@@ -103,12 +104,20 @@ def test_rule_fires_once_after_its_hold_clears_with_hysteresis_and_is_audited(
     )
 
 
-def test_every_schedule_runs_its_steps(run_agent, broker, watcher, tmp_path, sysroot):
-    agent, _, _ = start(run_agent, broker, watcher, tmp_path, sysroot)
+def test_every_schedule_runs_its_steps_again_and_again_audited_as_the_schedule(
+    run_agent, broker, watcher, tmp_path, sysroot
+):
+    agent, _, record = start(run_agent, broker, watcher, tmp_path, sysroot)
     since = time.monotonic()
-    time.sleep(3.2)
-    ticks = watcher.on(f"{BASE}/tick", since=since)
-    assert 2 <= len(ticks) <= 4, agent.output()
+    deadline = since + 20
+    while len(watcher.on(f"{BASE}/tick", since=since)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(watcher.on(f"{BASE}/tick", since=since)) >= 3, agent.output()
+    audit = watcher.wait_for(
+        lambda m: m.topic == f"{BASE}/audit" and json.loads(m.payload).get("command") == "tock", timeout=10
+    )
+    assert json.loads(audit.payload) == {"event_type": "ok", "command": "tock", "origin": "schedule:tick"}
+    assert ["/bin/echo", "tock"] in [json.loads(line).get("argv") for line in record.read_text().splitlines()]
 
 
 def test_sighup_with_a_broken_profile_keeps_the_old_plan_and_reports_where(
@@ -122,8 +131,8 @@ def test_sighup_with_a_broken_profile_keeps_the_old_plan_and_reports_where(
     assert result is not None, agent.output()
     body = json.loads(result.payload)
     assert body["status"] == "rejected" and body["reason"] == "invalid_profile"
-    assert any(f"{profile}:9:12: error: $.rules.hot.when: unknown name 'levle'" in e for e in body["errors"])
-    assert f"{profile}:9:12" in agent.output()
+    assert any(f"{profile}:10:12: error: $.rules.hot.when: unknown name 'levle'" in e for e in body["errors"])
+    assert f"{profile}:10:12" in agent.output()
     # the old plan keeps running: the level sensor is still published, the rule still works
     again = time.monotonic()
     write_value(sysroot, 77)
