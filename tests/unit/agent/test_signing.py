@@ -338,6 +338,7 @@ class Faults:
         self.chunk: int | None = None
         self.paths: dict[int, str] = {}  # our open descriptors -> their paths
         self.opened: list[tuple[str, int]] = []  # (path, flags) of every open under root
+        self.double_closes: list[str] = []  # paths whose descriptor was closed twice
         self.real = {name: getattr(os, name) for name in self.CALLS}
         for name in self.CALLS:
             monkeypatch.setattr(os, name, getattr(self, "_" + name))
@@ -373,7 +374,12 @@ class Faults:
 
     def _close(self, fd):
         path = self.paths.pop(fd, None)
-        self.real["close"](fd)  # as Linux does: the descriptor is freed even when close reports an error
+        try:
+            self.real["close"](fd)  # as Linux does: the descriptor is freed even when close reports an error
+        except OSError as exc:
+            if exc.errno == errno.EBADF and path is not None:
+                self.double_closes.append(path)  # closed behind our back (a file object), then again
+            raise
         if path is not None:
             self._fault("close", path)
 
@@ -1278,3 +1284,30 @@ def test_an_error_from_close_after_a_durable_record_does_not_escape_or_lose_the_
     faults.clear()
     assert path.read_text() == record(A, B)
     assert replayed_after_restart(path, A) and replayed_after_restart(path, B)
+
+
+def test_every_descriptor_is_closed_exactly_once(tmp_path, monkeypatch):
+    """A second close of a number already closed can close whatever another thread (the MQTT socket)
+    opened in between: reading the log or the keyring through a file object must not close it too."""
+    path = tmp_path / "nonces.log"
+    path.write_text(record(A))
+    ring = keyring(tmp_path, f"k1 {SECRET16}\n")
+    faults = Faults(tmp_path, monkeypatch)
+    store = NonceStore(path, 60, clock=Clock(), compact_every=1)
+    store.admit(B, NOW)
+    signing.load_keyring(ring)
+    assert faults.double_closes == []
+    assert faults.paths == {}  # and none is left open
+
+
+def test_nonces_read_at_start_keep_their_ts_through_a_compaction(tmp_path):
+    path = tmp_path / "nonces.log"
+    path.write_text(record(A, ts=NOW - 3))
+    mono = Clock()
+    store = NonceStore(path, 60, clock=mono, compact_every=1)
+    store.admit(B, NOW)
+    assert path.read_text() == "watermark 0\n" + record(A, ts=NOW - 3) + record(B)
+    mono.now += 120
+    store.admit(C, NOW + 120)
+    assert store.watermark == NOW  # the highest ts forgotten: A's (NOW - 3) and B's (NOW)
+    assert store.dirty is False
