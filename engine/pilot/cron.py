@@ -163,7 +163,7 @@ def _field_values(text: str, name: str, low: int, high: int, names: list[str], s
     return out
 
 
-def cron_trigger(expression: str, tz: Any) -> Any:
+def cron_trigger(expression: str, tz: Any, jitter: int | None = None) -> Any:
     from apscheduler.triggers.cron import CronTrigger
 
     fields = expression.split()
@@ -177,15 +177,17 @@ def cron_trigger(expression: str, tz: Any) -> Any:
         month=month,
         day_of_week=_crontab_days(weekday) if weekday != "*" else "*",
         timezone=tz,
+        jitter=jitter,
     )
 
 
-def trigger(schedule: Schedule) -> Any:
+def trigger(schedule: Schedule, *, jittered: bool = True) -> Any:
+    """The APScheduler trigger of a schedule; `jittered=False` gives the nominal times (for `pilot plan`)."""
     from apscheduler.triggers.interval import IntervalTrigger
 
-    jitter = int(schedule.jitter) or None
+    jitter = (int(schedule.jitter) or None) if jittered else None
     if schedule.cron:
-        return cron_trigger(schedule.cron, schedule.timezone or _local_zone())
+        return cron_trigger(schedule.cron, schedule.timezone or _local_zone(), jitter)
     return IntervalTrigger(seconds=schedule.every or 60, jitter=jitter)
 
 
@@ -200,7 +202,8 @@ def _local_zone() -> Any:
 
 
 def next_fire_times(schedule: Schedule, count: int = 3, now: datetime | None = None) -> list[datetime]:
-    trig = trigger(schedule)
+    """The next nominal run times (before jitter, which is drawn afresh for each run)."""
+    trig = trigger(schedule, jittered=False)
     now = now or datetime.now(UTC)
     times: list[datetime] = []
     previous = None

@@ -89,6 +89,25 @@ def test_jitter_delays_each_run_by_up_to_its_length_and_never_moves_it_earlier()
     assert max(delays) - min(delays) > 150  # spread over the window (false with odds about 2**-199)
 
 
+def test_jitter_delays_each_run_of_a_cron_schedule_too():
+    schedule = Schedule(id="report", do=NOTE, cron="0 8 * * *", timezone="UTC", jitter=600)
+    previous = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+    trig = trigger(schedule)
+    after = previous + timedelta(seconds=1)
+    delays = [(trig.get_next_fire_time(previous, after) - previous).total_seconds() - 86400 for _ in range(200)]
+    assert all(0 <= d <= 600 for d in delays), (min(delays), max(delays))
+    assert max(delays) - min(delays) > 300  # spread over the window (false with odds about 2**-199)
+
+
+def test_pilot_plan_shows_the_nominal_times_without_jitter():
+    schedule = Schedule(id="report", do=NOTE, cron="0 8 * * *", timezone="UTC", jitter=600)
+    now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    assert [t.isoformat() for t in next_fire_times(schedule, 2, now=now)] == [
+        "2026-11-28T08:00:00+00:00",
+        "2026-11-29T08:00:00+00:00",
+    ]
+
+
 # ------------------------------------------------------------------ missed runs, in the real scheduler
 # A schedule whose next run lies in the past stands for an agent that was asleep (a suspended laptop):
 # APScheduler finds the run overdue as soon as it starts, exactly as it does on waking up.
