@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from pilot.plan import CompileResult, Plan
@@ -24,9 +25,13 @@ log = logging.getLogger("pilot")
 MAX_ERRORS_REPORTED = 20  # diagnostics sent back on the result topic of a refused reload
 
 
-def connection_key(plan: Plan) -> tuple:
-    """What a reload cannot change without a new MQTT connection (the LWT topic, TLS, the broker)."""
-    return (plan.mqtt, plan.topics.availability)
+def connection_changes(old: Plan, new: Plan) -> list[str]:
+    """The settings a reload cannot apply on the running MQTT connection (the broker, TLS, credentials,
+    the last will's topic), named as the profile spells them; their values are never logged."""
+    changed = [f"mqtt.{f.name}" for f in fields(old.mqtt) if getattr(old.mqtt, f.name) != getattr(new.mqtt, f.name)]
+    if old.topics.availability != new.topics.availability:
+        changed.append("device.id")
+    return changed
 
 
 class Reloader:
@@ -109,8 +114,9 @@ class Reloader:
                     }
                 )
                 return
-            if connection_key(result.plan) != connection_key(self.agent.plan):
-                log.error("reload refused: broker, TLS, topic prefix or device id changed; restart Pilot to apply")
+            changed = connection_changes(self.agent.plan, result.plan)
+            if changed:
+                log.error("reload refused: %s changed, which takes a restart of Pilot to apply", ", ".join(changed))
                 self._reply({"status": "rejected", "reason": "restart_required"})
                 return
             self.agent.reload(result.plan)
