@@ -10,13 +10,15 @@ would miss. Scores and the survivors judged equivalent are in docs/mutation.md.
 
 mutmut names mutants by module path and only strips a leading `src/`, so each target runs in a
 copy of the working tree under build/mutation/<target>/ with `engine/` renamed `src/`. The copy is
-kept: mutmut reuses its results for functions that did not change. Not part of `./dev test`: a run
-takes minutes per target (figures in docs/mutation.md).
+kept: mutmut reuses its results for functions that did not change, as long as the tests did not
+change either (mutmut would keep a stale "survived"; a change under tests/ or testkit/ starts the
+target afresh). Not part of `./dev test`: a run takes minutes per target (figures in docs/mutation.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import subprocess
@@ -88,6 +90,23 @@ def prepare(target: str) -> Path:
     return work
 
 
+def tests_digest(work: Path) -> str:
+    """A fingerprint of everything that decides a verdict besides the mutated module itself."""
+    digest = hashlib.sha256()
+    for folder in ("tests", "testkit"):
+        for path in sorted((work / folder).rglob("*.py")):
+            digest.update(str(path.relative_to(work)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def forget_stale_verdicts(work: Path) -> None:
+    stamp = work / ".tests-digest"
+    now = tests_digest(work)
+    if stamp.exists() and stamp.read_text() != now:
+        shutil.rmtree(work / "mutants", ignore_errors=True)
+    stamp.write_text(now)
+
+
 def results(work: Path) -> dict[str, str]:
     out = subprocess.run(
         [str(Path(sys.executable).parent / "mutmut"), "results", "--all", "true"],
@@ -106,6 +125,7 @@ def results(work: Path) -> dict[str, str]:
 
 def run(target: str, show: bool) -> dict:
     work = prepare(target)
+    forget_stale_verdicts(work)
     mutmut = str(Path(sys.executable).parent / "mutmut")
     done = subprocess.run([mutmut, "run"], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
