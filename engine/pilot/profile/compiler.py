@@ -202,7 +202,7 @@ def _commands(data: dict, device: Device, base: str, confirm_window: float) -> t
                 result_topic=f"{base}/cmd/{cid}/result",
                 state_topic=f"{base}/cmd/{cid}/state" if stateful else None,
                 args=spec.get("args", {}),
-                signed=bool(own.get("signed", policies.get("require_signed", False))),
+                signed=bool(own.get("signed")) or bool(policies.get("require_signed")),  # never weaker than the policy
                 cooldown=parse_duration(cooldown) if cooldown else 0.0,
                 confirm=parse_duration(confirm) if confirm else (confirm_window if cid in confirm_list else None),
             )

@@ -258,6 +258,13 @@ def _policies(c: _Collector, data: dict) -> None:
     for cid, cmd in (data.get("commands") or {}).items():
         if "policies" in c.left_out:
             break  # the keyring may be there, behind the error
+        if signed_everywhere and (cmd.get("policy") or {}).get("signed") is False:
+            c.error(
+                ("commands", cid, "policy", "signed"),
+                f"command '{cid}' says `signed: false`, but `policies.require_signed` requires a signature on every "
+                "command; remove one of the two",
+                "policy",
+            )
         if ((cmd.get("policy") or {}).get("signed") or signed_everywhere) and not has_keyring:
             path = (
                 ("commands", cid, "policy", "signed")
