@@ -148,7 +148,7 @@ class CommandService:
                 raise signing.Rejected(reason)
             assert command is not None
             if command.signed:
-                text, auth = self._verify(command, topic, payload)
+                text, auth = self._verify(topic, payload)
                 if policy.decode_text(text.encode("utf-8")) is None:
                     raise _Authenticated("malformed", auth)
             else:
@@ -175,7 +175,7 @@ class CommandService:
             self._reject(command_id, result_topic, exc.reason, None, origin=origin)
 
     # ------------------------------------------------------------ the chain
-    def _verify(self, command: Command | None, topic: str, payload: bytes) -> tuple[str, _Auth]:
+    def _verify(self, topic: str, payload: bytes) -> tuple[str, _Auth]:
         envelope = signing.parse_envelope(payload)
         if self._keyring_error is not None or self.nonces is None:
             raise signing.Rejected("unavailable")
@@ -295,7 +295,7 @@ class CommandService:
         if not command.state_topic:
             return
         state = self.read_state(command)
-        if state is None and command.entity.platform != "button":
+        if state is None:  # only switches, numbers, selects and texts have a state topic
             state = value  # optimistic: what was just applied
         if state is not None:
             self.publish(command.state_topic, str(state), 1, True)
@@ -366,7 +366,7 @@ class CommandService:
         if not self.plan.policy.require_signed:
             return None, None
         try:
-            _text, auth = self._verify(None, topic, payload)
+            _text, auth = self._verify(topic, payload)
             return None, auth.nonce
         except signing.Rejected as exc:
             auth = getattr(exc, "auth", None)

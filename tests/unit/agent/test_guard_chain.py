@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pilot.actions import ActionContext
 from pilot.actions._base import Call, Outcome, System
 from pilot.agent import signing
 from pilot.agent.commands import CommandService, Guards
@@ -60,11 +61,14 @@ class Recorder(System):
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[dict] = []
+        self.threads: list[str] = []  # the thread each call ran on
+        self.graces: list[float] = []  # what each interrupt_all was given
         self._gate = threading.Event()
         self._interrupted = False
 
     def perform(self, call: Call) -> Outcome:
         self.calls.append(call.to_dict())
+        self.threads.append(threading.current_thread().name)
         program = call.argv[0] if call.argv else ""
         if program == "/bin/sleep":
             self._gate.wait(30)
@@ -78,6 +82,7 @@ class Recorder(System):
         self._gate.set()
 
     def interrupt_all(self, grace: float = 2.0) -> None:
+        self.graces.append(grace)
         self._interrupted = True
         self._gate.set()
 
@@ -104,6 +109,7 @@ class Rig:
     signer: Signer
     clock: dict[str, float]
     wire: list[tuple[str, str]] = field(default_factory=list)
+    frames: list[tuple[str, str, int, bool]] = field(default_factory=list)  # the wire with QoS and retain
 
     def send(self, command: str, payload: bytes | Callable[[Rig], bytes], retained: bool = False) -> None:
         data = payload(self) if callable(payload) else payload
@@ -112,7 +118,7 @@ class Rig:
 
     def settle(self) -> None:
         """Wait until every action that is not held running (/bin/sleep) has answered."""
-        held = {c.id for c in self.svc.plan.commands if c.args["argv"][0] == "/bin/sleep"}
+        held = {c.id for c in self.svc.plan.commands if c.args.get("argv", [""])[0] == "/bin/sleep"}
         running = self.svc.guards.running
         with running.changed:
             assert running.changed.wait_for(lambda: running <= held, 20), sorted(running)
@@ -128,7 +134,15 @@ class Rig:
         return [json.loads(p) for t, p in self.wire[since:] if t == "pilot/d/audit"]
 
 
-def make_rig(tmp_path: Path, text: str = PROFILE, *, dry_run: bool = False, keyring: bool = True) -> Rig:
+def make_rig(
+    tmp_path: Path,
+    text: str = PROFILE,
+    *,
+    dry_run: bool = False,
+    keyring: bool = True,
+    ctx: ActionContext | None = None,
+    system: Recorder | None = None,
+) -> Rig:
     tmp_path.mkdir(parents=True, exist_ok=True)
     ring = new_keyring(tmp_path / "ring")
     plan = compile_text(text.replace("{ring}", str(ring)))
@@ -137,13 +151,15 @@ def make_rig(tmp_path: Path, text: str = PROFILE, *, dry_run: bool = False, keyr
     clock = {"wall": WALL, "mono": MONO}
     guards = Guards.fresh(lambda: clock["mono"])
     guards.running = Running()
-    system = Recorder()
+    system = system or Recorder()
     wire: list[tuple[str, str]] = []
+    frames: list[tuple[str, str, int, bool]] = []
     lock = threading.Lock()
 
     def publish(topic: str, payload: str, qos: int, retain: bool) -> None:
         with lock:
             wire.append((topic, payload))
+            frames.append((topic, payload, qos, retain))
 
     svc = CommandService(
         plan,
@@ -154,9 +170,10 @@ def make_rig(tmp_path: Path, text: str = PROFILE, *, dry_run: bool = False, keyr
         wall=lambda: clock["wall"],
         mono=lambda: clock["mono"],
         guards=guards,
+        **({"ctx": ctx} if ctx is not None else {}),
     )
     signer = Signer(ring, "d", "pilot/d") if keyring else None
-    return Rig(svc, system, signer, clock, wire)
+    return Rig(svc, system, signer, clock, wire, frames)
 
 
 @pytest.fixture
