@@ -249,8 +249,8 @@ class PveClient:
         def abort() -> None:  # the whole-call deadline: unblocks any read, however slowly the server drips
             fired.set()
             for sock in raw:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
+                try:  # the plain socket's shutdown: SSLSocket.shutdown would drop its TLS state under a reader
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
                 except OSError:
                     pass
 
@@ -266,6 +266,9 @@ class PveClient:
                     raise TimeoutError
                 sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 conn.sock = self._context.wrap_socket(sock, server_hostname=self._host)
+                raw[:] = [conn.sock]  # wrapping took over the descriptor: abort through the TLS socket now
+                if fired.is_set():
+                    raise TimeoutError
                 self._check_pin(conn.sock)
                 conn.putrequest(method, path, skip_accept_encoding=True)
                 conn.putheader("Authorization", f"PVEAPIToken={self.target.token_id}={secret}")
@@ -275,6 +278,8 @@ class PveClient:
                 conn.endheaders()
                 response = conn.getresponse()
                 body = self._read(response, path)
+                if fired.is_set():  # the abort can look like a short body rather than an error
+                    raise TimeoutError
             except PveError:
                 raise
             except ssl.SSLCertVerificationError as exc:

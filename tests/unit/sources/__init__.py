@@ -1,0 +1,1 @@
+"""Tests of the sources: sets of things found at run time."""
