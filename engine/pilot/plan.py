@@ -150,6 +150,50 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class ChildSensor:
+    """One field of every instance of a child set, as a Home Assistant entity of each child device.
+    `entity.unique_id` and `default_entity_id` are templates: `{key}` becomes the instance's key."""
+
+    id: str
+    field: str  # the source's field
+    entity: Entity
+    precision: int | None = None
+    min_change: float | None = None
+
+
+@dataclass(frozen=True)
+class ChildCommand:
+    """An action on one instance. `policy_id` (`<set>.<id>`) is what `policies.allow` names and the
+    audit reports; cooldowns, confirmations and `busy` are per instance."""
+
+    id: str
+    policy_id: str
+    action: str
+    entity: Entity
+    args: dict[str, Any] = field(default_factory=dict)
+    signed: bool = False
+    cooldown: float = 0.0
+    confirm: float | None = None
+
+
+@dataclass(frozen=True)
+class ChildSet:
+    """Instances of a source found at run time (`children:` in a profile), each its own device in
+    Home Assistant under this one (`via_device`). Topics: `<base>/<id>/<key>/state` (one JSON object
+    of the fields), `.../availability`, `.../cmd/<command>/set` and `/result`."""
+
+    id: str
+    source: str
+    topic: str  # `<base>/<id>`
+    every: float
+    max_silence: float
+    model: str | None
+    args: dict[str, Any] = field(default_factory=dict)
+    sensors: tuple[ChildSensor, ...] = ()
+    commands: tuple[ChildCommand, ...] = ()
+
+
+@dataclass(frozen=True)
 class Policy:
     allow: tuple[str, ...] | None = None
     cooldown: float = 0.0
@@ -193,6 +237,7 @@ class Plan:
     commands: tuple[Command, ...] = ()
     rules: tuple[Rule, ...] = ()
     schedules: tuple[Schedule, ...] = ()
+    children: tuple[ChildSet, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -132,3 +132,4 @@ PROBE_ALIASES = {
 
 PROBES = Registry("probe", "pilot.probes", PROBE_ALIASES)
 ACTIONS = Registry("action", "pilot.actions")
+SOURCES = Registry("source", "pilot.sources")

@@ -38,6 +38,7 @@ from pilot.probes import ProbeContext
 from pilot.registry import PROBES
 
 if TYPE_CHECKING:
+    from pilot.agent.children import Children
     from pilot.agent.commands import CommandService, Guards
     from pilot.agent.schedules import Scheduler
 
@@ -46,6 +47,7 @@ log = logging.getLogger("pilot.agent")
 HA_DEBOUNCE = 10.0  # at most one re-announcement burst per this many seconds
 HA_DELAY = (1.0, 4.0)  # random delay after Home Assistant's birth message
 HEALTH_EVERY = 30.0  # seconds between health reports
+CHILDREN_RECORD = "children.json"  # the child devices announced, per set: removed when they vanish
 MAX_COMMAND_ID = 64  # the profile schema's longest id; a longer one on a command topic is dropped unread
 MAX_STATUS_BYTES = 16  # Home Assistant's birth message is `online`
 
@@ -73,6 +75,7 @@ class Parts:
     rules: RuleEngine
     scheduler: Scheduler | None
     announced: Plan  # the plan less the optional sensors whose probe cannot work here
+    children: Children | None = None
 
     @property
     def command_prefix(self) -> str:
@@ -192,11 +195,30 @@ class Agent:
             from pilot.agent.schedules import Scheduler
 
             scheduler = Scheduler(plan.schedules, self._schedule_fired)
+        children = None
+        if plan.children:
+            from pilot.agent.children import Children, bind_source
+
+            state_dir = self.options.state_dir
+            children = Children(
+                plan,
+                self.session.publish_result,
+                self.session.publish_telemetry,
+                (lambda: state_dir.read_json(CHILDREN_RECORD, {})[0] or {}, self._write_children_record),
+                bind_source,
+            )
         # optional sensors whose probe cannot work here are not announced at all
         announced = dataclasses.replace(
             plan, sensors=tuple(s for s in plan.sensors if s.id in sensors.states or not s.optional)
         )
-        return Parts(plan, sensors, commands, steps, rules, scheduler, announced)
+        return Parts(plan, sensors, commands, steps, rules, scheduler, announced, children)
+
+    def _write_children_record(self, record: dict) -> None:
+        try:
+            self.options.state_dir.write_json(CHILDREN_RECORD, record)
+        except OSError as exc:
+            self.health.state_write_failures += 1
+            log.error("cannot remember announced child devices in %s: %s", self.options.state_dir.path, exc)
 
     def _start_parts(self) -> None:
         every = self.options.health_every
@@ -206,6 +228,8 @@ class Agent:
             self.ticker.every(interval, self.sensors.read_group, ids, first_delay=min(interval, 1.0))
         if self.parts.scheduler is not None:
             self.parts.scheduler.start()
+        if self.parts.children is not None:
+            self.parts.children.start(self.ticker.every)
 
     def _stop_parts(self, parts: Parts, *, retire: bool = False) -> None:
         """Stop what runs on its own. `retire`: on reload, let running actions finish and answer."""
@@ -213,6 +237,8 @@ class Agent:
         if parts.scheduler is not None:
             parts.scheduler.stop()
         parts.steps.stop()
+        if parts.children is not None:
+            parts.children.stop()
         if parts.commands is not None:
             (parts.commands.retire if retire else parts.commands.stop)()
 
@@ -300,6 +326,8 @@ class Agent:
                 self.plan.topics.base,
             )
             self.session.publish_result(self.plan.topics.availability, "online", retain=True)
+            if self.parts.children is not None:
+                self.parts.children.announce()
             self.publish_health()
             self.sensors.republish()
             for state in self.rules.states.values():

@@ -285,6 +285,20 @@ def cmd_actions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sources(args: argparse.Namespace) -> int:
+    from pilot.registry import SOURCES
+
+    for entry in SOURCES:
+        args_list = ", ".join(entry.params.get("properties", {}))
+        fields = ", ".join(entry.defaults.get("fields") or {})
+        commands = ", ".join(entry.defaults.get("commands") or {}) or "none"
+        print(
+            f"{entry.name:<22} {entry.summary}\n{'':<22} args: {args_list}\n{'':<22} fields: {fields}\n"
+            f"{'':<22} commands: {commands}"
+        )
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("keygen", help="add a new signing key to a keyring (0600)")
     p.add_argument("--keyring", required=True)
@@ -320,3 +334,6 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("actions", help="list actions and whether they work on this host")
     p.set_defaults(func=cmd_actions)
+
+    p = sub.add_parser("sources", help="list the sources of child devices (`children:`), their fields and commands")
+    p.set_defaults(func=cmd_sources)

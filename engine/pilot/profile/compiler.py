@@ -15,6 +15,9 @@ from typing import Any
 from pilot import __version__, expressions
 from pilot.naming import slug, words
 from pilot.plan import (
+    ChildCommand,
+    ChildSensor,
+    ChildSet,
     Command,
     Device,
     Entity,
@@ -31,7 +34,7 @@ from pilot.plan import (
     Window,
 )
 from pilot.profile.loader import Document
-from pilot.registry import PROBES
+from pilot.registry import PROBES, SOURCES
 from pilot.units import parse_duration, parse_size
 
 DEFAULT_EVERY = 30.0
@@ -210,6 +213,86 @@ def _commands(data: dict, device: Device, base: str, confirm_window: float) -> t
     return tuple(commands)
 
 
+CHILD_EVERY = 30.0
+CHILD_MAX_SILENCE = 600.0
+
+
+def _children(data: dict, device: Device, base: str) -> tuple[ChildSet, ...]:
+    """Child sets: the source's field and command descriptions, narrowed and overridden by the profile.
+    Entity ids hold `{key}`, which the agent fills in per instance."""
+    policies = data.get("policies") or {}
+    require_signed = bool(policies.get("require_signed"))
+    out = []
+    for set_id, spec in (data.get("children") or {}).items():
+        entry = SOURCES.get(spec["source"])
+        fields: dict = entry.defaults.get("fields") or {}
+        offered: dict = entry.defaults.get("commands") or {}
+        chosen_sensors = spec.get("sensors")
+        if chosen_sensors is None:
+            chosen_sensors = {name: {} for name in entry.defaults.get("sensors") or fields}
+        sensors = []
+        for fid, own in chosen_sensors.items():
+            own = own or {}
+            meta = dict(fields[fid])
+            platform = meta.pop("platform", "sensor")
+            merged = {**{k: v for k, v in meta.items() if k != "precision"}, **own}
+            sensors.append(
+                ChildSensor(
+                    id=fid,
+                    field=fid,
+                    entity=_entity(platform, f"{set_id}_{{key}}_{fid}", merged, device, {}),
+                    precision=own.get("precision", meta.get("precision")),
+                    min_change=own.get("min_change"),
+                )
+            )
+        chosen_commands = spec.get("commands")
+        if chosen_commands is None:
+            chosen_commands = {name: {} for name in offered}
+        commands = []
+        for cid, own in chosen_commands.items():
+            own = own or {}
+            meta = dict(offered[cid])
+            guard = own.get("policy") or {}
+            confirm = guard.get("confirm", meta.get("confirm"))
+            cooldown = guard.get("cooldown")
+            policy_id = f"{set_id}.{cid}"
+            commands.append(
+                ChildCommand(
+                    id=cid,
+                    policy_id=policy_id,
+                    action=meta["action"],
+                    entity=_entity(
+                        "button",
+                        f"{set_id}_{{key}}_{cid}",
+                        {
+                            "name": own.get("name", meta.get("name", words(cid))),
+                            **{k: own[k] for k in ("icon",) if k in own},
+                        },
+                        device,
+                        {"icon": meta.get("icon"), "device_class": meta.get("device_class")},
+                    ),
+                    args=dict(meta.get("args") or {}),
+                    signed=bool(guard.get("signed")) or require_signed,
+                    cooldown=parse_duration(cooldown) if cooldown else 0.0,
+                    confirm=parse_duration(confirm) if confirm else None,
+                )
+            )
+        out.append(
+            ChildSet(
+                id=set_id,
+                source=spec["source"],
+                topic=f"{base}/{set_id}",
+                every=parse_duration(spec["every"]) if "every" in spec else CHILD_EVERY,
+                max_silence=parse_duration(spec["max_silence"]) if "max_silence" in spec else CHILD_MAX_SILENCE,
+                model=entry.defaults.get("model"),
+                args=dict(spec.get("args") or {}),
+                sensors=tuple(sensors),
+                commands=tuple(commands),
+            )
+        )
+    return tuple(out)
+
+
 def _rules(data: dict, device: Device, base: str, sensor_ids: frozenset[str]) -> tuple[Rule, ...]:
     rules = []
     for rid, spec in (data.get("rules") or {}).items():
@@ -302,4 +385,5 @@ def compile_document(
         commands=_commands(data, device, topics.base, confirm_window),
         rules=_rules(data, device, topics.base, sensor_ids),
         schedules=_schedules(data),
+        children=_children(data, device, topics.base),
     )

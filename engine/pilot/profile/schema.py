@@ -240,6 +240,68 @@ def _command() -> dict[str, Any]:
     }
 
 
+def _child_set() -> dict[str, Any]:
+    sensor = _closed(
+        "One field of every instance, as an entity of each child device; the source says what it means.",
+        {
+            "name": _entity_common()["name"],
+            "icon": _entity_common()["icon"],
+            "enabled_by_default": _entity_common()["enabled_by_default"],
+            "precision": _s("integer", "Decimal places to round the value to.", minimum=0, maximum=10),
+            "min_change": _s(
+                "number",
+                "Publish an instance's state only when this field moved at least this much (or another changed).",
+                minimum=0,
+            ),
+        },
+    )
+    command = _closed(
+        "An action on one instance, as a button of each child device, under the same guards as any command.",
+        {
+            "name": _entity_common()["name"],
+            "icon": _entity_common()["icon"],
+            "policy": _closed(
+                "Guards for this command, on top of `policies` (cooldowns and confirmations are per instance).",
+                {
+                    "signed": _s("boolean", "Require a `pilot-cmd-v1` HMAC signature (see docs/security.md)."),
+                    "cooldown": duration("Refuse the command again on the same instance within this time."),
+                    "confirm": {
+                        "description": "Require a second press within this time (a duration), or `false` to "
+                        "drop a confirmation the source asks for by default.",
+                        "anyOf": [{"const": False}, duration("")],
+                    },
+                },
+            ),
+        },
+    )
+    return {
+        **_closed(
+            "Things found at run time (Proxmox guests...), each announced as its own device under this one.",
+            {
+                "source": _s("string", "Where the instances come from (see `pilot sources`)."),
+                "args": _s("object", "Arguments for the source; each source documents its own."),
+                "every": duration("How often to look at the source (default 30s)."),
+                "max_silence": duration("Publish each instance's state at least this often (default 10m)."),
+                "sensors": {
+                    **_id_map(
+                        "Which fields to announce, by the source's field name (default: the source's usual set).",
+                        "#/$defs/child_sensor",
+                    ),
+                },
+                "commands": {
+                    **_id_map(
+                        "Which actions to offer on each instance (default: the source's usual set).",
+                        "#/$defs/child_command",
+                    ),
+                },
+            },
+        ),
+        "required": ["source"],
+        "x-error": "a child set needs `source:` (see `pilot sources`)",
+        "$defs_inline": {"child_sensor": sensor, "child_command": command},
+    }
+
+
 def _step() -> dict[str, Any]:
     kinds = {
         "command": _closed(
@@ -535,6 +597,10 @@ def base_profile_schema() -> dict[str, Any]:
             "commands": _id_map("Operations Home Assistant can trigger, by id.", "#/$defs/command"),
             "rules": _id_map("Conditions over sensors and what to do when they hold, by id.", "#/$defs/rule"),
             "schedules": _id_map("Steps run at fixed times, by id.", "#/$defs/schedule"),
+            "children": _id_map(
+                "Sets of things found at run time, each instance its own Home Assistant device, by id.",
+                "#/$defs/child_set",
+            ),
             "policies": _policies(),
             "service": _service(),
         },
@@ -544,8 +610,15 @@ def base_profile_schema() -> dict[str, Any]:
             "rule": _rule(),
             "schedule": _schedule(),
             "step": _step(),
+            **_child_defs(),
         },
     }
+
+
+def _child_defs() -> dict[str, Any]:
+    child_set = _child_set()
+    inline = child_set.pop("$defs_inline")
+    return {"child_set": child_set, **inline}
 
 
 def pack_schema() -> dict[str, Any]:
@@ -627,12 +700,15 @@ def _args_by_name(registry: Any, key: str) -> list[dict[str, Any]]:
 
 def published_schema() -> dict[str, Any]:
     """The base schema plus registry names and per-name argument schemas, for editors."""
-    from pilot.registry import ACTIONS, PROBES
+    from pilot.registry import ACTIONS, PROBES, SOURCES
 
     schema = base_profile_schema()
     sensor = schema["$defs"]["sensor"]
     sensor["properties"]["probe"] = _registry_choices(PROBES, sensor["properties"]["probe"]["description"])
     sensor["allOf"] += _args_by_name(PROBES, "probe")
+    child_set = schema["$defs"]["child_set"]
+    child_set["properties"]["source"] = _registry_choices(SOURCES, child_set["properties"]["source"]["description"])
+    child_set["allOf"] = _args_by_name(SOURCES, "source")
     command = schema["$defs"]["command"]
     if list(ACTIONS):
         command["properties"]["action"] = _registry_choices(ACTIONS, command["properties"]["action"]["description"])

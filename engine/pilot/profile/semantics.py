@@ -62,7 +62,7 @@ UNITS_BY_DEVICE_CLASS = {
 }
 
 
-ENTITY_SECTIONS = ("sensors", "commands", "rules", "schedules")
+ENTITY_SECTIONS = ("sensors", "commands", "rules", "schedules", "children")
 
 
 class _Collector:
@@ -134,10 +134,60 @@ def _durations(c: _Collector, data: dict) -> None:
         positive(path + ("delay",), step.get("delay"))
 
 
+# `<prefix>/<device>/<word>` topics of the agent itself: a child set's id is such a word too
+RESERVED_TOPICS = frozenset({"availability", "audit", "capabilities", "cmd", "health", "rule", "state"})
+
+
+def child_command_ids(data: dict) -> list[str]:
+    """`<set>.<command>` for every command of every child set: what `policies` may name."""
+    from pilot.registry import SOURCES
+
+    out = []
+    for set_id, spec in (data.get("children") or {}).items():
+        entry = SOURCES.get(spec.get("source")) if isinstance(spec.get("source"), str) else None
+        chosen = spec.get("commands")
+        names = (
+            list(chosen) if isinstance(chosen, dict) else list((entry.defaults.get("commands") or {}) if entry else ())
+        )
+        out += [f"{set_id}.{name}" for name in names]
+    return out
+
+
+def _children(c: _Collector, data: dict) -> None:
+    from pilot.registry import SOURCES
+
+    for set_id, spec in (data.get("children") or {}).items():
+        if set_id in RESERVED_TOPICS:
+            c.error(
+                ("children", set_id),
+                f"'{set_id}' is taken by the agent's own topics ({', '.join(sorted(RESERVED_TOPICS))}); "
+                "choose another id",
+                "reference",
+                key=True,
+            )
+        entry = SOURCES.get(spec["source"])
+        if entry is None:
+            continue  # the registry stage said so
+        if spec.get("every") is not None and parse_duration(spec["every"]) < 5:
+            c.error(("children", set_id, "every"), "a source is read at most every 5 seconds", "duration")
+        for section, kind in (("sensors", "fields"), ("commands", "commands")):
+            known = list(entry.defaults.get(kind) or {})
+            for name in spec.get(section) or {}:
+                if name not in known:
+                    what = "field" if kind == "fields" else "command"
+                    c.error(
+                        ("children", set_id, section, name),
+                        f"source {entry.name} has no {what} '{name}'{did_you_mean(name, known)}",
+                        "reference",
+                        key=True,
+                    )
+
+
 def _references(c: _Collector, data: dict) -> None:
     commands = c.declared("commands")
     if commands is None:
         return
+    named = commands + child_command_ids(data)  # what `policies` may name: child commands as `<set>.<id>`
     for path, step in _steps(data):
         target = step.get("command")
         if target is not None and target not in commands:
@@ -149,17 +199,17 @@ def _references(c: _Collector, data: dict) -> None:
     policies = data.get("policies") or {}
     for field in ("allow", "confirm"):
         for i, name in enumerate(policies.get(field) or []):
-            if name not in commands:
+            if name not in named:
                 c.error(
                     ("policies", field, i),
-                    f"no command '{name}' is declared under `commands`{did_you_mean(name, commands)}",
+                    f"no command '{name}' is declared under `commands`{did_you_mean(name, named)}",
                     "reference",
                 )
     for name in policies.get("cooldowns") or {}:
-        if name not in commands:
+        if name not in named:
             c.error(
                 ("policies", "cooldowns", name),
-                f"no command '{name}' is declared under `commands`{did_you_mean(name, commands)}",
+                f"no command '{name}' is declared under `commands`{did_you_mean(name, named)}",
                 "reference",
                 key=True,
             )
@@ -558,6 +608,7 @@ def check(doc: Document, skip: Iterable[tuple] = ()) -> list[Diagnostic]:
         _expressions,
         _cron,
         _policies,
+        _children,
         _command_platforms,
         _pattern_args,
         _templates,

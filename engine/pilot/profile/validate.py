@@ -26,7 +26,7 @@ from pilot.naming import did_you_mean
 from pilot.profile import loader, semantics
 from pilot.profile.loader import Document
 from pilot.profile.schema import base_profile_schema, pack_schema
-from pilot.registry import ACTIONS, PROBES, Registry
+from pilot.registry import ACTIONS, PROBES, SOURCES, Registry
 
 _TYPE_WORDS = {
     "string": "text",
@@ -277,6 +277,7 @@ def registry_findings(doc: Document, broken: set[tuple] = frozenset()) -> tuple[
     flagged: set[tuple] = set()
     out = _check_named(doc, "sensors", "probe", PROBES, set(broken), flagged)
     out += _check_named(doc, "commands", "action", ACTIONS, set(broken), flagged)
+    out += _check_named(doc, "children", "source", SOURCES, set(broken), flagged)
     return out, flagged
 
 

@@ -1,0 +1,377 @@
+"""Child sets at run time: poll a source, announce each instance as its own Home Assistant device
+under this one, publish its state and availability, and remove the devices of instances that are gone.
+
+Everything an instance carries came from the network (a Proxmox API, a local tool), so it is checked
+before it reaches a topic, a discovery payload or a log line: keys are short plain words, names are
+bounded and stripped of control characters, field values are numbers, booleans or bounded text.
+A source that fails marks its instances unavailable, is logged once per distinct reason, and is asked
+again with a growing delay; the agent's own telemetry and commands never wait for it (each set polls
+on its own thread).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pilot.agent import ha
+from pilot.plan import ChildSet, Plan
+from pilot.sources import Instance, SourceError
+
+log = logging.getLogger("pilot.children")
+
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_INSTANCES = 5000  # per set; more is a misconfigured or hostile source
+MAX_NAME = 100  # characters of a child device's name
+MAX_TEXT = 255  # characters of a text field's value
+MAX_BACKOFF = 300.0  # seconds between polls of a source that keeps failing
+RECORD = "children.json"
+
+Publish = Callable[..., None]
+
+
+def clean_text(value: str, limit: int) -> str:
+    """Bounded, and no control characters (they would reach Home Assistant's UI and log lines)."""
+    return "".join(ch for ch in value[: limit * 2] if ch.isprintable())[:limit]
+
+
+def clean_value(value: Any) -> Any:
+    """A field value as it may be published: a finite number, a bool, bounded text, or None."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return clean_text(value, MAX_TEXT)
+    if isinstance(value, list | tuple):
+        return clean_text(",".join(str(v) for v in value[:32]), MAX_TEXT)
+    return None
+
+
+def child_id(plan: Plan, spec: ChildSet, key: str) -> str:
+    return f"{plan.device.id}_{spec.id}_{key}"
+
+
+def child_components(plan: Plan, spec: ChildSet, key: str) -> dict[str, dict[str, Any]]:
+    """The entities of one instance, keyed by unique id, with its topics."""
+    base = f"{spec.topic}/{key}"
+    out: dict[str, dict[str, Any]] = {}
+    for sensor in spec.sensors:
+        config = ha._entity_config(sensor.entity)
+        config["unique_id"] = config["unique_id"].replace("{key}", key)
+        config["default_entity_id"] = config["default_entity_id"].replace("{key}", key)
+        config["state_topic"] = f"{base}/state"
+        config["value_template"] = "{{ value_json." + sensor.field + " }}"
+        if sensor.entity.platform == "binary_sensor":
+            config.update(payload_on=True, payload_off=False)
+        out[config["unique_id"]] = config
+    for command in spec.commands:
+        if command.signed:
+            continue  # Home Assistant cannot sign: driven by `pilot send`, not UI entities
+        config = ha._entity_config(command.entity)
+        config["unique_id"] = config["unique_id"].replace("{key}", key)
+        config["default_entity_id"] = config["default_entity_id"].replace("{key}", key)
+        config.update(command_topic=f"{base}/cmd/{command.id}/set", payload_press="PRESS", qos=1)
+        out[config["unique_id"]] = config
+    return out
+
+
+def child_discovery(plan: Plan, spec: ChildSet, instance: Instance) -> ha.Message:
+    key = instance.key
+    device: dict[str, Any] = {
+        "identifiers": [f"pilot_{child_id(plan, spec, key)}"],
+        "name": instance.name,
+        "via_device": f"pilot_{plan.device.id}",
+    }
+    if spec.model:
+        device["model"] = spec.model
+    payload = {
+        "device": device,
+        "origin": ha._origin(),
+        "availability": [
+            {"topic": plan.topics.availability, "payload_available": "online", "payload_not_available": "offline"},
+            {"topic": f"{spec.topic}/{key}/availability"},
+        ],
+        "availability_mode": "all",
+        "components": child_components(plan, spec, key),
+        "qos": 1,
+    }
+    return ha.Message(discovery_topic(plan, spec, key), json.dumps(payload, separators=(",", ":")))
+
+
+def discovery_topic(plan: Plan, spec: ChildSet, key: str) -> str:
+    return f"{plan.mqtt.discovery_prefix}/device/{child_id(plan, spec, key)}/config"
+
+
+@dataclass
+class _Seen:
+    """What was last published for one instance."""
+
+    name: str
+    available: bool | None = None
+    state: dict[str, Any] | None = None
+    published_at: float = 0.0
+
+
+@dataclass
+class ChildSetRunner:
+    """One child set: its source, polled on its own thread, and what it last published."""
+
+    plan: Plan
+    spec: ChildSet
+    poll: Callable[[], list[Instance]]
+    publish_result: Publish  # ordered, never dropped: discovery, availability, removals
+    publish_telemetry: Publish  # states
+    remember: Callable[[str, dict[str, str]], None]  # (set id, key -> name) after each change
+    known: dict[str, str] = field(default_factory=dict)  # key -> name, as announced (from the state dir)
+    clock: Callable[[], float] = time.monotonic
+    instances: dict[str, Instance] = field(default_factory=dict)
+    seen: dict[str, _Seen] = field(default_factory=dict)
+    failures: int = 0
+    last_failure: str | None = None
+    skipped: int = 0  # instances refused for a bad key, over the cap
+    not_before: float = 0.0
+
+    # ------------------------------------------------------------ one poll
+    def run_once(self) -> None:
+        """Ask the source and publish what changed; on failure, mark every instance unavailable."""
+        now = self.clock()
+        if now < self.not_before:
+            return
+        try:
+            found = self.poll()
+        except SourceError as exc:
+            self._failed(exc.reason, exc.detail, now)
+            return
+        except Exception as exc:  # a source bug must not end the agent; it is reported like a failure
+            self._failed("error", f"{type(exc).__name__}: {exc}", now)
+            return
+        if self.failures:
+            log.info("children %s: %s answers again", self.spec.id, self.spec.source)
+        self.failures, self.last_failure, self.not_before = 0, None, 0.0
+        self._apply(self._checked(found), now)
+
+    def _checked(self, found: list[Instance]) -> dict[str, Instance]:
+        out: dict[str, Instance] = {}
+        skipped = 0
+        for instance in found:
+            if len(out) >= MAX_INSTANCES or not isinstance(instance.key, str) or not KEY_RE.match(instance.key):
+                skipped += 1
+                continue
+            # no name (a Proxmox guest whose node is down comes without one): keep the one announced
+            name = clean_text(str(instance.name), MAX_NAME) or self.known.get(instance.key) or instance.key
+            out[instance.key] = Instance(
+                instance.key,
+                name,
+                {k: clean_value(v) for k, v in instance.fields.items()},
+                instance.available,
+                instance.target,
+            )
+        if skipped and skipped != self.skipped:
+            log.warning(
+                "children %s: %d instance(s) ignored (a key that is not a short plain word, or too many)",
+                self.spec.id,
+                skipped,
+            )
+        self.skipped = skipped
+        return out
+
+    def _apply(self, current: dict[str, Instance], now: float) -> None:
+        gone = [key for key in {**self.known, **self.instances} if key not in current]
+        for key in gone:
+            self._remove(key)
+        for key, instance in current.items():
+            seen = self.seen.get(key)
+            if seen is None or seen.name != instance.name:
+                self.publish_result(*_message(child_discovery(self.plan, self.spec, instance)))
+                if seen is None:
+                    seen = self.seen[key] = _Seen(instance.name)
+                seen.name = instance.name
+            if seen.available != instance.available:
+                self._availability(key, instance.available)
+                seen.available = instance.available
+            state = self._state(instance)
+            if self._worth_publishing(seen, state, now):
+                self.publish_telemetry(
+                    f"{self.spec.topic}/{key}/state", json.dumps(state, separators=(",", ":")), retain=True
+                )
+                seen.state, seen.published_at = state, now
+        self.instances = current
+        names = {key: i.name for key, i in current.items()}
+        if names != self.known:
+            self.known = names
+            self.remember(self.spec.id, names)
+
+    def _state(self, instance: Instance) -> dict[str, Any]:
+        state = {}
+        for sensor in self.spec.sensors:
+            value = instance.fields.get(sensor.field)
+            if isinstance(value, float) and sensor.precision is not None:
+                value = round(value, sensor.precision)
+            state[sensor.field] = value
+        return state
+
+    def _worth_publishing(self, seen: _Seen, state: dict[str, Any], now: float) -> bool:
+        if seen.state is None or now - seen.published_at >= self.spec.max_silence:
+            return True
+        for sensor in self.spec.sensors:
+            old, new = seen.state.get(sensor.field), state.get(sensor.field)
+            if old == new:
+                continue
+            numbers = isinstance(old, int | float) and isinstance(new, int | float)
+            numbers = numbers and not isinstance(old, bool) and not isinstance(new, bool)
+            if not numbers or sensor.min_change is None or abs(new - old) >= sensor.min_change:
+                return True
+        return False
+
+    def _availability(self, key: str, available: bool) -> None:
+        self.publish_result(f"{self.spec.topic}/{key}/availability", "online" if available else "offline", 1, True)
+
+    def _remove(self, key: str) -> None:
+        """The instance is gone: its device leaves Home Assistant, its retained topics are cleared."""
+        log.info("children %s: %s is gone; removing its device", self.spec.id, key)  # args are escaped by the log
+        self.publish_result(discovery_topic(self.plan, self.spec, key), "", 1, True)
+        self.publish_result(f"{self.spec.topic}/{key}/availability", "", 1, True)
+        self.publish_result(f"{self.spec.topic}/{key}/state", "", 1, True)
+        self.seen.pop(key, None)
+        self.instances.pop(key, None)
+
+    def _failed(self, reason: str, detail: str, now: float) -> None:
+        self.failures += 1
+        delay = min(self.spec.every * 2 ** min(self.failures - 1, 10), MAX_BACKOFF)
+        self.not_before = now + delay
+        if reason != self.last_failure:
+            log.error(
+                "children %s: cannot read %s (%s: %s); their devices are unavailable, trying again in %g s",
+                self.spec.id,
+                self.spec.source,
+                reason,
+                detail,
+                delay,
+            )
+            self.last_failure = reason
+        for key in list(self.known) + [k for k in self.instances if k not in self.known]:
+            seen = self.seen.setdefault(key, _Seen(self.known.get(key, key)))
+            if seen.available is not False:
+                self._availability(key, False)
+                seen.available = False
+
+    # ------------------------------------------------------------ after (re)connecting
+    def announce(self) -> None:
+        """Everything again, for a broker or Home Assistant that lost it."""
+        for key, instance in self.instances.items():
+            self.publish_result(*_message(child_discovery(self.plan, self.spec, instance)))
+            seen = self.seen.get(key)
+            if seen is not None and seen.available is not None:
+                self._availability(key, seen.available)
+            if seen is not None and seen.state is not None:
+                self.publish_telemetry(
+                    f"{self.spec.topic}/{key}/state", json.dumps(seen.state, separators=(",", ":")), retain=True
+                )
+
+
+def _message(message: ha.Message) -> tuple[str, str, int, bool]:
+    return message.topic, message.payload, message.qos, message.retain
+
+
+class Children:
+    """Every child set of a plan, each polled on its own thread."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        publish_result: Publish,
+        publish_telemetry: Publish,
+        record: tuple[Callable[[], dict], Callable[[dict], None]],
+        make_poll: Callable[[ChildSet], Callable[[], list[Instance]]],
+    ) -> None:
+        self._read_record, self._write_record = record
+        remembered = self._read_record()
+        self._record = {k: dict(v) for k, v in remembered.items() if isinstance(v, dict)}
+        self._lock = threading.Lock()
+        self.runners = [
+            ChildSetRunner(
+                plan,
+                spec,
+                make_poll(spec),
+                publish_result,
+                publish_telemetry,
+                self._remember,
+                known={str(k): str(v) for k, v in self._record.get(spec.id, {}).items()},
+            )
+            for spec in plan.children
+        ]
+        self._wake = {r.spec.id: threading.Event() for r in self.runners}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _remember(self, set_id: str, names: dict[str, str]) -> None:
+        with self._lock:
+            self._record[set_id] = dict(names)
+            self._write_record(dict(self._record))
+
+    def start(self, every: Callable[..., None]) -> None:
+        """`every(seconds, fn, first_delay=...)` is the agent's ticker; each tick wakes one set's own thread."""
+        for runner in self.runners:
+            wake = self._wake[runner.spec.id]
+            thread = threading.Thread(
+                target=self._loop, args=(runner, wake), name=f"pilot-children-{runner.spec.id}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+            every(runner.spec.every, wake.set, first_delay=runner.spec.every)
+            wake.set()  # the first poll at once
+
+    def _loop(self, runner: ChildSetRunner, wake: threading.Event) -> None:
+        while not self._stop.is_set():
+            wake.wait()
+            wake.clear()
+            if self._stop.is_set():
+                return
+            runner.run_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for wake in self._wake.values():
+            wake.set()
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+
+    def announce(self) -> None:
+        for runner in self.runners:
+            runner.announce()
+
+    def instance(self, set_id: str, key: str) -> Instance | None:
+        for runner in self.runners:
+            if runner.spec.id == set_id:
+                return runner.instances.get(key)
+        return None
+
+
+def bind_source(spec: ChildSet) -> Callable[[], list[Instance]]:
+    """The poll function of a set's source. A source that cannot even be set up (an unreadable token
+    file) becomes a poll that fails the same way each time, so it is reported and retried like any
+    other failure instead of stopping the agent."""
+    from pilot.registry import SOURCES
+
+    entry = SOURCES.get(spec.source)
+    try:
+        if entry is None:
+            raise SourceError("unknown", f"this Pilot has no source {spec.source!r}")
+        return entry.factory(**spec.args)
+    except SourceError as exc:
+        error = exc
+    except Exception as exc:  # noqa: BLE001 - a source bug is reported, not fatal
+        error = SourceError("error", f"{type(exc).__name__}: {exc}")
+
+    def failing() -> list[Instance]:
+        raise error
+
+    return failing
