@@ -33,7 +33,7 @@ class Unsupported(ActionError):
 class Call:
     """One operation on the system, exactly as it will be performed."""
 
-    kind: str  # "exec" | "write" | "publish"
+    kind: str  # "exec" | "write" | "publish" | "request"
     argv: tuple[str, ...] = ()
     path: str | None = None
     data: str | None = None
@@ -43,6 +43,9 @@ class Call:
     capture: bool = False
     topic: str | None = None
     retain: bool = False
+    # "request": `method` on `path` through the connection of child set `via` (a Proxmox API)
+    method: str | None = None
+    via: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, (), False)}
@@ -52,6 +55,8 @@ class Call:
             return " ".join(self.argv)
         if self.kind == "write":
             return f"write {self.data!r} to {self.path}"
+        if self.kind == "request":
+            return f"{self.method} {self.path} (through {self.via})"
         return f"publish {self.data!r} to {self.topic}"
 
 
@@ -82,8 +87,15 @@ class System:
         self._publish = publish
         self._running: dict[int, Any] = {}  # pid -> subprocess.Popen
         self._lock = threading.Lock()
+        # child set id -> what performs a "request" on its connection (set by the agent's children)
+        self.requesters: dict[str, Callable[[str, str], str]] = {}
 
     def perform(self, call: Call) -> Outcome:
+        if call.kind == "request":
+            requester = self.requesters.get(call.via or "")
+            if requester is None:
+                raise ActionError(f"no connection for {call.via!r}")
+            return Outcome(output=requester(call.method or "", call.path or ""))
         if call.kind == "write":
             with open(call.path, "w", encoding="utf-8") as handle:  # sysfs: one write, no temp file
                 handle.write(call.data or "")

@@ -23,7 +23,7 @@ from typing import Any
 
 from pilot.agent import ha
 from pilot.plan import ChildSet, Plan
-from pilot.sources import Instance, SourceError
+from pilot.sources import Bound, Instance, SourceError
 
 log = logging.getLogger("pilot.children")
 
@@ -290,17 +290,20 @@ class Children:
         publish_result: Publish,
         publish_telemetry: Publish,
         record: tuple[Callable[[], dict], Callable[[dict], None]],
-        make_poll: Callable[[ChildSet], Callable[[], list[Instance]]],
+        bind: Callable[[ChildSet], Bound],
     ) -> None:
         self._read_record, self._write_record = record
         remembered = self._read_record()
         self._record = {k: dict(v) for k, v in remembered.items() if isinstance(v, dict)}
         self._lock = threading.Lock()
+        bound = {spec.id: bind(spec) for spec in plan.children}
+        # what performs each set's planned requests (System.requesters): its source's own connection
+        self.requesters = {set_id: b.request for set_id, b in bound.items() if b.request is not None}
         self.runners = [
             ChildSetRunner(
                 plan,
                 spec,
-                make_poll(spec),
+                bound[spec.id].poll,
                 publish_result,
                 publish_telemetry,
                 self._remember,
@@ -355,8 +358,8 @@ class Children:
         return None
 
 
-def bind_source(spec: ChildSet) -> Callable[[], list[Instance]]:
-    """The poll function of a set's source. A source that cannot even be set up (an unreadable token
+def bind_source(spec: ChildSet) -> Bound:
+    """A set's source bound to its arguments. A source that cannot even be set up (an unreadable token
     file) becomes a poll that fails the same way each time, so it is reported and retried like any
     other failure instead of stopping the agent."""
     from pilot.registry import SOURCES
@@ -374,4 +377,4 @@ def bind_source(spec: ChildSet) -> Callable[[], list[Instance]]:
     def failing() -> list[Instance]:
         raise error
 
-    return failing
+    return Bound(failing)

@@ -207,6 +207,7 @@ class Agent:
                 (lambda: state_dir.read_json(CHILDREN_RECORD, {})[0] or {}, self._write_children_record),
                 bind_source,
             )
+            self.system.requesters = children.requesters
         # optional sensors whose probe cannot work here are not announced at all
         announced = dataclasses.replace(
             plan, sensors=tuple(s for s in plan.sensors if s.id in sensors.states or not s.optional)

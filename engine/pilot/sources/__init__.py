@@ -2,8 +2,10 @@
 next), each instance announced as its own Home Assistant device under the host.
 
 A source is registered with `SOURCES.register(name, params=..., defaults=...)` on a factory
-`factory(**args) -> poll`, where `poll()` returns the instances seen now, or raises `SourceError`
-when the whole set cannot be read. The entry's `defaults` describe what a profile can choose from:
+`factory(**args) -> Bound`: `poll()` returns the instances seen now, or raises `SourceError` when the
+whole set cannot be read; `request(method, path)` performs a command's planned request on the same
+connection (a "request" `Call`, see pilot.actions), raising `ActionError` when it fails.
+The entry's `defaults` describe what a profile can choose from:
 `fields` (each a value an instance reports, with its Home Assistant metadata), `sensors` (the fields
 announced when a profile names none), `commands` (each an action on one instance) and `model` (the
 child devices' model). The engine knows nothing else about a source, so a new kind of child is one
@@ -12,6 +14,7 @@ new module here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,3 +38,11 @@ class Instance:
     fields: dict[str, Any]
     available: bool = True
     target: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A source bound to its arguments: how to list the instances, and how to act on one."""
+
+    poll: Callable[[], list[Instance]]
+    request: Callable[[str, str], str] | None = None

@@ -9,12 +9,13 @@ others stay up. Disk and network rates are computed from Proxmox's byte counters
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from pilot.registry import SOURCES
-from pilot.sources import Instance, SourceError
+from pilot.sources import Bound, Instance, SourceError
 
 _RATE = {"unit": "B/s", "device_class": "data_rate", "state_class": "measurement", "precision": 0}
 _BYTES = {"unit": "B", "device_class": "data_size", "state_class": "measurement"}
@@ -157,7 +158,7 @@ def proxmox_guests(
     timeout: float = 10.0,
     *,
     clock: Callable[[], float] = time.monotonic,
-) -> Callable[[], list[Instance]]:
+) -> Bound:
     """Every QEMU VM and LXC container of a Proxmox VE cluster, each its own device with status, CPU,
     memory, disk and network rates, uptime and node; power commands (start, shutdown, stop, reboot,
     suspend, resume) under the guard chain. Templates are skipped."""
@@ -185,4 +186,20 @@ def proxmox_guests(
         rates.forget_except({g.vmid for g in guests})
         return [guest_instance(g, rates, now) for g in guests]
 
-    return poll
+    def request(method: str, path: str) -> str:
+        """A power action planned by `proxmox.power`; the client checks every part of the path again."""
+        from pilot.actions import ActionError
+
+        match = _POWER_PATH.match(path)
+        if method != "POST" or match is None:
+            raise ActionError("not a Proxmox power request")
+        node, kind, vmid, action = match.groups()
+        try:
+            return client.power(node, kind, int(vmid), action)
+        except PveError as exc:
+            raise ActionError(f"Proxmox answered {exc.reason}: {exc.detail}") from None
+
+    return Bound(poll, request)
+
+
+_POWER_PATH = re.compile(r"^/nodes/([A-Za-z0-9-]{1,63})/(qemu|lxc)/(\d{3,9})/status/([a-z]{1,16})$")

@@ -19,6 +19,7 @@ from pilot.registry import ACTIONS
 
 REPO = Path(__file__).resolve().parents[3]
 EXPECTED = {
+    "proxmox.power",
     "power.shutdown",
     "power.reboot",
     "power.suspend",
@@ -134,10 +135,12 @@ def test_factory_plans_a_list_of_calls(entry, rich_ctx) -> None:
                 value = 1000.0
             if entry.name == "display.brightness":
                 args = {}  # the example names a device the made-up tree has anyway; keep it simple
+            if entry.name == "proxmox.power":  # the engine adds the guest and its set to a child command
+                args = {**args, "target": {"node": "pve1", "kind": "qemu", "vmid": 101}, "via": "guests"}
             calls = entry.factory(rich_ctx, value, **args)
             assert isinstance(calls, list) and calls, (entry.name, platform, args)
             for call in calls:
-                assert isinstance(call, Call) and call.kind in ("exec", "write", "publish")
+                assert isinstance(call, Call) and call.kind in ("exec", "write", "publish", "request")
                 if call.kind == "exec":
                     assert call.argv and all(isinstance(a, str) for a in call.argv)
                     assert call.timeout and call.timeout > 0
@@ -275,3 +278,24 @@ def test_a_timeout_kills_the_whole_process_group():
     with pytest.raises(ActionError, match="timed out"):
         System().perform(Call("exec", argv=("/bin/sh", "-c", "sleep 30 & sleep 60"), timeout=1, capture=True))
     assert time.monotonic() - started < 10  # a grandchild holding the pipe no longer hangs it
+
+
+def test_proxmox_power_plans_the_exact_request_and_refuses_a_guest_no_poll_could_report(rich_ctx) -> None:
+    entry = ACTIONS.get("proxmox.power")
+    guest = {"node": "pve-2", "kind": "lxc", "vmid": 205}
+    assert entry.factory(rich_ctx, "PRESS", power="shutdown", target=guest, via="guests") == [
+        Call("request", method="POST", path="/nodes/pve-2/lxc/205/status/shutdown", via="guests")
+    ]
+    for bad in (
+        {"node": "../etc", "kind": "lxc", "vmid": 205},
+        {"node": "pve-2", "kind": "qemu/../x", "vmid": 205},
+        {"node": "pve-2", "kind": "lxc", "vmid": "205; rm"},
+        {"node": "pve-2", "kind": "lxc", "vmid": True},
+        {"node": "pve-2", "kind": "lxc", "vmid": 99},
+    ):
+        with pytest.raises(ActionError, match="Proxmox would report"):
+            entry.factory(rich_ctx, "PRESS", power="shutdown", target=bad, via="guests")
+    with pytest.raises(ActionError, match="unknown power action"):
+        entry.factory(rich_ctx, "PRESS", power="destroy", target=guest, via="guests")
+    with pytest.raises(ActionError, match="children"):
+        entry.factory(rich_ctx, "PRESS", power="start")  # as a plain command: there is no guest
