@@ -12,7 +12,7 @@ power action is answered 403 "Permission check failed". Entries follow Proxmox's
 `lock`, `hastate` and `tags` only when set, and a guest on a node that is down reported by id, type, vmid,
 node and status "unknown" only (its other figures come from the node, which is not answering).
 
-Control, for tests: `add_guest`, `remove_guest`, `migrate`, `rename`, `set_field` (any raw value, for
+Control, for tests: `reset`, `add_guest`, `remove_guest`, `migrate`, `rename`, `set_field` (any raw value, for
 malformed entries), `add_entry` (a raw entry of another type), `node_down`/`node_up`, `fail(status, times)`,
 `garbage(times, shape=...)`, `slow(seconds)`, `drip(seconds_per_byte)`, `huge(size, declare_length)`.
 `requests` lists (method, path) of everything received, never a token; `authorized` the token id of each
@@ -118,6 +118,20 @@ class FakeProxmox:
         der = ssl.PEM_cert_to_DER_cert((self.dir / "pve-server.crt").read_text())
         digest = hashlib.sha256(der).hexdigest().upper()
         return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+    def reset(self) -> None:
+        """Back to an empty, healthy cluster with nothing recorded (one server, CA and port, many tests)."""
+        with self._lock:
+            self._guests.clear()
+            self._entries.clear()
+            self._down.clear()
+            self._failures.clear()
+            self._garbage.clear()
+            self._huge = None
+            self._slow = self._drip = 0.0
+            self.requests.clear()
+            self.authorized.clear()
+            self.body_bytes_sent = 0
 
     # -- the cluster --------------------------------------------------------------------------------------
 

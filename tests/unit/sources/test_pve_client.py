@@ -26,17 +26,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def fake(server: FakeProxmox):
     """The module's server, emptied and healed for each test (making a CA per test would be slow)."""
-    server._guests.clear()
-    server._entries.clear()
-    server._down.clear()
-    server._failures.clear()
-    server._garbage.clear()
-    server._huge = None
-    server.slow(0)
-    server.drip(0)
-    server.requests.clear()
-    server.authorized.clear()
-    server.body_bytes_sent = 0
+    server.reset()
     return server
 
 
@@ -457,3 +447,21 @@ def test_the_standin_refuses_an_unexpected_argv(tmp_path):
     assert os.access(PVESH, os.X_OK)
     pvesh = standin(tmp_path)
     assert reason(lambda: local(pvesh)._pvesh_json(["get", "/nodes"])) == "pvesh"
+
+
+def test_tls_below_1_2_is_never_offered(fake):
+    for target in (
+        PveTarget(url=fake.url),
+        PveTarget(url=fake.url, ca_file=fake.ca_file),
+        PveTarget(url=fake.url, fingerprint=fake.cert_fingerprint),
+        PveTarget(url=fake.url, insecure=True),
+    ):
+        assert pve._tls_context(target).minimum_version == pve.ssl.TLSVersion.TLSv1_2
+
+
+def test_power_on_a_node_that_is_down_is_a_server_error(fake):
+    fake.add_guest(100, "web", node="pve1")
+    fake.node_down("pve1")
+    with pytest.raises(PveError) as caught:
+        client(fake).power("pve1", "qemu", 100, "start")
+    assert (caught.value.reason, caught.value.detail[:4]) == ("server_error", "595 ")
