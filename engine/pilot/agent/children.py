@@ -32,6 +32,7 @@ MAX_INSTANCES = 5000  # per set; more is a misconfigured or hostile source
 MAX_NAME = 100  # characters of a child device's name
 MAX_TEXT = 255  # characters of a text field's value
 MAX_BACKOFF = 300.0  # seconds between polls of a source that keeps failing
+EMPTY_POLLS = 3  # empty answers in a row before every instance's device is removed
 RECORD = "children.json"
 
 Publish = Callable[..., None]
@@ -138,6 +139,7 @@ class ChildSetRunner:
     last_failure: str | None = None
     skipped: int = 0  # instances refused for a bad key, over the cap
     not_before: float = 0.0
+    empty_polls: int = 0  # answers in a row that listed nothing, where there were instances
 
     # ------------------------------------------------------------ one poll
     def run_once(self) -> None:
@@ -184,7 +186,30 @@ class ChildSetRunner:
         return out
 
     def _apply(self, current: dict[str, Instance], now: float) -> None:
-        gone = [key for key in {**self.known, **self.instances} if key not in current]
+        had = {**self.known, **self.instances}
+        if not current and had:
+            # Every instance gone at once looks the same as a token that lost its right to list them
+            # (Proxmox then answers an empty list, not 403): only EMPTY_POLLS such answers in a row
+            # remove the devices; until then they are unavailable.
+            self.empty_polls += 1
+            if self.empty_polls < EMPTY_POLLS:
+                if self.empty_polls == 1:
+                    log.warning(
+                        "children %s: %s lists no instance where there were %d; their devices are removed if "
+                        "it still lists none after %d polls (a token that lost its audit right looks the same)",
+                        self.spec.id,
+                        self.spec.source,
+                        len(had),
+                        EMPTY_POLLS,
+                    )
+                for key in had:
+                    seen = self.seen.setdefault(key, _Seen(self.known.get(key, key)))
+                    if seen.available is not False:
+                        self._availability(key, False)
+                        seen.available = False
+                return
+        self.empty_polls = 0
+        gone = [key for key in had if key not in current]
         for key in gone:
             self._remove(key)
         for key, instance in current.items():

@@ -168,8 +168,15 @@ def _children(c: _Collector, data: dict) -> None:
         entry = SOURCES.get(spec["source"])
         if entry is None:
             continue  # the registry stage said so
-        if spec.get("every") is not None and parse_duration(spec["every"]) < 5:
-            c.error(("children", set_id, "every"), "a source is read at most every 5 seconds", "duration")
+        every = parse_duration(spec["every"]) if spec.get("every") is not None else None
+        if every is not None and every < 1:
+            c.error(("children", set_id, "every"), "a source is read at most once a second", "duration")
+        elif every is not None and every < 10:
+            c.warn(
+                ("children", set_id, "every"),
+                "asking a source more often than every 10 seconds loads it (a Proxmox API) for little gain",
+                "duration",
+            )
         for section, kind in (("sensors", "fields"), ("commands", "commands")):
             known = list(entry.defaults.get(kind) or {})
             for name in spec.get(section) or {}:

@@ -198,6 +198,8 @@ def proxmox_guests(
             return client.power(node, kind, int(vmid), action)
         except PveError as exc:
             raise ActionError(f"Proxmox answered {exc.reason}: {exc.detail}") from None
+        except ValueError as exc:  # a path part the client refuses
+            raise ActionError(str(exc)) from None
 
     return Bound(poll, request)
 

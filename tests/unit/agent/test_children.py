@@ -315,3 +315,23 @@ def test_a_guest_reported_without_a_name_keeps_the_name_it_was_announced_with(pl
     bus.take()
     run.run_once()
     assert [t for t, _, _ in bus.take()] == ["pilot/pve1/guests/101/availability", "pilot/pve1/guests/101/state"]
+
+
+def test_an_empty_answer_removes_every_device_only_when_it_repeats(plan, caplog):
+    """Proxmox answers a token that lost VM.Audit with an empty list, not an error: one empty answer
+    must not wipe every guest's device and history from Home Assistant."""
+    bus, clock = Bus(), [0.0]
+    run = runner(plan, [[vm("101", "web")], [], [], []], bus, clock)
+    run.run_once()
+    bus.take()
+    with caplog.at_level(logging.WARNING, logger="pilot.children"):
+        run.run_once()
+        run.run_once()
+    assert bus.take() == [("pilot/pve1/guests/101/availability", "offline", True)]
+    assert len(caplog.records) == 1 and "lists no instance where there were 1" in caplog.records[0].getMessage()
+    run.run_once()  # the third empty answer in a row
+    assert [t for t, p, _ in bus.take() if p == ""] == [
+        "homeassistant/device/pve1_guests_101/config",
+        "pilot/pve1/guests/101/availability",
+        "pilot/pve1/guests/101/state",
+    ]

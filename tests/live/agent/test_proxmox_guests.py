@@ -1,0 +1,119 @@
+"""Proxmox guests as child devices, end to end: the real agent (`pilot run`), a real Mosquitto and a
+fake Proxmox VE API (HTTPS with its own CA, token checked; testkit/proxmox.py).
+
+Guests appear as devices under the host, change, vanish and come back; the API fails and recovers;
+nothing here depends on timing beyond generous deadlines (the set is polled every second)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from testkit.proxmox import FakeProxmox
+
+PROFILE = """\
+pilot: 1
+device: {{id: {dev}, name: PVE One}}
+children:
+  guests:
+    source: proxmox.guests
+    every: 1s
+    args: {{url: "{url}", token_id: "root@pam!pilot", token_file: "{token}", ca_file: "{ca}"}}
+    sensors: {{status: {{}}, cpu: {{}}, node: {{}}}}
+    commands: {{start: {{}}, shutdown: {{}}}}
+"""
+
+
+@pytest.fixture
+def pve(tmp_path):
+    (tmp_path / "pve").mkdir()
+    with FakeProxmox(tmp_path / "pve") as fake:
+        yield fake
+
+
+def profile(tmp_path, pve, dev: str = "pve1") -> str:
+    """A device id of its own per test: the session's broker still holds what earlier tests retained."""
+    path = tmp_path / "pve.yaml"
+    path.write_text(PROFILE.format(url=pve.url, token=pve.token_file, ca=pve.ca_file, dev=dev))
+    return path
+
+
+def retained_json(watcher, topic: str, predicate, timeout: float = 20.0):
+    msg = watcher.wait_for(lambda m: m.topic == topic and m.payload and predicate(json.loads(m.payload)), timeout)
+    assert msg is not None, f"nothing on {topic} matched; seen: {[m.topic for m in watcher.messages][-20:]}"
+    return json.loads(msg.payload)
+
+
+def test_guests_appear_change_and_vanish_as_devices_under_the_host(tmp_path, pve, broker, watcher, run_agent):
+    pve.add_guest(101, name="web", node="pve1", status="running", cpu=0.25)
+    pve.add_guest(201, name="cache", node="pve2", kind="lxc", status="stopped")
+    pve.add_guest(900, name="tmpl", node="pve1", template=True)
+    agent = run_agent(profile(tmp_path, pve), broker.port)
+
+    config = retained_json(watcher, "homeassistant/device/pve1_guests_101/config", lambda c: True)
+    assert config["device"]["name"] == "web" and config["device"]["via_device"] == "pilot_pve1"
+    assert sorted(config["components"]) == [
+        "pilot_pve1_guests_101_cpu",
+        "pilot_pve1_guests_101_node",
+        "pilot_pve1_guests_101_shutdown",
+        "pilot_pve1_guests_101_start",
+        "pilot_pve1_guests_101_status",
+    ]
+    assert retained_json(watcher, "pilot/pve1/guests/101/state", lambda s: True) == {
+        "status": "running",
+        "cpu": 25.0,
+        "node": "pve1",
+    }
+    assert retained_json(watcher, "pilot/pve1/guests/201/state", lambda s: True)["status"] == "stopped"
+    assert watcher.wait_for(lambda m: m.topic == "pilot/pve1/guests/101/availability" and m.payload == b"online")
+    assert not [m for m in watcher.messages if "guests_900" in m.topic], "templates are not devices"
+
+    pve.migrate(101, "pve2")  # same vmid on another node: the same device, a new node value
+    assert retained_json(watcher, "pilot/pve1/guests/101/state", lambda s: s["node"] == "pve2")["node"] == "pve2"
+
+    pve.remove_guest(201)
+    assert watcher.wait_for(
+        lambda m: m.topic == "homeassistant/device/pve1_guests_201/config" and m.payload == b"", timeout=20
+    ), "a vanished guest's device is removed from Home Assistant"
+    record = tmp_path / "state" / "children.json"
+    deadline = time.monotonic() + 10
+    while json.loads(record.read_text()) != {"guests": {"101": "web"}} and time.monotonic() < deadline:
+        time.sleep(0.1)  # written right after the removal is published
+    assert json.loads(record.read_text()) == {"guests": {"101": "web"}}
+    assert agent.running()
+
+
+def test_an_api_that_fails_makes_guests_unavailable_and_they_return_when_it_answers(
+    tmp_path, pve, broker, watcher, run_agent
+):
+    pve.add_guest(101, name="web", node="pve1", status="running")
+    agent = run_agent(profile(tmp_path, pve, "pve2"), broker.port)
+    assert watcher.wait_for(
+        lambda m: m.topic == "pilot/pve2/guests/101/availability" and m.payload == b"online",
+        timeout=20,
+    )
+    pve.fail(500, times=3)
+    assert watcher.wait_for(
+        lambda m: m.topic == "pilot/pve2/guests/101/availability" and m.payload == b"offline", timeout=20
+    )
+    assert watcher.wait_for(
+        lambda m: m.topic == "pilot/pve2/guests/101/availability" and m.payload == b"online",
+        timeout=30,
+        since=watcher.messages[-1].at,
+    ), "back online once the API answers again"
+    out = agent.output()
+    assert out.count("cannot read proxmox.guests (server_error") == 1, out[-3000:]
+    assert "answers again" in out
+    assert pve.secret not in out, "the token's secret never reaches a log line"
+
+
+def test_a_wrong_token_is_one_clear_log_line_and_the_agent_keeps_its_own_telemetry(
+    tmp_path, pve, broker, watcher, run_agent
+):
+    pve.token_file.write_text("00000000-0000-0000-0000-000000000000\n")
+    agent = run_agent(profile(tmp_path, pve, "pve3"), broker.port)
+    assert watcher.wait_for(lambda m: m.topic == "pilot/pve3/availability" and m.payload == b"online", timeout=20)
+    assert agent.wait_output("cannot read proxmox.guests (unauthorized", timeout=20), agent.output()[-2000:]
+    assert agent.running()
