@@ -108,6 +108,7 @@ class Command:
     signed: bool = False
     cooldown: float = 0.0
     confirm: float | None = None
+    policy_id: str | None = None  # what `policies.allow` names, when not `id` (a child's `<set>.<command>`)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,12 +22,14 @@ from typing import Any
 from pilot.actions import ActionContext, ActionError, Call
 from pilot.actions._base import System
 from pilot.agent import policy, signing
-from pilot.plan import Command, Plan
+from pilot.plan import ChildCommand, ChildSet, Command, Plan
 from pilot.registry import ACTIONS
+from pilot.sources import Instance
 
 log = logging.getLogger("pilot.commands")
 
 MAX_RUNNING = 4
+CHILD_WORD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # an instance key as a topic level (pilot.agent.children)
 # answers to an unsigned command: a burst of 3 in 3 s, so a press, its confirmation and the refusal of
 # a third press are all answered, while a flood on one topic gets one answer a second
 UNSIGNED_REPLIES = (3, 3.0)
@@ -73,9 +76,12 @@ class CommandService:
     mono: Callable[[], float] = time.monotonic
     ctx: ActionContext = field(default_factory=ActionContext)
     guards: Guards | None = None  # on reload: the previous service's, which continue
+    # a child set's instance by (set id, key), as its last poll saw it (pilot.agent.children)
+    instances: Callable[[str, str], Instance | None] = lambda set_id, key: None
 
     def __post_init__(self) -> None:
         self._by_id = {c.id: c for c in self.plan.commands}
+        self._children = {(s.id, c.id): (s, c) for s in self.plan.children for c in s.commands}
         self._prefix = f"{self.plan.topics.base}/cmd/"
         self.audit_topic = f"{self.plan.topics.base}/audit"
         guards = self.guards = self.guards or Guards.fresh(self.mono)
@@ -87,7 +93,7 @@ class CommandService:
         self._pool = ThreadPoolExecutor(max_workers=MAX_RUNNING, thread_name_prefix="pilot-action")
         self._keys: dict[str, signing.Key] = {}
         self._keyring_error: str | None = None
-        self._signed = any(c.signed for c in self.plan.commands)
+        self._signed = any(c.signed for c in self.plan.commands) or any(c.signed for _, c in self._children.values())
         self._retired = False
         if self._signed:
             self._load_keys()
@@ -134,6 +140,45 @@ class CommandService:
                     self.guards.stats.replies_suppressed += 1
             except Exception:
                 pass
+
+    def handle_child(self, topic: str, payload: bytes, retained: bool) -> None:
+        """A message on `<base>/<set>/<key>/cmd/<command>/set`: a command on one instance of a child set.
+        It becomes a command of its own (`<set>/<key>/<command>`, acting on the instance as its last
+        poll saw it), so cooldowns, confirmations and `busy` are per instance, and then goes through
+        exactly the same chain; `policies.allow` names it `<set>.<command>`."""
+        parts = topic[len(self.plan.topics.base) + 1 :].split("/")
+        command_id, result_topic = "", f"{self._prefix}_unknown/result"
+        if len(parts) == 5 and parts[2] == "cmd" and parts[4] == "set" and CHILD_WORD.match(parts[1]):
+            set_id, key, _, name, _ = parts
+            found = self._children.get((set_id, name))
+            instance = self.instances(set_id, key) if found else None
+            if found is not None:
+                result_topic = f"{found[0].topic}/{key}/cmd/{name}/result"
+                command_id = f"{set_id}/{key}/{name}"
+                if instance is not None:
+                    self._by_id[command_id] = self._materialize(found[0], found[1], instance, topic, result_topic)
+                    self.guards.replies.setdefault(command_id, policy.RateLimit(*UNSIGNED_REPLIES, self.mono))
+                else:
+                    self._by_id.pop(command_id, None)  # gone since: refused like any unknown command
+        try:
+            self._handle(command_id, topic, result_topic, payload, retained)
+        except Exception as exc:  # a bug, not a decision (see `handle`)
+            log.error("command %.64r: unexpected %s while handling it", command_id, type(exc).__name__)
+
+    def _materialize(self, spec: ChildSet, child: ChildCommand, instance: Instance, topic: str, result: str) -> Command:
+        return Command(
+            id=f"{spec.id}/{instance.key}/{child.id}",
+            action=child.action,
+            entity=child.entity,
+            command_topic=topic,
+            result_topic=result,
+            state_topic=None,
+            args={**child.args, "target": dict(instance.target), "via": spec.id},
+            signed=child.signed,
+            cooldown=child.cooldown,
+            confirm=child.confirm,
+            policy_id=child.policy_id,
+        )
 
     def _handle(self, command_id: str, topic: str, result_topic: str, payload: bytes, retained: bool) -> None:
         command = self._by_id.get(command_id)

@@ -51,7 +51,7 @@ def check_retained(retained: bool) -> str | None:
 def check_allowed(command: Command | None, policy: Policy) -> str | None:
     if command is None:
         return "not_allowed"
-    if policy.allow is not None and command.id not in policy.allow:
+    if policy.allow is not None and (command.policy_id or command.id) not in policy.allow:
         return "not_allowed"
     return None
 

@@ -47,6 +47,7 @@ log = logging.getLogger("pilot.agent")
 HA_DEBOUNCE = 10.0  # at most one re-announcement burst per this many seconds
 HA_DELAY = (1.0, 4.0)  # random delay after Home Assistant's birth message
 HEALTH_EVERY = 30.0  # seconds between health reports
+MAX_CHILD_COMMAND_TOPIC = len("/") + 64 + len("/") + 64 + len("/cmd/") + 64 + len("/set")  # set id, key, command id
 CHILDREN_RECORD = "children.json"  # the child devices announced, per set: removed when they vanish
 MAX_COMMAND_ID = 64  # the profile schema's longest id; a longer one on a command topic is dropped unread
 MAX_STATUS_BYTES = 16  # Home Assistant's birth message is `online`
@@ -145,6 +146,7 @@ class Agent:
             subscriptions=[
                 (f"{plan.mqtt.discovery_prefix}/status", 1),
                 (f"{plan.topics.base}/cmd/+/set", 1),
+                (f"{plan.topics.base}/+/+/cmd/+/set", 1),  # commands on child devices (`children:`)
                 (plan.topics.health, 1),
             ],
         )
@@ -168,7 +170,7 @@ class Agent:
         armed confirmations, running actions, nonces) of the plan before a reload."""
         sensors = SensorSet(plan, self.options.ctx, self._publish_state, self._on_sensor_change)
         commands = None
-        if plan.commands:
+        if plan.commands or any(s.commands for s in plan.children):
             from pilot.agent.commands import CommandService
 
             commands = CommandService(
@@ -208,6 +210,8 @@ class Agent:
                 bind_source,
             )
             self.system.requesters = children.requesters
+            if commands is not None:
+                commands.instances = children.instance
         # optional sensors whose probe cannot work here are not announced at all
         announced = dataclasses.replace(
             plan, sensors=tuple(s for s in plan.sensors if s.id in sensors.states or not s.optional)
@@ -376,6 +380,16 @@ class Agent:
             commands = self.parts.commands
             if commands is not None:
                 commands.handle(topic, payload, retained)  # its size check comes before any parsing
+        elif topic.startswith(self.plan.topics.base + "/") and topic.endswith("/set"):
+            # `<base>/<set>/<key>/cmd/<command>/set`: a command on a child device
+            if len(topic) > len(self.plan.topics.base) + MAX_CHILD_COMMAND_TOPIC:
+                self.health.inbound_dropped += 1
+                return
+            commands = self.parts.commands
+            if commands is not None and self.plan.children:
+                commands.handle_child(topic, payload, retained)
+            else:
+                self.health.inbound_dropped += 1
         elif topic == f"{self.plan.mqtt.discovery_prefix}/status":
             if len(payload) > MAX_STATUS_BYTES:
                 self.health.inbound_dropped += 1

@@ -117,3 +117,34 @@ def test_a_wrong_token_is_one_clear_log_line_and_the_agent_keeps_its_own_telemet
     assert watcher.wait_for(lambda m: m.topic == "pilot/pve3/availability" and m.payload == b"online", timeout=20)
     assert agent.wait_output("cannot read proxmox.guests (unauthorized", timeout=20), agent.output()[-2000:]
     assert agent.running()
+
+
+def test_a_press_in_home_assistant_reaches_the_api_with_the_exact_request(tmp_path, pve, broker, watcher, run_agent):
+    pve.add_guest(101, name="web", node="pve1", status="stopped")
+    run_agent(profile(tmp_path, pve, "pve4"), broker.port)
+    assert retained_json(watcher, "pilot/pve4/guests/101/state", lambda s: s["status"] == "stopped")
+    watcher.publish("pilot/pve4/guests/101/cmd/start/set", b"PRESS")
+    result = retained_json(watcher, "pilot/pve4/guests/101/cmd/start/result", lambda r: True)
+    assert result["status"] == "ok", result
+    assert ("POST", "/api2/json/nodes/pve1/qemu/101/status/start") in pve.requests
+    # the next poll sees what the API did
+    assert retained_json(watcher, "pilot/pve4/guests/101/state", lambda s: s["status"] == "running")
+
+    # shutdown is confirmed by default: the first press arms it and reaches no API
+    watcher.publish("pilot/pve4/guests/101/cmd/shutdown/set", b"PRESS")
+    armed = retained_json(watcher, "pilot/pve4/guests/101/cmd/shutdown/result", lambda r: True)
+    assert armed["status"] == "armed"
+    assert not [r for r in pve.requests if r[1].endswith("/status/shutdown")]
+
+
+def test_dry_run_shows_the_request_and_reaches_no_api(tmp_path, pve, broker, watcher, run_agent):
+    pve.add_guest(101, name="web", node="pve1", status="stopped")
+    run_agent(profile(tmp_path, pve, "pve5"), broker.port, "--dry-run")
+    assert retained_json(watcher, "pilot/pve5/guests/101/state", lambda s: True)
+    watcher.publish("pilot/pve5/guests/101/cmd/start/set", b"PRESS")
+    result = retained_json(watcher, "pilot/pve5/guests/101/cmd/start/result", lambda r: True)
+    assert result["status"] == "dry_run"
+    assert result["calls"] == [
+        {"kind": "request", "method": "POST", "path": "/nodes/pve1/qemu/101/status/start", "via": "guests"}
+    ]
+    assert [r for r in pve.requests if r[0] == "POST"] == []

@@ -1,0 +1,205 @@
+"""Commands on child devices (`children:`) through a real CommandService: the same guard chain as
+any command, per instance, with the instance's target planned into the exact request.
+
+Clocks are injected; the machine is never touched (the System records each call)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from pilot.actions._base import Call, Outcome, System
+from pilot.agent import signing
+from pilot.agent.commands import CommandService
+from pilot.sources import Instance
+from testkit.agent import new_keyring
+from tests.support.profiles import compile_text
+
+PROFILE = """\
+pilot: 1
+device: {{id: pve1, name: PVE}}
+children:
+  guests:
+    source: proxmox.guests
+    args: {{url: "https://pve.lan:8006", token_id: "root@pam!pilot", token_file: /etc/pilot/pve-token}}
+    commands:
+      start: {{}}
+      shutdown: {{}}
+      reboot: {{policy: {{confirm: false, cooldown: 1h}}}}
+      stop: {{policy: {{signed: true}}}}
+policies:
+  allow: [guests.start, guests.shutdown, guests.reboot, guests.stop]
+  hmac: {{keyring: {ring}}}
+"""
+
+GUESTS = {
+    "101": Instance("101", "web", {}, True, {"node": "pve1", "kind": "qemu", "vmid": 101}),
+    "205": Instance("205", "cache", {}, True, {"node": "pve-2", "kind": "lxc", "vmid": 205}),
+}
+
+
+class Recorder(System):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[dict] = []
+        self.done = threading.Semaphore(0)
+
+    def perform(self, call: Call) -> Outcome:
+        self.calls.append(call.to_dict())
+        self.done.release()
+        return Outcome(output="UPID:pve1:0001")
+
+
+@pytest.fixture
+def rig(tmp_path):
+    ring = new_keyring(tmp_path / "keys")
+    plan = compile_text(PROFILE.format(ring=ring), folder=tmp_path)
+    clock = {"mono": 1000.0, "wall": 1_700_000_000.0}
+    wire: list[tuple[str, str]] = []
+    system = Recorder()
+    svc = CommandService(
+        plan,
+        lambda topic, payload, qos, retain: wire.append((topic, payload)),
+        system,
+        tmp_path / "state",
+        mono=lambda: clock["mono"],
+        wall=lambda: clock["wall"],
+    )
+    svc.instances = lambda set_id, key: GUESTS.get(key) if set_id == "guests" else None
+    key = signing.load_keyring(ring)["k1"]
+    yield (
+        svc,
+        system,
+        wire,
+        clock,
+        lambda topic: json.dumps(signing.sign(key, "pve1", topic, "PRESS", ts=1_700_000_000)),
+    )
+    svc.stop(timeout=1)
+
+
+def answers(wire, topic_end: str) -> list[dict]:
+    return [json.loads(p) for t, p in wire if t.endswith(topic_end)]
+
+
+def wait_answer(wire, topic_end: str, count: int) -> list[dict]:
+    for _ in range(1000):
+        found = answers(wire, topic_end)
+        if len(found) >= count:
+            return found
+        threading.Event().wait(0.01)
+    return answers(wire, topic_end)
+
+
+def test_a_press_reaches_the_instance_with_its_exact_request(rig):
+    svc, system, wire, _clock, _signer = rig
+    svc.handle_child("pilot/pve1/guests/205/cmd/start/set", b"PRESS", False)
+    assert system.done.acquire(timeout=10)
+    assert system.calls == [
+        {"kind": "request", "method": "POST", "path": "/nodes/pve-2/lxc/205/status/start", "via": "guests"}
+    ]
+    (result,) = wait_answer(wire, "guests/205/cmd/start/result", 1)
+    assert result["status"] == "ok"
+    audit = [json.loads(p) for t, p in wire if t == "pilot/pve1/audit"]
+    assert audit == [{"event_type": "ok", "command": "guests/205/start", "origin": "mqtt"}]
+
+
+def test_shutdown_is_confirmed_per_instance_by_default(rig):
+    svc, system, wire, _clock, _signer = rig
+    svc.handle_child("pilot/pve1/guests/101/cmd/shutdown/set", b"PRESS", False)
+    svc.handle_child("pilot/pve1/guests/205/cmd/shutdown/set", b"PRESS", False)
+    assert [a["status"] for a in answers(wire, "/cmd/shutdown/result")] == ["armed", "armed"]
+    assert system.calls == []
+    svc.handle_child("pilot/pve1/guests/101/cmd/shutdown/set", b"PRESS", False)  # the second press, on 101
+    assert system.done.acquire(timeout=10)
+    assert system.calls == [
+        {"kind": "request", "method": "POST", "path": "/nodes/pve1/qemu/101/status/shutdown", "via": "guests"}
+    ]
+
+
+def test_a_cooldown_holds_per_instance(rig):
+    svc, system, wire, clock, _signer = rig
+    svc.handle_child("pilot/pve1/guests/101/cmd/reboot/set", b"PRESS", False)
+    assert system.done.acquire(timeout=10)
+    wait_answer(wire, "guests/101/cmd/reboot/result", 1)
+    svc.handle_child("pilot/pve1/guests/101/cmd/reboot/set", b"PRESS", False)
+    assert answers(wire, "guests/101/cmd/reboot/result")[-1]["reason"] == "cooldown"
+    svc.handle_child("pilot/pve1/guests/205/cmd/reboot/set", b"PRESS", False)  # another guest: its own cooldown
+    assert system.done.acquire(timeout=10)
+    clock["mono"] += 3600
+    svc.handle_child("pilot/pve1/guests/101/cmd/reboot/set", b"PRESS", False)
+    assert system.done.acquire(timeout=10)
+    assert [c["path"] for c in system.calls] == [
+        "/nodes/pve1/qemu/101/status/reboot",
+        "/nodes/pve-2/lxc/205/status/reboot",
+        "/nodes/pve1/qemu/101/status/reboot",
+    ]
+
+
+def test_a_signed_child_command_needs_a_signature_bound_to_its_instance(rig):
+    svc, system, wire, clock, sign = rig
+    svc.handle_child("pilot/pve1/guests/101/cmd/stop/set", b"PRESS", False)
+    assert answers(wire, "guests/101/cmd/stop/result")[-1]["reason"] == "malformed"
+    clock["mono"] += 1  # rejections that prove no key are answered once a second
+    # signed for guest 205, sent to guest 101: the topic is in the signature
+    svc.handle_child("pilot/pve1/guests/101/cmd/stop/set", sign("pilot/pve1/guests/205/cmd/stop/set").encode(), False)
+    assert answers(wire, "guests/101/cmd/stop/result")[-1]["reason"] == "unauthorized"
+    topic = "pilot/pve1/guests/101/cmd/stop/set"
+    svc.handle_child(topic, sign(topic).encode(), False)
+    assert answers(wire, "guests/101/cmd/stop/result")[-1]["status"] == "armed"  # stop is confirmed by default
+    svc.handle_child(topic, sign(topic).encode(), False)  # a second signed press (a fresh nonce)
+    assert system.done.acquire(timeout=10), wire
+    assert system.calls[-1]["path"] == "/nodes/pve1/qemu/101/status/stop"
+
+
+def test_unknown_instances_commands_and_shapes_are_refused_without_a_call(rig):
+    svc, system, wire, _clock, _signer = rig
+    for topic in (
+        "pilot/pve1/guests/999/cmd/start/set",  # no such guest (now)
+        "pilot/pve1/guests/101/cmd/destroy/set",  # no such command
+        "pilot/pve1/other/101/cmd/start/set",  # no such set
+        "pilot/pve1/guests/1 01/cmd/start/set",  # not a key
+    ):
+        svc.handle_child(topic, b"PRESS", False)
+    assert system.calls == []
+    refused = [json.loads(p)["reason"] for t, p in wire if t.endswith("/result")]
+    assert refused == ["not_allowed"]  # junk is answered at most once a second overall
+    assert [t for t, _ in wire if t.endswith("/result")] == ["pilot/pve1/guests/999/cmd/start/result"]
+
+
+def test_the_allowlist_names_child_commands_by_set_and_command(tmp_path):
+    ring = new_keyring(tmp_path / "keys")
+    text = PROFILE.format(ring=ring).replace(
+        "allow: [guests.start, guests.shutdown, guests.reboot, guests.stop]", "allow: [guests.shutdown]"
+    )
+    plan = compile_text(text, folder=tmp_path)
+    wire: list[tuple[str, str]] = []
+    system = Recorder()
+    svc = CommandService(plan, lambda t, p, q, r: wire.append((t, p)), system, tmp_path / "state")
+    svc.instances = lambda set_id, key: GUESTS.get(key)
+    try:
+        svc.handle_child("pilot/pve1/guests/101/cmd/start/set", b"PRESS", False)
+        assert system.calls == []
+        assert json.loads(wire[0][1])["reason"] == "not_allowed"
+    finally:
+        svc.stop(timeout=1)
+
+
+def test_dry_run_shows_the_request_and_performs_nothing(tmp_path):
+    ring = new_keyring(tmp_path / "keys")
+    plan = compile_text(PROFILE.format(ring=ring), folder=tmp_path)
+    wire: list[tuple[str, str]] = []
+    system = Recorder()
+    svc = CommandService(plan, lambda t, p, q, r: wire.append((t, p)), system, tmp_path / "state", dry_run=True)
+    svc.instances = lambda set_id, key: GUESTS.get(key)
+    try:
+        svc.handle_child("pilot/pve1/guests/101/cmd/start/set", b"PRESS", False)
+        (result,) = wait_answer(wire, "guests/101/cmd/start/result", 1)
+        assert result["status"] == "dry_run"
+        assert result["calls"] == [
+            {"kind": "request", "method": "POST", "path": "/nodes/pve1/qemu/101/status/start", "via": "guests"}
+        ]
+        assert system.calls == []
+    finally:
+        svc.stop(timeout=1)
