@@ -190,6 +190,7 @@ class ChildSet:
     max_silence: float
     model: str | None
     args: dict[str, Any] = field(default_factory=dict)
+    optional: bool = False  # skipped quietly where the source is absent (no token configured, another OS)
     sensors: tuple[ChildSensor, ...] = ()
     commands: tuple[ChildCommand, ...] = ()
 

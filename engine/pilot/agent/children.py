@@ -269,6 +269,13 @@ class ChildSetRunner:
         self.instances.pop(key, None)
 
     def _failed(self, reason: str, detail: str, now: float) -> None:
+        if reason == "absent" and self.spec.optional:
+            # this host lacks what the source needs (no token configured, not a Proxmox host): an optional
+            # set (a pack's) is skipped quietly until a reload; anything else is an error like any failure
+            if self.last_failure != reason:
+                log.info("children %s: skipped (%s)", self.spec.id, detail)
+            self.last_failure, self.not_before = reason, math.inf
+            return
         self.failures += 1
         delay = min(self.spec.every * 2 ** min(self.failures - 1, 10), MAX_BACKOFF)
         self.not_before = now + delay

@@ -286,6 +286,7 @@ def _children(data: dict, device: Device, base: str) -> tuple[ChildSet, ...]:
                 max_silence=parse_duration(spec["max_silence"]) if "max_silence" in spec else CHILD_MAX_SILENCE,
                 model=entry.defaults.get("model"),
                 args=dict(spec.get("args") or {}),
+                optional=bool(spec.get("optional", False)),
                 sensors=tuple(sensors),
                 commands=tuple(commands),
             )

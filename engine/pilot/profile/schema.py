@@ -282,6 +282,11 @@ def _child_set() -> dict[str, Any]:
                 "args": _s("object", "Arguments for the source; each source documents its own."),
                 "every": duration("How often to look at the source (default 30s)."),
                 "max_silence": duration("Publish each instance's state at least this often (default 10m)."),
+                "optional": _s(
+                    "boolean",
+                    "Skip the set quietly where its source is absent (no token file yet, not a Proxmox host) "
+                    "instead of reporting an error; packs use it.",
+                ),
                 "sensors": {
                     **_id_map(
                         "Which fields to announce, by the source's field name (default: the source's usual set).",

@@ -162,8 +162,16 @@ def proxmox_guests(
     """Every QEMU VM and LXC container of a Proxmox VE cluster, each its own device with status, CPU,
     memory, disk and network rates, uptime and node; power commands (start, shutdown, stop, reboot,
     suspend, resume) under the guard chain. Templates are skipped."""
+    import os
+    import shutil
+
     from pilot.sources.pve import PveClient, PveError, PveTarget
 
+    # what this host lacks, as opposed to what fails: an optional set skips quietly (pilot.agent.children)
+    if url is None and shutil.which("pvesh", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
+        raise SourceError("absent", "no `url` and no local pvesh: this is not a Proxmox VE host")
+    if token_file is not None and not os.path.exists(token_file):
+        raise SourceError("absent", f"the token file {token_file} does not exist (docs/proxmox.md: create the token)")
     client = PveClient(
         PveTarget(
             url=url.rstrip("/") if url else None,

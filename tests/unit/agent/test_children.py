@@ -335,3 +335,42 @@ def test_an_empty_answer_removes_every_device_only_when_it_repeats(plan, caplog)
         "pilot/pve1/guests/101/availability",
         "pilot/pve1/guests/101/state",
     ]
+
+
+def test_an_optional_set_whose_source_is_absent_is_skipped_quietly(tmp_path, caplog):
+    from dataclasses import replace
+
+    plan = compile_text(PROFILE, folder=tmp_path)
+    plan = replace(plan, children=(replace(plan.children[0], optional=True),))
+    bus, clock = Bus(), [0.0]
+    absent = SourceError("absent", "the token file /etc/pilot/pve-token does not exist")
+    polls = [absent, absent]
+    run = runner(plan, polls, bus, clock)
+    with caplog.at_level(logging.INFO, logger="pilot.children"):
+        run.run_once()
+        clock[0] = 10_000.0
+        run.run_once()  # not asked again: polls wait for a reload
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "children guests: skipped (the token file /etc/pilot/pve-token does not exist)")
+    ]
+    assert bus.take() == [] and len(polls) == 1
+
+
+def test_an_absent_source_in_a_set_that_is_not_optional_is_an_error(plan, caplog):
+    bus, clock = Bus(), [0.0]
+    run = runner(plan, [SourceError("absent", "no local pvesh")], bus, clock)
+    with caplog.at_level(logging.ERROR, logger="pilot.children"):
+        run.run_once()
+    assert "cannot read proxmox.guests (absent: no local pvesh)" in caplog.records[0].getMessage()
+
+
+def test_the_proxmox_source_is_absent_without_its_token_file_or_a_local_pvesh(tmp_path):
+    from pilot.registry import SOURCES
+
+    factory = SOURCES.get("proxmox.guests").factory
+    with pytest.raises(SourceError) as missing:
+        factory(url="https://pve.lan:8006", token_id="root@pam!pilot", token_file=str(tmp_path / "nope"))
+    assert missing.value.reason == "absent" and str(tmp_path / "nope") in missing.value.detail
+    with pytest.raises(SourceError) as local:
+        factory()  # no url: the local pvesh, which this machine (not a Proxmox host) lacks
+    assert local.value.reason == "absent" and "not a Proxmox VE host" in local.value.detail
