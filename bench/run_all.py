@@ -19,6 +19,7 @@ def main() -> int:
         ["agent.py"] + (["--steady", "60"] if quick else []),
         ["commands.py"] + (["--count", "200", "--junk-seconds", "5"] if quick else []),
         ["rules.py"] + (["--window", "20"] if quick else []),
+        ["proxmox.py"] + (["--quick"] if quick else []),
     ]
     failed = 0
     for run in runs:
