@@ -13,7 +13,12 @@ broker keeps states, capabilities and health for ever. `pilot forget` (and `pilo
 3. it sets availability `offline` (so a Home Assistant that still shows the device marks it
    unavailable at once), empties every discovery topic (Home Assistant removes the device), then
    every state, capabilities and health topic, and the availability topic last;
-4. it removes `discovery.json`, so a later `pilot run` announces the device afresh.
+4. it removes `discovery.json` (and `children.json`), so a later `pilot run` announces the device afresh.
+
+Child devices (`children:`, e.g. Proxmox guests) have discovery topics of their own,
+`<discovery prefix>/device/<id>_<set>_<key>/config`: they are found the same way (the device filter
+cannot name them, so all device configs are read and only this device's children kept) and from the
+agent's record of them (`children.json`).
 
 The agent must be stopped first, or it announces itself again on its next reconnect; an availability
 of `online` is reported as a warning.
@@ -22,6 +27,7 @@ of `online` is reported as a warning.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 import time
@@ -33,6 +39,8 @@ from pilot.agent.state import StateDir
 from pilot.plan import Plan
 
 RECORD = "discovery.json"
+CHILDREN_RECORD = "children.json"
+_WORD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class ForgetError(Exception):
@@ -69,13 +77,21 @@ def expected_discovery(plan: Plan, state_dir: StateDir | None) -> tuple[list[str
             if isinstance(entity_topics, dict):
                 topics += [t for t in entity_topics.values() if isinstance(t, str)]
             source = f"{state_dir.path / RECORD}"
-    if not topics:
+    if state_dir is not None and plan.children:
+        children, intact = state_dir.read_json(CHILDREN_RECORD, None)
+        if isinstance(children, dict) and intact:
+            for set_id, keys in children.items():
+                if isinstance(keys, dict):
+                    words = [str(set_id), *map(str, keys)]  # the file is ours, but a topic must stay a topic
+                    if all(_WORD.match(w) for w in words):
+                        topics += [_child_topic(plan, str(set_id), str(key)) for key in keys]
+    if not [t for t in topics if not _is_child(t, plan)]:
         from pilot.agent.health import entities as health_entities
         from pilot.naming import slug
 
         extra = health_entities(plan.device.id, slug(plan.device.name), plan.topics.health)
         messages, _ = ha.discovery_messages(plan, None, extra)
-        topics = [m.topic for m in messages if m.payload]
+        topics += [m.topic for m in messages if m.payload]
         source = "the profile (no discovery record in the state directory)"
     return list(dict.fromkeys(topics)), source
 
@@ -122,10 +138,16 @@ def forget(
         if msg.topic == marker:
             marker_seen.set()
         elif msg.retain and msg.payload:
+            if msg.topic.startswith(all_devices_prefix) and not _is_child(msg.topic, plan):
+                return  # another device's configuration (the child filter reads them all)
             retained[msg.topic] = msg.payload
 
     client.on_message = on_message
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe([(f"{base}/#", 1), (device_filter, 1)])
+    all_devices_prefix = f"{plan.mqtt.discovery_prefix}/device/"
+    filters = [(f"{base}/#", 1), (device_filter, 1)]
+    if plan.children:
+        filters.append((f"{all_devices_prefix}+/config", 1))
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(filters)
     client.on_subscribe = lambda *args: subscribed.set()
     deadline = time.monotonic() + timeout
     try:
@@ -172,17 +194,33 @@ def forget(
         client.loop_stop()
         client.disconnect()
     if state_dir is not None:
-        try:
-            (state_dir.path / RECORD).unlink()
-            report.notes.append(f"removed {state_dir.path / RECORD}")
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            report.notes.append(f"could not remove {state_dir.path / RECORD}: {exc.strerror or exc}")
+        for name in (RECORD, CHILDREN_RECORD):
+            try:
+                (state_dir.path / name).unlink()
+                report.notes.append(f"removed {state_dir.path / name}")
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                report.notes.append(f"could not remove {state_dir.path / name}: {exc.strerror or exc}")
     return report
 
 
+def _child_topic(plan: Plan, set_id: str, key: str) -> str:
+    return f"{plan.mqtt.discovery_prefix}/device/{plan.device.id}_{set_id}_{key}/config"
+
+
+def _is_child(topic: str, plan: Plan) -> bool:
+    """A child device's discovery topic: `<prefix>/device/<id>_<set>_<key>/config` for a set of the plan."""
+    head = f"{plan.mqtt.discovery_prefix}/device/{plan.device.id}_"
+    if not (topic.startswith(head) and topic.endswith("/config")):
+        return False
+    rest = topic[len(head) : -len("/config")]
+    return "/" not in rest and any(rest.startswith(f"{s.id}_") for s in plan.children)
+
+
 def _is_discovery(topic: str, plan: Plan) -> bool:
+    if _is_child(topic, plan):
+        return True
     parts = topic.split("/")
     prefix = plan.mqtt.discovery_prefix.split("/")
     return parts[: len(prefix)] == prefix and len(parts) > len(prefix) + 1 and parts[len(prefix) + 1] == plan.device.id

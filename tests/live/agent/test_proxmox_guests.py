@@ -7,10 +7,13 @@ nothing here depends on timing beyond generous deadlines (the set is polled ever
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
 
+from testkit.agent import pilot_env
 from testkit.proxmox import FakeProxmox
 
 PROFILE = """\
@@ -148,3 +151,39 @@ def test_dry_run_shows_the_request_and_reaches_no_api(tmp_path, pve, broker, wat
         {"kind": "request", "method": "POST", "path": "/nodes/pve1/qemu/101/status/start", "via": "guests"}
     ]
     assert [r for r in pve.requests if r[0] == "POST"] == []
+
+
+def test_pilot_forget_takes_the_guests_devices_out_of_home_assistant_too(tmp_path, pve, broker, watcher, run_agent):
+    pve.add_guest(101, name="web", node="pve1")
+    pve.add_guest(102, name="db", node="pve1")
+    agent = run_agent(profile(tmp_path, pve, "pve6"), broker.port)
+    for key in ("101", "102"):
+        retained_json(watcher, f"homeassistant/device/pve6_guests_{key}/config", lambda c: True)
+    agent.stop()
+    other = "homeassistant/device/somebody_else/config"
+    watcher.publish(other, b"{}", retain=True)  # another device's configuration: left alone
+    since = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pilot",
+            "forget",
+            str(tmp_path / "pve.yaml"),
+            "--broker",
+            f"127.0.0.1:{broker.port}",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        capture_output=True,
+        text=True,
+        env=pilot_env(),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    for key in ("101", "102"):
+        topic = f"homeassistant/device/pve6_guests_{key}/config"
+        assert watcher.wait_for(lambda m, t=topic: m.topic == t and m.payload == b"", since=since), topic
+        assert topic in done.stdout
+    assert not watcher.on(other, since=since), "another device's discovery is not touched"
+    assert not (tmp_path / "state" / "children.json").exists()
