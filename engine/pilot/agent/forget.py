@@ -138,7 +138,7 @@ def forget(
         if msg.topic == marker:
             marker_seen.set()
         elif msg.retain and msg.payload:
-            if msg.topic.startswith(all_devices_prefix) and not _is_child(msg.topic, plan):
+            if msg.topic.startswith(all_devices_prefix) and not _is_discovery(msg.topic, plan):
                 return  # another device's configuration (the child filter reads them all)
             retained[msg.topic] = msg.payload
 
