@@ -40,7 +40,11 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     ),
     "commands": (
         "pilot/agent/commands.py",
-        ["tests/unit/agent/test_guard_chain.py", "tests/unit/agent/test_command_service.py"],
+        [
+            "tests/unit/agent/test_guard_chain.py",
+            "tests/unit/agent/test_command_service.py",
+            "tests/unit/agent/test_child_commands.py",
+        ],
     ),
 }
 
