@@ -142,8 +142,11 @@ def test_a_press_in_home_assistant_reaches_the_api_with_the_exact_request(tmp_pa
 
 def test_dry_run_shows_the_request_and_reaches_no_api(tmp_path, pve, broker, watcher, run_agent):
     pve.add_guest(101, name="web", node="pve1", status="stopped")
-    run_agent(profile(tmp_path, pve, "pve5"), broker.port, "--dry-run")
+    run_agent(profile(tmp_path, pve, "pve5"), broker.port, "--dry-run", env={"PILOT_HEALTH_EVERY": "1"})
     assert retained_json(watcher, "pilot/pve5/guests/101/state", lambda s: True)
+    # a child command topic longer than any set id, key and command id can make: dropped, counted, unanswered
+    watcher.publish("pilot/pve5/guests/" + "1" * 300 + "/cmd/start/set", b"PRESS")
+    assert retained_json(watcher, "pilot/pve5/health", lambda h: h["inbound_dropped"] == 1)
     watcher.publish("pilot/pve5/guests/101/cmd/start/set", b"PRESS")
     result = retained_json(watcher, "pilot/pve5/guests/101/cmd/start/result", lambda r: True)
     assert result["status"] == "dry_run"

@@ -203,3 +203,47 @@ def test_dry_run_shows_the_request_and_performs_nothing(tmp_path):
         assert system.calls == []
     finally:
         svc.stop(timeout=1)
+
+
+# ------------------------------------------------------------------ hostile input on the new topic
+
+
+def test_hostile_payloads_on_a_child_command_are_refused_before_anything_runs(rig):
+    svc, system, wire, clock, sign = rig
+    topic = "pilot/pve1/guests/101/cmd/start/set"
+    cases = [
+        (b"P" * 4097, False, "too_large"),  # over policies.max_payload (4096 by default)
+        (b"PRESS", True, "retained"),  # a retained press would fire on every reconnect
+        (b"\xff\xfePRESS", False, "malformed"),  # not UTF-8
+        (b"PRE\x1bSS", False, "malformed"),  # a control character
+        (b"[" * 4000, False, "bad_value"),  # deeply nested JSON within the cap: not a button value
+    ]
+    for payload, retained, reason in cases:
+        clock["mono"] += 5  # past every reply throttle: each case gets its own answer
+        svc.handle_child(topic, payload, retained)
+        assert answers(wire, "guests/101/cmd/start/result")[-1]["reason"] == reason, (payload[:20], reason)
+    assert system.calls == []
+
+
+def test_a_replayed_signed_press_on_a_child_runs_once(rig):
+    svc, system, wire, clock, sign = rig
+    topic = "pilot/pve1/guests/205/cmd/stop/set"
+    first, second = sign(topic).encode(), sign(topic).encode()
+    svc.handle_child(topic, first, False)  # armed (stop confirms by default)
+    svc.handle_child(topic, second, False)  # runs
+    assert system.done.acquire(timeout=10)
+    wait_answer(wire, "guests/205/cmd/stop/result", 2)
+    clock["mono"] += 5
+    svc.handle_child(topic, second, False)  # the same envelope again
+    assert answers(wire, "guests/205/cmd/stop/result")[-1]["reason"] == "replayed"
+    assert len(system.calls) == 1
+
+
+def test_topic_levels_that_are_not_plain_words_never_reach_a_result_topic(rig):
+    svc, system, wire, clock, _sign = rig
+    for key in ("1\x1b01", "10 1", "\u202e101", "1" * 65, ""):
+        clock["mono"] += 5
+        svc.handle_child(f"pilot/pve1/guests/{key}/cmd/start/set", b"PRESS", False)
+    results = [t for t, _ in wire if t.endswith("/result")]
+    assert results and set(results) == {"pilot/pve1/cmd/_unknown/result"}
+    assert system.calls == []
