@@ -1,4 +1,4 @@
-"""Every benchmark in turn (`./dev bench`); each prints its own table. About 15 minutes.
+"""Every benchmark in turn (`./dev bench`); each prints its own table. About 21 minutes.
 
 Pass `--quick` for short windows (a few minutes in all); the figures are then noisier.
 """
