@@ -275,6 +275,7 @@ class CommandService:
         try:
             entry = ACTIONS.get(command.action)
             if entry is None:
+                self.guards.stats.failed += 1  # counted like every other failure
                 self._finish(command, result_topic, {"status": "failed", "reason": "unavailable"}, auth, origin)
                 return
             try:

@@ -457,3 +457,11 @@ def test_stop_gives_running_programs_at_most_2_s_or_half_its_timeout(rigs):
     rig.svc.stop(timeout=3)
     rig.svc.stop()
     assert rig.system.graces == [2.0, 1.5, 2.0]
+
+
+def test_an_action_missing_from_this_build_counts_as_a_failure_like_any_other(rigs):
+    rig = rigs(MORE)
+    _unknown_action(rig)
+    rig.send("signed", signed("ON", "signed", nonce=NONCE))
+    assert [a["status"] for _, a in rig.results()] == ["failed"]
+    assert rig.svc.guards.stats.failed == 1
