@@ -59,6 +59,7 @@ from bench.agent import (  # noqa: E402
     sleep_until,
     source_state,
 )
+from pilot.sources.proxmox import DEFAULT_SENSORS  # noqa: E402 - the usual set, which the variants narrow
 from testkit.broker import Mosquitto, Watcher  # noqa: E402
 from testkit.proxmox import FakeProxmox  # noqa: E402
 
@@ -68,19 +69,6 @@ SETTLE = 10.0  # seconds after the last discovery before the window opens
 SAMPLE = 5.0  # seconds between RSS samples
 APPEARANCES = 8
 COUNTERS = ("diskread", "diskwrite", "netin", "netout")
-DEFAULT_SENSORS = (
-    "status",
-    "running",
-    "cpu",
-    "memory_used",
-    "memory_percent",
-    "disk_read",
-    "disk_write",
-    "network_in",
-    "network_out",
-    "uptime",
-    "node",
-)
 VARIANTS: dict[str, dict[str, dict] | None] = {
     "base": None,
     "guests": {},

@@ -18,7 +18,15 @@ from pilot.actions import ActionContext
 from pilot.actions._base import Call, Outcome
 from pilot.agent import policy, signing
 from pilot.agent.commands import CommandService
-from tests.unit.agent.test_guard_chain import NONCE, PROFILE, WALL, Recorder, Rig, make_rig, signed
+from tests.unit.agent.test_guard_chain import (
+    NONCE,
+    PROFILE,
+    WALL,
+    Recorder,
+    Rig,
+    make_rig,
+    signed,
+)
 
 TS = int(WALL)
 
@@ -33,22 +41,6 @@ EXTRA = """  arm2: {action: process.run, args: {argv: [/bin/true]}, policy: {con
   gov: {action: cpufreq.set_governor, platform: select, options: [performance, powersave]}
 """
 MORE = (PROFILE + EXTRA).replace("allow: [", "allow: [arm2, armsw, s_armed, s_fail, s_slow, s_opt, gov, ")
-
-
-@pytest.fixture
-def rigs(tmp_path):
-    """make_rig, with every service's held actions released and its pool stopped afterwards."""
-    made: list[Rig] = []
-
-    def make(*args, **kwargs) -> Rig:
-        rig = make_rig(tmp_path / f"rig{len(made)}", *args, **kwargs)
-        made.append(rig)
-        return rig
-
-    yield make
-    for rig in made:
-        rig.system.release()
-        rig.svc.stop(timeout=10)
 
 
 def results(rig: Rig, since: int = 0) -> list[tuple[str, str | None]]:

@@ -176,22 +176,6 @@ def make_rig(
     return Rig(svc, system, signer, clock, wire, frames)
 
 
-@pytest.fixture
-def rigs(tmp_path):
-    """make_rig, with every service's held actions released and its pool stopped afterwards."""
-    made: list[Rig] = []
-
-    def make(*args, **kwargs) -> Rig:
-        rig = make_rig(tmp_path / f"rig{len(made)}", *args, **kwargs)
-        made.append(rig)
-        return rig
-
-    yield make
-    for rig in made:
-        rig.system.release()
-        rig.svc.stop(timeout=10)
-
-
 # ------------------------------------------------------------------ payloads
 
 
