@@ -247,3 +247,17 @@ def test_topic_levels_that_are_not_plain_words_never_reach_a_result_topic(rig):
     results = [t for t, _ in wire if t.endswith("/result")]
     assert results and set(results) == {"pilot/pve1/cmd/_unknown/result"}
     assert system.calls == []
+
+
+def test_a_guest_gone_since_its_last_press_is_refused_not_acted_on_from_memory(rig):
+    svc, system, wire, clock, _sign = rig
+    topic = "pilot/pve1/guests/205/cmd/start/set"
+    svc.handle_child(topic, b"PRESS", False)
+    assert system.done.acquire(timeout=10)
+    wait_answer(wire, "guests/205/cmd/start/result", 1)
+    present = dict(GUESTS)
+    svc.instances = lambda set_id, key: None if key == "205" else present.get(key)  # the next poll lost it
+    clock["mono"] += 5
+    svc.handle_child(topic, b"PRESS", False)
+    assert answers(wire, "guests/205/cmd/start/result")[-1]["reason"] == "not_allowed"
+    assert len(system.calls) == 1
