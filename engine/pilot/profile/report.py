@@ -79,6 +79,21 @@ def render_plan(plan: Plan) -> str:
         jitter = f" (jitter {format_duration(s.jitter)})" if s.jitter else ""
         upcoming = ", ".join(t.isoformat(timespec="minutes") for t in next_fire_times(s))
         lines.append(f"  {s.id}: {when}{jitter}; {len(s.do)} step(s); next: {upcoming}")
+    if plan.children:
+        lines.append(f"\nChildren ({len(plan.children)}): each instance its own device, under this one")
+    for c in plan.children:
+        optional = ", optional" if c.optional else ""
+        lines.append(f"  {c.id}: {c.source} every {format_duration(c.every)}{optional}; topics {c.topic}/<key>/...")
+        lines.append(f"    sensors: {', '.join(s.id for s in c.sensors) or '-'}")
+        for cmd in c.commands:
+            guards = [
+                f"confirm {format_duration(cmd.confirm)}" if cmd.confirm else "",
+                f"cooldown {format_duration(cmd.cooldown)}" if cmd.cooldown else "",
+                "signed" if cmd.signed else "",
+            ]
+            allowed = plan.policy.allow is None or cmd.policy_id in plan.policy.allow
+            shown = "; ".join(g for g in guards if g) or "no extra guard"
+            lines.append(f"    command {cmd.policy_id}: {shown}{'' if allowed else ' (not in policies.allow)'}")
     p = plan.policy
     lines.append("\nPolicy")
     lines.append(f"  allow: {', '.join(p.allow) if p.allow is not None else 'every declared command'}")

@@ -426,6 +426,26 @@ def test_plan_prints_state_topics(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert f"homeassistant/device/{device_id}/config" in out
 
 
+def test_plan_lists_child_sets_their_sensors_and_each_commands_guards(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (
+        "pilot: 1\ndevice: {id: pve1, name: PVE}\nchildren:\n  guests:\n    source: proxmox.guests\n"
+        "    optional: true\n    sensors: {status: {}, cpu: {}}\n"
+        "    commands: {start: {}, stop: {policy: {cooldown: 1h}}}\npolicies: {allow: [guests.start]}\n"
+    )
+    code, out, _ = run(capsys, "plan", str(write(tmp_path, "pve.yaml", text)))
+    assert code == 0, out
+    section = out[out.index("Children (1)") : out.index("Policy")]
+    assert section.splitlines()[1:] == [
+        "  guests: proxmox.guests every 30s, optional; topics pilot/pve1/guests/<key>/...",
+        "    sensors: status, cpu",
+        "    command guests.start: no extra guard",
+        "    command guests.stop: confirm 10s; cooldown 1h (not in policies.allow)",
+        "",
+    ]
+
+
 def test_plan_uses_declared_device_id_and_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = VALID.replace("  name: Test Box\n", "  name: Test Box\n  id: testbox-1\nmqtt:\n  topic_prefix: lab\n")
     path = write(tmp_path, "ok.yaml", text)
