@@ -4,7 +4,8 @@ It validates the profile, then looks at everything `pilot run` will need and say
 the files the profile names (password file, TLS files, keyring), the broker (a real connection and
 login, pilot.agent.brokercheck), the privileges the commands need (the polkit rule `pilot
 privileges` prints, installed or not), which sensors and commands work on this host, and which
-rules and schedules can never do their work here. Exit 0 when nothing would fail, 1 when something
+rules and schedules can never do their work here, and whether each child set's source answers (one
+request, as the agent's first poll). Exit 0 when nothing would fail, 1 when something
 would (a line marked FAIL); `warn` lines are worth reading but do not stop the agent.
 """
 
@@ -346,6 +347,30 @@ def _derived_in_order(plan: Any) -> list[Any]:
 # ------------------------------------------------------------------ the command
 
 
+def check_children(plan: Any, checks: Checklist) -> None:
+    """Each child set's source, asked once as the agent would: how many instances, or why not."""
+    if not plan.children:
+        return
+    from pilot.agent.children import bind_source
+    from pilot.sources import SourceError
+
+    checks.section("Children")
+    for spec in plan.children:
+        try:
+            found = bind_source(spec).poll()
+        except SourceError as exc:
+            if exc.reason == "absent" and spec.optional:
+                checks.line("skip", f"{spec.id}: {spec.source} is skipped here: {exc.detail}")
+            else:
+                checks.line(
+                    "fail",
+                    f"{spec.id}: {spec.source} cannot be read ({exc.reason}: {exc.detail})",
+                    "the agent would report its devices unavailable and keep asking (docs/proxmox.md)",
+                )
+            continue
+        checks.line("ok", f"{spec.id}: {spec.source} answers: {len(found)} instance(s), each a device")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from pilot.diagnostics import ERROR, REPORTERS
     from pilot.profile.pipeline import compile_file
@@ -375,6 +400,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     check_broker(plan, args, checks)
     check_privileges(plan, args, checks)
     check_host(plan, checks)
+    check_children(plan, checks)
     out("")
     if checks.failures:
         out(f"{len(checks.failures)} problem(s) would stop something from working:")

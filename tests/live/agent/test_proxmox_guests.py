@@ -190,3 +190,24 @@ def test_pilot_forget_takes_the_guests_devices_out_of_home_assistant_too(tmp_pat
         assert topic in done.stdout
     assert not watcher.on(other, since=since), "another device's discovery is not touched"
     assert not (tmp_path / "state" / "children.json").exists()
+
+
+def test_pilot_check_asks_the_api_once_and_says_what_it_found(tmp_path, pve):
+    pve.add_guest(101, name="web", node="pve1")
+    pve.add_guest(102, name="db", node="pve1")
+    pve.add_guest(900, name="tmpl", node="pve1", template=True)
+    path = profile(tmp_path, pve, "pve7")
+
+    def check() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "pilot", "check", str(path)],
+            capture_output=True,
+            text=True,
+            env=pilot_env(),
+            timeout=60,
+        )
+        return done.stdout
+
+    assert "[ ok ] guests: proxmox.guests answers: 2 instance(s), each a device" in check()
+    pve.token_file.write_text("00000000-0000-0000-0000-000000000000\n")
+    assert "[FAIL] guests: proxmox.guests cannot be read (unauthorized" in check()
