@@ -197,8 +197,10 @@ def test_hung_broker_is_detected_buffer_bounded_and_recovered(tmp_path, brokers,
             assert agent.running(), agent.tail()
             peak = max(peak, rss_kb(agent.pid))
     finally:
+        # taken before SIGCONT: on a loaded machine the agent can reconnect and log it before this
+        # process runs its next line, and `after=` below must not miss that line
+        thawed_wall = time.time()
         broker.proc.send_signal(signal.SIGCONT)
-    thawed_wall = time.time()
 
     detected = agent.wait_log("disconnected from", timeout=0.1, after=frozen_wall)
     assert detected is not None, f"the freeze was never detected\n{agent.tail()}"
