@@ -455,5 +455,6 @@ def test_an_action_missing_from_this_build_counts_as_a_failure_like_any_other(ri
     rig = rigs(MORE)
     _unknown_action(rig)
     rig.send("signed", signed("ON", "signed", nonce=NONCE))
-    assert [a["status"] for _, a in rig.results()] == ["failed"]
-    assert rig.svc.guards.stats.failed == 1
+    rig.send("signed", signed("OFF", "signed"))  # a fresh nonce
+    assert [a["status"] for _, a in rig.results()] == ["failed", "failed"]
+    assert rig.svc.guards.stats.failed == 2
