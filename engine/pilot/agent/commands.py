@@ -156,14 +156,17 @@ class CommandService:
                 result_topic = f"{found[0].topic}/{key}/cmd/{name}/result"
                 command_id = f"{set_id}/{key}/{name}"
                 if instance is not None:
+                    # known only while this message is decided (paho's one thread): thousands of guests
+                    # pressed over months leave nothing behind; the action gets the Command itself
                     self._by_id[command_id] = self._materialize(found[0], found[1], instance, topic, result_topic)
-                    self.guards.replies.setdefault(command_id, policy.RateLimit(*UNSIGNED_REPLIES, self.mono))
-                else:
-                    self._by_id.pop(command_id, None)  # gone since: refused like any unknown command
+                    # one reply budget per set command (`guests.start`), whichever guest is pressed
+                    self.guards.replies.setdefault(found[1].policy_id, policy.RateLimit(*UNSIGNED_REPLIES, self.mono))
         try:
             self._handle(command_id, topic, result_topic, payload, retained)
         except Exception as exc:  # a bug, not a decision (see `handle`)
             log.error("command %.64r: unexpected %s while handling it", command_id, type(exc).__name__)
+        finally:
+            self._by_id.pop(command_id, None)
 
     def _materialize(self, spec: ChildSet, child: ChildCommand, instance: Instance, topic: str, result: str) -> Command:
         return Command(
@@ -250,7 +253,7 @@ class CommandService:
             if self.guards.cooldowns.check(command.id, cooldown):
                 raise _Authenticated("cooldown", auth)
             if not self.guards.confirmations.press(command.id, command.confirm, value):
-                if command.signed or self.guards.replies[command.id].allow():
+                if command.signed or self.guards.replies[command.policy_id or command.id].allow():
                     self._result(result_topic, {"status": "armed", "confirm_within": command.confirm}, auth)
                     self._audit(command.id, "armed", None, origin)
                 return
@@ -388,7 +391,7 @@ class CommandService:
             if reason in policy.UNAUTHENTICATED or command is None:
                 limiter = self.guards.junk_replies
             elif not command.signed:
-                limiter = self.guards.replies[command.id]
+                limiter = self.guards.replies[command.policy_id or command.id]
             else:
                 limiter = None
             if limiter is not None and not limiter.allow():

@@ -261,3 +261,19 @@ def test_a_guest_gone_since_its_last_press_is_refused_not_acted_on_from_memory(r
     svc.handle_child(topic, b"PRESS", False)
     assert answers(wire, "guests/205/cmd/start/result")[-1]["reason"] == "not_allowed"
     assert len(system.calls) == 1
+
+
+def test_presses_on_many_guests_leave_no_per_guest_state_but_their_guards(rig):
+    """Thousands of guests pressed over months must not grow the service: only what a guard needs to
+    remember (a cooldown, an armed confirmation) is kept per guest; the reply budget is per set command."""
+    svc, system, wire, clock, _sign = rig
+    many = {
+        str(k): Instance(str(k), f"vm{k}", {}, True, {"node": "pve1", "kind": "qemu", "vmid": k})
+        for k in range(100, 300)
+    }
+    svc.instances = lambda set_id, key: many.get(key)
+    for key in many:
+        svc.handle_child(f"pilot/pve1/guests/{key}/cmd/start/set", b"PRESS", False)
+        assert system.done.acquire(timeout=10)  # one at a time: four running at once would be `busy`
+    assert len(system.calls) == 200
+    assert set(svc.guards.replies) == {"guests.start"}
