@@ -139,6 +139,7 @@ class ChildSetRunner:
     last_failure: str | None = None
     skipped: int = 0  # instances refused for a bad key, over the cap
     not_before: float = 0.0
+    stopped: threading.Event = field(default_factory=threading.Event)  # set by a reload or a stop
     empty_polls: int = 0  # answers in a row that listed nothing, where there were instances
 
     # ------------------------------------------------------------ one poll
@@ -150,11 +151,15 @@ class ChildSetRunner:
         try:
             found = self.poll()
         except SourceError as exc:
-            self._failed(exc.reason, exc.detail, now)
+            if not self.stopped.is_set():
+                self._failed(exc.reason, exc.detail, now)
             return
         except Exception as exc:  # a source bug must not end the agent; it is reported like a failure
-            self._failed("error", f"{type(exc).__name__}: {exc}", now)
+            if not self.stopped.is_set():
+                self._failed("error", f"{type(exc).__name__}: {exc}", now)
             return
+        if self.stopped.is_set():
+            return  # replaced by a reload while the source answered: the new runner publishes from here on
         if self.failures:
             log.info("children %s: %s answers again", self.spec.id, self.spec.source)
         self.failures, self.last_failure, self.not_before = 0, None, 0.0
@@ -345,6 +350,8 @@ class Children:
         ]
         self._wake = {r.spec.id: threading.Event() for r in self.runners}
         self._stop = threading.Event()
+        for runner in self.runners:
+            runner.stopped = self._stop
         self._threads: list[threading.Thread] = []
 
     def _remember(self, set_id: str, names: dict[str, str]) -> None:

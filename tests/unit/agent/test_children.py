@@ -374,3 +374,13 @@ def test_the_proxmox_source_is_absent_without_its_token_file_or_a_local_pvesh(tm
     with pytest.raises(SourceError) as local:
         factory()  # no url: the local pvesh, which this machine (not a Proxmox host) lacks
     assert local.value.reason == "absent" and "not a Proxmox VE host" in local.value.detail
+
+
+def test_a_poll_that_answers_after_a_reload_stopped_its_runner_publishes_nothing(plan):
+    """A reload stops the old runner while its source may still be answering (a slow API): the old
+    answer must not reach the broker next to the new runner's."""
+    bus, clock = Bus(), [0.0]
+    run = runner(plan, [], bus, clock)
+    run.poll = lambda: (run.stopped.set(), [vm("101", "web")])[1]  # the reload lands during the request
+    run.run_once()
+    assert bus.take() == []
