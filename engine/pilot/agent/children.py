@@ -27,7 +27,7 @@ from pilot.sources import Bound, Instance, SourceError
 
 log = logging.getLogger("pilot.children")
 
-KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # used with fullmatch: `$` would let a trailing newline in
 MAX_INSTANCES = 5000  # per set; more is a misconfigured or hostile source
 MAX_NAME = 100  # characters of a child device's name
 MAX_TEXT = 255  # characters of a text field's value
@@ -140,6 +140,7 @@ class ChildSetRunner:
     skipped: int = 0  # instances refused for a bad key, over the cap
     not_before: float = 0.0
     stopped: threading.Event = field(default_factory=threading.Event)  # set by a reload or a stop
+    lock: threading.Lock = field(default_factory=threading.Lock)  # a poll's publishing vs. announce()
     empty_polls: int = 0  # answers in a row that listed nothing, where there were instances
 
     # ------------------------------------------------------------ one poll
@@ -151,25 +152,28 @@ class ChildSetRunner:
         try:
             found = self.poll()
         except SourceError as exc:
-            if not self.stopped.is_set():
-                self._failed(exc.reason, exc.detail, now)
+            with self.lock:
+                if not self.stopped.is_set():
+                    self._failed(exc.reason, exc.detail, now)
             return
         except Exception as exc:  # a source bug must not end the agent; it is reported like a failure
-            if not self.stopped.is_set():
-                self._failed("error", f"{type(exc).__name__}: {exc}", now)
+            with self.lock:
+                if not self.stopped.is_set():
+                    self._failed("error", f"{type(exc).__name__}: {exc}", now)
             return
-        if self.stopped.is_set():
-            return  # replaced by a reload while the source answered: the new runner publishes from here on
-        if self.failures:
-            log.info("children %s: %s answers again", self.spec.id, self.spec.source)
-        self.failures, self.last_failure, self.not_before = 0, None, 0.0
-        self._apply(self._checked(found), now)
+        with self.lock:
+            if self.stopped.is_set():
+                return  # replaced by a reload while the source answered: the new runner publishes from here on
+            if self.failures:
+                log.info("children %s: %s answers again", self.spec.id, self.spec.source)
+            self.failures, self.last_failure, self.not_before = 0, None, 0.0
+            self._apply(self._checked(found), now)
 
     def _checked(self, found: list[Instance]) -> dict[str, Instance]:
         out: dict[str, Instance] = {}
         skipped = 0
         for instance in found:
-            if len(out) >= MAX_INSTANCES or not isinstance(instance.key, str) or not KEY_RE.match(instance.key):
+            if len(out) >= MAX_INSTANCES or not isinstance(instance.key, str) or not KEY_RE.fullmatch(instance.key):
                 skipped += 1
                 continue
             # no name (a Proxmox guest whose node is down comes without one): keep the one announced
@@ -270,8 +274,7 @@ class ChildSetRunner:
         self.publish_result(discovery_topic(self.plan, self.spec, key), "", 1, True)
         self.publish_result(f"{self.spec.topic}/{key}/availability", "", 1, True)
         self.publish_result(f"{self.spec.topic}/{key}/state", "", 1, True)
-        self.seen.pop(key, None)
-        self.instances.pop(key, None)
+        self.seen.pop(key, None)  # (`instances` is replaced whole at the end of the poll)
 
     def _failed(self, reason: str, detail: str, now: float) -> None:
         if reason == "absent" and self.spec.optional:
@@ -302,8 +305,13 @@ class ChildSetRunner:
 
     # ------------------------------------------------------------ after (re)connecting
     def announce(self) -> None:
-        """Everything again, for a broker or Home Assistant that lost it."""
-        for key, instance in self.instances.items():
+        """Everything again, for a broker or Home Assistant that lost it (never in the middle of a poll's
+        own publishing: a guest being removed is not announced again behind its removal)."""
+        with self.lock:
+            self._announce()
+
+    def _announce(self) -> None:
+        for key, instance in list(self.instances.items()):
             self.publish_result(*_message(child_discovery(self.plan, self.spec, instance)))
             seen = self.seen.get(key)
             if seen is not None and seen.available is not None:
@@ -377,7 +385,10 @@ class Children:
             wake.clear()
             if self._stop.is_set():
                 return
-            runner.run_once()
+            try:
+                runner.run_once()
+            except Exception:  # a bug here must not silence the set for good: log it, poll again next time
+                log.exception("children %s: unexpected error while polling", runner.spec.id)
 
     def stop(self) -> None:
         self._stop.set()
@@ -404,16 +415,34 @@ def bind_source(spec: ChildSet) -> Bound:
     from pilot.registry import SOURCES
 
     entry = SOURCES.get(spec.source)
+
+    def bind() -> Bound:
+        try:
+            if entry is None:
+                raise SourceError("unknown", f"this Pilot has no source {spec.source!r}")
+            return entry.factory(**spec.args)
+        except SourceError:
+            raise
+        except Exception as exc:  # a missing CA file, a source bug: reported and retried, not fatal
+            raise SourceError("error", f"{type(exc).__name__}: {exc}") from None
+
     try:
-        if entry is None:
-            raise SourceError("unknown", f"this Pilot has no source {spec.source!r}")
-        return entry.factory(**spec.args)
-    except SourceError as exc:
-        error = exc
-    except Exception as exc:  # noqa: BLE001 - a source bug is reported, not fatal
-        error = SourceError("error", f"{type(exc).__name__}: {exc}")
+        return bind()
+    except SourceError:
+        pass
+    bound: list[Bound] = []
 
-    def failing() -> list[Instance]:
-        raise error
+    def retrying() -> list[Instance]:
+        """Set up again at each poll (the token file created, the CA copied), then poll for real."""
+        if not bound:
+            bound.append(bind())
+        return bound[0].poll()
 
-    return Bound(failing)
+    def request(method: str, path: str) -> str:
+        from pilot.actions import ActionError
+
+        if not bound or bound[0].request is None:
+            raise ActionError(f"{spec.source} is not set up yet")
+        return bound[0].request(method, path)
+
+    return Bound(retrying, request)

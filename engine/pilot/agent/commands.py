@@ -29,7 +29,9 @@ from pilot.sources import Instance
 log = logging.getLogger("pilot.commands")
 
 MAX_RUNNING = 4
-CHILD_WORD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # an instance key as a topic level (pilot.agent.children)
+CHILD_WORD = re.compile(
+    r"[A-Za-z0-9_-]{1,64}"
+)  # with fullmatch (`$` lets a trailing newline in)  # an instance key as a topic level (pilot.agent.children)
 # answers to an unsigned command: a burst of 3 in 3 s, so a press, its confirmation and the refusal of
 # a third press are all answered, while a flood on one topic gets one answer a second
 UNSIGNED_REPLIES = (3, 3.0)
@@ -148,7 +150,7 @@ class CommandService:
         exactly the same chain; `policies.allow` names it `<set>.<command>`."""
         parts = topic[len(self.plan.topics.base) + 1 :].split("/")
         command_id, result_topic = "", f"{self._prefix}_unknown/result"
-        if len(parts) == 5 and parts[2] == "cmd" and parts[4] == "set" and CHILD_WORD.match(parts[1]):
+        if len(parts) == 5 and parts[2] == "cmd" and parts[4] == "set" and CHILD_WORD.fullmatch(parts[1]):
             set_id, key, _, name, _ = parts
             found = self._children.get((set_id, name))
             instance = self.instances(set_id, key) if found else None

@@ -358,7 +358,9 @@ def check_children(plan: Any, checks: Checklist) -> None:
     for spec in plan.children:
         try:
             found = bind_source(spec).poll()
-        except SourceError as exc:
+        except Exception as exc:  # a source bug is a FAIL line, never a traceback
+            if not isinstance(exc, SourceError):
+                exc = SourceError("error", f"{type(exc).__name__}: {exc}")
             if exc.reason == "absent" and spec.optional:
                 checks.line("skip", f"{spec.id}: {spec.source} is skipped here: {exc.detail}")
             else:

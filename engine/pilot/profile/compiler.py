@@ -222,6 +222,9 @@ def _children(data: dict, device: Device, base: str) -> tuple[ChildSet, ...]:
     Entity ids hold `{key}`, which the agent fills in per instance."""
     policies = data.get("policies") or {}
     require_signed = bool(policies.get("require_signed"))
+    cooldowns = policies.get("cooldowns") or {}
+    confirm_list = set(policies.get("confirm") or [])
+    confirm_window = parse_duration(policies.get("confirm_window", "10s"))
     out = []
     for set_id, spec in (data.get("children") or {}).items():
         entry = SOURCES.get(spec["source"])
@@ -253,9 +256,12 @@ def _children(data: dict, device: Device, base: str) -> tuple[ChildSet, ...]:
             own = own or {}
             meta = dict(offered[cid])
             guard = own.get("policy") or {}
-            confirm = guard.get("confirm", meta.get("confirm"))
-            cooldown = guard.get("cooldown")
             policy_id = f"{set_id}.{cid}"
+            # as for any command: its own policy, then `policies` naming it `<set>.<command>`, then defaults
+            confirm = guard.get("confirm", meta.get("confirm"))
+            if confirm is None and policy_id in confirm_list:
+                confirm = f"{confirm_window}s"
+            cooldown = guard.get("cooldown", cooldowns.get(policy_id, policies.get("cooldown")))
             commands.append(
                 ChildCommand(
                     id=cid,

@@ -57,6 +57,7 @@ from urllib.parse import urlsplit
 log = logging.getLogger("pilot.sources.pve")
 
 MAX_BODY = 16 * 1024 * 1024  # a cluster of thousands of guests is a few MB
+MAX_ENTRIES = 100_000  # resources listed in one answer (guests, nodes, storages): far above any cluster
 POWER_ACTIONS = ("start", "shutdown", "stop", "reboot", "suspend", "resume")
 KINDS = ("qemu", "lxc")
 VMID_MIN, VMID_MAX = 100, 999_999_999  # Proxmox's pve-vmid
@@ -127,7 +128,8 @@ class PveClient:
     def __init__(self, target: PveTarget, *, pvesh: str = "pvesh", max_body: int = MAX_BODY) -> None:
         self.target = target
         self.max_body = max_body
-        self.skipped: list[str] = []  # the last poll's malformed entries: "vmid 101: mem"
+        self.skipped: list[str] = []  # the first three of the last poll's malformed entries: "vmid 101: mem"
+        self.skipped_count = 0  # and how many there were
         self._pvesh = pvesh
         if target.timeout <= 0 or not math.isfinite(target.timeout):
             raise ValueError("timeout must be a positive number of seconds")
@@ -189,12 +191,22 @@ class PveClient:
     # -- parsing ----------------------------------------------------------------------------------------
 
     def _parse_guests(self, entries: list[Any]) -> list[Guest]:
+        if len(entries) > MAX_ENTRIES:
+            raise PveError("bad_response", f"{len(entries)} entries: more than {MAX_ENTRIES} guests is not a cluster")
         guests: list[Guest] = []
         seen: set[int] = set()
         skipped: list[str] = []
+        count = 0
+
+        def skip(label: str) -> None:  # the first few named, the rest counted: a hostile list costs nothing
+            nonlocal count
+            count += 1
+            if len(skipped) < 3:
+                skipped.append(label)
+
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict):
-                skipped.append(f"entry {index}: not an object")
+                skip(f"entry {index}: not an object")
                 continue
             if entry.get("type") not in KINDS:
                 continue  # a node, a storage, an openvz guest of old: not ours
@@ -202,20 +214,21 @@ class PveClient:
                 guest = _guest(entry)
             except _Malformed as exc:
                 label = entry.get("vmid", entry.get("id", index))
-                skipped.append(_line(f"vmid {label}: {exc}", 100))
+                skip(_line(f"vmid {label}: {exc}", 100))
                 continue
             if guest.vmid in seen:
-                skipped.append(f"vmid {guest.vmid}: listed twice")
+                skip(f"vmid {guest.vmid}: listed twice")
                 continue
             seen.add(guest.vmid)
             guests.append(guest)
         self.skipped = skipped
-        if skipped:
+        self.skipped_count = count
+        if count:
             log.warning(
                 "Proxmox: skipped %d malformed guest entr%s (%s)",
-                len(skipped),
-                "y" if len(skipped) == 1 else "ies",
-                "; ".join(skipped[:3]),
+                count,
+                "y" if count == 1 else "ies",
+                "; ".join(skipped),
             )
         return guests
 
@@ -328,7 +341,7 @@ class PveClient:
                 raise PveError("server_error", f"{status} {phrase} ({where})")
             raise PveError("bad_response", f"{status} {phrase} ({where})")
         length = response.getheader("Content-Length")
-        if length is not None and (not length.strip().isdigit() or int(length) > self.max_body):
+        if length is not None and (not re.fullmatch(r"[0-9]{1,12}", length.strip()) or int(length) > self.max_body):
             raise PveError("bad_response", f"answer of {_line(length, 20)} bytes, over {self.max_body}")
         chunks: list[bytes] = []
         total = 0
@@ -396,9 +409,9 @@ def _int(entry: dict[str, Any], key: str, *, required: bool = False) -> int:
     value = entry.get(key)
     if value is None and not required:
         return 0
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
+        return value  # a 400-digit "integer" is no byte count: it would overflow float arithmetic later
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         return int(value)
     if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,19}", value):
         return int(value)
@@ -409,7 +422,9 @@ def _float(entry: dict[str, Any], key: str) -> float:
     value = entry.get(key)
     if value is None:
         return 0.0
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
         return float(value)
     if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,19}(\.[0-9]{1,19})?", value):
         return float(value)

@@ -241,7 +241,7 @@ def test_a_replayed_signed_press_on_a_child_runs_once(rig):
 
 def test_topic_levels_that_are_not_plain_words_never_reach_a_result_topic(rig):
     svc, system, wire, clock, _sign = rig
-    for key in ("1\x1b01", "10 1", "\u202e101", "1" * 65, ""):
+    for key in ("1\x1b01", "10 1", "\u202e101", "1" * 65, "", "101\n"):
         clock["mono"] += 5
         svc.handle_child(f"pilot/pve1/guests/{key}/cmd/start/set", b"PRESS", False)
     results = [t for t, _ in wire if t.endswith("/result")]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import pytest
 
 from pilot.agent.children import ChildSetRunner
-from pilot.sources import Instance, SourceError
+from pilot.sources import Bound, Instance, SourceError
 from tests.support.profiles import compile_text
 
 PROFILE = """\
@@ -293,6 +294,7 @@ def test_hostile_instances_are_cleaned_or_skipped_before_they_reach_a_topic(plan
         Instance("a/b", "evil", {"cpu": 1.0}),
         Instance("+", "evil", {"cpu": 1.0}),  # an MQTT wildcard
         Instance("k" * 65, "evil", {"cpu": 1.0}),
+        Instance("8\n", "evil", {"cpu": 1.0}),  # `$` in a pattern would let this one through
         Instance("7", "line\nbreak\x1b[31m" + "n" * 500, {"cpu": float("nan"), "status": "s" * 10_000}),
     ]
     run = runner(plan, [hostile], bus, clock)
@@ -384,3 +386,57 @@ def test_a_poll_that_answers_after_a_reload_stopped_its_runner_publishes_nothing
     run.poll = lambda: (run.stopped.set(), [vm("101", "web")])[1]  # the reload lands during the request
     run.run_once()
     assert bus.take() == []
+
+
+def test_policies_confirm_and_cooldowns_name_child_commands_too(tmp_path):
+    text = PROFILE + "policies:\n  confirm: [guests.start]\n  cooldowns: {guests.shutdown: 10m}\n"
+    (guests,) = compile_text(text, folder=tmp_path).children
+    shutdown, start = guests.commands
+    assert (start.id, start.confirm, start.cooldown) == ("start", 10.0, 0.0)
+    assert (shutdown.id, shutdown.confirm, shutdown.cooldown) == ("shutdown", 10.0, 600.0)
+
+
+def test_a_source_that_cannot_be_set_up_is_set_up_again_at_each_poll(tmp_path):
+    """A CA file or token created after the agent started is picked up without a restart."""
+    from pilot.agent.children import bind_source
+
+    (guests,) = compile_text(PROFILE.replace("/etc/pilot/pve-token", str(tmp_path / "token")), folder=tmp_path).children
+    bound = bind_source(guests)
+    with pytest.raises(SourceError) as first:
+        bound.poll()
+    assert first.value.reason == "absent"
+    (tmp_path / "token").write_text("secret\n")
+    with pytest.raises(SourceError) as second:
+        bound.poll()  # set up now; the API itself (pve.lan) is not reachable from here
+    assert second.value.reason in ("unreachable", "timeout", "tls")
+
+
+def test_the_polling_thread_survives_a_bug_in_a_poll(plan, caplog):
+    from pilot.agent.children import Children
+
+    calls = []
+
+    def poll():
+        calls.append(1)
+        if len(calls) == 1:
+            return [Instance("101", "web", None)]  # fields that are not a map: the runner itself fails
+        return [vm("101", "web")]
+
+    bus = Bus()
+    children = Children(plan, bus.result, bus.telemetry, (dict, lambda r: None), lambda spec: Bound(poll))
+    ticks = []
+
+    def until(predicate) -> None:
+        for _ in range(1000):
+            if predicate():
+                return
+            threading.Event().wait(0.01)
+
+    with caplog.at_level(logging.ERROR, logger="pilot.children"):
+        children.start(lambda every, fn, first_delay: ticks.append(fn))
+        until(lambda: any("unexpected error while polling" in r.getMessage() for r in caplog.records))
+        ticks[0]()  # the next tick: a second poll, on the same thread
+        until(lambda: any(t == "pilot/pve1/guests/101/state" for t, _, _ in bus.sent))
+    children.stop()
+    assert len(calls) == 2
+    assert any(t == "pilot/pve1/guests/101/state" for t, _, _ in bus.sent)

@@ -121,7 +121,16 @@ def test_entries_of_other_types_are_ignored_without_counting_as_malformed(fake):
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("mem", "lots"), ("cpu", True), ("vmid", 99), ("node", "../etc"), ("template", 2), ("name", ["x"])],
+    [
+        ("mem", "lots"),
+        ("cpu", True),
+        ("vmid", 99),
+        ("node", "../etc"),
+        ("template", 2),
+        ("name", ["x"]),
+        ("uptime", 10**400),  # a JSON integer no counter can be: it would overflow float arithmetic later
+        ("cpu", 10**400),
+    ],
 )
 def test_a_malformed_guest_is_skipped_and_named_while_the_others_are_kept(fake, key, value):
     fake.add_guest(100, "web")
@@ -465,3 +474,13 @@ def test_power_on_a_node_that_is_down_is_a_server_error(fake):
     with pytest.raises(PveError) as caught:
         client(fake).power("pve1", "qemu", 100, "start")
     assert (caught.value.reason, caught.value.detail[:4]) == ("server_error", "595 ")
+
+
+def test_a_list_of_junk_entries_keeps_three_labels_and_a_count_not_one_string_each(fake):
+    """A hostile answer within the body cap must not cost memory per entry."""
+    fake.add_guest(100, "web")
+    for index in range(500):
+        fake.add_entry({"id": f"qemu/{1000 + index}", "type": "qemu", "vmid": "x"})
+    pve_client = client(fake)
+    assert [g.vmid for g in pve_client.guests()] == [100]
+    assert len(pve_client.skipped) == 3 and pve_client.skipped_count == 500
