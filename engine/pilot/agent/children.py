@@ -84,6 +84,49 @@ def child_components(plan: Plan, spec: ChildSet, key: str) -> dict[str, dict[str
     return out
 
 
+def dropped_components(plan: Plan, spec: ChildSet, key: str) -> dict[str, dict[str, Any]]:
+    """What the source offers but the set does not announce (a field left out of `sensors:`, a command
+    left out or made `signed`), in Home Assistant's removal form: an entity dropped from the profile
+    leaves the device instead of lingering as unavailable. Removing one that never existed is a no-op."""
+    from pilot.registry import SOURCES
+
+    entry = SOURCES.get(spec.source)
+    if entry is None:
+        return {}
+    kept_sensors = {s.field for s in spec.sensors}
+    kept_commands = {c.id for c in spec.commands if not c.signed}
+    out: dict[str, dict[str, Any]] = {}
+    prefix = f"pilot_{child_id(plan, spec, key)}_"
+    for name, meta in (entry.defaults.get("fields") or {}).items():
+        if name not in kept_sensors:
+            out[prefix + name] = {"platform": meta.get("platform", "sensor")}
+    for name in entry.defaults.get("commands") or {}:
+        if name not in kept_commands:
+            out[prefix + name] = {"platform": "button"}
+    return out
+
+
+def dropped_sets(plan: Plan, record: dict) -> tuple[list[tuple[str, str, int, bool]], dict]:
+    """The removals for child devices of sets the plan no longer has (renamed, or `children:` deleted),
+    and the record without them. Keys from the record are checked: a topic must stay a topic."""
+    current = {s.id for s in plan.children}
+    messages: list[tuple[str, str, int, bool]] = []
+    kept: dict = {}
+    for set_id, keys in record.items():
+        if set_id in current:
+            kept[set_id] = keys
+            continue
+        if not (isinstance(keys, dict) and KEY_RE.fullmatch(str(set_id))):
+            continue
+        for key in keys:
+            if not KEY_RE.fullmatch(str(key)):
+                continue
+            base = f"{plan.topics.base}/{set_id}/{key}"
+            topic = f"{plan.mqtt.discovery_prefix}/device/{plan.device.id}_{set_id}_{key}/config"
+            messages += [(topic, "", 1, True), (f"{base}/availability", "", 1, True), (f"{base}/state", "", 1, True)]
+    return messages, kept
+
+
 def child_discovery(plan: Plan, spec: ChildSet, instance: Instance) -> ha.Message:
     key = instance.key
     device: dict[str, Any] = {
@@ -101,7 +144,7 @@ def child_discovery(plan: Plan, spec: ChildSet, instance: Instance) -> ha.Messag
             {"topic": f"{spec.topic}/{key}/availability"},
         ],
         "availability_mode": "all",
-        "components": child_components(plan, spec, key),
+        "components": {**dropped_components(plan, spec, key), **child_components(plan, spec, key)},
         "qos": 1,
     }
     return ha.Message(discovery_topic(plan, spec, key), json.dumps(payload, separators=(",", ":")))
@@ -339,7 +382,8 @@ class Children:
     ) -> None:
         self._read_record, self._write_record = record
         remembered = self._read_record()
-        self._record = {k: dict(v) for k, v in remembered.items() if isinstance(v, dict)}
+        current = {spec.id for spec in plan.children}
+        self._record = {k: dict(v) for k, v in remembered.items() if isinstance(v, dict) and k in current}
         self._lock = threading.Lock()
         bound = {spec.id: bind(spec) for spec in plan.children}
         # what performs each set's planned requests (System.requesters): its source's own connection

@@ -197,6 +197,7 @@ class Agent:
             from pilot.agent.schedules import Scheduler
 
             scheduler = Scheduler(plan.schedules, self._schedule_fired)
+        self._forget_dropped_child_sets(plan)  # queued until connected; before Children reads the record
         children = None
         if plan.children:
             from pilot.agent.children import Children, bind_source
@@ -217,6 +218,20 @@ class Agent:
             plan, sensors=tuple(s for s in plan.sensors if s.id in sensors.states or not s.optional)
         )
         return Parts(plan, sensors, commands, steps, rules, scheduler, announced, children)
+
+    def _forget_dropped_child_sets(self, plan: Plan) -> None:
+        """Child devices of a set the profile no longer has leave Home Assistant (once: the record forgets them)."""
+        record, _ = self.options.state_dir.read_json(CHILDREN_RECORD, {})
+        if not isinstance(record, dict) or not record:
+            return
+        from pilot.agent.children import dropped_sets
+
+        messages, kept = dropped_sets(plan, record)
+        for topic, payload, qos, retain in messages:
+            self.session.publish_result(topic, payload, qos=qos, retain=retain)
+        if kept != record:
+            log.info("removed the child devices of %d set(s) no longer in the profile", len(record) - len(kept))
+            self._write_children_record(kept)
 
     def _write_children_record(self, record: dict) -> None:
         try:

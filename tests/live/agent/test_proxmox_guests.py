@@ -211,3 +211,22 @@ def test_pilot_check_asks_the_api_once_and_says_what_it_found(tmp_path, pve):
     assert "[ ok ] guests: proxmox.guests answers: 2 instance(s), each a device" in check()
     pve.token_file.write_text("00000000-0000-0000-0000-000000000000\n")
     assert "[FAIL] guests: proxmox.guests cannot be read (unauthorized" in check()
+
+
+def test_a_set_renamed_in_the_profile_takes_its_old_devices_out_of_home_assistant(
+    tmp_path, pve, broker, watcher, run_agent
+):
+    pve.add_guest(101, name="web", node="pve1")
+    path = profile(tmp_path, pve, "pve8")
+    first = run_agent(path, broker.port)
+    retained_json(watcher, "homeassistant/device/pve8_guests_101/config", lambda c: True)
+    first.stop()
+    path.write_text(path.read_text().replace("  guests:", "  vms:"))
+    since = time.monotonic()
+    run_agent(path, broker.port)
+    assert watcher.wait_for(
+        lambda m: m.topic == "homeassistant/device/pve8_guests_101/config" and m.payload == b"",
+        timeout=20,
+        since=since,
+    ), "the old set's device is removed"
+    assert retained_json(watcher, "homeassistant/device/pve8_vms_101/config", lambda c: True)

@@ -440,3 +440,29 @@ def test_the_polling_thread_survives_a_bug_in_a_poll(plan, caplog):
     children.stop()
     assert len(calls) == 2
     assert any(t == "pilot/pve1/guests/101/state" for t, _, _ in bus.sent)
+
+
+def test_fields_and_commands_left_out_of_a_set_are_sent_in_removal_form(plan):
+    """Dropping `memory_used` from a set (or making a command signed) removes that entity from each
+    guest's device instead of leaving it unavailable there."""
+    from pilot.agent.children import child_discovery
+
+    config = json.loads(child_discovery(plan, plan.children[0], vm("101", "web")).payload)
+    removed = {uid: c for uid, c in config["components"].items() if set(c) == {"platform"}}
+    assert removed["pilot_pve1_guests_101_memory_used"] == {"platform": "sensor"}
+    assert removed["pilot_pve1_guests_101_stop"] == {"platform": "button"}
+    assert "pilot_pve1_guests_101_cpu" not in removed and "pilot_pve1_guests_101_start" not in removed
+    assert len(removed) == 15 - 3 + 6 - 2  # every field and command the source offers, less the chosen
+
+
+def test_the_devices_of_a_set_the_profile_no_longer_has_are_removed_once(plan):
+    from pilot.agent.children import dropped_sets
+
+    record = {"guests": {"101": "web"}, "vms": {"7": "old", "../x": "evil"}, "bad/set": {"1": "x"}}
+    messages, kept = dropped_sets(plan, record)
+    assert messages == [
+        ("homeassistant/device/pve1_vms_7/config", "", 1, True),
+        ("pilot/pve1/vms/7/availability", "", 1, True),
+        ("pilot/pve1/vms/7/state", "", 1, True),
+    ]
+    assert kept == {"guests": {"101": "web"}}
