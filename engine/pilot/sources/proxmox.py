@@ -89,6 +89,12 @@ PARAMS = {
         },
         "insecure": {"type": "boolean", "description": "Skip TLS verification (never by default)."},
         "timeout": {"type": "number", "minimum": 1, "maximum": 60, "description": "Seconds per request."},
+        "node": {
+            "type": "string",
+            "pattern": r"^(local|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)$",
+            "description": "Only the guests on this node (`local`: the node Pilot runs on), so that an agent on "
+            "each node of a cluster announces each guest once. Default: every guest of the cluster.",
+        },
     },
     "dependentRequired": {"url": ["token_id", "token_file"], "token_id": ["url"], "token_file": ["url"]},
 }
@@ -156,6 +162,7 @@ def proxmox_guests(
     fingerprint: str | None = None,
     insecure: bool = False,
     timeout: float = 10.0,
+    node: str | None = None,
     *,
     clock: Callable[[], float] = time.monotonic,
 ) -> Bound:
@@ -184,10 +191,14 @@ def proxmox_guests(
         )
     )
     rates = _Rates(clock)
+    if node == "local":
+        import socket
+
+        node = socket.gethostname().split(".")[0]  # a Proxmox node's name is its short host name
 
     def poll() -> list[Instance]:
         try:
-            guests = [g for g in client.guests() if not g.template]
+            guests = [g for g in client.guests() if not g.template and (node is None or g.node == node)]
         except PveError as exc:
             raise SourceError(exc.reason, exc.detail) from None
         now = clock()
