@@ -140,6 +140,8 @@ def forget(
         elif msg.retain and msg.payload:
             if msg.topic.startswith(all_devices_prefix) and not _is_discovery(msg.topic, plan):
                 return  # another device's configuration (the child filter reads them all)
+            if _is_child(msg.topic, plan) and not _child_of(msg.payload, plan):
+                return  # named like one of ours (device ids may hold `_`), but another device's child
             retained[msg.topic] = msg.payload
 
     client.on_message = on_message
@@ -216,6 +218,19 @@ def _is_child(topic: str, plan: Plan) -> bool:
         return False
     rest = topic[len(head) : -len("/config")]
     return "/" not in rest and any(rest.startswith(f"{s.id}_") for s in plan.children)
+
+
+def _child_of(payload: bytes, plan: Plan) -> bool:
+    """Whether a retained child-device configuration says it is under this device (`via_device`)."""
+    import json
+
+    if len(payload) > 256 * 1024:
+        return False
+    try:
+        device = json.loads(payload).get("device") or {}
+        return device.get("via_device") == f"pilot_{plan.device.id}"
+    except (ValueError, AttributeError, RecursionError):
+        return False
 
 
 def _is_discovery(topic: str, plan: Plan) -> bool:

@@ -165,6 +165,11 @@ def test_pilot_forget_takes_the_guests_devices_out_of_home_assistant_too(tmp_pat
     agent.stop()
     other = "homeassistant/device/somebody_else/config"
     watcher.publish(other, b"{}", retain=True)  # another device's configuration: left alone
+    # another Pilot device whose id happens to read like one of our guests (ids may hold `_`)
+    lookalike = "homeassistant/device/pve6_guests_999/config"
+    watcher.publish(
+        lookalike, b'{"device": {"identifiers": ["pilot_pve6_guests_999"], "via_device": "x"}}', retain=True
+    )
     since = time.monotonic()
     done = subprocess.run(
         [
@@ -189,6 +194,7 @@ def test_pilot_forget_takes_the_guests_devices_out_of_home_assistant_too(tmp_pat
         assert watcher.wait_for(lambda m, t=topic: m.topic == t and m.payload == b"", since=since), topic
         assert topic in done.stdout
     assert not watcher.on(other, since=since), "another device's discovery is not touched"
+    assert not watcher.on(lookalike, since=since), "a lookalike that is not under this device is not touched"
     assert not (tmp_path / "state" / "children.json").exists()
 
 
