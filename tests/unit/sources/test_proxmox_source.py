@@ -12,18 +12,6 @@ from pilot.sources import SourceError
 from testkit.proxmox import FakeProxmox
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    with FakeProxmox(tmp_path_factory.mktemp("pve")) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeProxmox):
-    server.reset()
-    return server
-
-
 def source(fake: FakeProxmox, **args):
     factory = SOURCES.get("proxmox.guests").factory
     return factory(url=fake.url, token_id=fake.token_id, token_file=str(fake.token_file), ca_file=fake.ca_file, **args)

@@ -17,19 +17,6 @@ from testkit.proxmox import FakeProxmox
 PVESH = Path(__file__).resolve().parents[2] / "fixtures" / "pvesh" / "pvesh"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    with FakeProxmox(tmp_path_factory.mktemp("pve")) as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake(server: FakeProxmox):
-    """The module's server, emptied and healed for each test (making a CA per test would be slow)."""
-    server.reset()
-    return server
-
-
 def client(fake: FakeProxmox, **overrides) -> PveClient:
     target = dict(url=fake.url, token_id=fake.token_id, token_file=str(fake.token_file), ca_file=fake.ca_file)
     target.update(overrides)
