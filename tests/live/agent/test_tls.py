@@ -88,7 +88,9 @@ def test_client_certificate_from_another_ca_is_refused_by_the_broker(pki, tmp_pa
     watcher = Watcher(broker.port).start()
     try:
         agent = run_agent(profile(tmp_path, pki, client="rogueclient"), tls_port)
-        reason = "rejected our client certificate (TLSV1_ALERT_UNKNOWN_CA)"
+        # the broker's alert (TLSV1_ALERT_UNKNOWN_CA) when it arrives before the close, or, on a loaded
+        # machine, the agent's reading of a close right after the handshake: either way it says so
+        reason = "rejected our client certificate"
         assert agent.wait_output(reason, timeout=20), agent.output()
         assert agent.running(), f"a refused client certificate is retried, not fatal:\n{agent.output()}"
         assert watcher.wait_for(lambda m: m.topic.startswith("pilot/tlsrig/"), timeout=0.5) is None
