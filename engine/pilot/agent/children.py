@@ -56,8 +56,22 @@ def clean_value(value: Any) -> Any:
     return None
 
 
-def child_id(plan: Plan, spec: ChildSet, key: str) -> str:
-    return f"{plan.device.id}_{spec.id}_{key}"
+def child_id(plan: Plan, set_id: str, key: str) -> str:
+    return f"{plan.device.id}_{set_id}_{key}"
+
+
+def discovery_topic(plan: Plan, set_id: str, key: str) -> str:
+    return f"{plan.mqtt.discovery_prefix}/device/{child_id(plan, set_id, key)}/config"
+
+
+def removals(plan: Plan, set_id: str, key: str) -> list[tuple[str, str, int, bool]]:
+    """An instance's device out of Home Assistant and its retained topics emptied, as (topic, payload, qos, retain)."""
+    base = f"{plan.topics.base}/{set_id}/{key}"
+    return [
+        (discovery_topic(plan, set_id, key), "", 1, True),
+        (f"{base}/availability", "", 1, True),
+        (f"{base}/state", "", 1, True),
+    ]
 
 
 def child_components(plan: Plan, spec: ChildSet, key: str) -> dict[str, dict[str, Any]]:
@@ -65,7 +79,7 @@ def child_components(plan: Plan, spec: ChildSet, key: str) -> dict[str, dict[str
     base = f"{spec.topic}/{key}"
     out: dict[str, dict[str, Any]] = {}
     for sensor in spec.sensors:
-        config = ha._entity_config(sensor.entity)
+        config = ha.entity_config(sensor.entity)
         config["unique_id"] = config["unique_id"].replace("{key}", key)
         config["default_entity_id"] = config["default_entity_id"].replace("{key}", key)
         config["state_topic"] = f"{base}/state"
@@ -76,7 +90,7 @@ def child_components(plan: Plan, spec: ChildSet, key: str) -> dict[str, dict[str
     for command in spec.commands:
         if command.signed:
             continue  # Home Assistant cannot sign: driven by `pilot send`, not UI entities
-        config = ha._entity_config(command.entity)
+        config = ha.entity_config(command.entity)
         config["unique_id"] = config["unique_id"].replace("{key}", key)
         config["default_entity_id"] = config["default_entity_id"].replace("{key}", key)
         config.update(command_topic=f"{base}/cmd/{command.id}/set", payload_press="PRESS", qos=1)
@@ -96,7 +110,7 @@ def dropped_components(plan: Plan, spec: ChildSet, key: str) -> dict[str, dict[s
     kept_sensors = {s.field for s in spec.sensors}
     kept_commands = {c.id for c in spec.commands if not c.signed}
     out: dict[str, dict[str, Any]] = {}
-    prefix = f"pilot_{child_id(plan, spec, key)}_"
+    prefix = f"pilot_{child_id(plan, spec.id, key)}_"
     for name, meta in (entry.defaults.get("fields") or {}).items():
         if name not in kept_sensors:
             out[prefix + name] = {"platform": meta.get("platform", "sensor")}
@@ -119,18 +133,15 @@ def dropped_sets(plan: Plan, record: dict) -> tuple[list[tuple[str, str, int, bo
         if not (isinstance(keys, dict) and KEY_RE.fullmatch(str(set_id))):
             continue
         for key in keys:
-            if not KEY_RE.fullmatch(str(key)):
-                continue
-            base = f"{plan.topics.base}/{set_id}/{key}"
-            topic = f"{plan.mqtt.discovery_prefix}/device/{plan.device.id}_{set_id}_{key}/config"
-            messages += [(topic, "", 1, True), (f"{base}/availability", "", 1, True), (f"{base}/state", "", 1, True)]
+            if KEY_RE.fullmatch(str(key)):
+                messages += removals(plan, str(set_id), str(key))
     return messages, kept
 
 
 def child_discovery(plan: Plan, spec: ChildSet, instance: Instance) -> ha.Message:
     key = instance.key
     device: dict[str, Any] = {
-        "identifiers": [f"pilot_{child_id(plan, spec, key)}"],
+        "identifiers": [f"pilot_{child_id(plan, spec.id, key)}"],
         "name": instance.name,
         "via_device": f"pilot_{plan.device.id}",
     }
@@ -138,7 +149,7 @@ def child_discovery(plan: Plan, spec: ChildSet, instance: Instance) -> ha.Messag
         device["model"] = spec.model
     payload = {
         "device": device,
-        "origin": ha._origin(),
+        "origin": ha.origin(),
         "availability": [
             {"topic": plan.topics.availability, "payload_available": "online", "payload_not_available": "offline"},
             {"topic": f"{spec.topic}/{key}/availability"},
@@ -147,11 +158,7 @@ def child_discovery(plan: Plan, spec: ChildSet, instance: Instance) -> ha.Messag
         "components": {**dropped_components(plan, spec, key), **child_components(plan, spec, key)},
         "qos": 1,
     }
-    return ha.Message(discovery_topic(plan, spec, key), json.dumps(payload, separators=(",", ":")))
-
-
-def discovery_topic(plan: Plan, spec: ChildSet, key: str) -> str:
-    return f"{plan.mqtt.discovery_prefix}/device/{child_id(plan, spec, key)}/config"
+    return ha.Message(discovery_topic(plan, spec.id, key), json.dumps(payload, separators=(",", ":")))
 
 
 @dataclass
@@ -314,9 +321,8 @@ class ChildSetRunner:
     def _remove(self, key: str) -> None:
         """The instance is gone: its device leaves Home Assistant, its retained topics are cleared."""
         log.info("children %s: %s is gone; removing its device", self.spec.id, key)  # args are escaped by the log
-        self.publish_result(discovery_topic(self.plan, self.spec, key), "", 1, True)
-        self.publish_result(f"{self.spec.topic}/{key}/availability", "", 1, True)
-        self.publish_result(f"{self.spec.topic}/{key}/state", "", 1, True)
+        for message in removals(self.plan, self.spec.id, key):
+            self.publish_result(*message)
         self.seen.pop(key, None)  # (`instances` is replaced whole at the end of the poll)
 
     def _failed(self, reason: str, detail: str, now: float) -> None:

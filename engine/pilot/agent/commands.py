@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 from pilot.actions import ActionContext, ActionError, Call
 from pilot.actions._base import System
 from pilot.agent import policy, signing
+from pilot.agent.children import KEY_RE
 from pilot.plan import ChildCommand, ChildSet, Command, Plan
 from pilot.registry import ACTIONS
 from pilot.sources import Instance
@@ -29,9 +29,6 @@ from pilot.sources import Instance
 log = logging.getLogger("pilot.commands")
 
 MAX_RUNNING = 4
-CHILD_WORD = re.compile(
-    r"[A-Za-z0-9_-]{1,64}"
-)  # with fullmatch (`$` lets a trailing newline in)  # an instance key as a topic level (pilot.agent.children)
 # answers to an unsigned command: a burst of 3 in 3 s, so a press, its confirmation and the refusal of
 # a third press are all answered, while a flood on one topic gets one answer a second
 UNSIGNED_REPLIES = (3, 3.0)
@@ -150,7 +147,7 @@ class CommandService:
         exactly the same chain; `policies.allow` names it `<set>.<command>`."""
         parts = topic[len(self.plan.topics.base) + 1 :].split("/")
         command_id, result_topic = "", f"{self._prefix}_unknown/result"
-        if len(parts) == 5 and parts[2] == "cmd" and parts[4] == "set" and CHILD_WORD.fullmatch(parts[1]):
+        if len(parts) == 5 and parts[2] == "cmd" and parts[4] == "set" and KEY_RE.fullmatch(parts[1]):
             set_id, key, _, name, _ = parts
             found = self._children.get((set_id, name))
             instance = self.instances(set_id, key) if found else None

@@ -27,7 +27,6 @@ of `online` is reported as a warning.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import threading
 import time
@@ -35,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pilot.agent import ha
+from pilot.agent.children import KEY_RE, discovery_topic
 from pilot.agent.state import StateDir
 from pilot.plan import Plan
 
 RECORD = "discovery.json"
 CHILDREN_RECORD = "children.json"
-_WORD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class ForgetError(Exception):
@@ -83,8 +82,8 @@ def expected_discovery(plan: Plan, state_dir: StateDir | None) -> tuple[list[str
             for set_id, keys in children.items():
                 if isinstance(keys, dict):
                     words = [str(set_id), *map(str, keys)]  # the file is ours, but a topic must stay a topic
-                    if all(_WORD.match(w) for w in words):
-                        topics += [_child_topic(plan, str(set_id), str(key)) for key in keys]
+                    if all(KEY_RE.fullmatch(w) for w in words):
+                        topics += [discovery_topic(plan, str(set_id), str(key)) for key in keys]
     if not [t for t in topics if not _is_child(t, plan)]:
         from pilot.agent.health import entities as health_entities
         from pilot.naming import slug
@@ -205,10 +204,6 @@ def forget(
             except OSError as exc:
                 report.notes.append(f"could not remove {state_dir.path / name}: {exc.strerror or exc}")
     return report
-
-
-def _child_topic(plan: Plan, set_id: str, key: str) -> str:
-    return f"{plan.mqtt.discovery_prefix}/device/{plan.device.id}_{set_id}_{key}/config"
 
 
 def _is_child(topic: str, plan: Plan) -> bool:

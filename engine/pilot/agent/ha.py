@@ -37,7 +37,7 @@ def device_block(plan: Plan) -> dict[str, Any]:
     return block
 
 
-def _entity_config(entity: Entity) -> dict[str, Any]:
+def entity_config(entity: Entity) -> dict[str, Any]:
     config: dict[str, Any] = {
         "platform": entity.platform,
         "unique_id": entity.unique_id,
@@ -60,7 +60,7 @@ def components(plan: Plan) -> dict[str, dict[str, Any]]:
     """Every entity of the plan keyed by its unique id, with its topics."""
     out: dict[str, dict[str, Any]] = {}
     for sensor in plan.sensors:
-        config = _entity_config(sensor.entity)
+        config = entity_config(sensor.entity)
         config["state_topic"] = sensor.state_topic
         if sensor.entity.platform == "binary_sensor":
             config.update(payload_on=ON, payload_off=OFF)
@@ -68,7 +68,7 @@ def components(plan: Plan) -> dict[str, dict[str, Any]]:
     for command in plan.commands:
         if command.signed:
             continue  # Home Assistant cannot sign: these are driven by `pilot send`, not UI entities
-        config = _entity_config(command.entity)
+        config = entity_config(command.entity)
         config["command_topic"] = command.command_topic
         config["qos"] = 1
         if command.state_topic:
@@ -96,7 +96,7 @@ def components(plan: Plan) -> dict[str, dict[str, Any]]:
         }
     for rule in plan.rules:
         if rule.entity is not None:
-            config = _entity_config(rule.entity)
+            config = entity_config(rule.entity)
             config.update(state_topic=rule.state_topic, payload_on=ON, payload_off=OFF)
             out[rule.entity.unique_id] = config
     return out
@@ -108,7 +108,7 @@ def _slug(text: str) -> str:
     return slug(text)
 
 
-def _origin() -> dict[str, str]:
+def origin() -> dict[str, str]:
     return {"name": "Pilot", "sw_version": __version__, "support_url": SUPPORT_URL}
 
 
@@ -148,7 +148,7 @@ def discovery_messages(
             payload_components[uid] = {"platform": platform}  # the removal form
         payload = {
             "device": device_block(plan),
-            "origin": _origin(),
+            "origin": origin(),
             "availability": _availability(plan),
             "components": payload_components,
             "qos": 1,
@@ -159,7 +159,7 @@ def discovery_messages(
         topics = {}
         for uid, config in current.items():
             body = {k: v for k, v in config.items() if k != "platform"}
-            body.update(device=device_block(plan), origin=_origin(), availability=_availability(plan))
+            body.update(device=device_block(plan), origin=origin(), availability=_availability(plan))
             topic = entity_topic(plan, config["platform"], uid)
             topics[uid] = topic
             messages.append(Message(topic, json.dumps(body, separators=(",", ":"))))
