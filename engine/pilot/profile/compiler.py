@@ -258,9 +258,11 @@ def _children(data: dict, device: Device, base: str) -> tuple[ChildSet, ...]:
             guard = own.get("policy") or {}
             policy_id = f"{set_id}.{cid}"
             # as for any command: its own policy, then `policies` naming it `<set>.<command>`, then defaults
-            confirm = guard.get("confirm", meta.get("confirm"))
-            if confirm is None and policy_id in confirm_list:
-                confirm = f"{confirm_window}s"
+            confirm = guard.get("confirm", meta.get("confirm"))  # a duration, or false to drop a default
+            if confirm:
+                confirm_s = parse_duration(confirm)
+            else:
+                confirm_s = confirm_window if confirm is None and policy_id in confirm_list else None
             cooldown = guard.get("cooldown", cooldowns.get(policy_id, policies.get("cooldown")))
             commands.append(
                 ChildCommand(
@@ -280,7 +282,7 @@ def _children(data: dict, device: Device, base: str) -> tuple[ChildSet, ...]:
                     args=dict(meta.get("args") or {}),
                     signed=bool(guard.get("signed")) or require_signed,
                     cooldown=parse_duration(cooldown) if cooldown else 0.0,
-                    confirm=parse_duration(confirm) if confirm else None,
+                    confirm=confirm_s,
                 )
             )
         out.append(

@@ -56,7 +56,6 @@ DEFAULT_SENSORS = (
     "uptime",
     "node",
 )
-POWER = ("start", "shutdown", "stop", "reboot", "suspend", "resume")
 COMMANDS: dict[str, dict[str, Any]] = {
     "start": {"action": "proxmox.power", "args": {"power": "start"}, "icon": "mdi:play"},
     "shutdown": {"action": "proxmox.power", "args": {"power": "shutdown"}, "icon": "mdi:power", "confirm": "10s"},
