@@ -471,3 +471,14 @@ def test_a_list_of_junk_entries_keeps_three_labels_and_a_count_not_one_string_ea
     pve_client = client(fake)
     assert [g.vmid for g in pve_client.guests()] == [100]
     assert len(pve_client.skipped) == 3 and pve_client.skipped_count == 500
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000, b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b'{"data": []}\xff', b'{"data": "\xc3"}'],
+    ids=["deeply nested", "deeply nested data", "trailing non-UTF-8", "broken UTF-8"],
+)
+def test_an_answer_nested_too_deep_or_not_utf8_is_a_bad_response_not_a_crash(body):
+    with pytest.raises(PveError) as caught:
+        pve._decode_json(body, "GET /cluster/resources")
+    assert caught.value.reason == "bad_response"
