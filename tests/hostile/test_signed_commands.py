@@ -28,6 +28,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from pilot.actions._base import Outcome, System
 from pilot.agent import signing
 from testkit.agent import REPO, Signer, new_keyring, pilot_run, recorded_calls
 from testkit.broker import Mosquitto, Watcher
@@ -37,6 +38,18 @@ BASE = f"pilot/{DEVICE}"
 SECRET_ENV = "s3cret-token-value-7f3a"
 RECORD_LINE = re.compile(r"[A-Za-z0-9_-]{22} [0-9]+")
 B64 = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+
+
+class Recorder(System):
+    """The machine, recorded: every call kept, none performed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list = []
+
+    def perform(self, call):
+        self.calls.append(call)
+        return Outcome()
 
 
 def profile_text(keyring: Path, window: int = 60) -> str:
@@ -423,18 +436,8 @@ def test_a_reload_keeps_the_nonce_store_and_answers_every_command_sent_across_it
 def test_a_retired_command_service_answers_busy_and_leaves_the_nonce_unspent(tmp_path):
     """In process: the service a reload replaces. A command that still reaches it is answered `busy`
     (signed, so `pilot send` believes it), and the same envelope runs on the next service."""
-    from pilot.actions._base import Outcome, System
     from pilot.agent.commands import CommandService
     from tests.support.profiles import compile_text
-
-    class Recorder(System):
-        def __init__(self) -> None:
-            super().__init__()
-            self.calls: list = []
-
-        def perform(self, call):
-            self.calls.append(call)
-            return Outcome()
 
     keyring = new_keyring(tmp_path / "keyring")
     plan = compile_text(profile_text(keyring), folder=tmp_path, name="signed.yaml", device_id=DEVICE)
@@ -501,18 +504,8 @@ def test_a_correctly_signed_text_whose_only_fault_is_a_control_character_is_malf
     """In process. The envelope verifies with the real key, fresh nonce, current time: its one fault is
     the terminal escape in `cmd`. The same envelope without that character is accepted and runs, so the
     refusal cannot come from a broken envelope."""
-    from pilot.actions._base import Outcome, System
     from pilot.agent.commands import CommandService
     from tests.support.profiles import compile_text
-
-    class Recorder(System):
-        def __init__(self) -> None:
-            super().__init__()
-            self.calls: list = []
-
-        def perform(self, call):
-            self.calls.append(call)
-            return Outcome()
 
     keyring = new_keyring(tmp_path / "keyring")
     text = profile_text(keyring).replace(
