@@ -38,7 +38,10 @@ KID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 NONCE_RE = re.compile(r"[A-Za-z0-9_-]{22}")  # 16 random bytes, base64url without padding
 SIG_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # 32-byte HMAC-SHA256, base64url without padding
 CODE_RE = re.compile(r"[a-z_]{1,32}")  # a result's status and reason codes
+# who pressed (a console user): optional, signed; no newline can reach the canonical bytes or a log line
+BY_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 ENVELOPE_KEYS = {"v", "kid", "ts", "nonce", "cmd", "sig"}
+ENVELOPE_KEYS_BY = ENVELOPE_KEYS | {"by"}
 KEY_STATES = ("active", "verify_only", "revoked")
 MAX_CMD = 4096
 MAX_TS = 2**40
@@ -197,15 +200,37 @@ def new_key_line(kid: str) -> str:
 # ------------------------------------------------------------------ signing
 
 
-def canonical(kid: str, device_id: str, topic: str, ts: int, nonce: str, cmd: bytes) -> bytes:
-    return "\n".join([SCHEME, kid, device_id, topic, str(ts), nonce, hashlib.sha256(cmd).hexdigest()]).encode()
+def canonical(kid: str, device_id: str, topic: str, ts: int, nonce: str, cmd: bytes, by: str | None = None) -> bytes:
+    """The signed bytes. With `by` they end in `"\\n" + by` after the command hash; the hash is always
+    64 hex characters, so the forms with and without `by` cannot be mistaken for one another, and
+    without it the bytes are exactly those of every envelope signed before `by` existed."""
+    fields = [SCHEME, kid, device_id, topic, str(ts), nonce, hashlib.sha256(cmd).hexdigest()]
+    if by is not None:
+        fields.append(by)
+    return "\n".join(fields).encode()
 
 
-def sign(key: Key, device_id: str, topic: str, cmd: str, *, ts: int | None = None, nonce: str | None = None) -> dict:
+def sign(
+    key: Key,
+    device_id: str,
+    topic: str,
+    cmd: str,
+    *,
+    ts: int | None = None,
+    nonce: str | None = None,
+    by: str | None = None,
+) -> dict:
+    """An envelope; `by` names who pressed (1 to 64 of `A-Z a-z 0-9 _ . @ -`), signed with the rest."""
+    if by is not None and not BY_RE.fullmatch(by):
+        raise ValueError("`by` must be 1 to 64 characters of A-Z a-z 0-9 _ . @ -")
     ts = int(time.time()) if ts is None else ts
     nonce = nonce or b64url(secrets.token_bytes(16))
-    mac = hmac.new(key.secret, canonical(key.kid, device_id, topic, ts, nonce, cmd.encode()), hashlib.sha256)
-    return {"v": 1, "kid": key.kid, "ts": ts, "nonce": nonce, "cmd": cmd, "sig": b64url(mac.digest())}
+    mac = hmac.new(key.secret, canonical(key.kid, device_id, topic, ts, nonce, cmd.encode(), by), hashlib.sha256)
+    env: dict = {"v": 1, "kid": key.kid, "ts": ts, "nonce": nonce, "cmd": cmd}
+    if by is not None:
+        env["by"] = by
+    env["sig"] = b64url(mac.digest())
+    return env
 
 
 @dataclass(frozen=True)
@@ -214,6 +239,7 @@ class Verified:
     nonce: str
     kid: str
     ts: int
+    by: str | None = None  # who pressed, as the signer says (covered by the signature)
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -230,16 +256,19 @@ def _no_constant(name: str) -> object:
 def parse_envelope(payload: bytes) -> dict:
     """Strict shape check; anything off is `malformed`, with no detail.
 
-    Exactly the six keys, once each; `v` the integer 1 (not `true`, not `1.0`); `ts` an integer (not a
-    bool or float) in (0, 2**40); `kid`, `nonce` and `sig` matched whole (fullmatch: no trailing
+    Exactly the six keys, or those and `by`, once each; `v` the integer 1 (not `true`, not `1.0`);
+    `ts` an integer (not a bool or float) in (0, 2**40); `kid`, `nonce` and `sig` matched whole (fullmatch: no trailing
     newline), `nonce` and `sig` in their one canonical base64url spelling; `cmd` text of at most
-    4096 characters that has a UTF-8 form (no lone surrogates)."""
+    4096 characters that has a UTF-8 form (no lone surrogates); `by`, when present, 1 to 64 of
+    `A-Z a-z 0-9 _ . @ -` matched whole."""
     try:
         env = json.loads(payload.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Rejected("malformed") from None
-    if not isinstance(env, dict) or set(env) != ENVELOPE_KEYS:
+    if not isinstance(env, dict) or (set(env) != ENVELOPE_KEYS and set(env) != ENVELOPE_KEYS_BY):
         raise Rejected("malformed")
+    if "by" in env and not (isinstance(env["by"], str) and BY_RE.fullmatch(env["by"])):
+        raise Rejected("malformed")  # `"by": null` too: a second spelling of the envelope without it
     v, kid, ts, nonce, cmd, sig = (env[k] for k in ("v", "kid", "ts", "nonce", "cmd", "sig"))
     if not (
         is_int(v)
@@ -268,7 +297,7 @@ def verify(env: dict, keys: dict[str, Key], device_id: str, topic: str, *, now: 
         raise Rejected("unauthorized")
     expected = hmac.new(
         key.secret,
-        canonical(env["kid"], device_id, topic, env["ts"], env["nonce"], env["cmd"].encode()),
+        canonical(env["kid"], device_id, topic, env["ts"], env["nonce"], env["cmd"].encode(), env.get("by")),
         hashlib.sha256,
     ).digest()
     try:
@@ -279,7 +308,7 @@ def verify(env: dict, keys: dict[str, Key], device_id: str, topic: str, *, now: 
         raise Rejected("unauthorized")
     if abs(now - env["ts"]) > window:
         raise Rejected("expired")
-    return Verified(env["cmd"], env["nonce"], env["kid"], env["ts"])
+    return Verified(env["cmd"], env["nonce"], env["kid"], env["ts"], env.get("by"))
 
 
 # ------------------------------------------------------------------ results

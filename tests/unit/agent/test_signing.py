@@ -1311,3 +1311,66 @@ def test_nonces_read_at_start_keep_their_ts_through_a_compaction(tmp_path):
     store.admit(C, NOW + 120)
     assert store.watermark == NOW  # the highest ts forgotten: A's (NOW - 3) and B's (NOW)
     assert store.dirty is False
+
+
+# ------------------------------------------------------------------ `by`: who pressed
+
+
+def named(by: object) -> dict:
+    """An envelope signed by `sign` with a good name, then given `by` as written here (unsigned)."""
+    env = signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW, by="alice")
+    env["by"] = by
+    return env
+
+
+@pytest.mark.parametrize(
+    "by",
+    [
+        "",
+        "a" * 65,
+        "alice\n",
+        "alice\nexecuted shutdown",
+        "ali\rce",
+        "ali\tce",
+        "ali\x00ce",
+        "ali\x1bce",
+        "ali\u2028ce",
+        "ali ce",
+        "ali/ce",
+        "alicé",
+        "alice\u200b",
+        None,
+        1,
+        True,
+        ["alice"],
+        {"name": "alice"},
+    ],
+)
+def test_a_by_outside_its_pattern_is_malformed_before_any_signature_check(by):
+    assert reason(lambda: check(named(by))) == "malformed"
+
+
+def test_a_by_of_64_characters_of_every_allowed_kind_is_accepted():
+    by = ("Az09_.@-" * 8)[:64]
+    env = signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW, by=by)
+    assert check(env).by == by
+    assert reason(lambda: check(named(by + "x"))) == "malformed"
+
+
+def test_a_duplicated_by_key_is_malformed():
+    env = signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW, by="alice")
+    body = json.dumps(env)[:-1]
+    for extra in (', "by": "alice"', ', "by": "mallory"'):  # the same name twice, or two names: which was signed?
+        payload = (body + extra + "}").encode()
+        assert reason(lambda payload=payload: signing.parse_envelope(payload)) == "malformed"
+
+
+def test_sign_refuses_a_name_the_agent_would_refuse():
+    for by in ("", "a" * 65, "alice\n", "alice bob"):
+        with pytest.raises(ValueError, match="`by` must be"):
+            signing.sign(KEY, DEVICE, TOPIC, "PRESS", ts=NOW, by=by)
+
+
+def test_an_envelope_without_by_verifies_with_by_none():
+    assert check(envelope()).by is None
+    assert "by" not in envelope()

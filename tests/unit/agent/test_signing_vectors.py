@@ -61,6 +61,20 @@ COMMANDS = [
     ),
 ]
 
+# an envelope that names who pressed: (topic, ts, nonce, cmd, by, canonical bytes, sig, the sig of the same
+# fields without `by`); `by` uses every punctuation character it may hold
+BY_COMMAND = (
+    "pilot/office-pc/cmd/shutdown/set",
+    1764246005,
+    "ICEiIyQlJicoKSorLC0uLw",  # bytes 0x20..0x2f
+    "PRESS",
+    "alice.ops@example-home_1",
+    b"pilot-cmd-v1\nk1\noffice-pc\npilot/office-pc/cmd/shutdown/set\n1764246005\nICEiIyQlJicoKSorLC0uLw\n"
+    b"ca1df588864011a8a3d428cc5a53397cf5232f225477cea5c62d018bfb4579e4\nalice.ops@example-home_1",
+    "fbEM5Sxp7kwH3GsJOEpQmsK3Iw6Y7PDvedYmvtatgdE",
+    "pGmh5lb8SXq7NCvOYL2zPxBPZN1WNTWaZXnyo0dISNk",
+)
+
 # (topic, nonce, status, reason, ts, canonical bytes, the result body as published, sig)
 RESULTS = [
     (
@@ -193,6 +207,52 @@ def test_any_single_changed_field_of_a_known_result_is_refused(key, topic, nonce
     assert signing.verify_result(good, key, DEVICE, topic, nonce)
 
 
+def test_an_envelope_with_by_has_the_known_canonical_bytes_and_signature(key):
+    topic, ts, nonce, cmd, by, canon, sig, sig_without = BY_COMMAND
+    assert signing.canonical("k1", DEVICE, topic, ts, nonce, cmd.encode(), by) == canon
+    assert signing.sign(key, DEVICE, topic, cmd, ts=ts, nonce=nonce, by=by) == {
+        "v": 1,
+        "kid": "k1",
+        "ts": ts,
+        "nonce": nonce,
+        "cmd": cmd,
+        "by": by,
+        "sig": sig,
+    }
+    # without `by` the bytes are exactly the old form: existing signers and vectors are unchanged
+    assert signing.canonical("k1", DEVICE, topic, ts, nonce, cmd.encode()) == canon.rsplit(b"\n", 1)[0]
+    assert signing.sign(key, DEVICE, topic, cmd, ts=ts, nonce=nonce)["sig"] == sig_without
+
+
+def test_the_known_envelope_with_by_verifies_as_sent_on_the_wire_and_reports_who_pressed(key):
+    topic, ts, nonce, cmd, by, _, sig, _ = BY_COMMAND
+    text = f'{{"v":1,"kid":"k1","ts":{ts},"nonce":"{nonce}","cmd":"{cmd}","by":"{by}","sig":"{sig}"}}'
+    verified = verify(text.encode(), {"k1": key}, topic=topic, now=ts)
+    assert (verified.cmd, verified.nonce, verified.kid, verified.ts, verified.by) == (cmd, nonce, "k1", ts, by)
+    reordered = f'{{"by":"{by}","sig":"{sig}","cmd":"{cmd}","nonce":"{nonce}","ts":{ts},"kid":"k1","v":1}}'
+    assert verify(reordered.encode(), {"k1": key}, topic=topic, now=ts).by == by
+
+
+def test_a_by_changed_added_or_removed_after_signing_is_unauthorized(key):
+    """Who pressed is signed: nobody on the broker can put another name on a captured envelope."""
+    topic, ts, nonce, cmd, by, _, sig, sig_without = BY_COMMAND
+    good = {"v": 1, "kid": "k1", "ts": ts, "nonce": nonce, "cmd": cmd, "by": by, "sig": sig}
+    forged = [
+        {**good, "by": "mallory"},
+        {**good, "by": by[:-1]},
+        {**good, "by": by + "1"},
+        {**good, "by": by.upper()},
+        {k: v for k, v in good.items() if k != "by"},  # the name dropped: signed with it, so refused
+        {**good, "sig": sig_without},  # the signature without `by`, on an envelope that names someone
+    ]
+    for env in forged:
+        payload = json.dumps(env).encode()
+        assert reason(lambda payload=payload: verify(payload, {"k1": key}, topic=topic, now=ts)) == "unauthorized", env
+    unnamed = {k: v for k, v in good.items() if k != "by"} | {"sig": sig_without}
+    assert verify(json.dumps(unnamed).encode(), {"k1": key}, topic=topic, now=ts).by is None
+    assert verify(json.dumps(good).encode(), {"k1": key}, topic=topic, now=ts).by == by
+
+
 def test_a_result_signature_is_never_a_command_signature(key):
     """Same key, same fields where they overlap: the scheme names keep the two domains apart."""
     topic, ts, nonce, cmd, _, sig = COMMANDS[0]
@@ -212,3 +272,6 @@ def test_the_vectors_printed_in_security_md_are_these():
     for *_, canon, body, sig in RESULTS:
         for literal in (sig, canon.decode().replace("\n", "\\n"), body.decode()):
             assert literal in section, literal
+    topic, ts, nonce, cmd, by, canon, sig, _ = BY_COMMAND
+    for literal in (str(ts), nonce, by, sig, canon.decode().replace("\n", "\\n")):
+        assert literal in section, literal
