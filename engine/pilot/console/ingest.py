@@ -1,0 +1,546 @@
+"""Broker -> fleet and history: the console's one MQTT connection and what it makes of each message.
+
+paho's network thread parses each message straight into the fleet (a dict lookup and a float for a
+state) and appends numeric readings to a batch; a writer thread hands the batch to storage once a second
+and runs retention every few minutes. Nothing waits on the database in the network thread, so a slow
+disk shows as a longer batch, never as a backlog in the broker. Every payload is bounded per topic and
+judged before it is parsed; what fails is counted by reason in `stats`, never logged verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pilot.agent import health as agent_health
+from pilot.console.config import BrokerConfig, ConsoleConfig
+from pilot.console.fleet import MAX_TEXT, SPARK_EVERY_S, CommandInfo, Entity, Fleet, clip, number
+from pilot.escaping import escape
+
+log = logging.getLogger("pilot.console")
+
+DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+LIMITS = {
+    "state": 4096,
+    "availability": 16,
+    "config": 256 * 1024,
+    "capabilities": 64 * 1024,
+    "health": 4096,
+    "activity": 64 * 1024,
+    "audit": 8192,
+    "result": 8192,
+}
+COMMAND_PLATFORMS = frozenset({"button", "switch", "number", "select", "text"})
+FLUSH_EVERY_S = 1.0
+MAINTAIN_EVERY_S = 300.0
+MAX_BATCH = 200_000  # a database that cannot keep up loses the oldest readings, not the console's memory
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    samples: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    flushes: int = 0
+    flush_errors: int = 0
+    samples_lost: int = 0
+    last_flush_s: float = 0.0
+    connects: int = 0
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "samples": self.samples,
+            "dropped": dict(self.dropped),
+            "flushes": self.flushes,
+            "flush_errors": self.flush_errors,
+            "samples_lost": self.samples_lost,
+            "last_flush_s": round(self.last_flush_s, 4),
+            "connects": self.connects,
+        }
+
+
+def _json(payload: bytes) -> Any:
+    """JSON from the broker: UTF-8, no NaN, recursion refused; None when it is not that."""
+    try:
+        return json.loads(payload.decode("utf-8"), parse_constant=_refuse)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+class Ingest:
+    """Subscribes, parses, batches. `on_result` receives command answers (the command sender's waiters)."""
+
+    def __init__(
+        self,
+        config: ConsoleConfig,
+        fleet: Fleet,
+        storage: Any,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.broker: BrokerConfig = config.broker
+        self.fleet = fleet
+        self.storage = storage
+        self.clock = clock
+        self.stats = IngestStats()
+        self.on_result: Callable[[str, str, bytes], None] | None = None
+        self._batch: list[Any] = []
+        self._batch_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._client: Any = None
+        prefix = self.broker.prefix
+        self._prefix_parts = len(prefix.split("/"))
+        self._prefix = prefix + "/"
+        self._discovery = self.broker.discovery_prefix + "/device/"
+        from pilot.console.storage import Sample
+
+        self._sample = Sample
+
+    # ------------------------------------------------------------------ connection
+    def subscriptions(self) -> list[str]:
+        p, d = self.broker.prefix, self.broker.discovery_prefix
+        states = f"{p}/+/state/+"
+        if self.broker.shared_group:
+            states = f"$share/{self.broker.shared_group}/{states}"
+        return [
+            f"{d}/device/+/config",
+            f"{p}/+/availability",
+            f"{p}/+/capabilities",
+            f"{p}/+/health",
+            f"{p}/+/activity",
+            f"{p}/+/audit",
+            f"{p}/+/cmd/+/result",
+            states,
+        ]
+
+    def start(self) -> None:
+        import paho.mqtt.client as mqtt
+
+        b = self.broker
+        protocol = mqtt.MQTTv5 if b.shared_group else mqtt.MQTTv311
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=b.client_id or f"pilot-console-{int(self.clock()) % 100000}",
+            protocol=protocol,
+        )
+        client.max_queued_messages_set(10_000)
+        if b.username:
+            password = None
+            if b.password_file:
+                password = b.password_file.read_text().strip()
+            client.username_pw_set(b.username, password)
+        if b.tls:
+            context = ssl.create_default_context(cafile=str(b.ca_file) if b.ca_file else None)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            if b.cert_file:
+                context.load_cert_chain(str(b.cert_file), str(b.key_file) if b.key_file else None)
+            if b.insecure:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                log.warning("broker TLS checks are off (broker.insecure: true)")
+            client.tls_set_context(context)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(1, 10)
+        self._client = client
+        client.connect_async(b.host, b.port, keepalive=30)
+        client.loop_start()
+        self._writer = threading.Thread(target=self._write_loop, name="console-writer", daemon=True)
+        self._writer.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+        if self._writer is not None:
+            self._writer.join(timeout=10)
+        self.flush()
+
+    def publish(self, topic: str, payload: str | bytes, qos: int = 1) -> bool:
+        client = self._client
+        if client is None or not self.fleet.broker_connected:
+            return False
+        info = client.publish(topic, payload, qos=qos, retain=False)
+        return info.rc == 0
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if getattr(reason_code, "is_failure", False):
+            log.warning("broker %s:%d refused the console: %s", self.broker.host, self.broker.port, reason_code)
+            return
+        self.stats.connects += 1
+        for topic in self.subscriptions():
+            client.subscribe(topic, qos=1 if "/cmd/" in topic else 0)
+        with self.fleet.lock:
+            self.fleet.broker_connected = True
+            self.fleet.broker_since = self.clock()
+            self.fleet.changes.mark("broker", "")
+        log.info("connected to broker %s:%d", self.broker.host, self.broker.port)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        with self.fleet.lock:
+            was = self.fleet.broker_connected
+            self.fleet.broker_connected = False
+            self.fleet.broker_since = self.clock()
+            self.fleet.changes.mark("broker", "")
+        if was:
+            log.warning("lost the broker %s:%d; retrying", self.broker.host, self.broker.port)
+
+    # ------------------------------------------------------------------ messages
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            self.handle(message.topic, message.payload, message.retain)
+        except Exception:  # a bug here must not kill paho's thread: count it and go on
+            self.stats.drop("internal_error")
+            log.exception("console: error handling a message on %s", escape(message.topic[:200]))
+
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        """One message from the broker, whatever its topic."""
+        self.stats.received += 1
+        if topic.startswith(self._prefix):
+            parts = topic.split("/")[self._prefix_parts :]
+            if len(parts) < 2 or not DEVICE_ID.fullmatch(parts[0]):
+                self.stats.drop("bad_topic")
+                return
+            device_id, kind = parts[0], parts[1]
+            if kind == "state" and len(parts) == 3:
+                self._state(topic, payload)
+            elif len(parts) == 2 and kind in ("availability", "capabilities", "health", "activity", "audit"):
+                if len(payload) > LIMITS[kind]:
+                    self.stats.drop("too_large")
+                    return
+                getattr(self, "_" + kind)(device_id, payload)
+            elif kind == "cmd" and len(parts) == 4 and parts[3] == "result":
+                if len(payload) > LIMITS["result"]:
+                    self.stats.drop("too_large")
+                    return
+                if self.on_result is not None:
+                    self.on_result(device_id, topic, payload)
+            else:
+                self.stats.drop("unknown_topic")
+        elif topic.startswith(self._discovery) and topic.endswith("/config"):
+            device_id = topic[len(self._discovery) : -len("/config")]
+            if not DEVICE_ID.fullmatch(device_id):
+                self.stats.drop("bad_topic")
+                return
+            if len(payload) > LIMITS["config"]:
+                self.stats.drop("too_large")
+                return
+            self._config(device_id, payload)
+        else:
+            self.stats.drop("unknown_topic")
+
+    def _state(self, topic: str, payload: bytes) -> None:
+        if len(payload) > LIMITS["state"]:
+            self.stats.drop("too_large")
+            return
+        fleet = self.fleet
+        found = fleet.by_state_topic.get(topic)
+        if found is None:
+            self.stats.drop("unannounced")
+            return
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self.stats.drop("not_utf8")
+            return
+        now = self.clock()
+        device, entity = found
+        value = number(text, entity.platform) if entity.platform in ("sensor", "binary_sensor") else None
+        with fleet.lock:
+            entity.value = text[:MAX_TEXT]
+            entity.updated = now
+            device.last_seen = now
+            spark = entity.spark
+            if spark is not None and value is not None and (not spark or now - spark[-1][0] >= SPARK_EVERY_S):
+                spark.append((round(now, 1), value))
+            fleet.changes.mark("state", device.id, entity.key)
+        if value is not None:
+            self._add(self._sample(device.id, entity.key, now, value))
+
+    def _add(self, sample: Any) -> None:
+        with self._batch_lock:
+            batch = self._batch
+            if len(batch) >= MAX_BATCH:
+                del batch[: len(batch) // 10]
+                self.stats.samples_lost += MAX_BATCH // 10
+            batch.append(sample)
+        self.stats.samples += 1
+
+    def _availability(self, device_id: str, payload: bytes) -> None:
+        if payload not in (b"online", b"offline", b""):
+            self.stats.drop("bad_availability")
+            return
+        with self.fleet.lock:
+            device = self.fleet.devices.get(device_id)
+            if device is None:
+                if payload != b"online":
+                    return
+                device = self.fleet.device(device_id)
+                if device is None:
+                    self.stats.drop("too_many_devices")
+                    return
+            device.online = True if payload == b"online" else False if payload == b"offline" else None
+            device.last_seen = self.clock() if device.online else device.last_seen
+            self.fleet.changes.mark("device", device_id)
+
+    def _health(self, device_id: str, payload: bytes) -> None:
+        if not payload:
+            return
+        report = agent_health.parse_report(payload)
+        if report is None:
+            self.stats.drop("bad_health")
+            return
+        with self.fleet.lock:
+            device = self.fleet.devices.get(device_id)
+            if device is None:
+                return
+            report.pop("rejected_by_reason", None)
+            device.health = report
+            self.fleet.changes.mark("device", device_id)
+
+    def _capabilities(self, device_id: str, payload: bytes) -> None:
+        if not payload:
+            return
+        doc = _json(payload)
+        if not isinstance(doc, dict):
+            self.stats.drop("bad_capabilities")
+            return
+        commands: dict[str, CommandInfo] = {}
+        base = f"{self.broker.prefix}/{device_id}/cmd/"
+        for item in doc.get("commands") or []:
+            command = _command(item, base)
+            if command is not None and len(commands) < 256:
+                commands[command.id] = command
+        rules = _named(doc.get("rules"), ("id", "name"))
+        schedules = _named(doc.get("schedules"), ("id", "name", "cron"))
+        with self.fleet.lock:
+            device = self.fleet.device(device_id)
+            if device is None:
+                return
+            device.sw_version = clip(doc.get("pilot_version"), 32) or device.sw_version
+            device.profile = clip(doc.get("profile"), 64)
+            device.dry_run = doc.get("dry_run") if isinstance(doc.get("dry_run"), bool) else None
+            device.commands = commands
+            for key, entity in device.entities.items():
+                entity.command = commands.get(key, entity.command)
+            device.rules, device.schedules = rules, schedules
+            self.fleet.changes.mark("device", device_id)
+
+    def _activity(self, device_id: str, payload: bytes) -> None:
+        doc = _json(payload) if payload else {}
+        if not isinstance(doc, dict):
+            self.stats.drop("bad_activity")
+            return
+        activity: dict[str, dict[str, dict[str, float]]] = {}
+        for kind in ("rules", "schedules"):
+            entries = doc.get(kind)
+            activity[kind] = {}
+            if isinstance(entries, dict):
+                for rid, item in list(entries.items())[:256]:
+                    if KEY.fullmatch(str(rid)) and isinstance(item, dict):
+                        last, count = _num(item.get("last")), _num(item.get("count"))
+                        activity[kind][rid] = {"last": last, "count": count}
+        with self.fleet.lock:
+            device = self.fleet.devices.get(device_id)
+            if device is not None:
+                device.activity = activity
+                self.fleet.changes.mark("device", device_id)
+
+    def _audit(self, device_id: str, payload: bytes) -> None:
+        doc = _json(payload)
+        if not isinstance(doc, dict) or not isinstance(doc.get("event_type"), str):
+            self.stats.drop("bad_audit")
+            return
+        event = {"ts": self.clock()}
+        for key in ("event_type", "command", "origin", "reason", "kid", "by"):
+            text = clip(doc.get(key), 64)
+            if text is not None:
+                event[key] = text
+        with self.fleet.lock:
+            device = self.fleet.devices.get(device_id)
+            if device is not None:
+                device.audit.append(event)
+                self.fleet.changes.mark("audit", device_id)
+
+    def _config(self, device_id: str, payload: bytes) -> None:
+        if not payload:  # the device was forgotten (pilot forget / uninstall)
+            with self.fleet.lock:
+                self.fleet.remove(device_id)
+            return
+        doc = _json(payload)
+        if not isinstance(doc, dict) or not isinstance(doc.get("device"), dict):
+            self.stats.drop("bad_discovery")
+            return
+        dev, origin = doc["device"], doc.get("origin")
+        identifiers = dev.get("identifiers")
+        ours = isinstance(origin, dict) and origin.get("name") == "Pilot"
+        ours = ours or (isinstance(identifiers, list) and any(str(i).startswith("pilot_") for i in identifiers))
+        if not ours:
+            self.stats.drop("not_pilot")
+            return
+        components = doc.get("components")
+        entities: list[Entity] = []
+        if isinstance(components, dict):
+            for uid, comp in components.items():
+                entity = _entity(str(uid), comp, device_id, f"{self.broker.prefix}/{device_id}/cmd/")
+                if entity is not None:
+                    entities.append(entity)
+        parent = None
+        via = dev.get("via_device")
+        if isinstance(via, str) and via.startswith("pilot_") and DEVICE_ID.fullmatch(via[6:]):
+            parent = via[6:]
+        with self.fleet.lock:
+            device = self.fleet.device(device_id)
+            if device is None:
+                self.stats.drop("too_many_devices")
+                return
+            device.name = clip(dev.get("name")) or device_id
+            device.manufacturer = clip(dev.get("manufacturer"))
+            device.model = clip(dev.get("model"))
+            device.sw_version = clip(dev.get("sw_version"), 32) or device.sw_version
+            device.parent = parent
+            self.fleet.set_entities(device, entities)
+
+    # ------------------------------------------------------------------ history
+    def take_batch(self) -> list[Any]:
+        with self._batch_lock:
+            batch, self._batch = self._batch, []
+        return batch
+
+    def flush(self) -> None:
+        batch = self.take_batch()
+        if not batch:
+            return
+        started = time.perf_counter()
+        try:
+            self.storage.add(batch)
+            self.stats.flushes += 1
+        except Exception as exc:  # the database is away: these readings are lost, the console goes on
+            self.stats.flush_errors += 1
+            self.stats.samples_lost += len(batch)
+            log.error("console: cannot store %d readings: %s", len(batch), escape(str(exc)[:300]))
+        self.stats.last_flush_s = time.perf_counter() - started
+
+    def _write_loop(self) -> None:
+        next_maintain = time.monotonic() + 5.0
+        while not self._stop.wait(FLUSH_EVERY_S):
+            self.flush()
+            if time.monotonic() >= next_maintain:
+                next_maintain = time.monotonic() + MAINTAIN_EVERY_S
+                try:
+                    self.storage.maintain(self.clock())
+                except Exception as exc:
+                    log.error("console: history maintenance failed: %s", escape(str(exc)[:300]))
+
+
+def _named(items: Any, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    out = []
+    if isinstance(items, list):
+        for item in items[:256]:
+            if isinstance(item, dict) and isinstance(item.get("id"), str) and KEY.fullmatch(item["id"]):
+                out.append({k: clip(item.get(k)) for k in keys})
+    return out
+
+
+def _command(item: Any, base: str) -> CommandInfo | None:
+    if not isinstance(item, dict):
+        return None
+    cid, platform, topic = item.get("id"), item.get("platform"), item.get("command_topic")
+    if not (isinstance(cid, str) and KEY.fullmatch(cid)) or platform not in (
+        "button",
+        "switch",
+        "number",
+        "select",
+        "text",
+    ):
+        return None
+    # the console presses only `<prefix>/<device>/cmd/<id>/set`: a message naming any other topic could make it
+    # sign a press for another device while the page shows this one
+    if topic != f"{base}{cid}/set":
+        return None
+    options = item.get("options")
+    options = tuple(clip(o, 128) for o in options[:64] if isinstance(o, str)) if isinstance(options, list) else ()
+    confirm = _num(item.get("confirm_within"))
+    return CommandInfo(
+        id=cid,
+        platform=platform,
+        topic=topic,
+        signed=item.get("signed") is True,
+        confirm_within=confirm,
+        payload_press=clip(item.get("payload_press"), 64) or "PRESS",
+        options=options,
+        min=_num(item.get("min")),
+        max=_num(item.get("max")),
+        step=_num(item.get("step")),
+        min_length=_int(item.get("min_length")),
+        max_length=_int(item.get("max_length")),
+    )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _entity(uid: str, comp: Any, device_id: str, base: str) -> Entity | None:
+    if not isinstance(comp, dict) or not isinstance(comp.get("platform"), str):
+        return None
+    prefix = f"pilot_{device_id}_"
+    key = uid[len(prefix) :] if uid.startswith(prefix) else uid
+    if not KEY.fullmatch(key):
+        return None
+    platform = comp["platform"][:32]
+    state_topic = comp.get("state_topic")
+    entity = Entity(
+        key=key,
+        unique_id=uid[:200],
+        platform=platform,
+        name=clip(comp.get("name")) or key,
+        unit=clip(comp.get("unit_of_measurement"), 32),
+        device_class=clip(comp.get("device_class"), 64),
+        state_class=clip(comp.get("state_class"), 64),
+        entity_category=clip(comp.get("entity_category"), 32),
+        icon=clip(comp.get("icon"), 64),
+        state_topic=state_topic if isinstance(state_topic, str) and len(state_topic) <= 512 else None,
+    )
+    topic = comp.get("command_topic")
+    if topic == f"{base}{key}/set" and platform in COMMAND_PLATFORMS:
+        options = comp.get("options")
+        entity.command = CommandInfo(
+            id=key,
+            platform=platform,
+            topic=topic[:512],
+            payload_press=clip(comp.get("payload_press"), 64) or "PRESS",
+            options=tuple(clip(o, 128) for o in options[:64] if isinstance(o, str))
+            if isinstance(options, list)
+            else (),
+            min=_num(comp.get("min")),
+            max=_num(comp.get("max")),
+            step=_num(comp.get("step")),
+        )
+    return entity
