@@ -1,0 +1,347 @@
+"""`pilot console …`: run the web console, manage its users file, install it as a service.
+
+Argument parsing and printing only; the console (pilot.console) and its service unit (pilot.service.console)
+are imported when a command runs, so `pilot --version` never loads Starlette or argon2. Every refusal is one
+plain line on stderr with exit status 1 (2 for a usage error), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pilot.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, err, out, parse_broker
+from pilot.escaping import escape
+
+ROLES = ("viewer", "operator", "admin")
+SERVICE_USER = "pilot-console"
+
+
+def _fail(text: str) -> int:
+    err(f"pilot: error: {escape(text)}")
+    return EXIT_INVALID
+
+
+# ------------------------------------------------------------------ users
+
+
+def _users(args: argparse.Namespace) -> Any:
+    """The users file named by --users (default: /etc/pilot/console-users as root, else
+    ~/.config/pilot/console-users). As root, the console's service user may own it."""
+    from pilot.console.auth import UsersFile, default_users_path
+
+    owner = None
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            owner = pwd.getpwnam(SERVICE_USER).pw_uid
+        except KeyError:
+            owner = None
+    path = Path(args.users) if args.users else default_users_path()
+    return UsersFile(path, owner_uid=owner)
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    """The new password: one line from stdin (--password-stdin), or typed twice without echo."""
+    from pilot.console.auth import MAX_PASSWORD, PasswordError, check_password
+
+    try:
+        if args.password_stdin:
+            line = sys.stdin.buffer.readline(MAX_PASSWORD * 4 + 3)
+            try:
+                password = line.decode("utf-8")
+            except UnicodeDecodeError:
+                err("pilot: error: the password on stdin is not UTF-8 text")
+                return None
+            password = password.removesuffix("\n").removesuffix("\r")
+        else:
+            import getpass
+
+            password = getpass.getpass("New password: ")
+            if getpass.getpass("Repeat it: ") != password:
+                err("pilot: error: the two passwords differ; nothing changed")
+                return None
+        return check_password(password)
+    except PasswordError as exc:
+        err(f"pilot: error: {exc}; nothing changed")
+        return None
+    except EOFError:
+        err("pilot: error: no password given; nothing changed")
+        return None
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from pilot.console.auth import AuthError, check_name
+
+    try:
+        users = _users(args)
+        check_name(args.name)
+        if users.get(args.name) is not None:
+            return _fail(f"user {args.name!r} already exists in {users.path}; `pilot console user passwd` changes it")
+        password = _read_password(args)
+        if password is None:
+            return EXIT_INVALID
+        users.add(args.name, args.role, password)
+    except AuthError as exc:
+        return _fail(str(exc))
+    out(f"added {args.name} ({args.role}) to {escape(str(users.path))}")
+    return EXIT_OK
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    from pilot.console.auth import AuthError, check_name
+
+    try:
+        users = _users(args)
+        check_name(args.name)
+        if users.get(args.name) is None:
+            return _fail(f"no user {args.name!r} in {users.path}")
+        password = _read_password(args)
+        if password is None:
+            return EXIT_INVALID
+        users.set_password(args.name, password)
+    except AuthError as exc:
+        return _fail(str(exc))
+    out(f"changed the password of {args.name}; the sessions signed in before are over")
+    return EXIT_OK
+
+
+def cmd_user_role(args: argparse.Namespace) -> int:
+    from pilot.console.auth import AuthError
+
+    try:
+        users = _users(args)
+        users.set_role(args.name, args.role)
+    except AuthError as exc:
+        return _fail(str(exc))
+    out(f"{args.name} is now {args.role} (from the next request of each session)")
+    return EXIT_OK
+
+
+def cmd_user_remove(args: argparse.Namespace) -> int:
+    from pilot.console.auth import AuthError
+
+    try:
+        users = _users(args)
+        users.remove(args.name)
+    except AuthError as exc:
+        return _fail(str(exc))
+    out(f"removed {args.name}; their sessions end at their next request")
+    return EXIT_OK
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    from pilot.console.auth import AuthError
+
+    try:
+        users = _users(args)
+        listed = users.list()
+    except AuthError as exc:
+        return _fail(str(exc))
+    if not listed:
+        err(f"no users in {escape(str(users.path))} (`pilot console user add NAME --role admin` adds one)")
+        return EXIT_OK
+    width = max(len(u.name) for u in listed)
+    for user in listed:
+        out(f"{user.name:<{width}}  {user.role.label}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ run
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[v6]:PORT` for --listen (a port is required)."""
+    host, port = parse_broker(text)
+    if port is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host, port
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        from pilot.console import server
+    except ImportError as exc:
+        return _fail(f"the console needs its extra: pip install 'pilot-agent[console]' ({exc.name} is missing)")
+    return int(server.main(args) or 0)
+
+
+# ------------------------------------------------------------------ service
+
+
+def _system(args: argparse.Namespace) -> bool:
+    from pilot.service.systemd import is_root
+
+    if args.system:
+        return True
+    if args.user:
+        return False
+    return is_root()
+
+
+def cmd_service_install(args: argparse.Namespace) -> int:
+    from pilot.service import console as unit
+    from pilot.service.systemd import InstallError, default_runner, is_root
+
+    if os.name == "nt":
+        return _fail("the console service is a systemd unit; on Windows run `pilot console run` under your own service")
+    system = _system(args)
+    root = Path(args.root).resolve() if args.root else None
+    try:
+        changes = unit.plan_install(
+            system=system,
+            config=args.config,
+            exec_override=args.exec_path,
+            user=args.service_user,
+            root=root,
+        )
+    except (InstallError, OSError) as exc:
+        return _fail(str(exc))
+    for text in changes.warnings:
+        err(f"pilot: warning: {text}")
+    for text in changes.notes:
+        err(f"pilot: note: {text}")
+    if args.print:
+        sys.stdout.write(unit.render_changes(changes, root))
+        for text in changes.blockers:
+            err(f"pilot: error: install would refuse: {text}")
+        return EXIT_INVALID if changes.blockers else EXIT_OK
+    if changes.blockers:
+        for text in changes.blockers:
+            err(f"pilot: error: {text}")
+        err("pilot: nothing installed")
+        return EXIT_INVALID
+    if system and root is None and not is_root():
+        return _fail("installing the system service needs root (sudo), or --user for a user service")
+    code = unit.apply(changes, default_runner(), root=root, run_commands=root is None)
+    if code == 0 and root is None:
+        journal = "journalctl -u pilot-console -f" if system else "journalctl --user -u pilot-console -f"
+        out(f"The console is installed and started. Follow it with `{journal}`.")
+    return code
+
+
+def cmd_service_uninstall(args: argparse.Namespace) -> int:
+    from pilot.service import console as unit
+    from pilot.service.systemd import default_runner, is_root
+
+    system = _system(args)
+    root = Path(args.root).resolve() if args.root else None
+    changes = unit.plan_uninstall(system=system, purge=args.purge)
+    if args.print:
+        sys.stdout.write(unit.render_changes(changes, root))
+        return EXIT_OK
+    if system and root is None and not is_root():
+        return _fail("removing the system service needs root (sudo), or --user for a user service")
+    return unit.apply(changes, default_runner(), root=root, run_commands=root is None)
+
+
+def cmd_service_status(args: argparse.Namespace) -> int:
+    from pilot.service import console as unit
+    from pilot.service.systemd import default_runner
+
+    code, text = unit.status(system=_system(args), runner=default_runner())
+    sys.stdout.write(text)
+    return code
+
+
+# ------------------------------------------------------------------ the parser
+
+
+def _scope(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--system", action="store_true", help="the system service (default when run as root)")
+    group.add_argument("--user", action="store_true", help="a user service (default when not root)")
+
+
+def _users_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--users",
+        metavar="FILE",
+        help="the users file (default: /etc/pilot/console-users as root, else ~/.config/pilot/console-users)",
+    )
+
+
+def _help(p: argparse.ArgumentParser) -> Any:
+    return lambda args: (p.print_help(), EXIT_USAGE)[1]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("console", help="the web console for a fleet of Pilot devices: run it, its users, its service")
+    p.set_defaults(func=_help(p))
+    actions = p.add_subparsers(dest="console_command", metavar="ACTION", parser_class=type(p))
+
+    r = actions.add_parser("run", help="serve the console (needs the `console` extra)")
+    r.add_argument("--config", metavar="FILE", help="the console's YAML settings; the flags below override it")
+    r.add_argument("--broker", metavar="HOST[:PORT]", type=parse_broker, help="the MQTT broker (default 127.0.0.1)")
+    r.add_argument("--listen", metavar="HOST:PORT", type=parse_listen, help="where to serve (default 127.0.0.1:8470)")
+    r.add_argument("--db", metavar="URL", help="sqlite:///PATH or postgresql://… (default: sqlite in the state dir)")
+    _users_arg(r)
+    r.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM, chain included)")
+    r.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    r.add_argument(
+        "--anonymous-read", action="store_true", default=None, help="visitors who are not signed in read as viewers"
+    )
+    r.add_argument("--keyring", metavar="FILE", help="the keyring whose key signs the console's commands")
+    r.add_argument("--kid", metavar="ID", help="the key id the console signs with (default: console)")
+    r.add_argument("--state-dir", metavar="DIR", help="history and sessions (default /var/lib/pilot-console as root)")
+    r.set_defaults(func=cmd_run)
+
+    u = actions.add_parser("user", help="add, change, remove or list the console's users")
+    u.set_defaults(func=_help(u))
+    users = u.add_subparsers(dest="user_command", metavar="ACTION", parser_class=type(p))
+
+    a = users.add_parser("add", help="add a user (the password is asked twice, or read from stdin)")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("--role", choices=ROLES, required=True, help="viewer reads; operator also presses; admin all")
+    a.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    _users_arg(a)
+    a.set_defaults(func=cmd_user_add)
+
+    w = users.add_parser("passwd", help="set a user's password (ends the sessions signed in with the old one)")
+    w.add_argument("name", metavar="NAME")
+    w.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    _users_arg(w)
+    w.set_defaults(func=cmd_user_passwd)
+
+    o = users.add_parser("role", help="change a user's role")
+    o.add_argument("name", metavar="NAME")
+    o.add_argument("role", metavar="ROLE", choices=ROLES)
+    _users_arg(o)
+    o.set_defaults(func=cmd_user_role)
+
+    d = users.add_parser("remove", help="remove a user (their sessions end)")
+    d.add_argument("name", metavar="NAME")
+    _users_arg(d)
+    d.set_defaults(func=cmd_user_remove)
+
+    li = users.add_parser("list", help="the users and their roles")
+    _users_arg(li)
+    li.set_defaults(func=cmd_user_list)
+
+    s = actions.add_parser("service", help="install, remove or inspect the console as a systemd service")
+    s.set_defaults(func=_help(s))
+    service = s.add_subparsers(dest="service_command", metavar="ACTION", parser_class=type(p))
+
+    i = service.add_parser("install", help="write the unit, create the console's user, enable and start")
+    _scope(i)
+    i.add_argument("--config", metavar="FILE", help="the settings the unit runs with (default /etc/pilot/console.yaml)")
+    i.add_argument("--service-user", metavar="NAME", default=SERVICE_USER, help=f"default {SERVICE_USER}")
+    i.add_argument("--print", action="store_true", help="print every file and command; change nothing")
+    i.add_argument("--root", metavar="DIR", help="write every file under DIR and run no command (tests, packaging)")
+    i.add_argument("--exec", dest="exec_path", metavar="PATH", help="the pilot executable the unit runs")
+    i.set_defaults(func=cmd_service_install)
+
+    n = service.add_parser("uninstall", help="stop and disable the console, remove its unit")
+    _scope(n)
+    n.add_argument("--print", action="store_true", help="print what would be removed and run; change nothing")
+    n.add_argument("--root", metavar="DIR", help="remove files under DIR and run no command")
+    n.add_argument("--purge", action="store_true", help="also remove /var/lib/pilot-console (history, sessions)")
+    n.set_defaults(func=cmd_service_uninstall)
+
+    t = service.add_parser("status", help="`systemctl status pilot-console`")
+    _scope(t)
+    t.set_defaults(func=cmd_service_status)
