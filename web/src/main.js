@@ -1,0 +1,158 @@
+// The console's one-page app: routes on location.pathname (/, /devices/<id>, /login) with
+// history.pushState; a header with the signed-in user, and a banner while the broker or the live
+// stream is away.
+import "./style.css";
+import { api, session, setSession, loginUrl } from "./api.js";
+import { h, clear } from "./dom.js";
+import { Live } from "./live.js";
+import { FleetPage } from "./fleet.js";
+import { DevicePage } from "./device.js";
+import { renderLogin } from "./login.js";
+
+const app = document.getElementById("app");
+let page = null;
+let live = null;
+let cleanupLogin = null;
+const status = { broker: null, stream: true };
+
+const userEl = h("span#user.muted");
+const signOut = h("button#signout", { type: "button", text: "Sign out", hidden: true });
+const banner = h("div#banner.banner", { role: "alert", hidden: true });
+const header = h(
+  "header#top.top",
+  h("a.brand", { href: "/", text: "Pilot console", on: { click: (ev) => { ev.preventDefault(); navigate("/"); } } }),
+  h("div.spacer"),
+  userEl,
+  signOut,
+);
+const content = h("div#content");
+document.body.prepend(header, banner);
+app.appendChild(content);
+
+function renderBanner() {
+  let text = "";
+  let kind = "";
+  if (!status.stream) {
+    text = "Live updates lost: reconnecting…";
+    kind = "stream";
+  } else if (status.broker && status.broker.connected === false) {
+    const since = status.broker.since ? ` since ${new Date(status.broker.since * 1000).toLocaleTimeString()}` : "";
+    text = `The console is disconnected from the MQTT broker${since}; values shown may be stale.`;
+    kind = "broker";
+  }
+  banner.textContent = text;
+  banner.dataset.kind = kind;
+  banner.hidden = !text;
+}
+
+function onBroker(b) {
+  if (b && typeof b === "object") {
+    status.broker = b;
+    renderBanner();
+  }
+}
+
+function renderUser() {
+  userEl.textContent = session.user ? `${session.user} (${session.role})` : session.role ? `anonymous (${session.role})` : "";
+  signOut.hidden = !session.user;
+}
+
+signOut.addEventListener("click", async () => {
+  signOut.disabled = true;
+  try {
+    await api("POST", "/api/logout", undefined, { noRedirect: true });
+  } catch {
+    /* signed out anyway below */
+  }
+  signOut.disabled = false;
+  setSession(null);
+  renderUser();
+  navigate("/login", { replace: true });
+});
+
+export function navigate(path, { replace = false } = {}) {
+  if (replace) history.replaceState(null, "", path);
+  else history.pushState(null, "", path);
+  route();
+}
+
+function stopPage() {
+  if (page) page.destroy();
+  page = null;
+  if (cleanupLogin) cleanupLogin();
+  cleanupLogin = null;
+  clear(content);
+}
+
+function startLive() {
+  if (live) return;
+  live = new Live({
+    onUpdate: (data) => {
+      if (data.broker) onBroker(data.broker);
+      if (page) page.update(data);
+    },
+    onResync: () => {
+      if (page) page.load().catch(() => {});
+    },
+    onStatus: (up) => {
+      status.stream = up;
+      renderBanner();
+    },
+  });
+  live.start();
+}
+
+function stopLive() {
+  if (live) live.stop();
+  live = null;
+  status.stream = true;
+  renderBanner();
+}
+
+async function route() {
+  const path = location.pathname;
+  stopPage();
+  document.body.dataset.page = "";
+  if (path === "/login") {
+    stopLive();
+    document.body.dataset.page = "login";
+    document.title = "Sign in · Pilot console";
+    const expired = new URLSearchParams(location.search).has("next");
+    cleanupLogin = renderLogin(content, { navigate, expired });
+    return;
+  }
+  if (!session.role) {
+    try {
+      setSession(await api("GET", "/api/session"));
+    } catch (e) {
+      if (e.status !== 401) content.appendChild(h("p.error", { text: `The console cannot be reached: ${e.message}` }));
+      return; // a 401 is already on its way to /login
+    }
+  }
+  renderUser();
+  const m = /^\/devices\/([^/]+)\/?$/.exec(path);
+  let id = null;
+  if (m) {
+    try {
+      id = decodeURIComponent(m[1]);
+    } catch {
+      id = m[1];
+    }
+  }
+  document.body.dataset.page = id !== null ? "device" : "fleet";
+  document.title = id !== null ? `${id} · Pilot console` : "Fleet · Pilot console";
+  page = id !== null ? new DevicePage(content, id, { navigate, onBroker }) : new FleetPage(content, { navigate, onBroker });
+  const mine = page;
+  startLive();
+  try {
+    await page.load();
+    if (id !== null && page === mine && page.d) document.title = `${page.d.name || id} · Pilot console`;
+  } catch (e) {
+    if (e.status !== 401 && page === mine) content.appendChild(h("p.error", { text: `Could not load: ${e.message}` }));
+  }
+  document.body.dataset.ready = "1";
+}
+
+window.addEventListener("popstate", route);
+export { loginUrl };
+route();
