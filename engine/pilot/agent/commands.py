@@ -134,7 +134,9 @@ class CommandService:
             try:
                 if self.guards.junk_replies.allow():  # whatever caused it, at most one answer a second
                     self._result(result_topic, {"status": "failed", "reason": "unavailable"}, None)
-                    self._audit(command_id if command_id in self._by_id else None, "failed", "unavailable", "mqtt")
+                    self._audit(
+                        command_id if command_id in self._by_id else None, "failed", "unavailable", "mqtt", None
+                    )
                 else:
                     self.guards.stats.replies_suppressed += 1
             except Exception:
@@ -229,7 +231,7 @@ class CommandService:
         verified = signing.verify(
             envelope, self._keys, self.plan.device.id, topic, now=self.wall(), window=self.plan.policy.window
         )
-        auth = _Auth(verified.nonce, self._keys[verified.kid], topic)
+        auth = _Auth(verified.nonce, self._keys[verified.kid], topic, verified.by)
         if self._retired:  # replaced by a reload: the nonce is not spent, the same envelope may be sent again
             raise _Authenticated("busy", auth)
         try:
@@ -254,7 +256,7 @@ class CommandService:
             if not self.guards.confirmations.press(command.id, command.confirm, value):
                 if command.signed or self.guards.replies[command.policy_id or command.id].allow():
                     self._result(result_topic, {"status": "armed", "confirm_within": command.confirm}, auth)
-                    self._audit(command.id, "armed", None, origin)
+                    self._audit(command.id, "armed", None, origin, auth)
                 return
         with self.guards.lock:  # checked and marked as one step: two threads cannot both pass
             if self.guards.cooldowns.check(command.id, cooldown):
@@ -293,7 +295,7 @@ class CommandService:
                 return
             if self.dry_run:
                 self.guards.stats.dry_run += 1
-                log.info("dry-run %s (%s): %s", command.id, origin, "; ".join(c.describe() for c in calls))
+                log.info("dry-run %s (%s): %s", command.id, _who(origin, auth), "; ".join(c.describe() for c in calls))
                 self._finish(
                     command, result_topic, {"status": "dry_run", "calls": [public_call(c) for c in calls]}, auth, origin
                 )
@@ -318,7 +320,7 @@ class CommandService:
                     )
                     return
             self.guards.stats.executed += 1
-            log.info("executed %s (%s): %s", command.id, origin, "; ".join(c.describe() for c in calls))
+            log.info("executed %s (%s): %s", command.id, _who(origin, auth), "; ".join(c.describe() for c in calls))
             self._publish_state(command, value)
             self._finish(command, result_topic, {"status": "ok"}, auth, origin)
         except (ActionError, OSError) as exc:
@@ -359,7 +361,7 @@ class CommandService:
 
     def _finish(self, command: Command, topic: str, body: dict, auth: _Auth | None, origin: str) -> None:
         self._result(topic, body, auth)
-        self._audit(command.id, body["status"], body.get("reason"), origin)
+        self._audit(command.id, body["status"], body.get("reason"), origin, auth)
 
     def _result(self, topic: str, body: dict, auth: _Auth | None) -> None:
         """Publish a result. The answer to a signed command echoes its nonce and carries `sig`, a
@@ -397,12 +399,18 @@ class CommandService:
                 self.guards.stats.replies_suppressed += 1
                 return
         self._result(topic, {"status": "rejected", "reason": reason}, auth)
-        self._audit(command_id if command_id in self._by_id else None, "rejected", reason, origin)
+        self._audit(command_id if command_id in self._by_id else None, "rejected", reason, origin, auth)
 
-    def _audit(self, command_id: str | None, status: str, reason: str | None, origin: str) -> None:
+    def _audit(self, command_id: str | None, status: str, reason: str | None, origin: str, auth: _Auth | None) -> None:
+        """One audit event. After a verified signature it names the key (`kid`) and, when the envelope
+        says so, who pressed (`by`): both were covered by the signature, so neither is a sender's claim."""
         event = {"event_type": status, "command": command_id, "origin": origin}
         if reason:
             event["reason"] = reason
+        if auth is not None:
+            event["kid"] = auth.key.kid
+            if auth.by is not None:
+                event["by"] = auth.by
         self.publish(self.audit_topic, json.dumps(event, separators=(",", ":")), 0, False)
 
     # ------------------------------------------------------------ lifecycle
@@ -442,6 +450,7 @@ class _Auth:
     nonce: str
     key: signing.Key
     topic: str
+    by: str | None = None  # who pressed, signed with the rest of the envelope
 
 
 class _Authenticated(signing.Rejected):
@@ -450,6 +459,14 @@ class _Authenticated(signing.Rejected):
     def __init__(self, reason: str, auth: _Auth | None) -> None:
         super().__init__(reason)
         self.auth = auth
+
+
+def _who(origin: str, auth: _Auth | None) -> str:
+    """The origin as a log line shows it: with the key and who pressed for a verified signed command
+    (the log formatter escapes and bounds it like every argument; `by` cannot hold a control character)."""
+    if auth is None:
+        return origin
+    return f"{origin}, kid {auth.key.kid}" + (f", by {auth.by}" if auth.by is not None else "")
 
 
 REDACTED = "<redacted>"

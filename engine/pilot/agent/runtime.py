@@ -28,12 +28,14 @@ from pilot.agent.health import MAX_REPORT_BYTES, Health
 from pilot.agent.health import encode as encode_health
 from pilot.agent.health import entities as health_entities
 from pilot.agent.mqtt import Session, Will
+from pilot.agent.policy import check_allowed
 from pilot.agent.rules import RuleEngine
 from pilot.agent.sensorset import SensorSet
 from pilot.agent.state import StateDir
 from pilot.agent.steps import StepRunner
 from pilot.agent.ticker import Ticker
-from pilot.plan import Plan, Rule, Schedule
+from pilot.naming import words
+from pilot.plan import Command, Plan, Rule, Schedule
 from pilot.probes import ProbeContext
 from pilot.registry import PROBES
 
@@ -51,6 +53,7 @@ MAX_CHILD_COMMAND_TOPIC = len("/") + 64 + len("/") + 64 + len("/cmd/") + 64 + le
 CHILDREN_RECORD = "children.json"  # the child devices announced, per set: removed when they vanish
 MAX_COMMAND_ID = 64  # the profile schema's longest id; a longer one on a command topic is dropped unread
 MAX_STATUS_BYTES = 16  # Home Assistant's birth message is `online`
+ACTIVITY_EVERY = 5.0  # seconds: `<base>/activity` is published at most this often after firings
 
 
 @dataclass
@@ -125,6 +128,130 @@ def idle_rules(plan: Plan, working: set[str], actions_ctx: Any = None) -> list[s
     return out
 
 
+@dataclass
+class Firings:
+    """One rule's or schedule's firings since the agent started: how many, and the last (Unix time)."""
+
+    last: int
+    count: int = 0
+
+
+class Activity:
+    """Rule and schedule firings since the agent started, for the retained `<base>/activity` topic
+    (a console shows when each last fired). Published with every announcement and after a firing,
+    at most once per `every` seconds however often things fire; nothing at all while nothing has
+    fired. While the session is down a firing only marks it dirty: the next connect's announcement
+    publishes it. Clocks and the timer are injected (`after(delay, fn)`: the agent's ticker)."""
+
+    def __init__(
+        self,
+        topic: str,
+        publish: Callable[[str, str], None],
+        after: Callable[[float, Callable[[], None]], None],
+        *,
+        connected: Callable[[], bool] = lambda: True,
+        wall: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+        every: float = ACTIVITY_EVERY,
+    ) -> None:
+        self.topic = topic
+        self._publish, self._after, self._connected = publish, after, connected
+        self._wall, self._mono, self.every = wall, mono, every
+        self.rules: dict[str, Firings] = {}
+        self.schedules: dict[str, Firings] = {}
+        self._lock = threading.Lock()
+        self._last_publish: float | None = None  # monotonic
+        self._armed = False  # a flush is waiting on the timer
+        self._dirty = False  # something fired since the last publish
+
+    def fired(self, kind: str, item_id: str) -> None:
+        """Count one firing (`kind`: "rule" or "schedule"); publish now or when `every` has passed."""
+        with self._lock:
+            table = self.rules if kind == "rule" else self.schedules
+            entry = table.setdefault(item_id, Firings(0))
+            entry.last, entry.count = int(self._wall()), entry.count + 1
+            self._dirty = True
+            if self._armed:
+                return  # coalesced into the publish already waiting
+            wait = 0.0 if self._last_publish is None else self._last_publish + self.every - self._mono()
+            if wait > 0:
+                self._armed = True
+                self._after(wait, self.flush)
+                return
+            self._publish_locked()
+
+    def flush(self) -> None:
+        """The timer's end: publish what fired since the last publish."""
+        with self._lock:
+            self._armed = False
+            if self._dirty:
+                self._publish_locked()
+
+    def announce(self) -> None:
+        """With the announcement on every connect: the counts so far, when anything ever fired."""
+        with self._lock:
+            if self.rules or self.schedules:
+                self._publish_locked(force=True)
+
+    def rearm(self) -> None:
+        """After the timer's jobs were dropped (a reload clears the ticker): a waiting flush is set again."""
+        with self._lock:
+            if self._armed:
+                self._armed = False
+                if self._dirty:
+                    wait = 0.0 if self._last_publish is None else self._last_publish + self.every - self._mono()
+                    self._armed = True
+                    self._after(max(0.0, wait), self.flush)
+
+    def keep(self, rules: set[str], schedules: set[str]) -> None:
+        """After a reload: forget rules and schedules the plan no longer has (the next publish drops them)."""
+        with self._lock:
+            for table, ids in ((self.rules, rules), (self.schedules, schedules)):
+                for gone in set(table) - ids:
+                    del table[gone]
+
+    def payload(self) -> str:
+        def block(table: dict[str, Firings]) -> dict[str, dict[str, int]]:
+            return {k: {"last": v.last, "count": v.count} for k, v in sorted(table.items())}
+
+        return json.dumps({"rules": block(self.rules), "schedules": block(self.schedules)}, separators=(",", ":"))
+
+    def _publish_locked(self, force: bool = False) -> None:
+        if not self._connected() and not force:
+            return  # stays dirty: the next connect's announcement publishes it
+        self._dirty = False
+        self._last_publish = self._mono()
+        self._publish(self.topic, self.payload())
+
+
+def command_capability(command: Command) -> dict[str, Any]:
+    """What a console needs to draw and press one command, signed ones included (Home Assistant's
+    discovery leaves those out): its platform's fields, whether it needs a signature, its
+    confirmation window (seconds, or None) and its topics."""
+    entity = command.entity
+    item: dict[str, Any] = {
+        "id": command.id,
+        "platform": entity.platform,
+        "name": entity.name or words(command.id),
+        "signed": command.signed,
+        "confirm_within": command.confirm,
+        "command_topic": command.command_topic,
+    }
+    if command.state_topic:
+        item["state_topic"] = command.state_topic
+    if entity.platform == "button":
+        item["payload_press"] = "PRESS"
+    elif entity.platform == "switch":
+        item.update(payload_on=ha.ON, payload_off=ha.OFF)
+    elif entity.platform == "number":
+        item.update({k: entity.extra.get(k) for k in ("min", "max", "step")}, unit=entity.unit_of_measurement)
+    elif entity.platform == "select":
+        item["options"] = list(entity.options or ())
+    elif entity.platform == "text":
+        item.update({k: entity.extra[k] for k in ("min_length", "max_length") if k in entity.extra})
+    return item
+
+
 class Agent:
     def __init__(self, plan: Plan, options: AgentOptions) -> None:
         self.options = options
@@ -156,6 +283,12 @@ class Agent:
         if isinstance(self.system, RecordingSystem):
             log.warning("PILOT_SYSTEM_RECORD is set: actions are recorded to %s, not performed", self.system.path)
         self.reload_handler: Callable[[bytes], None] | None = None  # `_reload` requests; see pilot.agent.reload
+        self.activity = Activity(
+            f"{plan.topics.base}/activity",
+            lambda topic, payload: self.session.publish_result(topic, payload, qos=1, retain=True),
+            self.ticker.after,
+            connected=lambda: self.session.connected,
+        )
         self.parts = self._build(plan)
 
     # the current plan's parts, read through `parts` so a reload swaps them all at once
@@ -275,6 +408,8 @@ class Agent:
             self.parts = new
             self._stop_parts(old, retire=True)
             self._start_parts()
+            self.activity.keep({r.id for r in plan.rules}, {s.id for s in plan.schedules})
+            self.activity.rearm()  # the ticker's jobs were cleared, a waiting activity publish with them
         log.info("reloaded profile %s (hash %s)", plan.profile, plan.profile_hash)
         if self.session.connected:
             self.announce()
@@ -294,6 +429,7 @@ class Agent:
 
     def _rule_fired(self, rule: Rule) -> None:
         log.info("rule %s fired", rule.id)
+        self.activity.fired("rule", rule.id)
         if rule.state_topic:
             self.session.publish_telemetry(rule.state_topic, ha.ON, retain=True)
         self.parts.steps.run(rule.do, f"rule:{rule.id}")
@@ -306,6 +442,7 @@ class Agent:
 
     def _schedule_fired(self, schedule: Schedule) -> None:
         log.info("schedule %s fired", schedule.id)
+        self.activity.fired("schedule", schedule.id)
         self.parts.steps.run(schedule.do, f"schedule:{schedule.id}")
 
     # ---------------------------------------------------------------- announcements
@@ -318,6 +455,19 @@ class Agent:
             "actions": sorted({c.action for c in self.plan.commands}),
             "registry": {"probes": PROBES.names()},
             "dry_run": self.options.dry_run,
+            # for a console: every command the allowlist admits (signed ones too), rules and schedules
+            "commands": [
+                command_capability(c)
+                for c in self.plan.commands
+                if check_allowed(c, self.plan.policy) is None
+            ],
+            "rules": [
+                {"id": r.id, "name": (r.entity.name if r.entity and r.entity.name else None) or words(r.id)}
+                for r in self.plan.rules
+            ],
+            "schedules": [
+                {"id": s.id, "name": words(s.id), "cron": s.cron, "every": s.every} for s in self.plan.schedules
+            ],
         }
 
     def announce(self) -> None:
@@ -346,6 +496,7 @@ class Agent:
                 self.plan.topics.base,
             )
             self.session.publish_result(self.plan.topics.availability, "online", retain=True)
+            self.activity.announce()
             if self.parts.children is not None:
                 self.parts.children.announce()
             self.publish_health()

@@ -213,7 +213,8 @@ def test_every_answer_to_a_signed_command_echoes_its_nonce_and_verifies(rigs, ca
     assert signing.verify_result(answer, key, "d", f"pilot/d/cmd/{command}/set", NONCE)
     assert not signing.verify_result({**answer, "ts": TS + 1}, key, "d", f"pilot/d/cmd/{command}/set", NONCE)
     event = {"event_type": expect["status"], "command": command, "origin": "mqtt"}
-    assert rig.audit() == [{**event, **({"reason": expect["reason"]} if "reason" in expect else {})}]
+    event |= {"reason": expect["reason"]} if "reason" in expect else {}
+    assert rig.audit() == [{**event, "kid": "k1"}]  # every one of these verified: the audit names the key
 
 
 def test_dry_run_and_interrupted_answers_to_a_signed_command_are_signed(rigs):

@@ -319,6 +319,8 @@ def test_guard_chain(rigs, row: Row):
     assert [(c, a["status"], a.get("reason")) for c, a in answers] == [(row.command, status, reason)]
     event = {"event_type": status, "command": None if row.command == "ghost" else row.command}
     event = {**event, "origin": "mqtt", **({"reason": reason} if reason else {})}
+    if "nonce" in answers[0][1]:  # the signature verified: the audit names the key that signed
+        event["kid"] = "k1"
     assert rig.audit(mark) == [event]
 
 
@@ -476,6 +478,69 @@ def test_an_answer_to_a_signed_command_echoes_its_nonce_and_is_signed(rigs):
     key = rig.signer.keys["k1"]
     assert signing.verify_result(answer, key, "d", "pilot/d/cmd/signed/set", NONCE)
     assert not signing.verify_result(answer, FORGED, "d", "pilot/d/cmd/signed/set", NONCE)
+
+
+def named(value: str, by: str | None, *, key: signing.Key | None = None, command: str = "signed"):
+    """A signed envelope that names who pressed."""
+
+    def make(rig: Rig) -> bytes:
+        k = key or rig.signer.keys["k1"]
+        env = signing.sign(k, "d", f"pilot/d/cmd/{command}/set", value, ts=int(rig.clock["wall"]), by=by)
+        return json.dumps(env).encode()
+
+    return make
+
+
+def test_the_audit_of_a_verified_signed_command_names_its_key_and_who_pressed(rigs, caplog):
+    rig = rigs()
+    caplog.set_level("INFO", logger="pilot.commands")
+    rig.send("signed", named("ON", "alice.ops@example-home_1"))
+    rig.send("signed", named("on", "bob"))  # bad_value, after the signature: still named
+    rig.tick(10)  # rate_limit: 2 per 10 s
+    rig.send("signed", named("OFF", None))
+    rig.send("press", b"PRESS")
+    assert rig.audit() == [
+        {"event_type": "ok", "command": "signed", "origin": "mqtt", "kid": "k1", "by": "alice.ops@example-home_1"},
+        {
+            "event_type": "rejected",
+            "command": "signed",
+            "origin": "mqtt",
+            "reason": "bad_value",
+            "kid": "k1",
+            "by": "bob",
+        },
+        {"event_type": "ok", "command": "signed", "origin": "mqtt", "kid": "k1"},
+        {"event_type": "ok", "command": "press", "origin": "mqtt"},
+    ]
+    executed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("executed ")]
+    assert [m.split(":")[0] for m in executed] == [
+        "executed signed (mqtt, kid k1, by alice.ops@example-home_1)",
+        "executed signed (mqtt, kid k1)",
+        "executed press (mqtt)",
+    ]
+
+
+def test_a_name_that_proved_no_key_is_never_audited(rigs):
+    """A forged or unverified envelope's `kid` and `by` are a stranger's claims: the audit leaves them out."""
+    rig = rigs()
+    rig.send("signed", named("ON", "alice", key=FORGED))  # unauthorized
+    rig.tick(1)
+    forged = json.loads(named("ON", "alice")(rig))
+    forged["by"] = "mallory"  # changed after signing
+    rig.send("signed", json.dumps(forged).encode())
+    rig.tick(1)
+    rig.send("signed", named("ON", "alice", key=STRANGER))
+    rig.tick(1)
+    bad = json.loads(named("ON", "alice")(rig))
+    bad["by"] = "mallory\nexecuted shutdown"
+    rig.send("signed", json.dumps(bad).encode())  # malformed
+    assert [(e["reason"], sorted(e)) for e in rig.audit()] == [
+        ("unauthorized", ["command", "event_type", "origin", "reason"]),
+        ("unauthorized", ["command", "event_type", "origin", "reason"]),
+        ("unauthorized", ["command", "event_type", "origin", "reason"]),
+        ("malformed", ["command", "event_type", "origin", "reason"]),
+    ]
+    assert rig.system.calls == []
 
 
 def test_no_answer_or_audit_event_echoes_the_payload(rigs):
