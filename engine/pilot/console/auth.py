@@ -58,6 +58,11 @@ LIFETIME = 7 * 86400.0
 TOUCH_EVERY = 60.0  # a session's last_seen is written at most once a minute, not at every request
 
 
+def _shown(text: str) -> str:
+    """Text from a file or a request as it may appear in a message: quoted, escaped, bounded."""
+    return f"'{escape(bound(text, 40))}'"
+
+
 class AuthError(Exception):
     """A refusal with a one-line message for a person (the CLI prints it as is)."""
 
@@ -89,8 +94,7 @@ class Role(enum.IntEnum):
         """The role named `text` (viewer, operator, admin), else ValueError saying which are known."""
         if isinstance(text, str) and text in ROLE_NAMES:
             return cls[text.upper()]
-        shown = escape(bound(str(text), 40))
-        raise ValueError(f"role {shown!r} is not one of viewer, operator, admin")
+        raise ValueError(f"role {_shown(str(text))} is not one of viewer, operator, admin")
 
 
 ROLE_NAMES = ("viewer", "operator", "admin")
@@ -107,8 +111,7 @@ def check_name(name: object) -> str:
     """`name` when it is a valid user name (a-z 0-9 _ . -, 1 to 32 characters), else AuthError."""
     if isinstance(name, str) and NAME_RE.fullmatch(name):
         return name
-    shown = escape(bound(str(name), 40))
-    raise AuthError(f"user name {shown!r} is not allowed: use 1 to 32 of a-z 0-9 _ . -")
+    raise AuthError(f"user name {_shown(str(name))} is not allowed: use 1 to 32 of a-z 0-9 _ . -")
 
 
 def check_password(password: object) -> str:
@@ -240,7 +243,7 @@ class UsersFile:
             name, role_text, hashed = parts
             if not NAME_RE.fullmatch(name):
                 raise UsersFileError(
-                    f"{where}: user name {escape(bound(name, 40))!r} is not allowed: use 1 to 32 of a-z 0-9 _ . -"
+                    f"{where}: user name {_shown(name)} is not allowed: use 1 to 32 of a-z 0-9 _ . -"
                 )
             try:
                 role = Role.parse(role_text)
