@@ -12,7 +12,8 @@ broker keeps states, capabilities and health for ever. `pilot forget` (and `pilo
    the ones the plan would announce;
 3. it sets availability `offline` (so a Home Assistant that still shows the device marks it
    unavailable at once), empties every discovery topic (Home Assistant removes the device), then
-   every state, capabilities and health topic, and the availability topic last;
+   every state, capabilities, health and activity topic (whatever was found retained under
+   `<prefix>/<id>/#`), and the availability topic last;
 4. it removes `discovery.json` (and `children.json`), so a later `pilot run` announces the device afresh.
 
 Child devices (`children:`, e.g. Proxmox guests) have discovery topics of their own,

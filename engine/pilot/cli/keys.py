@@ -88,8 +88,11 @@ class Exchange:
     the envelope), the signature is not. Other answers are counted and reported, never believed. An
     unsigned command's answer is taken as it comes, with a note that it is unauthenticated."""
 
-    def __init__(self, plan: Plan, command: Command, value: str, key: Any, *, confirm: bool) -> None:
+    def __init__(
+        self, plan: Plan, command: Command, value: str, key: Any, *, confirm: bool, by: str | None = None
+    ) -> None:
         self.plan, self.command, self.value, self.key, self.confirm = plan, command, value, key, confirm
+        self.by = by  # who pressed, signed into the envelope (the agent's audit names them)
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.result: dict | None = None
@@ -104,7 +107,7 @@ class Exchange:
 
         if self.key is None:
             return self.value, None
-        env = signing.sign(self.key, self.plan.device.id, self.command.command_topic, self.value)
+        env = signing.sign(self.key, self.plan.device.id, self.command.command_topic, self.value, by=self.by)
         return json.dumps(env, separators=(",", ":")), env["nonce"]
 
     def answer(self, raw: bytes) -> str | None:
@@ -224,6 +227,12 @@ def cmd_send(args: argparse.Namespace) -> int:
     if value is None:
         print(f"pilot: error: command {command.id!r} ({command.entity.platform}) needs a VALUE", file=sys.stderr)
         return 2
+    if args.by is not None and not command.signed:
+        print(
+            f"pilot: error: --by is signed into an envelope, and {command.id!r} is not a signed command",
+            file=sys.stderr,
+        )
+        return 2
     key = None
     if command.signed:  # an unsigned command takes its value as it is: an envelope would be the value
         try:
@@ -240,7 +249,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         for line in missing:
             print(f"pilot: error: cannot read {escape(line)}", file=sys.stderr)
         return 2
-    exchange = Exchange(plan, command, value, key, confirm=not args.no_confirm)
+    exchange = Exchange(plan, command, value, key, confirm=not args.no_confirm, by=args.by)
     finished = _deliver(plan, exchange, host, port, args.timeout)
     if finished is None:
         return 1
@@ -259,6 +268,14 @@ def cmd_privileges(args: argparse.Namespace) -> int:
         print(f"pilot: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _by(text: str) -> str:
+    from pilot.agent.signing import BY_RE
+
+    if not BY_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError("NAME must be 1 to 64 characters of A-Z a-z 0-9 _ . @ -")
+    return text
 
 
 def _user(text: str) -> str:
@@ -323,6 +340,9 @@ def register(sub: Any) -> None:
     p.add_argument("--state-dir", metavar="DIR")
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--no-confirm", action="store_true", help="do not press a second time for confirm commands")
+    p.add_argument(
+        "--by", metavar="NAME", type=_by, help="who pressed, signed into the envelope and named in the agent's audit"
+    )
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("privileges", help="print the polkit rule (and tmpfiles.d lines) the profile needs")
