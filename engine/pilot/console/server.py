@@ -21,7 +21,10 @@ from pilot.escaping import escape
 log = logging.getLogger("pilot.console")
 
 
-def _host_port(text: str, default_port: int) -> tuple[str, int]:
+def _host_port(text: str | tuple[str, int | None], default_port: int) -> tuple[str, int]:
+    """`HOST[:PORT]` (or the command line's already parsed pair) with the default port filled in."""
+    if isinstance(text, tuple):
+        return text[0], text[1] or default_port
     host, sep, port = text.rpartition(":")
     if not sep:
         return text, default_port
