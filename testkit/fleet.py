@@ -489,6 +489,7 @@ class FleetSimulator:
                     "signed": False,
                     "confirm_within": None,
                     "command_topic": f"{base}/cmd/lock/set",
+                    "payload_press": "PRESS",
                 },
                 {
                     "id": "reboot",
@@ -497,10 +498,18 @@ class FleetSimulator:
                     "signed": True,
                     "confirm_within": 10,
                     "command_topic": f"{base}/cmd/reboot/set",
+                    "payload_press": "PRESS",
                 },
-            ],  # fmt: skip
+            ],
             "rules": [{"id": "hot_cpu", "name": "Hot CPU"}],
-            "schedules": [{"id": "nightly_lock", "name": "Nightly lock", "cron": "0 23 * * *"}],
+            "schedules": [{"id": "nightly_lock", "name": "Nightly lock", "cron": "0 23 * * *", "every": None}],
+        }
+
+    def activity(self, dev: SimDevice, now: float) -> dict:
+        """The retained rule/schedule firing counts (runtime.Activity's payload)."""
+        return {
+            "rules": {"hot_cpu": {"last": int(now) - 3600 - dev.index, "count": 1 + dev.index % 5}},
+            "schedules": {"nightly_lock": {"last": int(now) - 7200, "count": 3}},
         }
 
     def health(self, dev: SimDevice, now: float) -> dict:
@@ -552,6 +561,7 @@ class FleetSimulator:
             (f"{base}/capabilities", json.dumps(self.capabilities(dev)).encode(), True),
             (f"{base}/availability", b"online", True),
             (f"{base}/health", _json(self.health(dev, now)), True),
+            (f"{base}/activity", _json(self.activity(dev, now)), True),
         ]
         out += [(f"{base}/state/{k.key}", self._format(dev, i), True) for i, k in enumerate(dev.kinds)]
         return out

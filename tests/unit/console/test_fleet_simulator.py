@@ -29,6 +29,18 @@ def broker():
     b.cleanup()
 
 
+def watch(broker: Mosquitto, sim: FleetSimulator, *, states_only: bool = False) -> Watcher:
+    """A subscriber to this simulator's devices only: the module's broker keeps other tests' retained messages."""
+    topics: tuple[str, ...] = ()
+    for dev in sim.devices:
+        topics += (
+            (f"pilot/{dev.id}/state/#",)
+            if states_only
+            else (f"pilot/{dev.id}/#", f"homeassistant/device/{dev.id}/config")
+        )
+    return Watcher(broker.port, topics=topics).start()
+
+
 # ------------------------------------------------------------------ encoding
 
 
@@ -134,12 +146,12 @@ def test_a_refused_connack_is_an_error_naming_the_answer():
 def test_announce_delivers_exactly_what_an_agent_publishes_retained(broker):
     sim = FleetSimulator("127.0.0.1", broker.port, devices=3, sensors=5, seed=7, connections=2)
     sim.announce()
-    watcher = Watcher(broker.port).start()  # subscribes after: sees only retained copies
+    watcher = watch(broker, sim)  # subscribes after: sees only retained copies
     try:
         expected = {(t, p) for dev in sim.devices for t, p, _ in sim.messages(dev)}
-        # 4 announcement messages + 5 states per device
-        assert len(expected) == 3 * 9
-        got = watcher.wait_for(lambda m: len(watcher.messages) >= 27, timeout=10)
+        # 5 announcement messages (discovery, capabilities, availability, health, activity) + 5 states per device
+        assert len(expected) == 3 * 10
+        got = watcher.wait_for(lambda m: len(watcher.messages) >= 30, timeout=10)
         assert got is not None
         received = {(m.topic, m.payload) for m in watcher.messages}
         # health carries the announce time; compare its shape separately
@@ -156,7 +168,7 @@ def test_announce_delivers_exactly_what_an_agent_publishes_retained(broker):
 
 def test_discovery_looks_like_a_pilot_device_with_its_states_on_the_announced_topics(broker):
     sim = FleetSimulator("127.0.0.1", broker.port, devices=1, sensors=20, seed=3)
-    watcher = Watcher(broker.port).start()
+    watcher = watch(broker, sim)
     try:
         sim.announce()
         dev = sim.devices[0]
@@ -209,7 +221,7 @@ def test_states_walk_within_their_ranges_over_many_periods(broker):
 
 def test_a_marker_arrives_with_its_unique_value_and_stop_sends_offline(broker):
     sim = FleetSimulator("127.0.0.1", broker.port, devices=4, sensors=3, seed=5, connections=2)
-    watcher = Watcher(broker.port, topics=("pilot/#",)).start()
+    watcher = watch(broker, sim)
     try:
         sim.announce()
         first, second = sim.mark(2), sim.mark(2)
@@ -230,7 +242,7 @@ def test_a_marker_arrives_with_its_unique_value_and_stop_sends_offline(broker):
 
 def test_run_publishes_every_device_in_turn_and_counts_what_it_wrote(broker):
     sim = FleetSimulator("127.0.0.1", broker.port, devices=5, sensors=2, period=0.05, seed=9, tick=0.01)
-    watcher = Watcher(broker.port, topics=("pilot/+/state/#",)).start()
+    watcher = watch(broker, sim, states_only=True)
     try:
         sim.announce()  # health is then fresh: the short run sends states only
         published, states = sim.counters.published, sim.counters.states
