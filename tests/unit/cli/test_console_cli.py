@@ -330,3 +330,19 @@ def test_service_uninstall_and_status_go_through_the_runner(capsys, tmp_path, mo
     run(capsys, "console", "service", "status", "--system")
     calls = [json.loads(line) for line in record.read_text().splitlines()]
     assert calls == [["systemctl", "status", "pilot-console", "--no-pager"]]
+
+
+# ------------------------------------------------------------------ the container recipe
+
+
+def test_the_dockerfile_pins_its_base_runs_as_non_root_and_serves_8470():
+    lines = [line.strip() for line in (REPO / "Dockerfile").read_text().splitlines() if line.strip()]
+    base = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    assert base == ["python:3.11-slim-bookworm"]
+    assert not any(":latest" in line or line.startswith("FROM ") and ":" not in line for line in lines)
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert "EXPOSE 8470" in lines
+    assert 'VOLUME ["/data"]' in lines
+    assert lines[-1].startswith('CMD ["pilot", "console", "run", "--config", "/config/console.yaml"')
+    assert any(line.startswith("RUN pip install") and ".[console" in line for line in lines)
