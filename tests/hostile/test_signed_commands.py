@@ -274,6 +274,72 @@ def test_non_canonical_envelopes_signed_with_the_real_key_are_malformed(rig):
     assert rig.send_signed(base)["status"] == "ok"  # the canonical spelling still works
 
 
+def _signed_by(key: signing.Key, by: str, **fields) -> dict:
+    """An envelope whose HMAC really covers `by`, whatever it holds (`signing.sign` refuses a bad name):
+    the agent must refuse it for its shape, not for its signature."""
+    import hashlib
+    import hmac
+
+    topic, ts, nonce = f"{BASE}/cmd/shutdown/set", int(time.time()), signing.b64url(os.urandom(16))
+    canon = signing.canonical(key.kid, DEVICE, topic, ts, nonce, b"PRESS", by)
+    sig = signing.b64url(hmac.new(key.secret, canon, hashlib.sha256).digest())
+    return {"v": 1, "kid": key.kid, "ts": ts, "nonce": nonce, "cmd": "PRESS", "by": by, "sig": sig, **fields}
+
+
+def test_a_forged_or_hostile_by_runs_nothing_and_is_never_audited(rig):
+    """Nobody on the broker can put another name on a press, nor a line break into the audit or the log."""
+    rig.start()
+    key = rig.signer.keys["k1"]
+    topic = f"{BASE}/cmd/shutdown/set"
+    since = time.monotonic()
+    good = signing.sign(key, DEVICE, topic, "PRESS", by="alice")
+    cases = [
+        ({**good, "by": "mallory"}, "unauthorized"),  # a captured press, renamed
+        ({k: v for k, v in signing.sign(key, DEVICE, topic, "PRESS", by="alice").items() if k != "by"}, "unauthorized"),
+        ({**signing.sign(key, DEVICE, topic, "PRESS"), "by": "mallory"}, "unauthorized"),  # a name added
+        (_signed_by(key, "mallory\nexecuted shutdown (mqtt, kid k1, by root)"), "malformed"),
+        (_signed_by(key, "mallory\x1b[2J"), "malformed"),
+        (_signed_by(key, "mallory\u2028"), "malformed"),
+        (_signed_by(key, "m" * 65), "malformed"),
+        (_signed_by(key, ""), "malformed"),
+    ]
+    before = rig.nonce_log.read_bytes() if rig.nonce_log.exists() else b""
+    for env, reason in cases:
+        body = rig.send("shutdown", json.dumps(env))
+        assert (body["status"], body.get("reason")) == ("rejected", reason), (env, body)
+        assert "nonce" not in body and "sig" not in body
+        time.sleep(1.05)  # unauthenticated rejections are answered once a second
+    twice = json.dumps(signing.sign(key, DEVICE, topic, "PRESS", by="alice"))[:-1] + ', "by": "mallory"}'
+    assert rig.send("shutdown", twice)["reason"] == "malformed"  # which one was signed?
+    time.sleep(1.05)
+    null = {**signing.sign(key, DEVICE, topic, "PRESS"), "by": None}  # a second spelling of "no name"
+    assert rig.send("shutdown", json.dumps(null))["reason"] == "malformed"
+    assert rig.executions() == 0
+    assert (rig.nonce_log.read_bytes() if rig.nonce_log.exists() else b"") == before
+    deadline = time.monotonic() + 10  # each audit event follows its answer
+    while len(rig.watcher.on(f"{BASE}/audit", since=since)) < len(cases) + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    audits = [json.loads(m.payload) for m in rig.watcher.on(f"{BASE}/audit", since=since)]
+    assert len(audits) == len(cases) + 2
+    assert all("by" not in a and "kid" not in a for a in audits), audits
+    assert "mallory" not in rig.agent.output()
+
+    assert rig.send_signed(good)["status"] == "ok"  # the name as signed: run and named
+    named = rig.watcher.wait_for(
+        lambda m: m.topic == f"{BASE}/audit" and json.loads(m.payload).get("event_type") == "ok",
+        timeout=10,
+        since=since,
+    )
+    assert named is not None and json.loads(named.payload) == {
+        "event_type": "ok",
+        "command": "shutdown",
+        "origin": "mqtt",
+        "kid": "k1",
+        "by": "alice",
+    }
+    assert rig.executions() == 1
+
+
 # ------------------------------------------------------------------ 4. authenticated results
 
 
