@@ -119,7 +119,10 @@ async def session_of(console: Console, request: Request) -> auth.Session | None:
     token = request.cookies.get(auth.COOKIE_NAME)
     if token is None:
         return None
-    return await run_in_threadpool(console.sessions.lookup, token)
+    try:
+        return await run_in_threadpool(console.sessions.lookup, token)
+    except auth.UsersFileError as exc:  # someone broke the file while the console runs: say so, admit nobody
+        raise ApiError(503, str(exc)) from None
 
 
 async def require(console: Console, request: Request, role: auth.Role = auth.Role.VIEWER) -> auth.Session:

@@ -95,9 +95,13 @@ def open_console(config: ConsoleConfig, clock=time.time):
     )
     ingest.on_result = sender.on_result
     users = auth.UsersFile(config.auth.users_file)
-    sessions = auth.Sessions(
-        storage, clock, users=users, idle=config.auth.session_idle_s, lifetime=config.auth.session_max_s
-    )
+    try:
+        sessions = auth.Sessions(
+            storage, clock, users=users, idle=config.auth.session_idle_s, lifetime=config.auth.session_max_s
+        )
+    except auth.AuthError as exc:
+        storage.close()
+        raise ConfigError(str(exc)) from None
     return Console(
         config=config,
         fleet=fleet,
@@ -135,8 +139,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"pilot: error: {exc}", file=sys.stderr)
         return 2
     from pilot.console.app import build
+    from pilot.console.auth import AuthError
 
-    if not config.auth.anonymous_read and not console.users.list():
+    try:
+        nobody = not console.users.list()
+    except AuthError as exc:  # one line naming the file
+        print(f"pilot: error: {exc}", file=sys.stderr)
+        return 2
+    if not config.auth.anonymous_read and nobody:
         log.warning(
             "no users in %s yet: add one with `pilot console user add NAME --role admin`",
             escape(str(config.auth.users_file)),
