@@ -47,6 +47,7 @@ export class ChartPanel {
     const ts = Array.isArray(data && data.ts) ? data.ts : [];
     const values = Array.isArray(data && data.values) ? data.values : [];
     this.el.dataset.points = String(ts.length);
+    this.el.dataset.range = range; // what is drawn now (the tests wait on it)
     this.el.dataset.tier = String((data && data.tier) || "");
     if (ts.length === 0) {
       this.destroy();
@@ -73,6 +74,16 @@ export class ChartPanel {
       scales: { x: { time: true } },
       series: [{}, { label: this.entity.name || this.entity.key, stroke: "#2a7ae2", width: 1.5, fill: "rgba(42,122,226,0.08)", value: (u, v) => (v == null ? "—" : `${v} ${unit}`.trim()) }],
       axes: [{}, { label: unit || undefined }],
+      hooks: {
+        // the shown time span, for the page's tests and for screen readers
+        setScale: [
+          (u, key) => {
+            if (key !== "x") return;
+            this.el.dataset.xmin = String(Math.round(u.scales.x.min));
+            this.el.dataset.xmax = String(Math.round(u.scales.x.max));
+          },
+        ],
+      },
     };
     this.plot = new uPlot(opts, [ts.map(Number), values.map((v) => (v === null ? null : Number(v)))], this.body);
   }

@@ -73,6 +73,8 @@ export class DevicePage {
       throw e;
     }
     this.d = d;
+    if (Number.isInteger(d.cursor)) this.cursor = d.cursor;
+    if (d.broker) this.onBroker(d.broker);
     this.render();
   }
 
@@ -135,6 +137,15 @@ export class DevicePage {
       for (const c of extra) body.appendChild(this.commandRow(c));
       this.el.appendChild(h("section#more-commands.group", { dataset: { group: "commands" } }, h("h2", { text: "More commands" }), h("table.entities", body)));
     }
+    const kids = Array.isArray(d.children) ? d.children : [];
+    if (kids.length) {
+      this.el.appendChild(
+        h("section#children.list", h("h2", { text: "Sub-devices" }), h("ul", kids.map((k) => {
+          const href = `/devices/${seg(k)}`;
+          return h("li", h("a", { href, text: String(k), on: { click: (ev) => { ev.preventDefault(); this.navigate(href); } } }));
+        }))),
+      );
+    }
     this.lists = h("div.lists");
     this.el.appendChild(this.lists);
     this.renderLists();
@@ -163,7 +174,8 @@ export class DevicePage {
   entityRow(e) {
     const value = h("td.entity-value", { text: fmtValue(e.value, e.unit) });
     const updated = h("td.entity-updated.muted", { text: relTime(e.updated) });
-    const chartable = e.platform === "binary_sensor" || ((e.platform === "sensor" || !e.platform) && isNumeric(e.value));
+    const chartable =
+      e.history !== undefined ? e.history === true : e.platform === "binary_sensor" || (e.platform === "sensor" && isNumeric(e.value));
     const name = chartable
       ? h("button.entity-chart.link", { type: "button", text: e.name || e.key, title: "Show chart", on: { click: () => this.toggleChart(e) } })
       : h("span", { text: e.name || e.key });
@@ -261,7 +273,7 @@ export class DevicePage {
     if (status === "dry_run") {
       const calls = dryRunCalls(ans);
       el.appendChild(calls.length ? h("ul.calls", calls.map((c) => h("li", h("code", { text: c })))) : h("span.muted", { text: " (no calls listed)" }));
-    } else if ((status === "failed" || status === "ok") && ans.detail) {
+    } else if (status !== "armed" && ans.detail) {
       el.appendChild(h("div.detail.muted", { text: typeof ans.detail === "string" ? ans.detail : JSON.stringify(ans.detail) }));
     }
     if (ans.verified === true) el.appendChild(h("span.verified", { text: " ✓ signed answer", title: "The device's answer carried a valid signature." }));
@@ -360,6 +372,14 @@ export class DevicePage {
     }
     for (const s of Array.isArray(data.states) ? data.states : []) {
       if (Array.isArray(s) && String(s[0]) === this.id) this.setValue(String(s[1]), s[2], s[3]);
+    }
+    if (Array.isArray(data.audit) && this.d) {
+      this.d.audit = data.audit;
+      this.renderLists();
+    }
+    if (Array.isArray(data.removed) && data.removed.map(String).includes(this.id) && this.d) {
+      this.d.online = null;
+      this.renderHead();
     }
   }
 

@@ -9,6 +9,10 @@ export function h(spec, attrs, ...children) {
     if (part[0] === ".") el.classList.add(part.slice(1));
     else el.id = part.slice(1);
   }
+  if (attrs instanceof Node || Array.isArray(attrs) || typeof attrs !== "object") {
+    children.unshift(attrs); // no attributes: the second argument is a child
+    attrs = null;
+  }
   if (attrs) {
     for (const [k, v] of Object.entries(attrs)) {
       if (v === undefined || v === null || v === false) continue;

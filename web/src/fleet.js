@@ -66,6 +66,7 @@ export class FleetPage {
     const data = await api("GET", "/api/fleet");
     this.devices.clear();
     for (const d of (data && data.devices) || []) if (d && d.id !== undefined) this.devices.set(String(d.id), d);
+    if (data && Number.isInteger(data.cursor)) this.cursor = data.cursor;
     this.rows.clear();
     clear(this.list);
     if (data && data.broker) this.onBroker(data.broker);
@@ -83,6 +84,11 @@ export class FleetPage {
         changed.add(id);
         this.rows.delete(id);
       }
+    }
+    for (const id of Array.isArray(data.removed) ? data.removed : []) {
+      this.devices.delete(String(id));
+      this.rows.delete(String(id));
+      changed.add(String(id));
     }
     for (const s of Array.isArray(data.states) ? data.states : []) {
       if (!Array.isArray(s) || s.length < 3) continue;

@@ -55,6 +55,8 @@ const REASONS = {
   no_key: "The console has no signing key for this signed command.",
   unknown_command: "The device does not know this command.",
   csrf: "The page's security token is stale; reload the page.",
+  console_has_no_key: "The console has no signing key for this signed command (see signing.keyring).",
+  broker_unavailable: "The console is not connected to the MQTT broker.",
 };
 
 export function reasonText(code) {

@@ -4,7 +4,8 @@
 import { api } from "./api.js";
 
 export class Live {
-  constructor({ onUpdate, onResync, onStatus }) {
+  constructor({ url, onUpdate, onResync, onStatus }) {
+    this.url = url; // () => the stream's URL with the latest cursor
     this.onUpdate = onUpdate;
     this.onResync = onResync;
     this.onStatus = onStatus;
@@ -21,7 +22,7 @@ export class Live {
 
   open() {
     if (this.stopped) return;
-    const es = new EventSource("/api/events");
+    const es = new EventSource(this.url());
     this.es = es;
     es.addEventListener("open", () => {
       this.onStatus(true);

@@ -84,15 +84,25 @@ function stopPage() {
   clear(content);
 }
 
-function startLive() {
-  if (live) return;
+function startLive(current) {
+  stopLive();
   live = new Live({
+    url: () => {
+      const q = new URLSearchParams();
+      if (current.id !== undefined) q.set("device", current.id);
+      if (current.cursor !== undefined && current.cursor !== null) q.set("cursor", String(current.cursor));
+      const qs = q.toString();
+      return qs ? `/api/events?${qs}` : "/api/events";
+    },
     onUpdate: (data) => {
       if (data.broker) onBroker(data.broker);
-      if (page) page.update(data);
+      if (page === current) {
+        if (Number.isInteger(data.cursor)) current.cursor = data.cursor;
+        current.update(data);
+      }
     },
     onResync: () => {
-      if (page) page.load().catch(() => {});
+      if (page === current) current.load().catch(() => {});
     },
     onStatus: (up) => {
       status.stream = up;
@@ -113,12 +123,14 @@ async function route() {
   const path = location.pathname;
   stopPage();
   document.body.dataset.page = "";
+  document.body.dataset.ready = "";
   if (path === "/login") {
     stopLive();
     document.body.dataset.page = "login";
     document.title = "Sign in · Pilot console";
     const expired = new URLSearchParams(location.search).has("next");
     cleanupLogin = renderLogin(content, { navigate, expired });
+    document.body.dataset.ready = "1";
     return;
   }
   if (!session.role) {
@@ -143,13 +155,13 @@ async function route() {
   document.title = id !== null ? `${id} · Pilot console` : "Fleet · Pilot console";
   page = id !== null ? new DevicePage(content, id, { navigate, onBroker }) : new FleetPage(content, { navigate, onBroker });
   const mine = page;
-  startLive();
   try {
     await page.load();
     if (id !== null && page === mine && page.d) document.title = `${page.d.name || id} · Pilot console`;
   } catch (e) {
     if (e.status !== 401 && page === mine) content.appendChild(h("p.error", { text: `Could not load: ${e.message}` }));
   }
+  if (page === mine) startLive(mine);
   document.body.dataset.ready = "1";
 }
 
