@@ -170,6 +170,83 @@ def cmd_run(args: argparse.Namespace) -> int:
     return int(server.main(args) or 0)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`./dev console`: a trial broker when none listens, this machine's agent in dry run, and the console
+    with a demo operator whose password is printed once. Ctrl-C stops all three."""
+    import secrets
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    try:
+        from pilot.console import auth, server
+    except ImportError as exc:
+        return _fail(f"the console needs its extra: pip install 'pilot-agent[console]' ({exc.name} is missing)")
+    from pilot.agent import broker as trial
+
+    base = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="pilot-console-demo-"))
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    host, port = "127.0.0.1", 1883
+    embedded = None
+    if not trial.listening(host, port):
+        port = trial.free_port()
+        try:
+            embedded = trial.start(port)
+        except RuntimeError as exc:
+            return _fail(f"cannot start a trial broker: {exc}")
+        out(f"started a private trial broker ({embedded.kind}) on {host}:{port}")
+    else:
+        out(f"using the broker already listening on {host}:{port}")
+    users = base / "console-users"
+    password = secrets.token_urlsafe(12)
+    if users.exists():
+        users.unlink()
+    auth.UsersFile(users).add("demo", "operator", password)
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pilot",
+            "run",
+            "--dry-run",
+            "--broker",
+            f"{host}:{port}",
+            "--state-dir",
+            str(base / "agent"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(base / "agent.log", "ab"),
+    )
+    listen = args.listen or ("127.0.0.1", 8470)
+    out(f"this machine's agent runs in dry run (log: {base / 'agent.log'})")
+    out(f"open http://{listen[0]}:{listen[1]}/ and sign in as `demo` with the password {password}")
+    try:
+        return server.main(
+            argparse.Namespace(
+                config=None,
+                broker=(host, port),
+                listen=listen,
+                db=None,
+                users=str(users),
+                tls_cert=None,
+                tls_key=None,
+                anonymous_read=None,
+                keyring=None,
+                kid=None,
+                state_dir=str(base / "console"),
+            )
+        )
+    finally:
+        agent.terminate()
+        try:
+            agent.wait(10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+        if embedded is not None:
+            embedded.stop()
+
+
 # ------------------------------------------------------------------ service
 
 
@@ -289,6 +366,11 @@ def register(sub: Any) -> None:
     r.add_argument("--kid", metavar="ID", help="the key id the console signs with (default: console)")
     r.add_argument("--state-dir", metavar="DIR", help="history and sessions (default /var/lib/pilot-console as root)")
     r.set_defaults(func=cmd_run)
+
+    m = actions.add_parser("demo", help="try it: a trial broker, this machine's agent in dry run, and the console")
+    m.add_argument("--listen", metavar="HOST:PORT", type=parse_listen, help="where to serve (default 127.0.0.1:8470)")
+    m.add_argument("--state-dir", metavar="DIR", help="where the demo keeps its files (default: a new temporary one)")
+    m.set_defaults(func=cmd_demo)
 
     u = actions.add_parser("user", help="add, change, remove or list the console's users")
     u.set_defaults(func=_help(u))
