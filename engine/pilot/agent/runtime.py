@@ -457,9 +457,7 @@ class Agent:
             "dry_run": self.options.dry_run,
             # for a console: every command the allowlist admits (signed ones too), rules and schedules
             "commands": [
-                command_capability(c)
-                for c in self.plan.commands
-                if check_allowed(c, self.plan.policy) is None
+                command_capability(c) for c in self.plan.commands if check_allowed(c, self.plan.policy) is None
             ],
             "rules": [
                 {"id": r.id, "name": (r.entity.name if r.entity and r.entity.name else None) or words(r.id)}
