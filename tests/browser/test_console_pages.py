@@ -14,6 +14,12 @@ def row(page, device_id: str) -> str:
 
 
 def test_sign_in_shows_the_real_agent_and_simulated_devices(page, rig):
+    for i in range(12):  # some history for the sparklines
+        rig.watcher.publish("pilot/lab02/state/cpu_usage", f"{10 + (i * 7) % 30}.5")
+        rig.watcher.publish("pilot/lab02/state/cpu_temp", str(50 + i % 5))
+        rig.watcher.publish("pilot/kiosk03/state/memory_used", str(60 + (i * 3) % 12))
+    rig.watcher.publish("pilot/lab02/state/cpu_usage", "12.5", retain=True)
+    rig.watcher.publish("pilot/lab02/state/cpu_temp", "51", retain=True)
     sign_in(page, OPERATOR)
     assert page.url == f"{rig.url}/"
     page.wait_for_selector(f"{row(page, AGENT_ID)}.online .dot.online")
@@ -23,6 +29,8 @@ def test_sign_in_shows_the_real_agent_and_simulated_devices(page, rig):
     assert page.text_content(f"{row(page, 'lab02')} .key[data-entity='cpu_temp'] .key-value") == "51 °C"
     assert page.text_content("#user") == f"{OPERATOR} (operator)"
     page.wait_for_function("() => document.querySelector('#fleet-count').textContent.startsWith('4 devices')")
+    office_cpu = f"{row(page, AGENT_ID)} .key[data-entity='cpu_usage'] .key-value"
+    page.wait_for_function(f"() => document.querySelector({office_cpu!r}).textContent.endsWith('%')")
     page.screenshot(path=str(rig.shots / "console-fleet.png"))
     assert page.errors == []
 
@@ -103,7 +111,7 @@ def test_a_confirm_command_arms_then_answers_dry_run_with_its_calls(page, rig):
     assert re.search(r"press again within 20 s to confirm", page.text_content(answer))
     page.click(press)
     page.wait_for_selector(f'{answer}[data-status="dry_run"]')
-    assert "systemctl" in page.text_content(f"{answer} ul.calls")
+    assert page.text_content(f"{answer} ul.calls li") == "exec: systemctl reboot"
     page.wait_for_selector('#presses li.press[data-status="dry_run"]')
     page.wait_for_selector("#audit li.audit")
     page.screenshot(path=str(rig.shots / "console-device.png"))

@@ -39,12 +39,24 @@ export function describeAnswer(ans) {
   }
 }
 
-/** The calls of a dry run, each as one line of text. */
+/** The calls of a dry run, each as one line of text (an argv as a command line, anything else as JSON). */
 export function dryRunCalls(ans) {
-  const src = ans && (ans.calls !== undefined ? ans.calls : ans.detail);
+  let src = ans && (ans.calls !== undefined ? ans.calls : ans.detail);
+  if (typeof src === "string" && /^\s*[[{]/.test(src)) {
+    try {
+      src = JSON.parse(src);
+    } catch {
+      /* shown as it is */
+    }
+  }
   if (src === undefined || src === null || src === "") return [];
-  const list = Array.isArray(src) ? src : [src];
-  return list.map((c) => (typeof c === "string" ? c : JSON.stringify(c))).map((s) => (s.length > 500 ? s.slice(0, 500) + "…" : s));
+  const list = Array.isArray(src) ? src.flat(2) : [src];
+  return list
+    .map((c) => {
+      if (c && typeof c === "object" && Array.isArray(c.argv)) return `${c.kind || "exec"}: ${c.argv.map(String).join(" ")}`;
+      return typeof c === "string" ? c : JSON.stringify(c);
+    })
+    .map((s) => (s.length > 500 ? s.slice(0, 500) + "…" : s));
 }
 
 export class DevicePage {
