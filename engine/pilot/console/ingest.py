@@ -38,6 +38,7 @@ LIMITS = {
     "audit": 8192,
     "result": 8192,
 }
+LIVE_ID, STORE_ID = 1, 2  # MQTT 5 subscription identifiers: states for the pages, states to store
 COMMAND_PLATFORMS = frozenset({"button", "switch", "number", "select", "text"})
 FLUSH_EVERY_S = 1.0
 MAINTAIN_EVERY_S = 300.0
@@ -122,10 +123,13 @@ class Ingest:
 
     # ------------------------------------------------------------------ connection
     def subscriptions(self) -> list[str]:
+        """What the console reads. With `shared_group`, states come twice: every instance reads them all for
+        its live pages, and through an MQTT 5 shared subscription each reading reaches exactly one instance,
+        which stores it; the subscription identifier on each copy says which is which."""
         p, d = self.broker.prefix, self.broker.discovery_prefix
-        states = f"{p}/+/state/+"
+        states = [f"{p}/+/state/+"]
         if self.broker.shared_group:
-            states = f"$share/{self.broker.shared_group}/{states}"
+            states.append(f"$share/{self.broker.shared_group}/{p}/+/state/+")
         return [
             f"{d}/device/+/config",
             f"{p}/+/availability",
@@ -134,7 +138,7 @@ class Ingest:
             f"{p}/+/activity",
             f"{p}/+/audit",
             f"{p}/+/cmd/+/result",
-            states,
+            *states,
         ]
 
     def start(self) -> None:
@@ -195,7 +199,16 @@ class Ingest:
             return
         self.stats.connects += 1
         for topic in self.subscriptions():
-            client.subscribe(topic, qos=1 if "/cmd/" in topic else 0)
+            qos = 1 if "/cmd/" in topic else 0
+            if self.broker.shared_group:
+                from paho.mqtt.packettypes import PacketTypes
+                from paho.mqtt.properties import Properties
+
+                props = Properties(PacketTypes.SUBSCRIBE)
+                props.SubscriptionIdentifier = STORE_ID if topic.startswith("$share/") else LIVE_ID
+                client.subscribe(topic, qos=qos, properties=props)
+            else:
+                client.subscribe(topic, qos=qos)
         with self.fleet.lock:
             self.fleet.broker_connected = True
             self.fleet.broker_since = self.clock()
@@ -214,13 +227,16 @@ class Ingest:
     # ------------------------------------------------------------------ messages
     def _on_message(self, client, userdata, message) -> None:
         try:
-            self.handle(message.topic, message.payload, message.retain)
+            ids = None
+            if self.broker.shared_group and message.properties is not None:
+                ids = getattr(message.properties, "SubscriptionIdentifier", None)
+            self.handle(message.topic, message.payload, message.retain, ids)
         except Exception:  # a bug here must not kill paho's thread: count it and go on
             self.stats.drop("internal_error")
             log.exception("console: error handling a message on %s", escape(message.topic[:200]))
 
-    def handle(self, topic: str, payload: bytes, retained: bool = False) -> None:
-        """One message from the broker, whatever its topic."""
+    def handle(self, topic: str, payload: bytes, retained: bool = False, ids: list[int] | None = None) -> None:
+        """One message from the broker, whatever its topic; `ids` are its MQTT 5 subscription identifiers."""
         self.stats.received += 1
         if topic.startswith(self._prefix):
             parts = topic.split("/")[self._prefix_parts :]
@@ -229,7 +245,10 @@ class Ingest:
                 return
             device_id, kind = parts[0], parts[1]
             if kind == "state" and len(parts) == 3:
-                self._state(topic, payload)
+                if ids is None:
+                    self._state(topic, payload, live=True, store=True)
+                else:
+                    self._state(topic, payload, live=LIVE_ID in ids, store=STORE_ID in ids)
             elif len(parts) == 2 and kind in ("availability", "capabilities", "health", "activity", "audit"):
                 if len(payload) > LIMITS[kind]:
                     self.stats.drop("too_large")
@@ -255,7 +274,7 @@ class Ingest:
         else:
             self.stats.drop("unknown_topic")
 
-    def _state(self, topic: str, payload: bytes) -> None:
+    def _state(self, topic: str, payload: bytes, *, live: bool, store: bool) -> None:
         if len(payload) > LIMITS["state"]:
             self.stats.drop("too_large")
             return
@@ -272,6 +291,10 @@ class Ingest:
         now = self.clock()
         device, entity = found
         value = number(text, entity.platform) if entity.platform in ("sensor", "binary_sensor") else None
+        if store and value is not None:
+            self._add(self._sample(device.id, entity.key, now, value))
+        if not live:
+            return
         with fleet.lock:
             entity.value = text[:MAX_TEXT]
             entity.updated = now
@@ -280,8 +303,6 @@ class Ingest:
             if spark is not None and value is not None and (not spark or now - spark[-1][0] >= SPARK_EVERY_S):
                 spark.append((round(now, 1), value))
             fleet.changes.mark("state", device.id, entity.key)
-        if value is not None:
-            self._add(self._sample(device.id, entity.key, now, value))
 
     def _add(self, sample: Any) -> None:
         with self._batch_lock:
