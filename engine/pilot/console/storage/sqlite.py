@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pilot.console.storage import (
+    STEP,
     CommandRecord,
     Retention,
     Sample,
@@ -67,9 +68,12 @@ CREATE INDEX IF NOT EXISTS pilot_sessions_expires ON pilot_sessions (expires);
 """
 
 
-def bucket(expr: str, width: float) -> str:
-    """SQL for floor(expr / width) * width (SQLite's floor() is an optional build feature; CAST truncates to zero)."""
+def bucket(expr: str, width: float, non_negative: bool = False) -> str:
+    """SQL for floor(expr / width) * width (SQLite's floor() is an optional build feature; CAST truncates toward
+    zero, which is floor only when expr is known to be >= 0: then the correction is left out, a third quicker)."""
     q = f"CAST(({expr}) / {width!r} AS INTEGER)"
+    if non_negative:
+        return f"({q} * {width!r})"
     return f"(({q} - (({expr}) < {q} * {width!r})) * {width!r})"
 
 
@@ -181,14 +185,17 @@ class SQLiteStorage:
         table, value = ("pilot_raw", "value") if tier == "raw" else (f"pilot_{tier}", "mean")
         where = "series = ? AND ts >= ? AND ts <= ?"
         args = (sid, start, end)
-        (count,) = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()
-        if count <= max_points:
+        # a roll-up tier holds at most one row per step: when even that fits, there is nothing to count
+        fits = tier != "raw" and (end - start) / STEP[tier] + 1 <= max_points
+        if fits or conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0] <= max_points:
             rows = conn.execute(f"SELECT ts, {value} FROM {table} WHERE {where} ORDER BY ts", args).fetchall()
         else:
             width = bucket_width(tier, start, end, max_points)
             mean = "avg(value)" if tier == "raw" else "sum(mean * count) / sum(count)"
             rows = conn.execute(
-                f"SELECT {bucket('ts', width)} AS b, {mean} FROM {table} WHERE {where} GROUP BY b ORDER BY b", args
+                f"SELECT {bucket('ts', width, start >= 0)} AS b, {mean} FROM {table} WHERE {where} "
+                "GROUP BY b ORDER BY b",
+                args,
             ).fetchall()
         return Series(tier, [r[0] for r in rows], [r[1] for r in rows])
 
