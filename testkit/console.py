@@ -29,13 +29,20 @@ class ConsoleProcess:
     kid: str = "console"
     database: str | None = None
     extra_args: list[str] = field(default_factory=list)
+    tls: tuple[Path, Path, Path] | None = None  # (certificate, key, the CA that signed it): serve HTTPS
     port: int = field(default_factory=free_port)
     dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pilot-test-console-")))
     proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def verify(self):
+        """What httpx should trust: the test CA under TLS."""
+        import ssl
+
+        return ssl.create_default_context(cafile=str(self.tls[2])) if self.tls else True
 
     @property
     def users_file(self) -> Path:
@@ -69,6 +76,8 @@ class ConsoleProcess:
             argv.append("--anonymous-read")
         if self.keyring is not None:
             argv += ["--keyring", str(self.keyring)]
+        if self.tls is not None:
+            argv += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         return argv + self.extra_args
 
     def add_users(self) -> None:
@@ -96,7 +105,7 @@ class ConsoleProcess:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"the console exited {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=1, verify=self.verify()).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -113,7 +122,7 @@ class ConsoleProcess:
         """An httpx client; signed in (with its CSRF token as a default header) when a name is given."""
         import httpx
 
-        client = httpx.Client(base_url=self.url, timeout=15)
+        client = httpx.Client(base_url=self.url, timeout=15, verify=self.verify())
         if name is not None:
             answer = client.post("/api/login", json={"username": name, "password": password})
             answer.raise_for_status()

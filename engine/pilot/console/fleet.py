@@ -93,6 +93,7 @@ class Entity:
     icon: str | None = None
     state_topic: str | None = None
     command: CommandInfo | None = None
+    json_key: str | None = None  # `{{ value_json.KEY }}`: the value is that field of a JSON state (health)
     value: str | None = None
     updated: float | None = None
     spark: deque | None = None
@@ -274,7 +275,7 @@ class Fleet:
             if command is not None:
                 entity.command = command
             device.entities[entity.key] = entity
-            if entity.state_topic:
+            if entity.state_topic and entity.json_key is None:
                 self.by_state_topic[entity.state_topic] = (device, entity)
         device.choose_key_sensors()
         self.changes.mark("device", device.id)

@@ -28,6 +28,7 @@ log = logging.getLogger("pilot.console")
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+JSON_FIELD = re.compile(r"\{\{\s*value_json\.([A-Za-z0-9_]{1,64})\s*\}\}")
 LIMITS = {
     "state": 4096,
     "availability": 16,
@@ -337,6 +338,8 @@ class Ingest:
         if report is None:
             self.stats.drop("bad_health")
             return
+        topic = f"{self.broker.prefix}/{device_id}/health"
+        now = self.clock()
         with self.fleet.lock:
             device = self.fleet.devices.get(device_id)
             if device is None:
@@ -344,6 +347,13 @@ class Ingest:
             report.pop("rejected_by_reason", None)
             device.health = report
             self.fleet.changes.mark("device", device_id)
+            for entity in device.entities.values():  # the agent's diagnostic entities read fields of the report
+                if entity.json_key is not None and entity.state_topic == topic and entity.json_key in report:
+                    field_value = report[entity.json_key]
+                    if isinstance(field_value, bool):
+                        field_value = "ON" if field_value else "OFF"
+                    entity.value, entity.updated = str(field_value), now
+                    self.fleet.changes.mark("state", device_id, entity.key)
 
     def _capabilities(self, device_id: str, payload: bytes) -> None:
         if not payload:
@@ -403,11 +413,16 @@ class Ingest:
             text = clip(doc.get(key), 64)
             if text is not None:
                 event[key] = text
+        topic = f"{self.broker.prefix}/{device_id}/audit"
         with self.fleet.lock:
             device = self.fleet.devices.get(device_id)
             if device is not None:
                 device.audit.append(event)
                 self.fleet.changes.mark("audit", device_id)
+                for entity in device.entities.values():  # the audit event entity: its last event type
+                    if entity.platform == "event" and entity.state_topic == topic:
+                        entity.value, entity.updated = event["event_type"], event["ts"]
+                        self.fleet.changes.mark("state", device_id, entity.key)
 
     def _config(self, device_id: str, payload: bytes) -> None:
         if not payload:  # the device was forgotten (pilot forget / uninstall)
@@ -549,6 +564,10 @@ def _entity(uid: str, comp: Any, device_id: str, base: str) -> Entity | None:
         icon=clip(comp.get("icon"), 64),
         state_topic=state_topic if isinstance(state_topic, str) and len(state_topic) <= 512 else None,
     )
+    template = comp.get("value_template")
+    if isinstance(template, str) and len(template) <= 128:
+        found = JSON_FIELD.fullmatch(template.strip())
+        entity.json_key = found.group(1) if found else None
     topic = comp.get("command_topic")
     if topic == f"{base}{key}/set" and platform in COMMAND_PLATFORMS:
         options = comp.get("options")

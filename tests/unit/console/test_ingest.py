@@ -208,3 +208,22 @@ def test_a_database_that_fails_loses_that_batch_and_says_so_without_stopping(rig
     assert ingest.stats.flush_errors == 1 and ingest.stats.samples_lost == 1
     ingest.handle("pilot/box1/state/cpu_usage", b"2")
     assert ingest.take_batch()[0].value == 2.0
+
+
+def test_the_agents_diagnostic_entities_take_their_values_from_the_health_report_and_audit(rig, tmp_path):
+    from pilot.agent.health import entities as health_entities
+
+    ingest, fleet, _storage, _clock, plan = rig
+    extra = health_entities("box1", "box_one", "pilot/box1/health")
+    messages, _ = ha.discovery_messages(plan, None, extra)
+    for m in messages:
+        ingest.handle(m.topic, m.payload.encode())
+    report = {"instance": "0123456789ab", "ts": 1_800_000_000, "reconnects": 4, "duplicate_agent": False}
+    ingest.handle("pilot/box1/health", json.dumps(report).encode())
+    ingest.handle("pilot/box1/audit", b'{"event_type": "rejected", "command": "reboot", "origin": "mqtt"}')
+    entities = fleet.devices["box1"].entities
+    assert entities["health_reconnects"].value == "4"
+    assert entities["health_duplicate_agent"].value == "OFF"
+    assert entities["health_uptime_s"].value is None  # not in this report
+    assert entities["command_audit"].value == "rejected"
+    assert "pilot/box1/health" not in fleet.by_state_topic
