@@ -6,7 +6,7 @@
 Half the inputs are raw bytes handed to `parse_envelope` as a command payload would be; the other half
 are built by a FuzzedDataProvider into envelope-shaped JSON (each field valid or not, some signed with
 the target's key, then possibly altered), so that `verify` is reached past the shape check and the
-HMAC. Properties: `parse_envelope` returns a dict with exactly the envelope keys or raises
+HMAC. Properties: `parse_envelope` returns a dict with exactly the envelope keys (and perhaps `by`) or raises
 `Rejected("malformed")`; what it accepts has the strict shape (`v` and `ts` plain ints, not bools or
 floats; `kid` whole-matched; `nonce` and `sig` in their one canonical base64url spelling; `cmd`
 encodable as UTF-8, so no lone surrogate reaches the HMAC); `verify` returns a `Verified` whose
@@ -56,9 +56,10 @@ def _value(fdp: atheris.FuzzedDataProvider, valid):
 def _structured(fdp: atheris.FuzzedDataProvider) -> bytes:
     cmd = fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 40)) if fdp.ConsumeBool() else "PRESS"
     ts = NOW + fdp.ConsumeIntInRange(-200, 200)
-    env = signing.sign(KEY, DEVICE, TOPIC, cmd, ts=ts)
+    by = ["alice", "ops@home", "x" * 64][fdp.ConsumeIntInRange(0, 2)] if fdp.ConsumeBool() else None
+    env = signing.sign(KEY, DEVICE, TOPIC, cmd, ts=ts, by=by)
     if fdp.ConsumeBool():  # alter fields after signing
-        for key in sorted(signing.ENVELOPE_KEYS):
+        for key in sorted(env):
             env[key] = _value(fdp, env[key])
     if fdp.ConsumeIntInRange(0, 9) == 0:
         env[fdp.ConsumeUnicodeNoSurrogates(8)] = fdp.ConsumeInt(4)
@@ -76,8 +77,10 @@ def TestOneInput(data: bytes) -> None:
         if exc.reason != "malformed":
             raise AssertionError(f"parse_envelope rejected with {exc.reason!r}, not 'malformed'") from exc
         return
-    if set(env) != signing.ENVELOPE_KEYS:
+    if set(env) not in (signing.ENVELOPE_KEYS, signing.ENVELOPE_KEYS_BY):
         raise AssertionError(f"parse_envelope accepted keys {sorted(env)}")
+    if "by" in env and not (isinstance(env["by"], str) and signing.BY_RE.fullmatch(env["by"])):
+        raise AssertionError("parse_envelope accepted a `by` that is not a name")
     if type(env["v"]) is not int or env["v"] != 1 or type(env["ts"]) is not int:
         raise AssertionError("parse_envelope accepted a v or ts that is not a plain integer")
     for field, size in (("nonce", 16), ("sig", 32)):
@@ -91,7 +94,8 @@ def TestOneInput(data: bytes) -> None:
         if exc.reason not in policy.REASONS:
             raise AssertionError(f"verify rejected with unknown reason {exc.reason!r}") from exc
         return
-    if (verified.cmd, verified.nonce, verified.kid, verified.ts) != (env["cmd"], env["nonce"], env["kid"], env["ts"]):
+    fields = (verified.cmd, verified.nonce, verified.kid, verified.ts, verified.by)
+    if fields != (env["cmd"], env["nonce"], env["kid"], env["ts"], env.get("by")):
         raise AssertionError("verify returned other fields than the envelope's")
     if abs(NOW - verified.ts) > WINDOW:
         raise AssertionError("verify accepted a timestamp outside the window")
