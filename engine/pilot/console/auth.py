@@ -242,9 +242,7 @@ class UsersFile:
                 raise UsersFileError(f"{where}: expected `name:role:argon2-hash`")
             name, role_text, hashed = parts
             if not NAME_RE.fullmatch(name):
-                raise UsersFileError(
-                    f"{where}: user name {_shown(name)} is not allowed: use 1 to 32 of a-z 0-9 _ . -"
-                )
+                raise UsersFileError(f"{where}: user name {_shown(name)} is not allowed: use 1 to 32 of a-z 0-9 _ . -")
             try:
                 role = Role.parse(role_text)
             except ValueError as exc:
