@@ -124,7 +124,8 @@ class Entity:
             "value": self.value,
             "updated": self.updated,
             "group": self.group,
-            "history": self.platform == "binary_sensor" or self.numeric,
+            # history is kept of `<prefix>/<id>/state/<key>` readings, not of fields of the health report
+            "history": self.json_key is None and (self.platform == "binary_sensor" or self.numeric),
             "command": self.command.as_json() if self.command else None,
         }
 
