@@ -1,7 +1,7 @@
 """Each promise the docs make names the test that fails when the promise breaks: every one exists.
 
 docs/security.md's threat model names its tests in the last column; docs/security.md, mqtt.md,
-rules.md and robustness.md end with "## Where each promise is tested", a table of promise and test.
+rules.md, robustness.md and console.md end with "## Where each promise is tested", a table of promise and test.
 A test reference is `tests/path.py::test_name` (`*` matches part of a name); later names in the same
 cell may omit the file.
 """
@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LEDGER = "## Where each promise is tested"
-DOCS_WITH_LEDGER = ["security.md", "mqtt.md", "rules.md", "robustness.md"]
+DOCS_WITH_LEDGER = ["security.md", "mqtt.md", "rules.md", "robustness.md", "console.md"]
 
 
 def table_rows(section: str) -> list[list[str]]:
