@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import ssl
 import threading
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pilot.agent import health as agent_health
-from pilot.console.config import BrokerConfig, ConsoleConfig
+from pilot.console.config import BrokerConfig, ConfigError, ConsoleConfig
 from pilot.console.fleet import MAX_TEXT, SPARK_EVERY_S, CommandInfo, Entity, Fleet, clip, number
 from pilot.escaping import escape
 
@@ -149,20 +150,27 @@ class Ingest:
         protocol = mqtt.MQTTv5 if b.shared_group else mqtt.MQTTv311
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=b.client_id or f"pilot-console-{int(self.clock()) % 100000}",
+            # random: two consoles on one broker (a shared group) must not take over each other's session
+            client_id=b.client_id or f"pilot-console-{secrets.token_hex(4)}",
             protocol=protocol,
         )
         client.max_queued_messages_set(10_000)
         if b.username:
             password = None
             if b.password_file:
-                password = b.password_file.read_text().strip()
+                try:
+                    password = b.password_file.read_text().strip()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ConfigError(f"cannot read broker.password_file {b.password_file}: {exc}") from None
             client.username_pw_set(b.username, password)
         if b.tls:
-            context = ssl.create_default_context(cafile=str(b.ca_file) if b.ca_file else None)
+            try:
+                context = ssl.create_default_context(cafile=str(b.ca_file) if b.ca_file else None)
+                if b.cert_file:
+                    context.load_cert_chain(str(b.cert_file), str(b.key_file) if b.key_file else None)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the broker's TLS files: {exc}") from None
             context.minimum_version = ssl.TLSVersion.TLSv1_2
-            if b.cert_file:
-                context.load_cert_chain(str(b.cert_file), str(b.key_file) if b.key_file else None)
             if b.insecure:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE

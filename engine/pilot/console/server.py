@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import ssl
 import sys
 import time
@@ -170,7 +171,18 @@ def main(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(server_config)
-    console.ingest.start()
+    try:
+        listener = listen_socket(config.http.host, config.http.port)
+    except OSError as exc:
+        print(f"pilot: error: cannot listen on {config.http.host}:{config.http.port}: {exc.strerror}", file=sys.stderr)
+        console.storage.close()
+        return 2
+    try:
+        console.ingest.start()
+    except ConfigError as exc:
+        print(f"pilot: error: {exc}", file=sys.stderr)
+        console.storage.close()
+        return 2
     scheme = "https" if context else "http"
     log.info(
         "console on %s://%s:%d/ (history in %s)",
@@ -180,11 +192,24 @@ def main(args: argparse.Namespace) -> int:
         _redact(config.database_url),
     )
     try:
-        server.run()
+        server.run(sockets=[listener])
     finally:
         console.ingest.stop()
         console.storage.close()
-    if not server.started:
-        print(f"pilot: error: cannot listen on {config.http.host}:{config.http.port}", file=sys.stderr)
-        return 2
+        listener.close()
     return 0
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so a port in use is our one-line error, not the server's."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
