@@ -42,6 +42,7 @@ from pilot.console.storage import (
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
+CACHE_KIB = 65536
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pilot_series (
@@ -131,6 +132,9 @@ class SQLiteStorage:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # up to 64 MiB of pages per connection (SQLite's default is 2 MiB): a batch touches one leaf page per series,
+        # and a fleet's worth of them must stay cached or every insert rereads its page (3x slower at 400 series)
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         self._local.conn = conn
         with self._conns_lock:
             self._conns.append(conn)
