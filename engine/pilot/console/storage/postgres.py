@@ -26,7 +26,7 @@ try:
 except ImportError as exc:  # the extra is optional: say which one to install
     raise ImportError("the PostgreSQL store needs psycopg: install pilot-agent[postgres]") from exc
 
-from pilot.console.storage import (
+from pilot.console.storage.base import (
     STEP,
     CommandRecord,
     Retention,
@@ -200,9 +200,14 @@ class PostgresStorage:
             table, value = ("pilot_raw", "value") if tier == "raw" else (f"pilot_{tier}", "mean")
             where = "series = %s AND ts >= %s AND ts <= %s"
             args = (sid, start, end)
-            # a roll-up tier holds at most one row per step: when even that fits, there is nothing to count
+            # a roll-up tier holds at most one row per step: when even that fits, there is nothing to count; when
+            # it may not, averaging into buckets costs one scan and counting first a second (a 30-day chart)
             fits = tier != "raw" and (end - start) / STEP[tier] + 1 <= max_points
-            if fits or conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0] <= max_points:
+            if (
+                fits
+                or tier == "raw"
+                and conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0] <= max_points
+            ):
                 rows = conn.execute(f"SELECT ts, {value} FROM {table} WHERE {where} ORDER BY ts", args).fetchall()
             else:
                 width = bucket_width(tier, start, end, max_points)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pilot.console.storage import (
+from pilot.console.storage.base import (
     STEP,
     CommandRecord,
     Retention,
@@ -189,9 +189,14 @@ class SQLiteStorage:
         table, value = ("pilot_raw", "value") if tier == "raw" else (f"pilot_{tier}", "mean")
         where = "series = ? AND ts >= ? AND ts <= ?"
         args = (sid, start, end)
-        # a roll-up tier holds at most one row per step: when even that fits, there is nothing to count
+        # a roll-up tier holds at most one row per step: when even that fits, there is nothing to count; when it
+        # may not, averaging into buckets costs one scan and counting first would cost a second (a 30-day chart)
         fits = tier != "raw" and (end - start) / STEP[tier] + 1 <= max_points
-        if fits or conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0] <= max_points:
+        if (
+            fits
+            or tier == "raw"
+            and conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0] <= max_points
+        ):
             rows = conn.execute(f"SELECT ts, {value} FROM {table} WHERE {where} ORDER BY ts", args).fetchall()
         else:
             width = bucket_width(tier, start, end, max_points)
