@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import random
+import select
 import socket
 import threading
 import time
@@ -120,12 +121,19 @@ class RawConnection:
         return self
 
     def _drain(self) -> None:
-        """Read and discard what the broker sends (PINGRESP only: nothing is subscribed); notice a close."""
-        assert self.sock is not None
+        """Read and discard what the broker sends (PINGRESP only: nothing is subscribed), notice a close, and
+        keep an idle connection alive (a fleet announced but not yet running must not be timed out)."""
+        sock = self.sock
+        assert sock is not None
         try:
-            while self.sock.recv(4096):
-                pass
-        except OSError:
+            while True:
+                readable, _, _ = select.select([sock], [], [], max(1.0, self.keepalive / 4))
+                if readable:
+                    if not sock.recv(4096):
+                        break
+                else:
+                    self.ping_if_due(time.monotonic())
+        except (OSError, ValueError, MQTTError):
             pass
         self.closed.set()
 
@@ -344,6 +352,7 @@ class FleetSimulator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._marker_seq = 0
+        self.last_index = 0  # the device whose states the loop sent last: its next round is a period away
         self._marker_lock = threading.Lock()
 
     # -------------------------------------------------------------- building the fleet
@@ -583,19 +592,25 @@ class FleetSimulator:
                 self.counters.published += len(packets)
                 self.counters.bytes += len(data)
 
-    def announce(self) -> None:
-        """Discovery, capabilities, availability, health and every state, retained, for every device."""
+    def announce(self, pace: float | None = None) -> None:
+        """Discovery, capabilities, availability, health, activity and every state, retained, for every device.
+        `pace`: devices per second (agents starting one after another); None sends the whole fleet at once."""
         self.connect()
         now = time.time()
+        start = time.monotonic()
         batches: dict[int, list[bytes]] = {}
-        for dev in self.devices:
+        for n, dev in enumerate(self.devices):
             packets = batches.setdefault(dev.connection, [])
             packets += [publish_packet(t, p, r) for t, p, r in self.messages(dev, now)]
             dev.last_health = time.monotonic()
             self.counters.states += len(dev.kinds)
-            if len(packets) > 2000:
+            if pace or len(packets) > 2000:
                 self._send({dev.connection: packets})
                 batches[dev.connection] = []
+            if pace:
+                delay = start + (n + 1) / pace - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
         self._send(batches)
 
     def publish_states(self, dev: SimDevice, elapsed: float | None = None) -> None:
@@ -653,6 +668,7 @@ class FleetSimulator:
             wall = time.time()
             for _ in range(due):
                 dev = self.devices[cursor]
+                self.last_index = cursor
                 cursor = (cursor + 1) % n
                 self._advance(dev, self.period)
                 packets = batches.setdefault(dev.connection, [])
