@@ -1,4 +1,4 @@
-"""Every benchmark in turn (`./dev bench`); each prints its own table. About 21 minutes.
+"""Every benchmark in turn (`./dev bench`); each prints its own table. About 29 minutes.
 
 Pass `--quick` for short windows (a few minutes in all); the figures are then noisier.
 """
@@ -20,6 +20,7 @@ def main() -> int:
         ["commands.py"] + (["--count", "200", "--junk-seconds", "5"] if quick else []),
         ["rules.py"] + (["--window", "20"] if quick else []),
         ["proxmox.py"] + (["--quick"] if quick else []),
+        ["console.py"] + (["--quick"] if quick else []),
     ]
     failed = 0
     for run in runs:
