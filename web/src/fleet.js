@@ -1,9 +1,15 @@
 // The fleet page: one row per device, live. Rows are keyed by device id and rebuilt only when their
-// device changed; every device string is set as text.
+// device's summary changed; every device string is set as text.
+//
+// With a thousand devices the costs are layout and canvases, not data: so live values only patch text,
+// summaries and re-sorting wait for the next animation frame (at most one pass per frame, however many
+// events came), and sparklines are drawn only for rows in view (IntersectionObserver), all measured
+// before any is drawn (one layout per frame, not one per canvas). Rows out of view skip rendering
+// (content-visibility in style.css).
 import { api, seg } from "./api.js";
 import { h, clear, setText } from "./dom.js";
 import { relTime, fmtValue } from "./format.js";
-import { drawSpark } from "./spark.js";
+import { drawSpark, sparkBox } from "./spark.js";
 
 const BADGES = {
   duplicate_agent: "Duplicate agent",
@@ -12,6 +18,8 @@ const BADGES = {
   dropped_telemetry: "Dropped telemetry",
 };
 const SPARK_POINTS = 120;
+const SPARK_COLOR = "#2a7ae2";
+const collator = new Intl.Collator(); // what localeCompare uses, built once: sorting 1,000 names is then cheap
 
 export function badgeText(name) {
   return BADGES[name] || String(name).replace(/_/g, " ");
@@ -29,12 +37,33 @@ function nameOf(d) {
   return String(d.name || d.id || "");
 }
 
+const haystacks = new WeakMap(); // summary -> the lower-cased fields a search looks in
+
+function haystack(d) {
+  let s = haystacks.get(d);
+  if (s === undefined) {
+    s = [d.id, d.name, d.model, d.profile, d.version]
+      .filter((v) => v !== null && v !== undefined)
+      .map((v) => String(v).toLowerCase());
+    haystacks.set(d, s);
+  }
+  return s;
+}
+
 export class FleetPage {
   constructor(root, { navigate, onBroker }) {
     this.navigate = navigate;
     this.onBroker = onBroker;
     this.devices = new Map();
     this.rows = new Map();
+    this.rebuild = new Set(); // ids whose summary changed: their rows are rebuilt in the next frame
+    this.visible = new Set(); // ids of rows in (or near) the viewport: only their sparklines are drawn
+    this.needRender = false;
+    this.frame = 0;
+    this.io =
+      typeof IntersectionObserver === "function"
+        ? new IntersectionObserver((entries) => this.onView(entries), { rootMargin: "300px 0px" })
+        : null;
     this.search = h("input#search", {
       type: "search",
       placeholder: "Search devices",
@@ -67,7 +96,10 @@ export class FleetPage {
     this.devices.clear();
     for (const d of (data && data.devices) || []) if (d && d.id !== undefined) this.devices.set(String(d.id), d);
     if (data && Number.isInteger(data.cursor)) this.cursor = data.cursor;
+    if (this.io) this.io.disconnect();
     this.rows.clear();
+    this.rebuild.clear();
+    this.visible.clear();
     clear(this.list);
     if (data && data.broker) this.onBroker(data.broker);
     this.render();
@@ -75,20 +107,20 @@ export class FleetPage {
 
   /** An SSE `update`: whole summaries for changed devices, and single values. */
   update(data) {
-    const changed = new Set();
     if (data.devices && typeof data.devices === "object") {
       for (const [id, d] of Object.entries(data.devices)) {
         if (!d || typeof d !== "object") continue;
-        if (d.removed) this.devices.delete(id);
-        else this.devices.set(id, { ...d, id });
-        changed.add(id);
-        this.rows.delete(id);
+        if (d.removed) this.drop(id);
+        else {
+          this.devices.set(id, { ...d, id });
+          if (this.rows.has(id)) this.rebuild.add(id);
+        }
+        this.needRender = true;
       }
     }
     for (const id of Array.isArray(data.removed) ? data.removed : []) {
-      this.devices.delete(String(id));
-      this.rows.delete(String(id));
-      changed.add(String(id));
+      this.drop(String(id));
+      this.needRender = true;
     }
     for (const s of Array.isArray(data.states) ? data.states : []) {
       if (!Array.isArray(s) || s.length < 3) continue;
@@ -105,32 +137,99 @@ export class FleetPage {
         if (k.spark.length > SPARK_POINTS) k.spark.splice(0, k.spark.length - SPARK_POINTS);
       }
       if (isFinite(ts)) d.last_seen = Math.max(d.last_seen || 0, ts);
-      if (!changed.has(String(id))) this.patchValue(String(id), k);
+      this.patchValue(String(id), k);
     }
-    if (changed.size) this.render();
+    this.schedule();
   }
 
+  drop(id) {
+    this.devices.delete(id);
+    this.rebuild.delete(id);
+    this.visible.delete(id);
+    const row = this.rows.get(id);
+    if (row) {
+      if (this.io) this.io.unobserve(row.el);
+      row.el.remove();
+      this.rows.delete(id);
+    }
+  }
+
+  /** A live value: its text now (cheap), its sparkline when the row is in view. */
   patchValue(id, k) {
     const row = this.rows.get(id);
-    if (!row) return;
+    if (!row || this.rebuild.has(id)) return;
     const cell = row.keys.get(k.entity);
     if (!cell) return;
+    cell.k = k;
     setText(cell.value, fmtValue(k.value, k.unit));
-    drawSpark(cell.canvas, k.spark);
     setText(row.seen, relTime(this.devices.get(id).last_seen));
+    row.stale = true;
+  }
+
+  /** One pass of DOM work in the next animation frame, however many events arrive before it. */
+  schedule() {
+    if (this.frame || this.destroyed) return;
+    this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  flush() {
+    this.frame = 0;
+    if (this.destroyed) return;
+    for (const id of this.rebuild) {
+      const old = this.rows.get(id);
+      const d = this.devices.get(id);
+      if (!old || !d) continue;
+      const row = this.row(d);
+      this.rows.set(id, row);
+      if (this.io) this.io.unobserve(old.el);
+      if (old.el.parentNode) old.el.replaceWith(row.el);
+      this.watch(id, row);
+    }
+    this.rebuild.clear();
+    if (this.needRender) this.render();
+    this.drawVisible();
+  }
+
+  onView(entries) {
+    for (const e of entries) {
+      const id = e.target.dataset.id;
+      const row = this.rows.get(id);
+      if (!row || row.el !== e.target) continue;
+      if (e.isIntersecting) this.visible.add(id);
+      else this.visible.delete(id);
+    }
+    this.schedule();
+  }
+
+  watch(id, row) {
+    if (this.io) this.io.observe(row.el);
+    else this.visible.add(id); // no observer: every row counts as in view
+  }
+
+  /** Sparklines of the rows in view whose data changed: every canvas measured first, then all drawn. */
+  drawVisible() {
+    const todo = [];
+    for (const id of this.visible) {
+      const row = this.rows.get(id);
+      if (row && row.stale && row.el.isConnected) todo.push(row);
+    }
+    if (!todo.length) return;
+    const cells = todo.flatMap((row) => [...row.keys.values()]);
+    const color = cells.length ? getComputedStyle(cells[0].canvas).color || SPARK_COLOR : SPARK_COLOR;
+    const boxes = cells.map((c) => sparkBox(c.canvas));
+    cells.forEach((c, i) => drawSpark(c.canvas, c.k.spark, boxes[i], color));
+    for (const row of todo) row.stale = false;
   }
 
   filtered() {
     const q = this.search.value.trim().toLowerCase();
     const all = [...this.devices.values()];
-    const match = (d) =>
-      !q ||
-      [d.id, d.name, d.model, d.profile, d.version].some((s) => s !== null && s !== undefined && String(s).toLowerCase().includes(q));
+    const match = (d) => !q || haystack(d).some((s) => s.includes(q));
     const by = this.sort.value;
     const cmp = (a, b) => {
-      if (by === "status") return statusRank(a) - statusRank(b) || nameOf(a).localeCompare(nameOf(b));
-      if (by === "last_seen") return (b.last_seen || 0) - (a.last_seen || 0) || nameOf(a).localeCompare(nameOf(b));
-      return nameOf(a).localeCompare(nameOf(b)) || String(a.id).localeCompare(String(b.id));
+      if (by === "status") return statusRank(a) - statusRank(b) || collator.compare(nameOf(a), nameOf(b));
+      if (by === "last_seen") return (b.last_seen || 0) - (a.last_seen || 0) || collator.compare(nameOf(a), nameOf(b));
+      return collator.compare(nameOf(a), nameOf(b)) || collator.compare(String(a.id), String(b.id));
     };
     const top = all.filter((d) => !d.parent || !this.devices.has(String(d.parent)));
     const kids = new Map();
@@ -152,9 +251,12 @@ export class FleetPage {
     return out;
   }
 
+  /** Order and filter the rows now (search and sort answer at once; live changes come through flush). */
   render() {
+    this.needRender = false;
     const shown = this.filtered();
-    const online = [...this.devices.values()].filter((d) => d.online === true).length;
+    let online = 0;
+    for (const d of this.devices.values()) if (d.online === true) online++;
     setText(this.count, `${this.devices.size} device${this.devices.size === 1 ? "" : "s"}, ${online} online`);
     this.empty.hidden = this.devices.size !== 0;
     const want = [];
@@ -164,16 +266,18 @@ export class FleetPage {
       if (!row) {
         row = this.row(d);
         this.rows.set(id, row);
+        this.watch(id, row);
       }
       want.push(row.el);
     }
     // Put rows in order with the fewest DOM moves; drop the rest.
     const keep = new Set(want);
     for (const el of [...this.list.children]) if (!keep.has(el)) el.remove();
-    want.forEach((el, i) => {
-      if (this.list.children[i] !== el) this.list.insertBefore(el, this.list.children[i] || null);
-    });
-    for (const row of this.rows.values()) if (keep.has(row.el)) row.draw();
+    let at = this.list.firstElementChild;
+    for (const el of want) {
+      if (el === at) at = at.nextElementSibling;
+      else this.list.insertBefore(el, at);
+    }
   }
 
   row(d) {
@@ -218,14 +322,7 @@ export class FleetPage {
       h("div.keys", cells),
     );
     if (d.parent) el.classList.add("child");
-    return {
-      el,
-      seen,
-      keys,
-      draw: () => {
-        for (const { canvas, k } of keys.values()) drawSpark(canvas, k.spark);
-      },
-    };
+    return { el, seen, keys, stale: true };
   }
 
   tick() {
@@ -236,6 +333,9 @@ export class FleetPage {
   }
 
   destroy() {
+    this.destroyed = true;
     clearInterval(this.ticker);
+    if (this.frame) cancelAnimationFrame(this.frame);
+    if (this.io) this.io.disconnect();
   }
 }

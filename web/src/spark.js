@@ -1,11 +1,19 @@
 // A sparkline on a small canvas: a few lines of our own rather than a chart per row.
+// Drawing never reads layout: the caller measures (all canvases of a frame at once, one layout) and passes
+// the CSS size and colour in, so a thousand rows cost one layout rather than one each.
 
-export function drawSpark(canvas, points) {
+/** The CSS size of a canvas: read in the measuring phase of a frame, before any drawing. */
+export function sparkBox(canvas) {
+  return { w: canvas.clientWidth || 96, h: canvas.clientHeight || 24 };
+}
+
+export function drawSpark(canvas, points, box = sparkBox(canvas), color = "#2a7ae2") {
   const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 96;
-  const hgt = canvas.clientHeight || 24;
-  if (canvas.width !== Math.round(w * dpr)) canvas.width = Math.round(w * dpr);
-  if (canvas.height !== Math.round(hgt * dpr)) canvas.height = Math.round(hgt * dpr);
+  const { w, h: hgt } = box;
+  const bw = Math.round(w * dpr);
+  const bh = Math.round(hgt * dpr);
+  if (canvas.width !== bw) canvas.width = bw;
+  if (canvas.height !== bh) canvas.height = bh;
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, hgt);
@@ -25,7 +33,7 @@ export function drawSpark(canvas, points) {
     const py = hgt - pad - ((y - y0) / (y1 - y0)) * (hgt - 2 * pad);
     if (i === 0) ctx.moveTo(px, py); else ctx.lineTo(px, py);
   });
-  ctx.strokeStyle = getComputedStyle(canvas).color || "#2a7ae2";
+  ctx.strokeStyle = color;
   ctx.lineWidth = 1.25;
   ctx.stroke();
 }
