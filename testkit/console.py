@@ -112,6 +112,20 @@ class ConsoleProcess:
             time.sleep(0.1)
         raise RuntimeError(f"the console did not answer within {timeout} s:\n{self.log()}")
 
+    def wait_subscribed(self, timeout: float = 30.0) -> None:
+        """Until the console is connected and every subscription's retained messages are in (`/healthz` ready)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2, verify=self.verify()).json().get("ready"):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the console did not finish subscribing within {timeout} s:\n{self.log()}")
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-4000:]

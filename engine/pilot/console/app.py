@@ -171,7 +171,8 @@ def build(console: Console) -> Starlette:
         return FileResponse(index, headers={"cache-control": "no-cache"})
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True, "broker": console.fleet.broker_connected})
+        fleet = console.fleet
+        return JSONResponse({"ok": True, "broker": fleet.broker_connected, "ready": fleet.broker_ready})
 
     @handler
     async def login(request: Request) -> Response:

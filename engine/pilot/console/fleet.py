@@ -250,6 +250,7 @@ class Fleet:
         self.by_state_topic: dict[str, tuple[Device, Entity]] = {}
         self.changes = Changes()
         self.broker_connected = False
+        self.broker_ready = False  # connected and every subscription's retained messages are in
         self.broker_since: float | None = None
 
     # -------------------------------------------------------------- writers (ingest thread, under lock)

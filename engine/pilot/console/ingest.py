@@ -43,6 +43,8 @@ LIMITS = {
 LIVE_ID, STORE_ID = 1, 2  # MQTT 5 subscription identifiers: states for the pages, states to store
 COMMAND_PLATFORMS = frozenset({"button", "switch", "number", "select", "text"})
 FLUSH_EVERY_S = 1.0
+QUIET_S = 0.15  # a filter's retained messages are in when none came for this long (they follow the SUBACK)
+SUBSCRIBE_WAIT_S = 15.0
 MAINTAIN_EVERY_S = 300.0
 MAX_BATCH = 200_000  # a database that cannot keep up loses the oldest readings, not the console's memory
 
@@ -115,6 +117,10 @@ class Ingest:
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._client: Any = None
+        self._generation = 0
+        self._subacks: dict[int, threading.Event] = {}
+        self._suback_lock = threading.Lock()
+        self._last_retained = 0.0
         prefix = self.broker.prefix
         self._prefix_parts = len(prefix.split("/"))
         self._prefix = prefix + "/"
@@ -134,12 +140,12 @@ class Ingest:
             states.append(f"$share/{self.broker.shared_group}/{p}/+/state/+")
         return [
             f"{d}/device/+/config",
+            f"{p}/+/cmd/+/result",
+            f"{p}/+/audit",
             f"{p}/+/availability",
             f"{p}/+/capabilities",
             f"{p}/+/health",
             f"{p}/+/activity",
-            f"{p}/+/audit",
-            f"{p}/+/cmd/+/result",
             *states,
         ]
 
@@ -178,6 +184,7 @@ class Ingest:
             client.tls_set_context(context)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 10)
         self._client = client
@@ -207,27 +214,61 @@ class Ingest:
             log.warning("broker %s:%d refused the console: %s", self.broker.host, self.broker.port, reason_code)
             return
         self.stats.connects += 1
+        self._generation += 1
+        # subscribe one filter at a time, each after the previous one's retained messages have arrived: a broker
+        # sends every retained message of a filter at once, and queues only so many for a subscriber (Mosquitto's
+        # max_queued_messages, 1,000 by default), so a whole fleet's retained topics asked for in one go are
+        # mostly dropped. Discovery comes first, so states find their entities.
+        with self.fleet.lock:
+            self.fleet.broker_connected = True
+            self.fleet.broker_ready = False
+            self.fleet.broker_since = self.clock()
+            self.fleet.changes.mark("broker", "")
+        threading.Thread(
+            target=self._subscribe_in_turn, args=(client, self._generation), name="console-subscribe", daemon=True
+        ).start()
+        log.info("connected to broker %s:%d", self.broker.host, self.broker.port)
+
+    def _subscribe_in_turn(self, client: Any, generation: int) -> None:
         for topic in self.subscriptions():
+            if self._stop.is_set() or generation != self._generation:
+                return  # disconnected meanwhile: the next connect starts again
             qos = 1 if "/cmd/" in topic else 0
+            done = threading.Event()
             if self.broker.shared_group:
                 from paho.mqtt.packettypes import PacketTypes
                 from paho.mqtt.properties import Properties
 
                 props = Properties(PacketTypes.SUBSCRIBE)
                 props.SubscriptionIdentifier = STORE_ID if topic.startswith("$share/") else LIVE_ID
-                client.subscribe(topic, qos=qos, properties=props)
+                with self._suback_lock:
+                    _rc, mid = client.subscribe(topic, qos=qos, properties=props)
+                    self._subacks[mid] = done
             else:
-                client.subscribe(topic, qos=qos)
+                with self._suback_lock:
+                    _rc, mid = client.subscribe(topic, qos=qos)
+                    self._subacks[mid] = done
+            done.wait(SUBSCRIBE_WAIT_S)
+            acked = time.monotonic()
+            deadline = acked + SUBSCRIBE_WAIT_S
+            while time.monotonic() < deadline and time.monotonic() - max(acked, self._last_retained) < QUIET_S:
+                time.sleep(QUIET_S / 3)
         with self.fleet.lock:
-            self.fleet.broker_connected = True
-            self.fleet.broker_since = self.clock()
-            self.fleet.changes.mark("broker", "")
-        log.info("connected to broker %s:%d", self.broker.host, self.broker.port)
+            if generation == self._generation:
+                self.fleet.broker_ready = True
+                self.fleet.changes.mark("broker", "")
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None) -> None:
+        with self._suback_lock:
+            done = self._subacks.pop(mid, None)
+        if done is not None:
+            done.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
         with self.fleet.lock:
             was = self.fleet.broker_connected
             self.fleet.broker_connected = False
+            self.fleet.broker_ready = False
             self.fleet.broker_since = self.clock()
             self.fleet.changes.mark("broker", "")
         if was:
@@ -247,6 +288,8 @@ class Ingest:
     def handle(self, topic: str, payload: bytes, retained: bool = False, ids: list[int] | None = None) -> None:
         """One message from the broker, whatever its topic; `ids` are its MQTT 5 subscription identifiers."""
         self.stats.received += 1
+        if retained:
+            self._last_retained = time.monotonic()
         if topic.startswith(self._prefix):
             parts = topic.split("/")[self._prefix_parts :]
             if len(parts) < 2 or not DEVICE_ID.fullmatch(parts[0]):

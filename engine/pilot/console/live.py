@@ -20,7 +20,7 @@ MAX_STREAMS = 256
 
 
 def broker_state(fleet: Fleet) -> dict[str, Any]:
-    return {"connected": fleet.broker_connected, "since": fleet.broker_since}
+    return {"connected": fleet.broker_connected, "ready": fleet.broker_ready, "since": fleet.broker_since}
 
 
 class Stream:

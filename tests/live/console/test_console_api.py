@@ -39,6 +39,7 @@ device: {{id: {DEVICE}, name: Console rig}}
 sensors:
   cpu_usage: {{probe: cpu.percent, every: 1s}}
   memory_usage: {{probe: memory.used_percent, every: 1s}}
+  uptime: {{probe: system.uptime, every: 1h}}
 commands:
   shutdown: {{action: power.shutdown, args: {{method: systemctl}}, platform: button, policy: {{signed: true}}}}
   reboot: {{action: power.reboot, args: {{method: systemctl}}, platform: button, policy: {{confirm: 20s}}}}
@@ -65,6 +66,7 @@ def rig(tmp_path_factory):
     users = [("alice", "operator", PASSWORDS["alice"]), ("victor", "viewer", PASSWORDS["victor"])]
     users.append(("ada", "admin", PASSWORDS["ada"]))
     console = ConsoleProcess(broker.port, users=users, keyring=console_ring).start()
+    console.wait_subscribed()
 
     class Rig:
         pass
@@ -85,7 +87,7 @@ def rig(tmp_path_factory):
 
 def test_the_agent_appears_with_its_name_version_and_key_sensors(rig):
     fleet = rig.alice.get("/api/fleet").json()
-    assert fleet["broker"]["connected"] is True
+    assert (fleet["broker"]["connected"], fleet["broker"]["ready"]) == (True, True)
     device = next(d for d in fleet["devices"] if d["id"] == DEVICE)
     assert device["name"] == "Console rig"
     assert device["online"] is True
@@ -180,12 +182,12 @@ def test_live_values_arrive_on_the_event_stream(rig):
     seen: list[str] = []
     with rig.alice.stream("GET", f"/api/events?device={DEVICE}&cursor={fleet['cursor']}") as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
-        rig.watcher.publish(f"{BASE}/state/memory_usage", "93.5")
+        rig.watcher.publish(f"{BASE}/state/uptime", "93.5")  # the agent's own next reading is an hour away
         deadline = time.monotonic() + 20
         for line in stream.iter_lines():
             if line.startswith("data: "):
                 body = json.loads(line[6:])
-                seen += [s[2] for s in body.get("states", []) if s[1] == "memory_usage"]
+                seen += [s[2] for s in body.get("states", []) if s[1] == "uptime"]
                 if "93.5" in seen or time.monotonic() > deadline:
                     break
     assert "93.5" in seen
@@ -278,7 +280,7 @@ def test_the_broker_going_away_is_reported_and_recovered(rig):
         assert (answer["status"], answer["reason"]) == ("rejected", "broker_unavailable")
     finally:
         rig.broker.start()
-    wait(lambda: rig.alice.get("/api/fleet").json()["broker"]["connected"] is True, timeout=30)
+    wait(lambda: rig.alice.get("/api/fleet").json()["broker"]["ready"] is True, timeout=30)
     # the agent comes back too and is online again
     wait(lambda: any(d["id"] == DEVICE and d["online"] for d in rig.alice.get("/api/fleet").json()["devices"]), 30)
 

@@ -37,7 +37,7 @@ def test_two_instances_split_the_writes_and_both_show_every_value(postgres, tmp_
     ]
     try:
         for console in consoles:
-            console.start()
+            console.start().wait_subscribed()
         clients = [c.client("ada", "ada-admin-password") for c in consoles]
         discovery = {
             "device": {"identifiers": ["pilot_sim1"], "name": "Sim 1"},

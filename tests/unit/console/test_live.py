@@ -71,7 +71,7 @@ def test_a_device_stream_ignores_other_devices_but_hears_the_broker():
     assert stream.next_event() is None
     fleet.broker_connected = False
     fleet.changes.mark("broker", "")
-    assert body(stream.next_event())["broker"] == {"connected": False, "since": None}
+    assert body(stream.next_event())["broker"] == {"connected": False, "ready": False, "since": None}
 
 
 def test_a_cursor_from_the_future_means_the_console_restarted_and_the_page_must_refetch():
