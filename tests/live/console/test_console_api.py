@@ -92,7 +92,7 @@ def test_the_agent_appears_with_its_name_version_and_key_sensors(rig):
     assert device["name"] == "Console rig"
     assert device["online"] is True
     assert device["dry_run"] is True
-    assert [k["entity"] for k in device["key"]] == ["cpu_usage", "memory_usage"]
+    assert [k["entity"] for k in device["key"]] == ["cpu_usage", "memory_usage", "uptime"]
     assert device["health"]["duplicate_agent"] is False
 
 
