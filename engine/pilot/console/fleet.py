@@ -142,6 +142,7 @@ class Device:
     last_seen: float | None = None
     profile: str | None = None
     dry_run: bool | None = None
+    capabilities_seen: bool = False
     health: dict[str, Any] = field(default_factory=dict)
     entities: dict[str, Entity] = field(default_factory=dict)
     commands: dict[str, CommandInfo] = field(default_factory=dict)

@@ -45,6 +45,9 @@ COMMAND_PLATFORMS = frozenset({"button", "switch", "number", "select", "text"})
 FLUSH_EVERY_S = 1.0
 QUIET_S = 0.15  # a filter's retained messages are in when none came for this long (they follow the SUBACK)
 SUBSCRIBE_WAIT_S = 15.0
+MAX_MISSING = 10_000
+REASK_S = 60.0
+ASK_PER_S = 100  # devices a second, five retained topics each
 MAINTAIN_EVERY_S = 300.0
 MAX_BATCH = 200_000  # a database that cannot keep up loses the oldest readings, not the console's memory
 
@@ -57,6 +60,7 @@ class IngestStats:
     flushes: int = 0
     flush_errors: int = 0
     samples_lost: int = 0
+    reasked: int = 0
     last_flush_s: float = 0.0
     connects: int = 0
 
@@ -71,6 +75,7 @@ class IngestStats:
             "flushes": self.flushes,
             "flush_errors": self.flush_errors,
             "samples_lost": self.samples_lost,
+            "reasked": self.reasked,
             "last_flush_s": round(self.last_flush_s, 4),
             "connects": self.connects,
         }
@@ -121,6 +126,9 @@ class Ingest:
         self._subacks: dict[int, threading.Event] = {}
         self._suback_lock = threading.Lock()
         self._last_retained = 0.0
+        self._missing: set[str] = set()
+        self._asked: dict[str, float] = {}
+        self._asking: list[str] = []
         prefix = self.broker.prefix
         self._prefix_parts = len(prefix.split("/"))
         self._prefix = prefix + "/"
@@ -233,7 +241,7 @@ class Ingest:
         for topic in self.subscriptions():
             if self._stop.is_set() or generation != self._generation:
                 return  # disconnected meanwhile: the next connect starts again
-            qos = 1 if "/cmd/" in topic else 0
+            qos = 0 if topic.endswith("/state/+") else 1
             done = threading.Event()
             if self.broker.shared_group:
                 from paho.mqtt.packettypes import PacketTypes
@@ -298,9 +306,9 @@ class Ingest:
             device_id, kind = parts[0], parts[1]
             if kind == "state" and len(parts) == 3:
                 if ids is None:
-                    self._state(topic, payload, live=True, store=True)
+                    self._state(topic, payload, live=True, store=True, device_id=device_id)
                 else:
-                    self._state(topic, payload, live=LIVE_ID in ids, store=STORE_ID in ids)
+                    self._state(topic, payload, live=LIVE_ID in ids, store=STORE_ID in ids, device_id=device_id)
             elif len(parts) == 2 and kind in ("availability", "capabilities", "health", "activity", "audit"):
                 if len(payload) > LIMITS[kind]:
                     self.stats.drop("too_large")
@@ -326,7 +334,7 @@ class Ingest:
         else:
             self.stats.drop("unknown_topic")
 
-    def _state(self, topic: str, payload: bytes, *, live: bool, store: bool) -> None:
+    def _state(self, topic: str, payload: bytes, *, live: bool, store: bool, device_id: str = "") -> None:
         if len(payload) > LIMITS["state"]:
             self.stats.drop("too_large")
             return
@@ -334,6 +342,7 @@ class Ingest:
         found = fleet.by_state_topic.get(topic)
         if found is None:
             self.stats.drop("unannounced")
+            self.missing(device_id)
             return
         try:
             text = payload.decode("utf-8")
@@ -342,6 +351,8 @@ class Ingest:
             return
         now = self.clock()
         device, entity = found
+        if device.online is None or not device.capabilities_seen:
+            self.missing(device.id)
         value = number(text, entity.platform) if entity.platform in ("sensor", "binary_sensor") else None
         if store and value is not None:
             self._add(self._sample(device.id, entity.key, now, value))
@@ -365,6 +376,43 @@ class Ingest:
             batch.append(sample)
         self.stats.samples += 1
 
+    def missing(self, device_id: str) -> None:
+        """A device that publishes but whose discovery the console has not got (a broker drops messages for a
+        subscriber that falls behind, as when a whole fleet announces at once): ask for its retained copy
+        again, at most once a minute per device and for at most MAX_MISSING devices at a time."""
+        if not device_id or len(self._missing) >= MAX_MISSING:
+            return
+        device = self.fleet.devices.get(device_id)
+        if device is not None and device.entities and device.online is not None and device.capabilities_seen:
+            return
+        now = time.monotonic()
+        if now - self._asked.get(device_id, -REASK_S) >= REASK_S:
+            self._asked[device_id] = now
+            self._missing.add(device_id)
+
+    def _ask_again(self) -> None:
+        """Writer thread: subscribe to each missing device's own discovery topic (its retained copy comes
+        back), and drop the subscriptions made the time before."""
+        client = self._client
+        if client is None or not self.fleet.broker_ready:
+            return
+        for topic in self._asking:
+            client.unsubscribe(topic)
+        self._asking = []
+        asked = 0
+        p = self.broker.prefix
+        while self._missing and asked < ASK_PER_S:
+            device_id = self._missing.pop()
+            topics = [f"{self.broker.discovery_prefix}/device/{device_id}/config"]
+            topics += [f"{p}/{device_id}/{kind}" for kind in ("availability", "capabilities", "health", "activity")]
+            client.subscribe([(topic, 1) for topic in topics])
+            self._asking += topics
+            asked += 1
+        self.stats.reasked += asked
+        if len(self._asked) > 4 * MAX_MISSING:  # forget old asks: the table stays bounded
+            cutoff = time.monotonic() - REASK_S
+            self._asked = {k: v for k, v in self._asked.items() if v >= cutoff}
+
     def _availability(self, device_id: str, payload: bytes) -> None:
         if payload not in (b"online", b"offline", b""):
             self.stats.drop("bad_availability")
@@ -381,6 +429,8 @@ class Ingest:
             device.online = True if payload == b"online" else False if payload == b"offline" else None
             device.last_seen = self.clock() if device.online else device.last_seen
             self.fleet.changes.mark("device", device_id)
+        if payload == b"online":
+            self.missing(device_id)
 
     def _health(self, device_id: str, payload: bytes) -> None:
         if not payload:
@@ -428,6 +478,7 @@ class Ingest:
             device.sw_version = clip(doc.get("pilot_version"), 32) or device.sw_version
             device.profile = clip(doc.get("profile"), 64)
             device.dry_run = doc.get("dry_run") if isinstance(doc.get("dry_run"), bool) else None
+            device.capabilities_seen = True
             device.commands = commands
             for key, entity in device.entities.items():
                 entity.command = commands.get(key, entity.command)
@@ -538,6 +589,10 @@ class Ingest:
         next_maintain = time.monotonic() + 5.0
         while not self._stop.wait(FLUSH_EVERY_S):
             self.flush()
+            try:
+                self._ask_again()
+            except Exception as exc:  # paho refusing while it reconnects: the next second asks again
+                log.debug("console: asking for discovery again failed: %s", exc)
             if time.monotonic() >= next_maintain:
                 next_maintain = time.monotonic() + MAINTAIN_EVERY_S
                 try:

@@ -48,3 +48,33 @@ def test_every_retained_device_availability_capability_and_state_arrives(tmp_pat
             console.cleanup()
         simulator.stop(offline=False)
         broker.cleanup()
+
+
+def test_devices_whose_announcement_the_broker_dropped_are_asked_for_again():
+    """A whole fleet announcing at once (a broker restart) overflows the broker's queue for the console; a
+    device that then publishes states without the console knowing it gets its retained topics asked for."""
+    broker = Mosquitto().start()
+    simulator = FleetSimulator("127.0.0.1", broker.port, devices=DEVICES, period=2.0)
+    console = ConsoleProcess(broker.port, anonymous_read=True).start()
+    try:
+        console.wait_subscribed()
+        simulator.connect()
+        simulator.announce()  # 5,000 messages, 10 MB, in a fraction of a second
+        simulator.start()
+        deadline = time.monotonic() + 60
+        counts = None
+        while time.monotonic() < deadline:
+            devices = httpx.get(console.url + "/api/fleet", timeout=30).json()["devices"]
+            counts = (
+                len(devices),
+                sum(d["online"] is True for d in devices),
+                sum(d["profile"] is not None for d in devices),
+            )
+            if counts == (DEVICES,) * 3:
+                break
+            time.sleep(0.5)
+        assert counts == (DEVICES,) * 3
+    finally:
+        console.cleanup()
+        simulator.stop(offline=False)
+        broker.cleanup()
