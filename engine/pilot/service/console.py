@@ -13,11 +13,10 @@ docs/console-deploy.md explains each step.
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from pilot.service import systemd
 from pilot.service.systemd import (
     Changes,
     FileChange,
@@ -26,7 +25,6 @@ from pilot.service.systemd import (
     Runner,
     UnitValueError,
     _hidden,
-    _write,
     pilot_command,
     rooted,
     systemd_env,
@@ -254,13 +252,7 @@ def plan_uninstall(*, system: bool, purge: bool) -> Changes:
 
 def render_changes(changes: Changes, root: Path | None = None) -> str:
     """Every command and file, in the order install / uninstall would run and write them."""
-    from pilot.service.systemd import render_changes as render
-
-    text = render(changes, root)
-    if any(c.argv[-3:] == ("enable", "--now", SERVICE) for c in changes.commands):
-        user = "--user " if changes.mode == "user" else ""
-        text += f"$ systemctl {user}restart {SERVICE}    # only if it was running before: apply the new unit\n"
-    return text
+    return systemd.render_changes(changes, root, service=SERVICE)
 
 
 def apply(
@@ -273,45 +265,7 @@ def apply(
 ) -> int:
     """Write the files and run the commands; 0 when everything succeeded. A console that was running is
     restarted so the new unit applies."""
-    user = ["--user"] if changes.mode == "user" else []
-
-    def run(command: HostCommand) -> bool:
-        if not run_commands:
-            say(f"not run (--root): {shlex.join(command.argv)}")
-            return True
-        result = runner.run(command.argv)
-        if result.returncode != 0:
-            detail = result.output.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
-            if command.check:
-                say(f"pilot: error: `{shlex.join(command.argv)}` failed: {detail[0]}")
-                return False
-            say(f"(ignored) `{shlex.join(command.argv)}`: {detail[0]}")
-        return True
-
-    was_active = False
-    if run_commands and changes.files:
-        was_active = runner.run(["systemctl", *user, "is-active", "--quiet", SERVICE]).returncode == 0
-    for command in changes.commands_before:
-        if not run(command):
-            return 1
-    for change in changes.files:
-        target = rooted(root, change.path)
-        _write(target, change.content, change.mode)
-        say(f"wrote {target}")
-    for path in changes.removals:
-        target = rooted(root, path)
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-            say(f"removed {target}/")
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-            say(f"removed {target}")
-    for command in changes.commands:
-        if not run(command):
-            return 1
-    if was_active and not run(HostCommand(("systemctl", *user, "restart", SERVICE))):
-        return 1
-    return 0
+    return systemd.apply(changes, runner, root=root, run_commands=run_commands, say=say, service=SERVICE)
 
 
 def status(*, system: bool, runner: Runner) -> tuple[int, str]:

@@ -659,8 +659,9 @@ def rooted(root: Path | None, path: str) -> Path:
     return Path(path) if root is None else Path(root) / path.lstrip("/")
 
 
-def render_changes(changes: Changes, root: Path | None = None) -> str:
-    """Every command and file, in the order install / uninstall would run and write them."""
+def render_changes(changes: Changes, root: Path | None = None, *, service: str = SERVICE) -> str:
+    """Every command and file, in the order install / uninstall would run and write them (`service`: the
+    unit they install, `pilot` or the console's)."""
 
     def commands(title: str, items: list[HostCommand]) -> list[str]:
         if not items:
@@ -678,11 +679,11 @@ def render_changes(changes: Changes, root: Path | None = None) -> str:
     out += [f"==> remove {rooted(root, path)} <==" for path in changes.removals]
     out += [""] if changes.removals else []
     after = list(changes.commands)
-    if any(c.argv[-3:] == ("enable", "--now", SERVICE) for c in after):
+    if any(c.argv[-3:] == ("enable", "--now", service) for c in after):
         user = ("--user",) if changes.mode == "user" else ()
         after.append(
             HostCommand(
-                ("systemctl", *user, "restart", SERVICE), note="only if it was running before: apply the new files"
+                ("systemctl", *user, "restart", service), note="only if it was running before: apply the new files"
             )
         )
     out += commands("run", after)
@@ -709,8 +710,10 @@ def apply(
     root: Path | None = None,
     run_commands: bool = True,
     say: Callable[[str], None] = print,
+    service: str = SERVICE,
 ) -> int:
-    """Write the files and run the commands; 0 when everything succeeded."""
+    """Write the files and run the commands; 0 when everything succeeded. A `service` that was running is
+    restarted so the new files apply."""
 
     def run(command: HostCommand) -> bool:
         if not run_commands:
@@ -728,7 +731,7 @@ def apply(
     was_active = False
     if run_commands and changes.files and changes.mode in ("system", "user"):
         user = ["--user"] if changes.mode == "user" else []
-        was_active = runner.run(["systemctl", *user, "is-active", "--quiet", SERVICE]).returncode == 0
+        was_active = runner.run(["systemctl", *user, "is-active", "--quiet", service]).returncode == 0
     for command in changes.commands_before:
         if not run(command):
             return 1
@@ -751,7 +754,7 @@ def apply(
             return 1
     if was_active:
         user = ("--user",) if changes.mode == "user" else ()
-        if not run(HostCommand(("systemctl", *user, "restart", SERVICE), note="apply the new files")):
+        if not run(HostCommand(("systemctl", *user, "restart", service), note="apply the new files")):
             return 1
     return 0
 
