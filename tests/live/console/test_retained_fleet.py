@@ -16,6 +16,23 @@ from testkit.console import ConsoleProcess
 from testkit.fleet import FleetSimulator
 
 DEVICES = 1000
+COMPLETE = (DEVICES,) * 4
+
+
+def counts_when_complete(console: ConsoleProcess, timeout: float = 60.0) -> tuple[int, int, int, int]:
+    """(listed, online, with capabilities, with a state value), once all are DEVICES or at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        devices = httpx.get(console.url + "/api/fleet", timeout=30).json()["devices"]
+        counts = (
+            len(devices),
+            sum(d["online"] is True for d in devices),
+            sum(d["profile"] is not None for d in devices),
+            sum(bool(d["key"]) and d["key"][0]["value"] is not None for d in devices),
+        )
+        if counts == COMPLETE or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.5)
 
 
 def test_every_retained_device_availability_capability_and_state_arrives(tmp_path):
@@ -29,20 +46,7 @@ def test_every_retained_device_availability_capability_and_state_arrives(tmp_pat
             simulator.publish_states(device)
         # 1,000 devices: 25,000 retained messages, 1,000 of them discovery of about 10 KB
         console = ConsoleProcess(broker.port, anonymous_read=True).start()
-        deadline = time.monotonic() + 60
-        complete = None
-        while time.monotonic() < deadline:
-            devices = httpx.get(console.url + "/api/fleet", timeout=30).json()["devices"]
-            complete = (
-                len(devices),
-                sum(d["online"] is True for d in devices),
-                sum(d["profile"] is not None for d in devices),
-                sum(bool(d["key"]) and d["key"][0]["value"] is not None for d in devices),
-            )
-            if complete == (DEVICES,) * 4:
-                break
-            time.sleep(0.5)
-        assert complete == (DEVICES,) * 4  # listed, online, capabilities, a state value
+        assert counts_when_complete(console) == COMPLETE
     finally:
         if console is not None:
             console.cleanup()
@@ -61,19 +65,7 @@ def test_devices_whose_announcement_the_broker_dropped_are_asked_for_again():
         simulator.connect()
         simulator.announce()  # 5,000 messages, 10 MB, in a fraction of a second
         simulator.start()
-        deadline = time.monotonic() + 60
-        counts = None
-        while time.monotonic() < deadline:
-            devices = httpx.get(console.url + "/api/fleet", timeout=30).json()["devices"]
-            counts = (
-                len(devices),
-                sum(d["online"] is True for d in devices),
-                sum(d["profile"] is not None for d in devices),
-            )
-            if counts == (DEVICES,) * 3:
-                break
-            time.sleep(0.5)
-        assert counts == (DEVICES,) * 3
+        assert counts_when_complete(console) == COMPLETE
     finally:
         console.cleanup()
         simulator.stop(offline=False)
