@@ -158,12 +158,13 @@ class ConsoleRig:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the console exited:\n{self.log.read_text(errors='replace')[-3000:]}")
-            try:
+            try:  # ready: connected, and every subscription's retained messages read
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as answer:
-                    if answer.status == 200:
+                    if answer.status == 200 and json.loads(answer.read()).get("ready"):
                         return
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.1)
+            except (OSError, urllib.error.URLError, ValueError):
+                pass
+            time.sleep(0.1)
         raise RuntimeError(f"the console did not answer:\n{self.log.read_text(errors='replace')[-3000:]}")
 
     def stop_console(self) -> None:

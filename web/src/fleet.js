@@ -3,13 +3,12 @@
 //
 // With a thousand devices the costs are layout and canvases, not data: so live values only patch text,
 // summaries and re-sorting wait for the next animation frame (at most one pass per frame, however many
-// events came), and sparklines are drawn only for rows in view (IntersectionObserver), all measured
-// before any is drawn (one layout per frame, not one per canvas). Rows out of view skip rendering
-// (content-visibility in style.css).
+// events came), and sparklines (SVG, spark.js) are drawn only for rows in view (IntersectionObserver).
+// Rows out of view skip rendering (content-visibility in style.css).
 import { api, seg } from "./api.js";
 import { h, clear, setText } from "./dom.js";
 import { relTime, fmtValue } from "./format.js";
-import { drawSpark, sparkBox } from "./spark.js";
+import { drawSpark, makeSpark } from "./spark.js";
 
 const BADGES = {
   duplicate_agent: "Duplicate agent",
@@ -18,7 +17,6 @@ const BADGES = {
   dropped_telemetry: "Dropped telemetry",
 };
 const SPARK_POINTS = 120;
-const SPARK_COLOR = "#2a7ae2";
 const collator = new Intl.Collator(); // what localeCompare uses, built once: sorting 1,000 names is then cheap
 
 export function badgeText(name) {
@@ -206,19 +204,17 @@ export class FleetPage {
     else this.visible.add(id); // no observer: every row counts as in view
   }
 
-  /** Sparklines of the rows in view whose data changed: every canvas measured first, then all drawn. */
+  /** Sparklines of the rows in view whose data changed. */
   drawVisible() {
-    const todo = [];
     for (const id of this.visible) {
       const row = this.rows.get(id);
-      if (row && row.stale && row.el.isConnected) todo.push(row);
+      if (!row || !row.stale || !row.el.isConnected) continue;
+      for (const c of row.keys.values()) {
+        if (!c.spark) c.cell.appendChild((c.spark = makeSpark())); // made when first in view
+        drawSpark(c.spark, c.k.spark);
+      }
+      row.stale = false;
     }
-    if (!todo.length) return;
-    const cells = todo.flatMap((row) => [...row.keys.values()]);
-    const color = cells.length ? getComputedStyle(cells[0].canvas).color || SPARK_COLOR : SPARK_COLOR;
-    const boxes = cells.map((c) => sparkBox(c.canvas));
-    cells.forEach((c, i) => drawSpark(c.canvas, c.k.spark, boxes[i], color));
-    for (const row of todo) row.stale = false;
   }
 
   filtered() {
@@ -302,9 +298,9 @@ export class FleetPage {
     const keys = new Map();
     const cells = (Array.isArray(d.key) ? d.key : []).slice(0, 3).map((k) => {
       const value = h("span.key-value", { text: fmtValue(k.value, k.unit) });
-      const canvas = h("canvas.spark", { width: "96", height: "24", "aria-hidden": "true" });
-      keys.set(k.entity, { value, canvas, k });
-      return h("div.key", { dataset: { entity: String(k.entity) } }, h("span.key-name", { text: k.name || k.entity }), value, canvas);
+      const cell = h("div.key", { dataset: { entity: String(k.entity) } }, h("span.key-name", { text: k.name || k.entity }), value);
+      keys.set(k.entity, { cell, value, spark: null, k });
+      return cell;
     });
     const meta = [
       h("span.status-text", { text: cls === "online" ? "online" : cls === "offline" ? "offline" : "status unknown" }),
