@@ -301,3 +301,14 @@ def test_wrong_passwords_are_rate_limited_with_retry_after(tmp_path):
     finally:
         console.cleanup()
         broker.cleanup()
+
+
+def test_large_answers_are_compressed_for_browsers_that_ask_and_the_event_stream_never_is(rig):
+    detail = rig.alice.get(f"/api/devices/{DEVICE}", headers={"accept-encoding": "gzip"})
+    assert detail.headers.get("content-encoding") == "gzip"
+    assert detail.json()["id"] == DEVICE
+    with rig.alice.stream("GET", "/api/events", headers={"accept-encoding": "gzip"}) as stream:
+        assert "content-encoding" not in stream.headers
+        assert next(stream.iter_lines()) == "retry: 2000"
+    session = rig.alice.get("/api/session", headers={"accept-encoding": "gzip"})
+    assert "content-encoding" not in session.headers  # the CSRF token never shares a compressed body
