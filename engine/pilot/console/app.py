@@ -184,18 +184,19 @@ def build(console: Console) -> Starlette:
         if not isinstance(name, str) or not isinstance(password, str):
             raise ApiError(400, "username and password are text")
         addr = client_address(console, request)
-        wait = console.limiter.check(addr, name)
+        wait = console.limiter.begin(addr, name)
         if wait is not None:
             seconds = max(1, int(wait + 0.999))
             raise ApiError(429, f"too many attempts; wait {seconds} s", {"retry-after": str(seconds)})
+        user = None
         try:
             user = await run_in_threadpool(console.users.verify, name, password)
         except auth.AuthError:
-            user = None
+            pass
+        finally:
+            console.limiter.end(addr, name, user is not None)
         if user is None:
-            console.limiter.failed(addr, name)
             raise ApiError(401, "wrong user name or password")
-        console.limiter.succeeded(addr, name)
         token, csrf = await run_in_threadpool(console.sessions.create, user)
         response = JSONResponse({"user": user.name, "role": user.role.label, "csrf": csrf})
         response.headers.append("set-cookie", auth.session_cookie(token, secure=scheme(console, request) == "https"))

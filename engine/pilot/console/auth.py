@@ -601,7 +601,13 @@ class LoginLimiter:
     """Failed logins per client address and per user name: after `threshold` failures the key is locked
     for `base` seconds, doubling with each further failure up to `cap`. A success resets the user name's
     count (not the address's: one's own account must not reset a guessing address). A key forgotten after
-    `cap` seconds without failures past its lock. Each table holds at most `max_keys` keys, oldest dropped."""
+    `cap` seconds without failures past its lock. Each table holds at most `max_keys` keys, oldest dropped.
+
+    Attempts go through `begin` and `end`: at most `max_inflight` run at once per address and per name, so a
+    burst sent all at once is judged one attempt after another instead of all passing the check before the
+    first failure is counted. A name's lock does not hold back an address that has signed in as that name
+    before (remembered for `trust_for` seconds): a stranger's failures cannot lock a user out of their own
+    machine, while a guesser's address is still locked by its own failures."""
 
     def __init__(
         self,
@@ -611,8 +617,14 @@ class LoginLimiter:
         base: float = 30.0,
         cap: float = 900.0,
         max_keys: int = 10_000,
+        max_inflight: int = 2,
+        trust_for: float = 30 * 86400.0,
     ) -> None:
         self.clock = clock
+        self.max_inflight = max_inflight
+        self.trust_for = trust_for
+        self._inflight: dict[str, int] = {}
+        self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.threshold = threshold
         self.base = base
         self.cap = cap
@@ -641,12 +653,48 @@ class LoginLimiter:
         """Seconds to wait before this address may try this name again, or None when it may now."""
         now = self.clock()
         with self._lock:
-            waits = [
-                entry.locked_until - now
-                for table, key in ((self._addrs, self._addr_key(addr)), (self._names, self._name_key(name)))
-                if (entry := self._live(table, key, now)) is not None and entry.locked_until > now
-            ]
+            return self._wait(addr, name, now)
+
+    def _wait(self, addr: object, name: object, now: float) -> float | None:
+        tables = [(self._addrs, self._addr_key(addr))]
+        trusted_at = self._trusted.get((self._addr_key(addr), self._name_key(name)))
+        if trusted_at is None or now - trusted_at > self.trust_for:
+            tables.append((self._names, self._name_key(name)))
+        waits = [
+            entry.locked_until - now
+            for table, key in tables
+            if (entry := self._live(table, key, now)) is not None and entry.locked_until > now
+        ]
         return max(waits) if waits else None
+
+    def begin(self, addr: object, name: object) -> float | None:
+        """Start an attempt: None when it may go on (then `end` must follow), else seconds to wait."""
+        now = self.clock()
+        keys = ("a" + self._addr_key(addr), "n" + self._name_key(name))
+        with self._lock:
+            wait = self._wait(addr, name, now)
+            if wait is not None:
+                return wait
+            if any(self._inflight.get(k, 0) >= self.max_inflight for k in keys):
+                return 1.0  # another attempt for this address or name is being checked right now
+            for k in keys:
+                self._inflight[k] = self._inflight.get(k, 0) + 1
+        return None
+
+    def end(self, addr: object, name: object, ok: bool) -> None:
+        """Finish an attempt that `begin` let through, counting it."""
+        keys = ("a" + self._addr_key(addr), "n" + self._name_key(name))
+        with self._lock:
+            for k in keys:
+                left = self._inflight.get(k, 0) - 1
+                if left > 0:
+                    self._inflight[k] = left
+                else:
+                    self._inflight.pop(k, None)
+        if ok:
+            self.succeeded(addr, name)
+        else:
+            self.failed(addr, name)
 
     def failed(self, addr: object, name: object) -> None:
         now = self.clock()
@@ -667,6 +715,11 @@ class LoginLimiter:
     def succeeded(self, addr: object, name: object) -> None:
         with self._lock:
             self._names.pop(self._name_key(name), None)
+            pair = (self._addr_key(addr), self._name_key(name))
+            self._trusted[pair] = self.clock()
+            self._trusted.move_to_end(pair)
+            while len(self._trusted) > self.max_keys:
+                self._trusted.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._addrs) + len(self._names)
