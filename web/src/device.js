@@ -289,6 +289,7 @@ export class DevicePage {
       el.appendChild(h("div.detail.muted", { text: typeof ans.detail === "string" ? ans.detail : JSON.stringify(ans.detail) }));
     }
     if (ans.verified === true) el.appendChild(h("span.verified", { text: " ✓ signed answer", title: "The device's answer carried a valid signature." }));
+    else if (ans.verified === false) el.appendChild(h("span.unverified", { text: " (unverified answer)", title: "The answer carried no signature: anyone on the broker could have sent it." }));
   }
 
   renderLists() {

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pilot.agent import signing
+from pilot.agent import policy, signing
 from pilot.console.fleet import CommandInfo
 
 UNVERIFIED_GRACE_S = 1.5
@@ -197,7 +197,15 @@ class CommandSender:
                 else:
                     self.stats.forged += 1
                 return
-            if "nonce" not in body and "sig" not in body and waiter.unverified is None:
+            # an answer without a signature is taken for a signed press only as what a device says before it
+            # knows the key (`unauthorized`, `expired`, ...): a made-up "ok" would otherwise read as done
+            if (
+                "nonce" not in body
+                and "sig" not in body
+                and waiter.unverified is None
+                and body["status"] == "rejected"
+                and body.get("reason") in policy.UNAUTHENTICATED
+            ):
                 waiter.unverified = public_answer(body, False)
                 future = waiter.future
                 self._loop.call_later(

@@ -178,3 +178,20 @@ def test_a_broker_that_is_away_refuses_the_press():
     with pytest.raises(PressError) as caught:
         asyncio.run(sender.press("d1", PLAIN, "ON", "bob", "pilot"))
     assert caught.value.reason == "broker_unavailable"
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        b'{"status": "ok", "detail": "done"}',
+        b'{"status": "dry_run"}',
+        b'{"status": "rejected", "reason": "cooldown"}',
+        b'{"status": "rejected"}',
+    ],
+)
+def test_an_unsigned_answer_to_a_signed_press_is_never_taken_unless_it_is_a_pre_key_rejection(keyring, forged):
+    """Anyone on the broker could otherwise make a signed press read as done."""
+    wire = Wire()
+    sender = CommandSender(wire, keyring, "console", timeout=0.5, clock=lambda: NOW)
+    answer = answer_with(sender, wire, lambda env: [forged])
+    assert answer == {"status": "timeout", "verified": False}
