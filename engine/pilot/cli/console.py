@@ -1,4 +1,4 @@
-"""`pilot console …`: run the web console, manage its users file, install it as a service.
+"""`pilot console ...`: run the web console, manage its users file, install it as a service.
 
 Argument parsing and printing only; the console (pilot.console) and its service unit (pilot.service.console)
 are imported when a command runs, so `pilot --version` never loads Starlette or argon2. Every refusal is one
@@ -355,7 +355,7 @@ def register(sub: Any) -> None:
     r.add_argument("--config", metavar="FILE", help="the console's YAML settings; the flags below override it")
     r.add_argument("--broker", metavar="HOST[:PORT]", type=parse_broker, help="the MQTT broker (default 127.0.0.1)")
     r.add_argument("--listen", metavar="HOST:PORT", type=parse_listen, help="where to serve (default 127.0.0.1:8470)")
-    r.add_argument("--db", metavar="URL", help="sqlite:///PATH or postgresql://… (default: sqlite in the state dir)")
+    r.add_argument("--db", metavar="URL", help="sqlite:///PATH or postgresql://... (default: sqlite in the state dir)")
     _users_arg(r)
     r.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM, chain included)")
     r.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")

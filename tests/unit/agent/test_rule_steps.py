@@ -38,11 +38,13 @@ def runner(tmp_path, *, wait=None, dry_run=False, record=True):
     return steps, published
 
 
-def finished(timeout=20.0) -> bool:
-    """Wait for the step workers to finish their steps (a predicate with a generous deadline)."""
-    for thread in [t for t in threading.enumerate() if t.name.startswith("pilot-steps")]:
+def finished(older: set | frozenset = frozenset(), timeout=20.0) -> bool:
+    """Wait for the step workers started since `older` was taken to finish their steps (a predicate with a
+    generous deadline); workers of other tests in this process are not waited for."""
+    ours = [t for t in threading.enumerate() if t.name.startswith("pilot-steps") and t not in older]
+    for thread in ours:
         thread.join(timeout)
-    return not [t for t in threading.enumerate() if t.name.startswith("pilot-steps") and t.is_alive()]
+    return not [t for t in ours if t.is_alive()]
 
 
 def wait_for(predicate, timeout=20.0) -> bool:
@@ -77,6 +79,7 @@ def test_steps_run_in_order_on_a_worker_thread_with_the_delay_between_them(tmp_p
 
 def test_a_delay_does_not_hold_up_the_caller_and_stopping_ends_it_without_the_next_step(tmp_path):
     steps, published = runner(tmp_path)  # the real delay: an hour
+    older = set(threading.enumerate())
     steps.run(
         (
             Step("publish", topic="~/events", payload="before"),
@@ -87,7 +90,7 @@ def test_a_delay_does_not_hold_up_the_caller_and_stopping_ends_it_without_the_ne
     )  # returns at once: the delay runs on the worker
     assert wait_for(lambda: len(published) == 1)
     steps.stop()
-    assert finished(), "the delay did not end when the runner stopped"
+    assert finished(older), "the delay did not end when the runner stopped"
     assert [p[1] for p in published] == ["before"]
 
 
