@@ -17,6 +17,8 @@ from typing import Any
 
 MAX_ENTITIES = 512  # per device: a real profile has a few dozen
 MAX_DEVICES = 20_000
+MAX_ENTITIES_TOTAL = 200_000  # the whole fleet: 1,000 real devices have about 30,000
+MAX_REMOVED = 1_000  # devices that left, remembered for the pages' event streams
 MAX_TEXT = 255  # a state shown as text
 MAX_NAME = 128
 AUDIT_KEEP = 50
@@ -204,11 +206,18 @@ class Device:
 
 class Changes:
     """The latest sequence number of everything that changed, newest last: a reader asks for what changed
-    after its own cursor and gets each thing once, however often it changed in between."""
+    after its own cursor and gets each thing once, however often it changed in between.
+
+    Bounded by the fleet: a device's entries go with it, an entity's with the entity, and of the devices that
+    left only the last MAX_REMOVED are remembered; a reader whose cursor is older than what was forgotten
+    (`floor`) must fetch the whole fleet again."""
 
     def __init__(self) -> None:
         self.seq = 0
+        self.floor = 0
         self._order: OrderedDict[tuple[str, str, str], int] = OrderedDict()
+        self._by_device: dict[str, set[tuple[str, str, str]]] = {}
+        self._removed: OrderedDict[str, int] = OrderedDict()
 
     def mark(self, kind: str, device: str, key: str = "") -> None:
         self.seq += 1
@@ -216,6 +225,8 @@ class Changes:
         order = self._order
         if k in order:
             order.move_to_end(k)
+        else:
+            self._by_device.setdefault(device, set()).add(k)
         order[k] = self.seq
 
     def since(self, cursor: int) -> list[tuple[str, str, str]]:
@@ -227,8 +238,34 @@ class Changes:
         return out
 
     def forget(self, device: str) -> None:
-        for k in [k for k in self._order if k[1] == device]:
-            del self._order[k]
+        """A device left: its entries go, and one `removed` entry says so."""
+        self._drop(self._by_device.pop(device, ()))
+        self._removed.pop(device, None)
+        self.mark("removed", device)
+        self._removed[device] = self.seq
+        while len(self._removed) > MAX_REMOVED:
+            gone, seq = self._removed.popitem(last=False)
+            self._drop([("removed", gone, "")])
+            self._by_device.pop(gone, None)
+            self.floor = max(self.floor, seq)
+
+    def returned(self, device: str) -> None:
+        """A device that had left is back: its `removed` entry is no longer news."""
+        if self._removed.pop(device, None) is not None:
+            self._drop([("removed", device, "")])
+            self._by_device.get(device, set()).discard(("removed", device, ""))
+
+    def forget_keys(self, device: str, keys: set[str]) -> None:
+        """Entities a device no longer has."""
+        entries = self._by_device.get(device)
+        if entries:
+            gone = [k for k in entries if k[0] == "state" and k[2] in keys]
+            self._drop(gone)
+            entries.difference_update(gone)
+
+    def _drop(self, entries) -> None:
+        for k in entries:
+            self._order.pop(k, None)
 
 
 def number(value: str, platform: str) -> float | None:
@@ -249,6 +286,7 @@ class Fleet:
         self.lock = threading.Lock()
         self.devices: dict[str, Device] = {}
         self.by_state_topic: dict[str, tuple[Device, Entity]] = {}
+        self.entity_count = 0
         self.changes = Changes()
         self.broker_connected = False
         self.broker_ready = False  # connected and every subscription's retained messages are in
@@ -266,11 +304,13 @@ class Fleet:
     def set_entities(self, device: Device, entities: list[Entity]) -> None:
         """Replace a device's entities from its discovery message, keeping the values already known."""
         for entity in device.entities.values():
-            if entity.state_topic:
-                self.by_state_topic.pop(entity.state_topic, None)
+            if entity.state_topic and self.by_state_topic.get(entity.state_topic, (None,))[0] is device:
+                del self.by_state_topic[entity.state_topic]
         old = device.entities
+        self.entity_count -= len(old)
+        room = max(0, min(MAX_ENTITIES, MAX_ENTITIES_TOTAL - self.entity_count))
         device.entities = {}
-        for entity in entities[:MAX_ENTITIES]:
+        for entity in entities[:room]:
             previous = old.get(entity.key)
             if previous is not None:
                 entity.value, entity.updated, entity.spark = previous.value, previous.updated, previous.spark
@@ -278,9 +318,12 @@ class Fleet:
             if command is not None:
                 entity.command = command
             device.entities[entity.key] = entity
-            if entity.state_topic and entity.json_key is None:
+            if entity.state_topic and entity.json_key is None and entity.state_topic not in self.by_state_topic:
                 self.by_state_topic[entity.state_topic] = (device, entity)
+        self.entity_count += len(device.entities)
+        self.changes.forget_keys(device.id, set(old) - set(device.entities))
         device.choose_key_sensors()
+        self.changes.returned(device.id)
         self.changes.mark("device", device.id)
 
     def remove(self, device_id: str) -> None:
@@ -288,10 +331,10 @@ class Fleet:
         if device is None:
             return
         for entity in device.entities.values():
-            if entity.state_topic:
-                self.by_state_topic.pop(entity.state_topic, None)
+            if entity.state_topic and self.by_state_topic.get(entity.state_topic, (None,))[0] is device:
+                del self.by_state_topic[entity.state_topic]
+        self.entity_count -= len(device.entities)
         self.changes.forget(device_id)
-        self.changes.mark("removed", device_id)
 
     # -------------------------------------------------------------- readers
     def summaries(self) -> list[dict[str, Any]]:

@@ -674,6 +674,17 @@ def _entity(uid: str, comp: Any, device_id: str, base: str) -> Entity | None:
     if isinstance(template, str) and len(template) <= 128:
         found = JSON_FIELD.fullmatch(template.strip())
         entity.json_key = found.group(1) if found else None
+    # a device reads only its own topics: `<prefix>/<id>/state/<key>` for a value, `<prefix>/<id>/...` for a field
+    # of a JSON state; another device's topic would let one discovery message take over someone else's readings
+    own = base[: -len("cmd/")]
+    topic = entity.state_topic
+    if topic is not None:
+        if entity.json_key is None:
+            value = topic.startswith(own + "state/") and KEY.fullmatch(topic[len(own) + 6 :])
+            if not value and not (platform == "event" and topic == own + "audit"):
+                entity.state_topic = None
+        elif not topic.startswith(own):
+            entity.state_topic = None
     topic = comp.get("command_topic")
     if topic == f"{base}{key}/set" and platform in COMMAND_PLATFORMS:
         options = comp.get("options")

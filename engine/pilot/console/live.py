@@ -35,10 +35,13 @@ class Stream:
 
     def next_event(self) -> str | None:
         """The next `update` (or `resync`) event as SSE text, or None when nothing changed."""
+        fleet = self.fleet
+        with fleet.lock:
+            if self.cursor < fleet.changes.floor:  # what changed since is partly forgotten: refetch all
+                self.cursor, self.resync = fleet.changes.seq, True
         if self.resync:
             self.resync = False
             return "event: resync\ndata: {}\n\n"
-        fleet = self.fleet
         with fleet.lock:
             changed = fleet.changes.since(self.cursor)
             if not changed:

@@ -227,3 +227,35 @@ def test_the_agents_diagnostic_entities_take_their_values_from_the_health_report
     assert entities["health_uptime_s"].value is None  # not in this report
     assert entities["command_audit"].value == "rejected"
     assert "pilot/box1/health" not in fleet.by_state_topic
+
+
+def test_a_device_cannot_take_over_another_devices_state_topic(rig):
+    """Device B's readings stay B's, and removing the impostor leaves B's mapping alone."""
+    ingest, fleet, *_ = rig
+    config = {
+        "device": {"identifiers": ["pilot_imp"], "name": "Impostor"},
+        "origin": {"name": "Pilot"},
+        "components": {
+            "pilot_imp_cpu": {
+                "platform": "sensor",
+                "unit_of_measurement": "%",
+                "state_topic": "pilot/box1/state/cpu_usage",
+            }
+        },
+    }
+    ingest.handle("homeassistant/device/imp/config", json.dumps(config).encode())
+    assert fleet.devices["imp"].entities["cpu"].state_topic is None
+    ingest.handle("homeassistant/device/imp/config", b"")
+    ingest.handle("pilot/box1/state/cpu_usage", b"42")
+    assert fleet.devices["box1"].entities["cpu_usage"].value == "42"
+
+
+def test_devices_coming_and_going_leave_a_bounded_change_log(rig):
+    from pilot.console.fleet import MAX_REMOVED
+
+    ingest, fleet, *_ = rig
+    for i in range(MAX_REMOVED + 500):
+        ingest.handle(f"pilot/junk{i}/availability", b"online")
+        ingest.handle(f"homeassistant/device/junk{i}/config", b"")
+    assert len(fleet.changes._order) <= len(fleet.changes.since(0)) <= 20 + MAX_REMOVED
+    assert fleet.changes.floor > 0
