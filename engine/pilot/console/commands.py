@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
 from collections import defaultdict
@@ -26,6 +27,7 @@ from pilot.console.fleet import CommandInfo
 UNVERIFIED_GRACE_S = 1.5
 STATUS = re.compile(r"[a-z_]{1,32}")
 MAX_VALUE = 4096
+NUMBER = re.compile(r"-?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][-+]?\d{1,3})?")
 
 
 class PressError(Exception):
@@ -65,10 +67,11 @@ def value_for(command: CommandInfo, value: Any) -> str:
     if command.platform == "select" and value not in command.options:
         raise PressError("bad_value", "not one of the options")
     if command.platform == "number":
-        try:
-            number = float(value)
-        except ValueError:
-            raise PressError("bad_value", "not a number") from None
+        if not NUMBER.fullmatch(value):  # float() would also take "nan", "inf", " 5 " and "1_0"
+            raise PressError("bad_value", "not a number")
+        number = float(value)
+        if not math.isfinite(number):
+            raise PressError("bad_value", "not a number")
         if (command.min is not None and number < command.min) or (command.max is not None and number > command.max):
             raise PressError("bad_value", "out of range")
     return value

@@ -126,6 +126,8 @@ class Ingest:
         self._subacks: dict[int, threading.Event] = {}
         self._suback_lock = threading.Lock()
         self._last_retained = 0.0
+        self._last_error_log = -60.0
+        self._ask_lock = threading.Lock()
         self._missing: set[str] = set()
         self._asked: dict[str, float] = {}
         self._asking: list[str] = []
@@ -291,7 +293,10 @@ class Ingest:
             self.handle(message.topic, message.payload, message.retain, ids)
         except Exception:  # a bug here must not kill paho's thread: count it and go on
             self.stats.drop("internal_error")
-            log.exception("console: error handling a message on %s", escape(message.topic[:200]))
+            now = time.monotonic()
+            if now - self._last_error_log >= 60:  # a flood of one bad message is one log entry a minute
+                self._last_error_log = now
+                log.exception("console: error handling a message on %s", escape(message.topic[:200]))
 
     def handle(self, topic: str, payload: bytes, retained: bool = False, ids: list[int] | None = None) -> None:
         """One message from the broker, whatever its topic; `ids` are its MQTT 5 subscription identifiers."""
@@ -386,9 +391,10 @@ class Ingest:
         if device is not None and device.entities and device.online is not None and device.capabilities_seen:
             return
         now = time.monotonic()
-        if now - self._asked.get(device_id, -REASK_S) >= REASK_S:
-            self._asked[device_id] = now
-            self._missing.add(device_id)
+        with self._ask_lock:
+            if now - self._asked.get(device_id, -REASK_S) >= REASK_S:
+                self._asked[device_id] = now
+                self._missing.add(device_id)
 
     def _ask_again(self) -> None:
         """Writer thread: subscribe to each missing device's own discovery topic (its retained copy comes
@@ -401,17 +407,18 @@ class Ingest:
         self._asking = []
         asked = 0
         p = self.broker.prefix
-        while self._missing and asked < ASK_PER_S:
-            device_id = self._missing.pop()
+        with self._ask_lock:
+            batch = [self._missing.pop() for _ in range(min(ASK_PER_S, len(self._missing)))]
+            if len(self._asked) > 4 * MAX_MISSING:  # forget old asks: the table stays bounded
+                cutoff = time.monotonic() - REASK_S
+                self._asked = {k: v for k, v in self._asked.items() if v >= cutoff}
+        for device_id in batch:
             topics = [f"{self.broker.discovery_prefix}/device/{device_id}/config"]
             topics += [f"{p}/{device_id}/{kind}" for kind in ("availability", "capabilities", "health", "activity")]
             client.subscribe([(topic, 1) for topic in topics])
             self._asking += topics
             asked += 1
         self.stats.reasked += asked
-        if len(self._asked) > 4 * MAX_MISSING:  # forget old asks: the table stays bounded
-            cutoff = time.monotonic() - REASK_S
-            self._asked = {k: v for k, v in self._asked.items() if v >= cutoff}
 
     def _availability(self, device_id: str, payload: bytes) -> None:
         if payload not in (b"online", b"offline", b""):
@@ -465,7 +472,8 @@ class Ingest:
             return
         commands: dict[str, CommandInfo] = {}
         base = f"{self.broker.prefix}/{device_id}/cmd/"
-        for item in doc.get("commands") or []:
+        listed = doc.get("commands")
+        for item in listed if isinstance(listed, list) else []:
             command = _command(item, base)
             if command is not None and len(commands) < 256:
                 commands[command.id] = command

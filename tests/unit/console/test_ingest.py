@@ -259,3 +259,11 @@ def test_devices_coming_and_going_leave_a_bounded_change_log(rig):
         ingest.handle(f"homeassistant/device/junk{i}/config", b"")
     assert len(fleet.changes._order) <= len(fleet.changes.since(0)) <= 20 + MAX_REMOVED
     assert fleet.changes.floor > 0
+
+
+@pytest.mark.parametrize("commands", [5, True, "x", {"a": 1}])
+def test_capabilities_whose_commands_are_not_a_list_are_taken_without_commands(rig, commands):
+    ingest, fleet, *_ = rig
+    ingest.handle("pilot/box1/capabilities", json.dumps({"pilot_version": "1", "commands": commands}).encode())
+    assert ingest.stats.dropped == {}
+    assert fleet.devices["box1"].commands == {} and fleet.devices["box1"].sw_version == "1"
