@@ -39,6 +39,15 @@ export class Live {
       this.onUpdate(data);
     });
     es.addEventListener("resync", () => this.onResync());
+    es.addEventListener("signed_out", async () => {
+      // the session ended (signed out elsewhere, removed, expired): the next API call sends the page to sign-in
+      es.close();
+      try {
+        await api("GET", "/api/session");
+      } catch {
+        /* the redirect is api()'s */
+      }
+    });
     es.addEventListener("error", () => {
       if (this.es !== es) return;
       this.wasDown = true;

@@ -64,6 +64,7 @@ class Console:
     limiter: auth.LoginLimiter
     clock: Callable[[], float] = time.time
     streams: int = 0
+    streams_by: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
 
@@ -336,7 +337,7 @@ def build(console: Console) -> Starlette:
 
     @handler
     async def events(request: Request) -> Response:
-        await require(console, request)
+        session = await require(console, request)
         device = request.query_params.get("device")
         if device is not None and not DEVICE_ID.fullmatch(device):
             raise ApiError(404, "no such device")
@@ -344,31 +345,58 @@ def build(console: Console) -> Starlette:
             cursor = int(request.query_params.get("cursor", "0"))
         except ValueError:
             raise ApiError(400, "cursor is a number") from None
-        if console.streams >= live.MAX_STREAMS:
+        # one signed-in browser (or one address reading anonymously) holds a few streams, not all of them
+        owner = session.token_hash or "anonymous:" + client_address(console, request)
+        if console.streams >= live.MAX_STREAMS or console.streams_by.get(owner, 0) >= live.MAX_STREAMS_EACH:
             raise ApiError(503, "too many open event streams", {"retry-after": "10"})
         stream = live.Stream(console.fleet, device, cursor)
+        token = request.cookies.get(auth.COOKIE_NAME)
+
+        async def still_signed_in() -> bool:
+            if session is ANONYMOUS:
+                return True
+            try:
+                current = await run_in_threadpool(console.sessions.lookup, token)
+            except auth.AuthError:
+                return False
+            return current is not None
+
+        def closed() -> None:
+            console.streams -= 1
+            left = console.streams_by.get(owner, 1) - 1
+            if left > 0:
+                console.streams_by[owner] = left
+            else:
+                console.streams_by.pop(owner, None)
 
         async def body():
-            console.streams += 1
-            try:
-                yield "retry: 2000\n\n"
-                quiet = 0.0
-                while True:
-                    event = stream.next_event()
-                    if event is not None:
+            yield "retry: 2000\n\n"
+            quiet = since_check = 0.0
+            while True:
+                event = stream.next_event()
+                if event is not None:
+                    quiet = 0.0
+                    yield event
+                else:
+                    quiet += live.WAKE_S
+                    if quiet >= live.HEARTBEAT_S:
                         quiet = 0.0
-                        yield event
-                    else:
-                        quiet += live.WAKE_S
-                        if quiet >= live.HEARTBEAT_S:
-                            quiet = 0.0
-                            yield ": ping\n\n"
-                    await asyncio.sleep(live.WAKE_S)
-            finally:
-                console.streams -= 1
+                        yield ": ping\n\n"
+                since_check += live.WAKE_S
+                # signed out, removed or expired: the stream ends too
+                if since_check >= console.config.auth.stream_recheck_s:
+                    since_check = 0.0
+                    if not await still_signed_in():
+                        yield "event: signed_out\ndata: {}\n\n"
+                        return
+                await asyncio.sleep(live.WAKE_S)
 
-        return StreamingResponse(
+        # counted here, before any await, so streams asked for at once cannot all pass the check
+        console.streams += 1
+        console.streams_by[owner] = console.streams_by.get(owner, 0) + 1
+        return EventStream(
             body(),
+            closed,
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
@@ -402,6 +430,20 @@ def build(console: Console) -> Starlette:
         middleware=[Middleware(GZipMiddleware, minimum_size=2048)],
     )
     return SecurityHeaders(app)
+
+
+class EventStream(StreamingResponse):
+    """A streaming response that calls `closed` however it ends: finished, cancelled, or never started."""
+
+    def __init__(self, content: Any, closed: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.closed = closed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.closed()
 
 
 class SecurityHeaders:

@@ -61,6 +61,7 @@ class AuthConfig:
     anonymous_read: bool = False
     session_idle_s: float = 12 * 3600
     session_max_s: float = 7 * 86400
+    stream_recheck_s: float = 30.0  # how long an open event stream may outlive its session
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,13 @@ _SECTIONS: dict[str, tuple[type, dict[str, type]]] = {
     "http": (HttpConfig, {"host": str, "port": int, "tls_cert": Path, "tls_key": Path, "trusted_proxies": list}),
     "auth": (
         AuthConfig,
-        {"users_file": Path, "anonymous_read": bool, "session_idle_s": float, "session_max_s": float},
+        {
+            "users_file": Path,
+            "anonymous_read": bool,
+            "session_idle_s": float,
+            "session_max_s": float,
+            "stream_recheck_s": float,
+        },
     ),
     "signing": (SigningConfig, {"keyring": Path, "kid": str}),
     "retention": (RetentionConfig, {"raw_s": float, "minute_s": float, "hour_s": float}),

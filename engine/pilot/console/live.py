@@ -17,6 +17,7 @@ from pilot.console.fleet import Fleet
 WAKE_S = 0.25  # at most four events a second per stream
 HEARTBEAT_S = 15.0  # a comment line keeps proxies from closing an idle stream
 MAX_STREAMS = 256
+MAX_STREAMS_EACH = 8  # per session, or per address for anonymous readers
 
 
 def broker_state(fleet: Fleet) -> dict[str, Any]:

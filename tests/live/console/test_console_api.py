@@ -6,6 +6,7 @@ whose keyring shares the agent's `console` key, and three users. Each test reads
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -312,3 +313,36 @@ def test_large_answers_are_compressed_for_browsers_that_ask_and_the_event_stream
         assert next(stream.iter_lines()) == "retry: 2000"
     session = rig.alice.get("/api/session", headers={"accept-encoding": "gzip"})
     assert "content-encoding" not in session.headers  # the CSRF token never shares a compressed body
+
+
+def test_an_open_stream_ends_when_its_session_does_and_one_session_holds_at_most_eight(tmp_path):
+    broker = Mosquitto().start()
+    config = tmp_path / "console.yaml"
+    config.write_text("auth: {stream_recheck_s: 0.5}\n")
+    console = ConsoleProcess(
+        broker.port, users=[("olga", "viewer", "olga-viewer-pw")], extra_args=["--config", str(config)]
+    ).start()
+    try:
+        reader, other = console.client("olga", "olga-viewer-pw"), console.client("olga", "olga-viewer-pw")
+        with reader.stream("GET", "/api/events") as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 2000"
+            users_removed = console.users_file.read_text().replace("olga:", "#olga:")
+            console.users_file.write_text(users_removed)  # the user is removed while the stream is open
+            rest = [line for line in lines if line.startswith("event:")]
+        assert rest[-1] == "event: signed_out"  # and then the stream ended: the loop above finished
+        assert other.get("/api/fleet").status_code == 401
+        fresh = ConsoleProcess(broker.port, users=[("pia", "viewer", "pia-viewer-pw")])
+        fresh.start()
+        try:
+            client = fresh.client("pia", "pia-viewer-pw")
+            with contextlib.ExitStack() as streams:
+                opened = [streams.enter_context(client.stream("GET", "/api/events")) for _ in range(8)]
+                lines = [s.iter_lines() for s in opened]  # kept: a dropped line iterator closes its stream
+                assert [next(it) for it in lines] == ["retry: 2000"] * 8
+                assert client.get("/api/events").status_code == 503
+        finally:
+            fresh.cleanup()
+    finally:
+        console.cleanup()
+        broker.cleanup()
