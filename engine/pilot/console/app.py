@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -424,11 +425,10 @@ def build(console: Console) -> Starlette:
     # the fleet's JSON is about 1 KB a device and compresses about tenfold; event streams are never buffered for
     # compression (Starlette leaves text/event-stream alone), and the small answers carrying the CSRF token stay
     # under the minimum size, so no secret shares a compressed body with what devices publish
-    app = Starlette(
-        routes=routes,
-        exception_handlers={404: not_found},
-        middleware=[Middleware(GZipMiddleware, minimum_size=2048)],
-    )
+    middleware = [Middleware(GZipMiddleware, minimum_size=2048)]
+    if console.config.http.allowed_hosts:  # DNS rebinding: a request naming another host is refused
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(console.config.http.allowed_hosts)))
+    app = Starlette(routes=routes, exception_handlers={404: not_found}, middleware=middleware)
     return SecurityHeaders(app)
 
 

@@ -49,6 +49,9 @@ class HttpConfig:
     tls_key: Path | None = None
     # addresses of reverse proxies whose X-Forwarded-For/-Proto are believed (docs/console-deploy.md)
     trusted_proxies: tuple[str, ...] = ()
+    # the names browsers may reach the console by (Host header); empty: any. Set it when the console is
+    # reachable from a network a hostile page could rebind a name to (DNS rebinding)
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def tls(self) -> bool:
@@ -126,7 +129,10 @@ _SECTIONS: dict[str, tuple[type, dict[str, type]]] = {
             "shared_group": str,
         },
     ),
-    "http": (HttpConfig, {"host": str, "port": int, "tls_cert": Path, "tls_key": Path, "trusted_proxies": list}),
+    "http": (
+        HttpConfig,
+        {"host": str, "port": int, "tls_cert": Path, "tls_key": Path, "trusted_proxies": list, "allowed_hosts": list},
+    ),
     "auth": (
         AuthConfig,
         {
@@ -166,7 +172,7 @@ def _convert(value: Any, kind: type, where: str, name: str) -> Any:
         return float(value)
     if kind is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: {name} must be a list of addresses")
+            raise ConfigError(f"{where}: {name} must be a list of names or addresses")
         return tuple(value)
     if not isinstance(value, str) or not value or len(value) > 4096 or any(ord(c) < 32 for c in value):
         raise ConfigError(f"{where}: {name} must be a non-empty line of text")

@@ -603,10 +603,15 @@ class Ingest:
                 log.debug("console: asking for discovery again failed: %s", exc)
             if time.monotonic() >= next_maintain:
                 next_maintain = time.monotonic() + MAINTAIN_EVERY_S
-                try:
-                    self.storage.maintain(self.clock())
-                except Exception as exc:
-                    log.error("console: history maintenance failed: %s", escape(str(exc)[:300]))
+                self.maintain()
+
+    def maintain(self) -> None:
+        """Roll history up, delete what is past retention, and the sessions past their end nobody came back to."""
+        try:
+            self.storage.maintain(self.clock())
+            self.storage.purge_sessions(self.clock())
+        except Exception as exc:  # the database is away: the next pass tries again
+            log.error("console: history maintenance failed: %s", escape(str(exc)[:300]))
 
 
 def _named(items: Any, keys: tuple[str, ...]) -> list[dict[str, Any]]:

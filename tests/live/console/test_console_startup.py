@@ -53,3 +53,16 @@ def test_a_broker_that_is_down_is_waited_for_while_the_pages_are_served(tmp_path
         assert console.proc.poll() is None
     finally:
         console.cleanup()
+
+
+def test_allowed_hosts_refuses_requests_naming_another_host(tmp_path):
+    """DNS rebinding: a hostile page's name pointed at the console is not one the console answers to."""
+    (tmp_path / "console.yaml").write_text("http: {allowed_hosts: [console.lan]}\n")
+    config = ["--config", str(tmp_path / "console.yaml")]
+    console = ConsoleProcess(free_port(), anonymous_read=True, extra_args=config).start()
+    try:
+        assert httpx.get(console.url + "/api/fleet", headers={"host": "evil.example"}).status_code == 400
+        allowed = httpx.get(console.url + "/api/fleet", headers={"host": f"console.lan:{console.port}"})
+        assert allowed.status_code == 200
+    finally:
+        console.cleanup()

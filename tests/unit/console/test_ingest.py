@@ -267,3 +267,14 @@ def test_capabilities_whose_commands_are_not_a_list_are_taken_without_commands(r
     ingest.handle("pilot/box1/capabilities", json.dumps({"pilot_version": "1", "commands": commands}).encode())
     assert ingest.stats.dropped == {}
     assert fleet.devices["box1"].commands == {} and fleet.devices["box1"].sw_version == "1"
+
+
+def test_maintenance_purges_sessions_past_their_end(rig):
+    from pilot.console.storage import SessionRecord
+
+    ingest, _fleet, storage, clock, _ = rig
+    for name, expires in (("old", clock.now - 1), ("live", clock.now + 3600)):
+        storage.put_session(SessionRecord(name * 8, name, "viewer", "c" * 43, 0.0, expires, clock.now - 10))
+    ingest.maintain()
+    assert storage.get_session("old" * 8) is None
+    assert storage.get_session("live" * 8).user == "live"
