@@ -22,8 +22,8 @@ rules:
   hot:
     when: "level > 50"
     clear: "level < 30"
-    do: [{command: cool_down}, {publish: {topic: "~/note", payload: "hot at {level}"}}]
-    on_clear: [{publish: {topic: "~/note", payload: "calm at {level}"}}]
+    do: [{command: cool_down}, {publish: {topic: "~/note", payload: "hot at {level}", retain: true}}]
+    on_clear: [{publish: {topic: "~/note", payload: "calm at {level}", retain: true}}]
 """
 
 
@@ -72,6 +72,7 @@ def test_a_rule_fires_its_local_action_while_the_broker_is_down_and_publishes_on
     fresh_broker.start()
     watcher = Watcher(fresh_broker.port).start()
     try:
+        # retained: the agent may reconnect and publish before this watcher has subscribed
         hot = watcher.wait_for(lambda m: m.topic == f"{BASE}/note", timeout=30, since=back)
         assert hot is not None and hot.payload == b"hot at 80", agent.tail()  # queued while away
         cooled = time.monotonic()
