@@ -9,8 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY engine ./engine
+COPY schemas ./schemas
+COPY profiles ./profiles
 RUN pip install ".[console,postgres]" && rm -rf /src
 
 # its own unprivileged user: the console never runs as root, and its users file must be owned by it (0600)
