@@ -105,6 +105,14 @@ def test_wheel_contains_schemas_and_packs(installed):
     names = zipfile.ZipFile(wheel).namelist()
     assert "pilot/data/schemas/profile.v1.schema.json" in names
     assert "pilot/data/profiles/base/pack.yaml" in names
+    # the console's pages ship built: users need no Node
+    index = (REPO / "engine/pilot/console/static/index.html").read_text()
+    assets = sorted(
+        f"pilot/console/static/{p.relative_to(REPO / 'engine/pilot/console/static')}"
+        for p in (REPO / "engine/pilot/console/static/assets").iterdir()
+    )
+    assert "pilot/console/static/index.html" in names and assets and set(assets) <= set(names)
+    assert all(a.rsplit("/", 1)[1] in index for a in assets)
 
 
 def test_installed_pilot_validates_shipped_packs_and_broken_profiles(installed, tmp_path, repo):
