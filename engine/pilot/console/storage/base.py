@@ -4,7 +4,7 @@ tier choice and roll-up windows. `pilot.console.storage` re-exports it and opens
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -242,3 +242,31 @@ def rollup_window(
 def cutoffs(now: float, retention: Retention) -> dict[str, float]:
     """maintain(now) deletes the rows of each tier older than these (a row exactly at its cut-off stays)."""
     return {"raw": now - retention.raw, "1m": now - retention.minute, "1h": now - retention.hour}
+
+
+def history_rows(
+    execute: Callable[[str, tuple], list],
+    sid: int,
+    tier: str,
+    start: float,
+    end: float,
+    max_points: int,
+    *,
+    param: str,
+    bucket: Callable[[float], tuple[str, tuple]],
+    weighted_mean: str,
+) -> list:
+    """The rows of a chart, for either backend: `param` is its placeholder, `bucket(width)` its SQL for a
+    bucket's start (and the arguments it takes), `weighted_mean` its count-weighted mean of roll-up rows."""
+    table, value = ("pilot_raw", "value") if tier == "raw" else (f"pilot_{tier}", "mean")
+    where = f"series = {param} AND ts >= {param} AND ts <= {param}"
+    args = (sid, start, end)
+    # a roll-up tier holds at most one row per step: when even that fits, there is nothing to count; when it may
+    # not, averaging into buckets costs one scan and counting first would cost a second (a 30-day chart)
+    fits = tier != "raw" and (end - start) / STEP[tier] + 1 <= max_points
+    if fits or tier == "raw" and execute(f"SELECT count(*) FROM {table} WHERE {where}", args)[0][0] <= max_points:
+        return execute(f"SELECT ts, {value} FROM {table} WHERE {where} ORDER BY ts", args)
+    expression, bucket_args = bucket(bucket_width(tier, start, end, max_points))
+    mean = "avg(value)" if tier == "raw" else weighted_mean
+    sql = f"SELECT {expression} AS b, {mean} FROM {table} WHERE {where} GROUP BY b ORDER BY b"
+    return execute(sql, (*bucket_args, *args))

@@ -27,13 +27,11 @@ except ImportError as exc:  # the extra is optional: say which one to install
     raise ImportError("the PostgreSQL store needs psycopg: install pilot-agent[postgres]") from exc
 
 from pilot.console.storage.base import (
-    STEP,
     CommandRecord,
     Retention,
     Sample,
     Series,
     SessionRecord,
-    bucket_width,
     check_name,
     check_range,
     check_session,
@@ -41,6 +39,7 @@ from pilot.console.storage.base import (
     clean_samples,
     command_limit,
     cutoffs,
+    history_rows,
     pick_tier,
     rollup_window,
 )
@@ -197,25 +196,17 @@ class PostgresStorage:
             sid = self._series_id(conn, device, entity)
             if sid is None or end < start:
                 return Series(tier, [], [])
-            table, value = ("pilot_raw", "value") if tier == "raw" else (f"pilot_{tier}", "mean")
-            where = "series = %s AND ts >= %s AND ts <= %s"
-            args = (sid, start, end)
-            # a roll-up tier holds at most one row per step: when even that fits, there is nothing to count; when
-            # it may not, averaging into buckets costs one scan and counting first a second (a 30-day chart)
-            fits = tier != "raw" and (end - start) / STEP[tier] + 1 <= max_points
-            if (
-                fits
-                or tier == "raw"
-                and conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0] <= max_points
-            ):
-                rows = conn.execute(f"SELECT ts, {value} FROM {table} WHERE {where} ORDER BY ts", args).fetchall()
-            else:
-                width = bucket_width(tier, start, end, max_points)
-                mean = "avg(value)" if tier == "raw" else "sum(mean * count) / sum(count)::float8"
-                rows = conn.execute(
-                    f"SELECT floor(ts / %s) * %s AS b, {mean} FROM {table} WHERE {where} GROUP BY b ORDER BY b",
-                    (width, width, *args),
-                ).fetchall()
+            rows = history_rows(
+                lambda sql, args: conn.execute(sql, args).fetchall(),
+                sid,
+                tier,
+                start,
+                end,
+                max_points,
+                param="%s",
+                bucket=lambda width: ("floor(ts / %s) * %s", (width, width)),
+                weighted_mean="sum(mean * count) / sum(count)::float8",
+            )
         return Series(tier, [float(r[0]) for r in rows], [float(r[1]) for r in rows])
 
     def maintain(self, now: float) -> None:

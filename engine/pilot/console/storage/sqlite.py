@@ -22,13 +22,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pilot.console.storage.base import (
-    STEP,
     CommandRecord,
     Retention,
     Sample,
     Series,
     SessionRecord,
-    bucket_width,
     check_name,
     check_range,
     check_session,
@@ -36,6 +34,7 @@ from pilot.console.storage.base import (
     clean_samples,
     command_limit,
     cutoffs,
+    history_rows,
     pick_tier,
     rollup_window,
 )
@@ -186,26 +185,17 @@ class SQLiteStorage:
         sid = self._series_id(conn, device, entity)
         if sid is None or end < start:
             return Series(tier, [], [])
-        table, value = ("pilot_raw", "value") if tier == "raw" else (f"pilot_{tier}", "mean")
-        where = "series = ? AND ts >= ? AND ts <= ?"
-        args = (sid, start, end)
-        # a roll-up tier holds at most one row per step: when even that fits, there is nothing to count; when it
-        # may not, averaging into buckets costs one scan and counting first would cost a second (a 30-day chart)
-        fits = tier != "raw" and (end - start) / STEP[tier] + 1 <= max_points
-        if (
-            fits
-            or tier == "raw"
-            and conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", args).fetchone()[0] <= max_points
-        ):
-            rows = conn.execute(f"SELECT ts, {value} FROM {table} WHERE {where} ORDER BY ts", args).fetchall()
-        else:
-            width = bucket_width(tier, start, end, max_points)
-            mean = "avg(value)" if tier == "raw" else "sum(mean * count) / sum(count)"
-            rows = conn.execute(
-                f"SELECT {bucket('ts', width, start >= 0)} AS b, {mean} FROM {table} WHERE {where} "
-                "GROUP BY b ORDER BY b",
-                args,
-            ).fetchall()
+        rows = history_rows(
+            lambda sql, args: conn.execute(sql, args).fetchall(),
+            sid,
+            tier,
+            start,
+            end,
+            max_points,
+            param="?",
+            bucket=lambda width: (bucket("ts", width, start >= 0), ()),
+            weighted_mean="sum(mean * count) / sum(count)",
+        )
         return Series(tier, [r[0] for r in rows], [r[1] for r in rows])
 
     def maintain(self, now: float) -> None:
