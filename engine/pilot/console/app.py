@@ -38,6 +38,7 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "365d": 365 * 86400}
 MAX_POINTS = 10_000
+STORAGE_STATS_EVERY_S = 60.0
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
@@ -66,6 +67,7 @@ class Console:
     clock: Callable[[], float] = time.time
     streams: int = 0
     streams_by: dict[str, int] = field(default_factory=dict)
+    storage_stats: tuple[float, dict[str, float]] | None = None  # (when, what the store counted)
     started: float = field(default_factory=time.time)
 
 
@@ -323,7 +325,11 @@ def build(console: Console) -> Starlette:
     @handler
     async def stats(request: Request) -> Response:
         await require(console, request, auth.Role.ADMIN)
-        storage_stats = await run_in_threadpool(console.storage.stats)
+        # the store counts its rows (a scan that grows with history): at most once a minute
+        now = console.clock()
+        if console.storage_stats is None or now - console.storage_stats[0] >= STORAGE_STATS_EVERY_S:
+            console.storage_stats = (now, await run_in_threadpool(console.storage.stats))
+        storage_stats = console.storage_stats[1]
         s = console.sender.stats
         return JSONResponse(
             {
