@@ -76,3 +76,21 @@ def load_plan(profile: str | None, state_dir: Path) -> tuple[Plan | None, int]:
         err(f"pilot: {escape(profile or 'the matching pack')} is not valid")
         return None, EXIT_INVALID
     return result.plan, EXIT_OK
+
+
+def add_scope_flags(p: argparse.ArgumentParser) -> None:
+    """--system / --user for the `service` commands of the agent and of the console."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--system", action="store_true", help="the system service (default when run as root)")
+    group.add_argument("--user", action="store_true", help="a user service (default when not root)")
+
+
+def system_scope(args: argparse.Namespace) -> bool:
+    """Whether --system / --user (or, without either, running as root) chose the system service."""
+    from pilot.service.systemd import is_root
+
+    if args.system:
+        return True
+    if args.user:
+        return False
+    return is_root()

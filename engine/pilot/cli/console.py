@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pilot.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, err, out, parse_broker
+from pilot.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, add_scope_flags, err, out, parse_broker, system_scope
 from pilot.escaping import escape
 
 ROLES = ("viewer", "operator", "admin")
@@ -250,23 +250,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ service
 
 
-def _system(args: argparse.Namespace) -> bool:
-    from pilot.service.systemd import is_root
-
-    if args.system:
-        return True
-    if args.user:
-        return False
-    return is_root()
-
-
 def cmd_service_install(args: argparse.Namespace) -> int:
     from pilot.service import console as unit
     from pilot.service.systemd import InstallError, default_runner, is_root
 
     if os.name == "nt":
         return _fail("the console service is a systemd unit; on Windows run `pilot console run` under your own service")
-    system = _system(args)
+    system = system_scope(args)
     root = Path(args.root).resolve() if args.root else None
     try:
         changes = unit.plan_install(
@@ -305,7 +295,7 @@ def cmd_service_uninstall(args: argparse.Namespace) -> int:
     from pilot.service import console as unit
     from pilot.service.systemd import default_runner, is_root
 
-    system = _system(args)
+    system = system_scope(args)
     root = Path(args.root).resolve() if args.root else None
     changes = unit.plan_uninstall(system=system, purge=args.purge)
     if args.print:
@@ -320,18 +310,12 @@ def cmd_service_status(args: argparse.Namespace) -> int:
     from pilot.service import console as unit
     from pilot.service.systemd import default_runner
 
-    code, text = unit.status(system=_system(args), runner=default_runner())
+    code, text = unit.status(system=system_scope(args), runner=default_runner())
     sys.stdout.write(text)
     return code
 
 
 # ------------------------------------------------------------------ the parser
-
-
-def _scope(p: argparse.ArgumentParser) -> None:
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--system", action="store_true", help="the system service (default when run as root)")
-    group.add_argument("--user", action="store_true", help="a user service (default when not root)")
 
 
 def _users_arg(p: argparse.ArgumentParser) -> None:
@@ -409,7 +393,7 @@ def register(sub: Any) -> None:
     service = s.add_subparsers(dest="service_command", metavar="ACTION", parser_class=type(p))
 
     i = service.add_parser("install", help="write the unit, create the console's user, enable and start")
-    _scope(i)
+    add_scope_flags(i)
     i.add_argument("--config", metavar="FILE", help="the settings the unit runs with (default /etc/pilot/console.yaml)")
     i.add_argument("--service-user", metavar="NAME", default=SERVICE_USER, help=f"default {SERVICE_USER}")
     i.add_argument("--print", action="store_true", help="print every file and command; change nothing")
@@ -418,12 +402,12 @@ def register(sub: Any) -> None:
     i.set_defaults(func=cmd_service_install)
 
     n = service.add_parser("uninstall", help="stop and disable the console, remove its unit")
-    _scope(n)
+    add_scope_flags(n)
     n.add_argument("--print", action="store_true", help="print what would be removed and run; change nothing")
     n.add_argument("--root", metavar="DIR", help="remove files under DIR and run no command")
     n.add_argument("--purge", action="store_true", help="also remove /var/lib/pilot-console (history, sessions)")
     n.set_defaults(func=cmd_service_uninstall)
 
     t = service.add_parser("status", help="`systemctl status pilot-console`")
-    _scope(t)
+    add_scope_flags(t)
     t.set_defaults(func=cmd_service_status)

@@ -8,21 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pilot.cli.common import add_scope_flags, system_scope
 from pilot.escaping import escape
 
 
 def _err(text: str) -> None:
     print(text, file=sys.stderr)
-
-
-def _system(args: argparse.Namespace) -> bool:
-    from pilot.service.systemd import is_root
-
-    if args.system:
-        return True
-    if args.user:
-        return False
-    return is_root()
 
 
 def _report(changes: Any) -> None:
@@ -43,7 +34,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.profile):
         _err(f"pilot: error: {escape(args.profile)}: no such file")
         return 2
-    system = _system(args)
+    system = system_scope(args)
     root = Path(args.root).resolve() if args.root else None
     try:
         doc, plan, diags = service.load_profile(args.profile)
@@ -86,7 +77,7 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
         return winservice.cli_uninstall(args)
     from pilot.service import systemd as service
 
-    system = _system(args)
+    system = system_scope(args)
     root = Path(args.root).resolve() if args.root else None
     changes = service.plan_uninstall(system=system, purge=args.purge)
     if args.print:
@@ -151,18 +142,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     from pilot.service import systemd as service
 
     code, text = service.status(
-        system=_system(args),
+        system=system_scope(args),
         runner=service.default_runner(),
         state_dir=Path(args.state_dir) if args.state_dir else None,
     )
     sys.stdout.write(text)
     return code
-
-
-def _scope(p: argparse.ArgumentParser) -> None:
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--system", action="store_true", help="the system service (default when run as root)")
-    group.add_argument("--user", action="store_true", help="a user service (default when not root)")
 
 
 def register(sub: Any) -> None:
@@ -172,7 +157,7 @@ def register(sub: Any) -> None:
 
     i = actions.add_parser("install", help="validate the profile, write the unit (and polkit rule), enable and start")
     i.add_argument("profile", metavar="PROFILE")
-    _scope(i)
+    add_scope_flags(i)
     i.add_argument("--print", action="store_true", help="print every file and command; change nothing")
     i.add_argument("--root", metavar="DIR", help="write every file under DIR and run no command (tests, packaging)")
     i.add_argument(
@@ -181,13 +166,13 @@ def register(sub: Any) -> None:
     i.set_defaults(func=cmd_install)
 
     u = actions.add_parser("uninstall", help="stop and disable the service, remove its unit and polkit rule")
-    _scope(u)
+    add_scope_flags(u)
     u.add_argument("--print", action="store_true", help="print what would be removed and run; change nothing")
     u.add_argument("--root", metavar="DIR", help="remove files under DIR and run no command")
     u.add_argument("--purge", action="store_true", help="also remove /etc/pilot and /var/lib/pilot")
     u.set_defaults(func=cmd_uninstall)
 
     s = actions.add_parser("status", help="`systemctl status pilot` and what the state directory says")
-    _scope(s)
+    add_scope_flags(s)
     s.add_argument("--state-dir", metavar="DIR", help="default: /var/lib/pilot (system) or the XDG state dir")
     s.set_defaults(func=cmd_status)
