@@ -24,7 +24,6 @@ from pilot.service.systemd import (
     InstallError,
     Runner,
     UnitValueError,
-    _hidden,
     pilot_command,
     rooted,
     systemd_env,
@@ -194,21 +193,14 @@ def _plan_install(
         changes.blockers.append("the console is a web server: it does not run as root; name another --service-user")
     elif not exists(user):
         changes.commands_before.append(
-            HostCommand(
-                ("useradd", "--system", "--user-group", "--home-dir", STATE_DIR, "--shell", "/usr/sbin/nologin", user),
-                note=f"the console's own user {user} does not exist yet",
-            )
+            systemd.create_user(user, STATE_DIR, f"the console's own user {user} does not exist yet")
         )
-    runs_from = [("the pilot command", exec_argv[0]), ("the console configuration", config)]
-    if "PYTHONPATH" in env:
-        runs_from.append(("Pilot's package folder", env["PYTHONPATH"]))
-    for what, path in runs_from:
-        why = _hidden(path)
-        if why:
-            changes.blockers.append(
-                f"{what} {path} is hidden from the service by {why}; put it where the service can read it "
-                f"(for example {CONFIG} for the configuration, a venv under /opt for Pilot), or pass --exec PATH"
-            )
+    changes.blockers += systemd.hidden_from_service(
+        [("the pilot command", exec_argv[0]), ("the console configuration", config)],
+        env,
+        f"put it where the service can read it (for example {CONFIG} for the configuration, a venv under /opt "
+        "for Pilot), or pass --exec PATH",
+    )
     if not rooted(root, config).is_file():
         changes.warnings.append(
             f"{config} does not exist yet: write it before the console can start (docs/console-deploy.md)"

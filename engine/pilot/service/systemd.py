@@ -382,6 +382,23 @@ def protect_home(plan: Plan) -> str:
     return "true"
 
 
+def create_user(user: str, home: str | Path, note: str) -> HostCommand:
+    """The command that creates a service's own system user (no login, a group of its own)."""
+    argv = ("useradd", "--system", "--user-group", "--home-dir", str(home), "--shell", "/usr/sbin/nologin", user)
+    return HostCommand(argv, note=note)
+
+
+def hidden_from_service(runs_from: list[tuple[str, str]], env: dict[str, str], advice: str) -> list[str]:
+    """Why the service could not reach what it runs from (the command, Pilot's package folder, ...): one
+    blocker each, ending with `advice`."""
+    paths = list(runs_from)
+    if "PYTHONPATH" in env:
+        paths.append(("Pilot's package folder", env["PYTHONPATH"]))
+    return [
+        f"{what} {path} is hidden from the service by {why}; {advice}" for what, path in paths if (why := _hidden(path))
+    ]
+
+
 def _hidden(path: str) -> str | None:
     return next((why for prefix, why in HIDDEN_FROM_SYSTEM.items() if (path + "/").startswith(prefix)), None)
 
@@ -558,23 +575,13 @@ def _plan_install(
             "`service.user` is root but `service.allow_root` is not true: `pilot run` would refuse to start"
         )
     if user != "root" and not exists(user):
-        changes.commands_before.append(
-            HostCommand(
-                ("useradd", "--system", "--user-group", "--home-dir", STATE_DIR, "--shell", "/usr/sbin/nologin", user),
-                note=f"the service user {user} does not exist yet",
-            )
-        )
-    runs_from = [("the pilot command", exec_argv[0])]
-    if "PYTHONPATH" in env:
-        runs_from.append(("Pilot's package folder", env["PYTHONPATH"]))
-    for what, path in runs_from:
-        why = _hidden(path)
-        if why:
-            changes.blockers.append(
-                f"{what} {path} is hidden from the service by {why}; install Pilot where "
-                f"the service can run it (for example `pipx install --global`, or a venv under "
-                f"/opt) or pass --exec PATH"
-            )
+        changes.commands_before.append(create_user(user, STATE_DIR, f"the service user {user} does not exist yet"))
+    changes.blockers += hidden_from_service(
+        [("the pilot command", exec_argv[0])],
+        env,
+        "install Pilot where the service can run it (for example `pipx install --global`, or a venv under /opt) "
+        "or pass --exec PATH",
+    )
     for key, path in _referenced_files(plan):
         if not os.path.isabs(path):
             changes.warnings.append(
