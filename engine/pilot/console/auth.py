@@ -537,9 +537,6 @@ class Sessions:
         if isinstance(token, str) and TOKEN_RE.fullmatch(token):
             self.store.delete_session(token_hash(token))
 
-    def revoke_user(self, name: str) -> None:
-        self.store.delete_user_sessions(name)
-
     def purge(self) -> None:
         """Delete the sessions past their absolute end (idle ones go when next looked up)."""
         self.store.purge_sessions(self.clock())
@@ -728,27 +725,10 @@ class LoginLimiter:
 # ------------------------------------------------------------------ the cookie
 
 
-@dataclass(frozen=True, slots=True)
-class CookieOptions:
-    """Keyword arguments for Starlette's `Response.set_cookie` (and what session_cookie writes)."""
-
-    path: str = "/"
-    httponly: bool = True
-    samesite: str = "strict"
-    secure: bool = False
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return {"path": self.path, "httponly": self.httponly, "samesite": self.samesite, "secure": self.secure}
-
-
-def cookie_options(secure: bool) -> CookieOptions:
-    """HttpOnly (no script reads the token), SameSite=Strict (no other site sends it), Path=/, and Secure
-    when the console is served over TLS (directly or behind a proxy that says so)."""
-    return CookieOptions(secure=secure)
-
-
 def session_cookie(token: str, *, secure: bool, max_age: float | None = LIFETIME) -> str:
-    """A Set-Cookie header value carrying the session token."""
+    """A Set-Cookie header value carrying the session token: HttpOnly (no script reads it), SameSite=Strict
+    (no other site sends it), Path=/, and Secure when the console is served over TLS (directly or behind a
+    proxy that says so)."""
     if not TOKEN_RE.fullmatch(token):
         raise ValueError("not a session token")
     parts = [f"{COOKIE_NAME}={token}", "Path=/", "HttpOnly", "SameSite=Strict"]

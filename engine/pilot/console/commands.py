@@ -43,7 +43,6 @@ class PressError(Exception):
 class _Waiter:
     future: asyncio.Future
     nonce: str | None
-    kid: str | None
     unverified: dict[str, Any] | None = None
 
 
@@ -141,15 +140,15 @@ class CommandSender:
     async def press(self, device_id: str, command: CommandInfo, value: Any, user: str, prefix: str) -> dict[str, Any]:
         topic = f"{prefix}/{device_id}/cmd/{command.id}/set"
         payload = value_for(command, value)
-        nonce = kid = None
+        nonce = None
         if command.signed:
             key = self.key()
             envelope = signing.sign(key, device_id, topic, payload, ts=int(self.clock()), by=user)
-            nonce, kid = envelope["nonce"], key.kid
+            nonce = envelope["nonce"]
             payload = json.dumps(envelope, separators=(",", ":"))
         loop = asyncio.get_running_loop()
         self._loop = loop
-        waiter = _Waiter(loop.create_future(), nonce, kid)
+        waiter = _Waiter(loop.create_future(), nonce)
         self._waiting[topic].append(waiter)
         try:
             if not self.publish(topic, payload):

@@ -25,7 +25,7 @@ SESSION_FIELD_LIMIT = 256  # token_hash, user, role, csrf: produced by the conso
 # a finished 1-minute bucket is recomputed this long after its end, so samples flushed late (an ingest batch that
 # lands just after maintenance) still reach the roll-ups; recomputing is idempotent, so this only costs time
 LATE = 120.0
-TIERS = ("raw", "1m", "1h")
+
 STEP = {"raw": 1.0, "1m": 60.0, "1h": 3600.0}  # the downsampling bucket width is a multiple of this
 
 
