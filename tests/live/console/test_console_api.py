@@ -346,3 +346,23 @@ def test_an_open_stream_ends_when_its_session_does_and_one_session_holds_at_most
     finally:
         console.cleanup()
         broker.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        (f"/api/devices/{DEVICE}/history/cpu_usage?start=nan&end=10", 400),
+        (f"/api/devices/{DEVICE}/history/cpu_usage?start=10&end=inf", 400),
+        (f"/api/devices/{DEVICE}/history/cpu_usage?start=20&end=10", 400),
+        (f"/api/devices/{DEVICE}/history/cpu_usage?points=0", 400),
+        (f"/api/devices/{DEVICE}/history/cpu_usage?points=" + "9" * 5000, 400),
+        (f"/api/devices/{DEVICE}/history/..%2F..%2Fetc", 404),
+        ("/api/devices/%1b%5B31m/history/x", 404),
+        ("/api/devices/" + "d" * 300, 404),
+        ("/api/events?cursor=abc", 400),
+        ("/api/events?device=%00", 404),
+    ],
+)
+def test_hostile_query_parameters_and_names_get_a_clear_status(rig, path, status):
+    assert rig.alice.get(path).status_code == status
+    assert rig.console.proc.poll() is None
