@@ -360,6 +360,9 @@ class CommandService:
             return None
 
     def _finish(self, command: Command, topic: str, body: dict, auth: _Auth | None, origin: str) -> None:
+        # no longer running before anyone hears it finished: a client that sends again on the answer is not `busy`
+        with self.guards.lock:
+            self.guards.running.discard(command.id)
         self._result(topic, body, auth)
         self._audit(command.id, body["status"], body.get("reason"), origin, auth)
 

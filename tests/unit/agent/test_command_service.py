@@ -459,3 +459,21 @@ def test_an_action_missing_from_this_build_counts_as_a_failure_like_any_other(ri
     rig.send("signed", signed("OFF", "signed"))  # a fresh nonce
     assert [a["status"] for _, a in rig.results()] == ["failed", "failed"]
     assert rig.svc.guards.stats.failed == 2
+
+
+def test_a_command_is_no_longer_running_when_its_answer_goes_out(rigs):
+    """A client that sends again as soon as it hears the answer must not be told `busy`."""
+    rig = rigs()
+    seen: list[tuple[str, bool]] = []
+    publish = rig.svc.publish
+
+    def watching(topic: str, payload: str, qos: int, retain: bool) -> None:
+        if topic.endswith("/result"):
+            seen.append((topic, topic.split("/")[3] in rig.svc.guards.running))
+        publish(topic, payload, qos, retain)
+
+    rig.svc.publish = watching
+    rig.send("press", b"PRESS")
+    rig.send("press", b"PRESS")
+    assert seen == [("pilot/d/cmd/press/result", False)] * 2
+    assert results(rig) == [("ok", None), ("ok", None)]
