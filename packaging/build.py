@@ -23,6 +23,8 @@
                                     copyright with every bundled library
     /usr/share/man/man1/pilot.1.gz  generated from pilot.cli.build_parser() (pilot.manpage)
     /usr/share/pilot/schemas/       profile.v1.schema.json, pack.v1.schema.json (for editors, CI)
+    /usr/share/applications/pilot-settings.desktop   "Pilot settings": `pilot console --open`
+    /usr/share/icons/hicolor/scalable/apps/pilot-settings.svg
 
 docs/deploy.md explains why the libraries are bundled rather than taken from the
 distribution. Needs: Python 3.11+ with pip (and PyPI, or a mirror pip is set up
@@ -345,6 +347,13 @@ def stage(meta: Meta, lib: Path, payload: Path, unitdir: str) -> None:
     (doc / "copyright").write_text(copyright_text(meta, lib, "/opt/pilot/lib"), encoding="utf-8")
 
     write_gzip(payload / "usr" / "share" / "man" / "man1" / "pilot.1.gz", manpage())
+    # "Pilot settings" in the desktop's menu: `pilot console --open`, a console for this machine only
+    apps = payload / "usr" / "share" / "applications"
+    apps.mkdir(parents=True)
+    shutil.copy(HERE / "pilot-settings.desktop", apps / "pilot-settings.desktop")
+    icons = payload / "usr" / "share" / "icons" / "hicolor" / "scalable" / "apps"
+    icons.mkdir(parents=True)
+    shutil.copy(HERE / "pilot-settings.svg", icons / "pilot-settings.svg")
     schemas = payload / "usr" / "share" / "pilot" / "schemas"
     schemas.mkdir(parents=True)
     for schema in sorted((REPO / "schemas").glob("*.schema.json")):

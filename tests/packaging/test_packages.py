@@ -104,6 +104,8 @@ SHIPPED = (
     "/usr/share/pilot/schemas/profile.v1.schema.json",
     "/usr/share/pilot/schemas/pack.v1.schema.json",
     "/usr/share/man/man1/pilot.1.gz",
+    "/usr/share/applications/pilot-settings.desktop",
+    "/usr/share/icons/hicolor/scalable/apps/pilot-settings.svg",
 )
 
 
@@ -118,6 +120,9 @@ def check_shipped_files(root: Path) -> None:
     for name in ("profile.v1.schema.json", "pack.v1.schema.json"):
         assert (root / "usr/share/pilot/schemas" / name).read_bytes() == (REPO / "schemas" / name).read_bytes()
     assert (root / "usr/share/doc/pilot-agent/reference.md").read_bytes() == (REPO / "docs/reference.md").read_bytes()
+    desktop = root / "usr/share/applications/pilot-settings.desktop"
+    assert desktop.read_bytes() == (REPO / "packaging/pilot-settings.desktop").read_bytes()
+    assert "\nExec=pilot console --open\n" in desktop.read_text(encoding="utf-8")
     page = gzip.decompress((root / "usr/share/man/man1/pilot.1.gz").read_bytes()).decode("utf-8")
     assert page.startswith('.\\" pilot.1: generated') and f'"pilot {version()}"' in page
     for name, _, _ in commands(build_parser()):
@@ -229,7 +234,7 @@ def installed(deb, tmp_path_factory) -> Path:
     return root
 
 
-def pilot(root: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+def pilot(root: Path, *args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess:
     ver = system_python_version()
     if ver is None:
         pytest.skip(f"{SYSTEM_PYTHON} is missing: the packaged launcher runs on the system's Python")
@@ -238,7 +243,9 @@ def pilot(root: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     # a bare environment: no venv, no PYTHONPATH; the launcher must find everything itself
     env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
     # /usr/bin/pilot is an absolute link to /opt/pilot/bin/pilot: inside a root, run its target
-    return subprocess.run([str(root / "opt/pilot/bin/pilot"), *args], capture_output=True, text=True, cwd=cwd, env=env)
+    return subprocess.run(
+        [str(root / "opt/pilot/bin/pilot"), *args], capture_output=True, text=True, cwd=cwd, env=env, input=input
+    )
 
 
 def test_dpkg_registers_the_package_and_its_conffile(installed):
@@ -253,6 +260,19 @@ def test_installed_pilot_runs_on_the_system_python(installed, tmp_path):
     result = pilot(installed, "--version", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"pilot {version()}"
+
+
+def test_installed_pilot_carries_the_console_for_the_desktop_entry(installed, tmp_path):
+    """`pilot console --open` (the menu's "Pilot settings") needs the console extra on the system Python:
+    argon2's compiled part hashes a password, and the console's pages are in the package."""
+    users = tmp_path / "users"
+    added = pilot(
+        installed, "console", "user", "add", "ann", "--role", "admin", "--password-stdin", "--users", str(users),
+        cwd=tmp_path, input="correct horse battery\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert users.read_text(encoding="utf-8").startswith("ann:admin:$argon2id$")
+    assert list(installed.glob("opt/pilot/lib/common/pilot/console/static/*.js"))
 
 
 def test_installed_pilot_validates_the_shipped_profile_and_a_broken_one(installed, tmp_path):

@@ -262,3 +262,27 @@ def test_rpm_scriptlets_are_valid_shell():
         assert syntax.returncode == 0, f"{name}: {syntax.stderr}"
     assert "systemctl start" not in spec and "enable --now pilot\n" in scriptlets["%post"]
     assert "%config(noreplace) /etc/pilot/pilot.yaml" in scriptlets["%files"]
+
+
+def test_the_desktop_entry_is_valid_and_runs_the_local_console():
+    """The menu's "Pilot settings": checked by freedesktop's own validator, and its command line is one the
+    parser takes (`pilot console --open`, a console for this machine on 127.0.0.1)."""
+    import shutil
+
+    from pilot.cli import build_parser
+
+    entry = REPO / "packaging" / "pilot-settings.desktop"
+    if shutil.which("desktop-file-validate") is None:
+        pytest.skip("desktop-file-validate is missing (Debian: apt-get install desktop-file-utils)")
+    checked = subprocess.run(["desktop-file-validate", str(entry)], capture_output=True, text=True)
+    assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read_string(entry.read_text(encoding="utf-8"))
+    desktop = parser["Desktop Entry"]
+    assert desktop["Name"] == "Pilot settings" and desktop["Terminal"] == "false"
+    argv = desktop["Exec"].split()
+    assert argv[0] == "pilot"
+    args = build_parser().parse_args(argv[1:])
+    assert args.open_local is True and args.command == "console"
+    assert (REPO / "packaging" / f"{desktop['Icon']}.svg").is_file()

@@ -722,6 +722,44 @@ class LoginLimiter:
         return len(self._addrs) + len(self._names)
 
 
+# ------------------------------------------------------------------ one-time sign-in links
+
+
+LINK_LIFETIME = 120.0  # seconds a sign-in link stays good
+MAX_LINKS = 8  # links not yet used; the oldest is dropped first
+
+
+class SignInLinks:
+    """One-time sign-in links for a console this machine's user starts for themselves (`pilot console
+    --open`): the launcher mints a link, hands it to the browser, and the first visit turns it into a
+    session. A link is good once, for LINK_LIFETIME seconds, and only in the process that minted it (it is
+    never written anywhere); the table keeps only SHA-256 hashes, looked up by hash, so a guess costs no
+    more than a miss and timing tells nothing."""
+
+    def __init__(self, clock: Clock, lifetime: float = LINK_LIFETIME) -> None:
+        self.clock, self.lifetime = clock, lifetime
+        self._links: OrderedDict[str, tuple[str, float]] = OrderedDict()  # hash -> (user, expires)
+        self._lock = threading.Lock()
+
+    def mint(self, user: str) -> str:
+        token = _b64url(secrets.token_bytes(TOKEN_BYTES))
+        with self._lock:
+            self._links[token_hash(token)] = (check_name(user), self.clock() + self.lifetime)
+            while len(self._links) > MAX_LINKS:
+                self._links.popitem(last=False)
+        return token
+
+    def redeem(self, token: object) -> str | None:
+        """The user a link signs in, once; None for an unknown, used, malformed or expired link."""
+        if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
+            return None
+        with self._lock:
+            found = self._links.pop(token_hash(token), None)
+        if found is None or self.clock() >= found[1]:
+            return None
+        return found[0]
+
+
 # ------------------------------------------------------------------ the cookie
 
 
