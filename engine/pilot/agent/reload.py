@@ -41,7 +41,7 @@ class Reloader:
 
     def __init__(self, agent: Agent, recompile: Callable[[], CompileResult]) -> None:
         self.agent, self.recompile = agent, recompile
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # shared with the Deployer: a reload never runs inside a deploy
         self._wanted = threading.Event()
         self._origin = ""
         self._last = 0.0
@@ -90,7 +90,7 @@ class Reloader:
         self.request("mqtt")
 
     def run(self, origin: str) -> None:
-        with self._lock:
+        with self.lock:
             log.info(
                 "reload requested (%s): validating %s",
                 origin,

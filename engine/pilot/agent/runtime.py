@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pilot import __version__
 from pilot.actions._base import RecordingSystem, System, system_from_env
 from pilot.agent import ha
+from pilot.agent.deploy import MAX_DEPLOY_BYTES
 from pilot.agent.health import MAX_REPORT_BYTES, Health
 from pilot.agent.health import encode as encode_health
 from pilot.agent.health import entities as health_entities
@@ -42,6 +43,7 @@ from pilot.registry import PROBES
 if TYPE_CHECKING:
     from pilot.agent.children import Children
     from pilot.agent.commands import CommandService, Guards
+    from pilot.agent.deployer import Deployer
     from pilot.agent.schedules import Scheduler
 
 log = logging.getLogger("pilot.agent")
@@ -65,6 +67,7 @@ class AgentOptions:
     ha_delay: tuple[float, float] = HA_DELAY
     health_every: float = HEALTH_EVERY
     ctx: ProbeContext = field(default_factory=ProbeContext)
+    pinned: bool = False  # the broker came from the command line: a deployed profile's host and port do not move it
 
 
 @dataclass
@@ -261,28 +264,15 @@ class Agent:
         self._last_announce = 0.0
         self.ticker = Ticker()
         self.health = Health()
-        self.session = Session(
-            settings=plan.mqtt,
-            will=Will(plan.topics.availability),
-            host=options.host,
-            port=options.port,
-            on_connected=self._on_connected,
-            on_message=self._on_message,
-            birth=False,
-            max_inbound=max(plan.policy.max_payload, MAX_REPORT_BYTES),
-            subscriptions=[
-                (f"{plan.mqtt.discovery_prefix}/status", 1),
-                (f"{plan.topics.base}/cmd/+/set", 1),
-                (f"{plan.topics.base}/+/+/cmd/+/set", 1),  # commands on child devices (`children:`)
-                (plan.topics.health, 1),
-            ],
-        )
+        self.switching = False  # a deploy is trying a new MQTT session (pilot.agent.deployer)
+        self.session = self.new_session(plan, options.host, options.port)
         self.system: System = system_from_env(
             lambda topic, payload, retain: self.session.publish_result(topic, payload, 1, retain)
         )
         if isinstance(self.system, RecordingSystem):
             log.warning("PILOT_SYSTEM_RECORD is set: actions are recorded to %s, not performed", self.system.path)
         self.reload_handler: Callable[[bytes], None] | None = None  # `_reload` requests; see pilot.agent.reload
+        self.deployer: Deployer | None = None  # `_profile/set` and `_profile/get`; see pilot.agent.deployer
         self.activity = Activity(
             f"{plan.topics.base}/activity",
             lambda topic, payload: self.session.publish_result(topic, payload, qos=1, retain=True),
@@ -290,6 +280,38 @@ class Agent:
             connected=lambda: self.session.connected,
         )
         self.parts = self._build(plan)
+
+    def new_session(self, plan: Plan, host: str, port: int) -> Session:
+        """An MQTT session for `plan`'s settings (not started). It reaches the agent only while it is
+        the agent's session: one a deploy is trying out handles nothing until it is promoted."""
+        session: Session
+
+        def connected() -> None:
+            if self.session is session:
+                self._on_connected()
+
+        def message(topic: str, payload: bytes, retained: bool) -> None:
+            if self.session is session:
+                self._on_message(topic, payload, retained)
+
+        session = Session(
+            settings=plan.mqtt,
+            will=Will(plan.topics.availability),
+            host=host,
+            port=port,
+            on_connected=connected,
+            on_message=message,
+            birth=False,
+            max_inbound=max(plan.policy.max_payload, MAX_REPORT_BYTES, MAX_DEPLOY_BYTES),
+            subscriptions=[
+                (f"{plan.mqtt.discovery_prefix}/status", 1),
+                (f"{plan.topics.base}/cmd/+/set", 1),
+                (f"{plan.topics.base}/cmd/_profile/get", 1),  # the profile a deploy replaces (signed)
+                (f"{plan.topics.base}/+/+/cmd/+/set", 1),  # commands on child devices (`children:`)
+                (plan.topics.health, 1),
+            ],
+        )
+        return session
 
     # the current plan's parts, read through `parts` so a reload swaps them all at once
     plan = property(lambda self: self.parts.plan)
@@ -447,7 +469,7 @@ class Agent:
 
     # ---------------------------------------------------------------- announcements
     def capabilities(self) -> dict[str, Any]:
-        return {
+        caps = {
             "pilot_version": __version__,
             "profile": self.plan.profile,
             "profile_hash": self.plan.profile_hash,
@@ -467,6 +489,11 @@ class Agent:
                 {"id": s.id, "name": words(s.id), "cron": s.cron, "every": s.every} for s in self.plan.schedules
             ],
         }
+        # the running file and whether it takes signed deploys (`profile` stays the profile's name)
+        described = self.deployer.describe() if self.deployer is not None else None
+        if described is not None:
+            caps["profile_file"] = described
+        return caps
 
     def announce(self) -> None:
         """Discovery (with removals), capabilities, availability, and every current state."""
@@ -532,6 +559,13 @@ class Agent:
         prefix = self.parts.command_prefix
         if topic == self.plan.topics.health:
             self.health.on_report(payload, retained)
+        elif topic in (f"{prefix}_profile/set", f"{prefix}_profile/get"):
+            if self.deployer is None:
+                self.health.inbound_dropped += 1
+            elif topic.endswith("/set"):
+                self.deployer.on_set(payload, retained)  # size first; the deploy runs on its own worker
+            else:
+                self.deployer.on_get(payload, retained)
         elif topic == f"{prefix}_reload/set":
             if retained or self.reload_handler is None:
                 self.health.inbound_dropped += retained
@@ -602,4 +636,4 @@ class Agent:
         self.session.stop()
 
     def healthy(self) -> bool:
-        return self.session.alive() and self.ticker.alive()
+        return (self.switching or self.session.alive()) and self.ticker.alive()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pilot.agent import sdnotify
+from pilot.agent.deployer import CONNECT_DEADLINE, Deployer
 from pilot.agent.mqtt import unreadable_files
 from pilot.agent.reload import Reloader
 from pilot.agent.runtime import HA_DELAY, HEALTH_EVERY, Agent, AgentOptions, idle_rules
@@ -48,6 +49,7 @@ class RunOptions:
     allow_root: bool = False  # PILOT_ALLOW_ROOT=1
     ha_delay: tuple[float, float] = HA_DELAY
     health_every: float = HEALTH_EVERY
+    deploy_deadline: float = CONNECT_DEADLINE  # seconds a deployed profile's new MQTT settings have to connect
 
 
 def refuse_root(plan: Plan, options: RunOptions) -> bool:
@@ -62,9 +64,13 @@ def run_agent(
     options: RunOptions,
     stop: threading.Event | None = None,
     recompile: Callable[[], CompileResult] | None = None,
+    compile_file: Callable[[str], CompileResult] | None = None,
+    profile_file: str | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT, `stop` (the Windows service's event) or `options.duration`.
-    `recompile` returns the profile compiled afresh; without it, reload requests are ignored."""
+    `recompile` returns the profile compiled afresh; without it, reload requests are ignored.
+    `compile_file` compiles any file (a deployed candidate) and `profile_file` is the file a deploy
+    replaces; without both (a shipped pack), `_profile/set` and `_profile/get` are refused."""
     if refuse_root(plan, options):
         print(ROOT_REFUSAL, file=sys.stderr)
         return 2
@@ -107,6 +113,7 @@ def run_agent(
             dry_run=options.dry_run,
             ha_delay=options.ha_delay,
             health_every=options.health_every,
+            pinned=options.broker is not None,
         ),
     )
     for line in idle_rules(plan, set(agent.sensors.states)):
@@ -114,6 +121,14 @@ def run_agent(
     reloader = Reloader(agent, recompile) if recompile is not None else None
     if reloader is not None:
         agent.reload_handler = reloader.from_mqtt
+    if compile_file is not None and profile_file is not None:
+        agent.deployer = Deployer(
+            agent,
+            compile_file,
+            profile_file,
+            connect_deadline=options.deploy_deadline,
+            lock=reloader.lock if reloader is not None else None,
+        )
     stop = _install_signals(stop, reloader)
     try:
         if options.once:

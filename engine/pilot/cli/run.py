@@ -29,6 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             once=args.once,
             timeout=args.timeout,
             duration=args.duration,
+            deploy_deadline=args.deploy_deadline,
         )
     except ValueError as exc:
         err(f"pilot: error: {exc}")
@@ -39,7 +40,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.profile is None:
         log.info("no profile given: using %s (the pack that matches this machine)", plan.sources[0])
     profile = plan.sources[0] if args.profile is None else args.profile
-    return run_agent(plan, options, recompile=lambda: compile_for_run(profile, state_dir))
+    return run_agent(
+        plan,
+        options,
+        recompile=lambda: compile_for_run(profile, state_dir),
+        # a deploy compiles its candidate file the same way, and only ever replaces a profile named here
+        compile_file=lambda path: compile_for_run(path, state_dir),
+        profile_file=args.profile,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -56,8 +64,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
             show_states=True,
             log_format="text",
             log_level="info",
+            deploy_deadline=20.0,
         )
     )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.5 <= value <= 600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0.5 to 600")
+    return value
 
 
 def register(sub: Any) -> None:
@@ -69,6 +88,13 @@ def register(sub: Any) -> None:
     p.add_argument("--once", action="store_true", help="publish discovery and one round of sensors, then exit")
     p.add_argument("--timeout", type=float, default=15.0, help="--once: how long to wait for the broker")
     p.add_argument("--duration", type=float, default=0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--deploy-deadline",
+        type=_seconds,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long a deployed profile's new MQTT settings have to connect before it is rolled back (default 20)",
+    )
     p.add_argument("--show-states", action="store_true", help="log every value as it is published")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
