@@ -30,12 +30,16 @@ from starlette.staticfiles import StaticFiles
 from pilot.console import auth, live
 from pilot.console.commands import CommandSender, PressError
 from pilot.console.config import ConsoleConfig
+from pilot.console.editor import MAX_TEXT, EditorError
 from pilot.console.fleet import Fleet
 from pilot.console.ingest import DEVICE_ID, KEY, Ingest
 from pilot.console.storage import CommandRecord
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024
+# an editor text is at most MAX_TEXT bytes once decoded; its JSON may escape each character to six bytes
+# and a diff carries two texts, so the body is read to this bound and the texts are measured after parsing
+MAX_EDITOR_BODY = 4 * MAX_TEXT + 16 * 1024
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "365d": 365 * 86400}
 MAX_POINTS = 10_000
 STORAGE_STATS_EVERY_S = 60.0
@@ -69,6 +73,28 @@ class Console:
     streams_by: dict[str, int] = field(default_factory=dict)
     storage_stats: tuple[float, dict[str, float]] | None = None  # (when, what the store counted)
     started: float = field(default_factory=time.time)
+    editor_service: Any = None  # made on the first editor request (editor/service.py loads the compiler)
+    profile_sender: Any = None  # made on the first device profile request (deploy.py)
+
+    def editor(self) -> Any:
+        if not self.config.editor.enabled:
+            raise ApiError(404, "the profile editor is off on this console (editor.enabled)")
+        if self.editor_service is None:
+            from pilot.console.editor.service import EditorService
+
+            self.editor_service = EditorService(self.config.editor.profiles_dir)
+        return self.editor_service
+
+    def profiles(self) -> Any:
+        if self.profile_sender is None:
+            from pilot.console.deploy import ProfileSender
+
+            sender = ProfileSender(
+                self.ingest.publish, self.sender, self.fleet, self.config.broker.prefix, clock=self.clock
+            )
+            self.sender.profile_results = sender.on_result
+            self.profile_sender = sender
+        return self.profile_sender
 
 
 class ApiError(Exception):
@@ -100,17 +126,17 @@ def scheme(console: Console, request: Request) -> str:
     return "http"
 
 
-async def read_json(request: Request) -> Any:
-    """The body as JSON, at most MAX_BODY bytes, UTF-8, an object."""
+async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
+    """The body as JSON, at most `limit` bytes, UTF-8, an object."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise ApiError(415, "send application/json")
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+    if length is not None and (not length.isdigit() or int(length) > limit):
         raise ApiError(413, "request body too large")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY:
+        if len(body) > limit:
             raise ApiError(413, "request body too large")
     try:
         doc = json.loads(bytes(body).decode("utf-8"))
@@ -167,6 +193,8 @@ def build(console: Console) -> Starlette:
                 return await fn(request)
             except ApiError as exc:
                 return _error(exc.status, exc.error, exc.headers)
+            except EditorError as exc:
+                return _error(exc.status, exc.message)
 
         return wrapped
 
@@ -408,6 +436,116 @@ def build(console: Console) -> Starlette:
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
+    # ------------------------------------------------------------------ the profile editor
+    @handler
+    async def editor_catalog(request: Request) -> Response:
+        await require(console, request)
+        return JSONResponse(await console.editor().catalog())
+
+    @handler
+    async def editor_packs(request: Request) -> Response:
+        await require(console, request)
+        return JSONResponse(await console.editor().packs())
+
+    @handler
+    async def editor_pack_profile(request: Request) -> Response:
+        await require(console, request)
+        params = request.path_params
+        return JSONResponse(await console.editor().pack_profile(params["pack"], params["profile"]))
+
+    def editor_post(work: str) -> Callable[[Request], Any]:
+        @handler
+        async def route(request: Request) -> Response:
+            await require(console, request, auth.Role.OPERATOR)
+            editor = console.editor()
+            doc = await read_json(request, MAX_EDITOR_BODY)
+            return JSONResponse(await getattr(editor, work)(doc))
+
+        return route
+
+    @handler
+    async def editor_files(request: Request) -> Response:
+        await require(console, request, auth.Role.OPERATOR)
+        return JSONResponse(await console.editor().file_list())
+
+    @handler
+    async def editor_file(request: Request) -> Response:
+        name = request.path_params["name"]
+        if request.method == "PUT":
+            await require(console, request, auth.Role.ADMIN)
+            editor = console.editor()
+            doc = await read_json(request, MAX_EDITOR_BODY)
+            return JSONResponse(await editor.file_save(name, doc))
+        await require(console, request, auth.Role.OPERATOR)
+        return JSONResponse(await console.editor().file_read(name))
+
+    @handler
+    async def editor_broker_test(request: Request) -> Response:
+        session = await require(console, request, auth.Role.ADMIN)
+        editor = console.editor()
+        doc = await read_json(request, MAX_EDITOR_BODY)
+        return JSONResponse(await editor.broker_test(session.user, doc))
+
+    @handler
+    async def device_profile(request: Request) -> Response:
+        session = await require(console, request, auth.Role.ADMIN)
+        console.editor()  # off with the editor
+        device_id = device_id_of(request)
+        if console.fleet.detail(device_id) is None:
+            raise ApiError(404, "no such device")
+        from pilot.console.deploy import NoAnswer
+
+        try:
+            answer = await console.profiles().get(device_id, session.user)
+        except NoAnswer:
+            raise ApiError(
+                504, "the device did not answer (is it online, and does its keyring hold our key?)"
+            ) from None
+        except PressError as exc:
+            status = 503 if exc.reason in ("console_has_no_key", "broker_unavailable") else 502
+            raise ApiError(status, f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason) from None
+        return JSONResponse(answer)
+
+    @handler
+    async def device_deploy(request: Request) -> Response:
+        session = await require(console, request, auth.Role.ADMIN)
+        editor = console.editor()
+        device_id = device_id_of(request)
+        if console.fleet.detail(device_id) is None:
+            raise ApiError(404, "no such device")
+        doc = await read_json(request, MAX_EDITOR_BODY)
+        text = doc.get("text")
+        checked = await editor.validate({"text": text, "name": doc.get("name", "profile.yaml")})
+        if not checked["ok"]:  # the console's own validator first: nothing is sent
+            return JSONResponse(
+                {"error": "the profile does not validate", "diagnostics": checked["diagnostics"]}, status_code=422
+            )
+        try:
+            answer = await console.profiles().deploy(device_id, text, session.user)
+        except PressError as exc:
+            answer = {
+                "status": "rejected",
+                "reason": exc.reason,
+                "detail": exc.detail,
+                "errors": [],
+                "profile_hash": None,
+                "verified": True,
+            }
+        from pilot.agent.deploy import text_sha256
+
+        record = CommandRecord(
+            ts=console.clock(),
+            user=session.user,
+            device=device_id,
+            command="_profile/set",
+            value="sha256:" + text_sha256(text)[:16],
+            status=answer["status"],
+            reason=answer.get("reason") or "",
+            detail=str(answer.get("detail") or "")[:200],
+        )
+        await run_in_threadpool(console.storage.log_command, record)
+        return JSONResponse(answer)
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, "not found")
 
@@ -425,6 +563,19 @@ def build(console: Console) -> Starlette:
         Route("/api/devices/{device}/commands/{command}", press, methods=["POST"]),
         Route("/api/events", events),
         Route("/api/stats", stats),
+        Route("/editor", page),
+        Route("/api/editor/catalog", editor_catalog),
+        Route("/api/editor/packs", editor_packs),
+        Route("/api/editor/packs/{pack}/{profile}", editor_pack_profile),
+        Route("/api/editor/validate", editor_post("validate"), methods=["POST"]),
+        Route("/api/editor/form", editor_post("form"), methods=["POST"]),
+        Route("/api/editor/apply", editor_post("apply"), methods=["POST"]),
+        Route("/api/editor/diff", editor_post("diff"), methods=["POST"]),
+        Route("/api/editor/files", editor_files),
+        Route("/api/editor/files/{name}", editor_file, methods=["GET", "PUT"]),
+        Route("/api/editor/broker-test", editor_broker_test, methods=["POST"]),
+        Route("/api/devices/{device}/profile", device_profile),
+        Route("/api/devices/{device}/deploy", device_deploy, methods=["POST"]),
     ]
     if (STATIC / "assets").is_dir():
         routes.append(Mount("/assets", app=StaticFiles(directory=STATIC / "assets"), name="assets"))

@@ -124,6 +124,8 @@ class CommandSender:
         self.stats = CommandStats()
         self._waiting: dict[str, list[_Waiter]] = defaultdict(list)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # answers on `<prefix>/<device>/cmd/_profile/result` go to the profile sender (deploy.py), once it exists
+        self.profile_results: Callable[[str, bytes], None] | None = None
 
     def key(self) -> signing.Key:
         if self.keyring_path is None:
@@ -172,6 +174,10 @@ class CommandSender:
 
     def on_result(self, device_id: str, result_topic: str, payload: bytes) -> None:
         """An answer on `<prefix>/<device>/cmd/<command>/result` (MQTT thread)."""
+        if result_topic.endswith("/cmd/_profile/result"):
+            if self.profile_results is not None:
+                self.profile_results(device_id, payload)
+            return
         topic = result_topic[: -len("result")] + "set"
         waiters = self._waiting.get(topic)
         loop = self._loop

@@ -81,12 +81,19 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class EditorConfig:
+    enabled: bool = True  # the profile editor's API and device deploys (admins and operators only)
+    profiles_dir: Path | None = None  # a folder of profiles the editor may open and save; None: none
+
+
+@dataclass(frozen=True)
 class ConsoleConfig:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     signing: SigningConfig = field(default_factory=SigningConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    editor: EditorConfig = field(default_factory=EditorConfig)
     state_dir: Path = Path("/var/lib/pilot-console")
     database: str | None = None  # None: sqlite in state_dir
     command_timeout_s: float = 10.0
@@ -145,6 +152,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, type]]] = {
     ),
     "signing": (SigningConfig, {"keyring": Path, "kid": str}),
     "retention": (RetentionConfig, {"raw_s": float, "minute_s": float, "hour_s": float}),
+    "editor": (EditorConfig, {"enabled": bool, "profiles_dir": Path}),
 }
 _TOP: dict[str, type] = {"state_dir": Path, "database": str, "command_timeout_s": float}
 
@@ -177,6 +185,14 @@ def _convert(value: Any, kind: type, where: str, name: str) -> Any:
     if not isinstance(value, str) or not value or len(value) > 4096 or any(ord(c) < 32 for c in value):
         raise ConfigError(f"{where}: {name} must be a non-empty line of text")
     return Path(value) if kind is Path else value
+
+
+def _folder(value: Path, relative_to: Path, where: str) -> Path:
+    """A folder the console reads and writes: relative to the settings file, and it must exist."""
+    folder = value if value.is_absolute() else relative_to / value
+    if not folder.is_dir():
+        raise ConfigError(f"{where}: editor.profiles_dir {str(folder)[:200]!r} is not a folder")
+    return folder.absolute()
 
 
 def load_config(path: str | os.PathLike[str] | None, **overrides: Any) -> ConsoleConfig:
@@ -233,6 +249,8 @@ def _from_file(path: Path, config: ConsoleConfig) -> ConsoleConfig:
                 if name not in fields:
                     raise ConfigError(f"{inner}: unknown setting {key}.{name!s:.40} (known: {', '.join(fields)})")
                 values[name] = _convert(item, fields[name], inner, f"{key}.{name}")
+                if (key, name) == ("editor", "profiles_dir"):
+                    values[name] = _folder(values[name], path.parent, inner)
             top[key] = replace(getattr(config, key), **values)
         elif key in _TOP:
             top[key] = _convert(value, _TOP[key], where, key)

@@ -153,6 +153,7 @@ class Device:
     activity: dict[str, Any] = field(default_factory=dict)
     audit: deque = field(default_factory=lambda: deque(maxlen=AUDIT_KEEP))
     key_sensors: tuple[str, ...] = ()
+    deploy: dict[str, Any] | None = None  # the rollout state of the last profile deploy (deploy.py, ingest.py)
 
     @property
     def badges(self) -> list[str]:
@@ -186,6 +187,7 @@ class Device:
             "badges": self.badges,
             "key": key,
             "parent": self.parent,
+            "deploy": dict(self.deploy) if self.deploy else None,
         }
 
     def choose_key_sensors(self) -> None:
@@ -335,6 +337,24 @@ class Fleet:
                 del self.by_state_topic[entity.state_topic]
         self.entity_count -= len(device.entities)
         self.changes.forget(device_id)
+
+    def set_deploy(
+        self, device_id: str, state: str, reason: str | None, ts: float, by: str | None, sha256: str | None
+    ) -> None:
+        """A device's rollout state: from the console's own sends and from its retained `<base>/deploy`."""
+        with self.lock:
+            device = self.devices.get(device_id)
+            if device is None:
+                return
+            device.deploy = {"state": state, "reason": reason, "ts": ts, "by": by, "sha256": sha256}
+            self.changes.mark("device", device_id)
+
+    def clear_deploy(self, device_id: str) -> None:
+        with self.lock:
+            device = self.devices.get(device_id)
+            if device is not None and device.deploy is not None:
+                device.deploy = None
+                self.changes.mark("device", device_id)
 
     # -------------------------------------------------------------- readers
     def summaries(self) -> list[dict[str, Any]]:

@@ -39,7 +39,13 @@ LIMITS = {
     "activity": 64 * 1024,
     "audit": 8192,
     "result": 8192,
+    "profile_result": 2 * 262_144,  # `cmd/_profile/result`: a get's answer carries the profile text
+    "deploy": 4096,
 }
+DEPLOY_STATES = frozenset({"applied", "rolled_back", "rejected"})
+HEX64 = re.compile(r"[0-9a-f]{64}")
+CODE = re.compile(r"[a-z_]{1,32}")
+BY = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 LIVE_ID, STORE_ID = 1, 2  # MQTT 5 subscription identifiers: states for the pages, states to store
 COMMAND_PLATFORMS = frozenset({"button", "switch", "number", "select", "text"})
 FLUSH_EVERY_S = 1.0
@@ -156,6 +162,7 @@ class Ingest:
             f"{p}/+/capabilities",
             f"{p}/+/health",
             f"{p}/+/activity",
+            f"{p}/+/deploy",
             *states,
         ]
 
@@ -314,13 +321,13 @@ class Ingest:
                     self._state(topic, payload, live=True, store=True, device_id=device_id)
                 else:
                     self._state(topic, payload, live=LIVE_ID in ids, store=STORE_ID in ids, device_id=device_id)
-            elif len(parts) == 2 and kind in ("availability", "capabilities", "health", "activity", "audit"):
+            elif len(parts) == 2 and kind in ("availability", "capabilities", "health", "activity", "audit", "deploy"):
                 if len(payload) > LIMITS[kind]:
                     self.stats.drop("too_large")
                     return
                 getattr(self, "_" + kind)(device_id, payload)
             elif kind == "cmd" and len(parts) == 4 and parts[3] == "result":
-                if len(payload) > LIMITS["result"]:
+                if len(payload) > LIMITS["profile_result" if parts[2] == "_profile" else "result"]:
                     self.stats.drop("too_large")
                     return
                 if self.on_result is not None:
@@ -533,6 +540,25 @@ class Ingest:
                     if entity.platform == "event" and entity.state_topic == topic:
                         entity.value, entity.updated = event["event_type"], event["ts"]
                         self.fleet.changes.mark("state", device_id, entity.key)
+
+    def _deploy(self, device_id: str, payload: bytes) -> None:
+        """The agent's retained outcome of its last deploy; empty when the device was forgotten."""
+        if not payload:
+            self.fleet.clear_deploy(device_id)
+            return
+        doc = _json(payload)
+        if not isinstance(doc, dict) or doc.get("state") not in DEPLOY_STATES:
+            self.stats.drop("bad_deploy")
+            return
+        reason, sha256, by, ts = doc.get("reason"), doc.get("sha256"), doc.get("by"), _num(doc.get("ts"))
+        self.fleet.set_deploy(
+            device_id,
+            doc["state"],
+            reason if isinstance(reason, str) and CODE.fullmatch(reason) else None,
+            ts if ts is not None and 0 < ts < 2**40 else self.clock(),
+            by if isinstance(by, str) and BY.fullmatch(by) else None,
+            sha256 if isinstance(sha256, str) and HEX64.fullmatch(sha256) else None,
+        )
 
     def _config(self, device_id: str, payload: bytes) -> None:
         if not payload:  # the device was forgotten (pilot forget / uninstall)
