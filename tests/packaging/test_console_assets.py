@@ -1,6 +1,7 @@
 """The console's built pages (engine/pilot/console/static/, committed so users need no Node): small enough,
 nothing fetched from elsewhere, nothing the server's CSP would block, and reproducible from web/ with
-`npm ci && npm run build` byte for byte."""
+`npm ci && npm run build` byte for byte. The profile editor (CodeMirror) is a chunk the fleet page
+never loads: only a dynamic import() reaches it."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ REPO = Path(__file__).resolve().parents[2]
 STATIC = REPO / "engine" / "pilot" / "console" / "static"
 WEB = REPO / "web"
 BUDGET = 200 * 1024  # the fleet page, gzip-compressed
+EDITOR_BUDGET = 250 * 1024  # what /editor adds on top of it (CodeMirror and the editor), gzip-compressed
 EXTERNAL = re.compile(rb"https?://|//cdn", re.IGNORECASE)
+# The SVG namespace inside CodeMirror's data: URL images (the lint underline): an identifier, not fetched.
+SVG_NS = b'xmlns="http://www.w3.org/2000/svg"'
+STATIC_IMPORT = re.compile(rb'(?:\bfrom|\bimport)\s*"\./([a-z]+\.[A-Z0-9]{8}\.js)"')
+DYNAMIC_IMPORT = re.compile(rb'\bimport\(\s*"\./([a-z]+\.[A-Z0-9]{8}\.js)"\s*\)')
+EDITOR_MARK = b"cm-content"  # CodeMirror's content class: in the editor's code only
 
 
 class _Page(HTMLParser):
@@ -61,6 +68,29 @@ def _page() -> _Page:
     return p
 
 
+def _imports(name: str, pattern: re.Pattern[bytes]) -> set[str]:
+    return {m.decode() for m in pattern.findall((STATIC / "assets" / name).read_bytes())}
+
+
+def _closure(names: set[str], *, dynamic: bool) -> set[str]:
+    """The scripts loaded with `names`: their static imports, and with dynamic=True what import() reaches."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += _imports(name, STATIC_IMPORT)
+        if dynamic:
+            todo += _imports(name, DYNAMIC_IMPORT)
+    return seen
+
+
+def _gz(names: set[str]) -> int:
+    return sum(len(gzip.compress((STATIC / "assets" / n).read_bytes(), compresslevel=9)) for n in names)
+
+
 def _tree(root: Path) -> dict[str, str]:
     files = sorted(f for f in root.rglob("*") if f.is_file())
     return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
@@ -72,8 +102,9 @@ def test_index_loads_one_hashed_script_and_stylesheet_that_exist():
     for url in page.scripts + page.styles:
         assert re.fullmatch(r"/assets/[a-z]+\.[A-Z0-9]{8}\.(js|css)", url), url
         assert (STATIC / url.lstrip("/")).is_file(), url
-    # nothing stale beside them: every asset is one the page loads
-    loaded = {u.removeprefix("/assets/") for u in page.scripts + page.styles}
+    # nothing stale beside them: every asset is one the page loads, or one its scripts import
+    entry = {u.removeprefix("/assets/") for u in page.scripts}
+    loaded = _closure(entry, dynamic=True) | {u.removeprefix("/assets/") for u in page.styles}
     assert {f.name for f in (STATIC / "assets").iterdir()} == loaded
 
 
@@ -89,16 +120,31 @@ def test_a_page_with_an_inline_script_would_be_caught():
 
 def test_fleet_page_is_under_its_gzip_budget():
     page = _page()
-    files = [STATIC / "index.html"] + [STATIC / u.lstrip("/") for u in page.scripts + page.styles]
+    scripts = _closure({u.removeprefix("/assets/") for u in page.scripts}, dynamic=False)
+    files = (
+        [STATIC / "index.html"]
+        + [STATIC / "assets" / n for n in scripts]
+        + [STATIC / u.lstrip("/") for u in page.styles]
+    )
     total = sum(len(gzip.compress(f.read_bytes(), compresslevel=9)) for f in files)
     assert total < BUDGET, f"{total} bytes gzip-compressed"
 
 
+def test_the_editor_is_a_chunk_only_the_editor_page_loads():
+    entry = {u.removeprefix("/assets/") for u in _page().scripts}
+    fleet = _closure(entry, dynamic=False)
+    editor = _closure(entry, dynamic=True) - fleet
+    assert editor, "no dynamically imported chunk: the editor would load with the fleet page"
+    assert not any(EDITOR_MARK in (STATIC / "assets" / n).read_bytes() for n in fleet)
+    assert any(EDITOR_MARK in (STATIC / "assets" / n).read_bytes() for n in editor)
+    assert _gz(editor) < EDITOR_BUDGET, f"{_gz(editor)} bytes gzip-compressed"
+
+
 def test_no_asset_references_an_external_url():
     offenders = {
-        str(f.relative_to(STATIC)): EXTERNAL.findall(f.read_bytes())[:3]
+        str(f.relative_to(STATIC)): EXTERNAL.findall(f.read_bytes().replace(SVG_NS, b""))[:3]
         for f in STATIC.rglob("*")
-        if f.is_file() and EXTERNAL.search(f.read_bytes())
+        if f.is_file() and EXTERNAL.search(f.read_bytes().replace(SVG_NS, b""))
     }
     assert offenders == {}
 

@@ -19,6 +19,23 @@ const BADGES = {
 const SPARK_POINTS = 120;
 const collator = new Intl.Collator(); // what localeCompare uses, built once: sorting 1,000 names is then cheap
 
+const DEPLOY_BADGES = {
+  sending: "Deploying…",
+  applied: "Profile applied",
+  rolled_back: "Deploy rolled back",
+  rejected: "Deploy rejected",
+  no_answer: "Deploy: no answer",
+};
+
+/** The small rollout badge of a device's last profile deploy (its summary's `deploy`), or null. */
+export function deployBadge(dep) {
+  if (!dep || typeof dep !== "object" || typeof dep.state !== "string") return null;
+  const state = dep.state.replace(/[^a-z_]/g, "");
+  const when = Number.isFinite(dep.ts) ? new Date(dep.ts * 1000).toLocaleString() : "";
+  const title = [dep.reason ? `reason: ${dep.reason}` : "", dep.by ? `by ${dep.by}` : "", when].filter(Boolean).join(", ");
+  return h("span.badge.deploy", { dataset: { deploy: state }, text: DEPLOY_BADGES[state] || `Deploy: ${state}`, title });
+}
+
 export function badgeText(name) {
   return BADGES[name] || String(name).replace(/_/g, " ");
 }
@@ -314,7 +331,7 @@ export class FleetPage {
       { dataset: { id, online: String(d.online) } },
       h(`span.dot.${cls}`, { title: cls, "aria-label": cls, role: "img" }),
       h("div.device-main", link, h("div.device-meta", meta)),
-      h("div.badges", badges),
+      h("div.badges", badges, deployBadge(d.deploy)),
       h("div.keys", cells),
     );
     if (d.parent) el.classList.add("child");

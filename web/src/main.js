@@ -1,8 +1,8 @@
-// The console's one-page app: routes on location.pathname (/, /devices/<id>, /login) with
+// The console's one-page app: routes on location.pathname (/, /devices/<id>, /editor, /login) with
 // history.pushState; a header with the signed-in user, and a banner while the broker or the live
-// stream is away.
+// stream is away. The editor (CodeMirror) is a dynamic import: only /editor downloads it.
 import "./style.css";
-import { api, session, setSession, loginUrl } from "./api.js";
+import { api, session, setSession, loginUrl, canCommand } from "./api.js";
 import { h, clear } from "./dom.js";
 import { Live } from "./live.js";
 import { FleetPage } from "./fleet.js";
@@ -16,11 +16,18 @@ let cleanupLogin = null;
 const status = { broker: null, stream: true };
 
 const userEl = h("span#user.muted");
+const editorLink = h("a#nav-editor.nav", {
+  href: "/editor",
+  text: "Profile editor",
+  hidden: true,
+  on: { click: (ev) => { ev.preventDefault(); navigate("/editor"); } },
+});
 const signOut = h("button#signout", { type: "button", text: "Sign out", hidden: true });
 const banner = h("div#banner.banner", { role: "alert", hidden: true });
 const header = h(
   "header#top.top",
   h("a.brand", { href: "/", text: "Pilot console", on: { click: (ev) => { ev.preventDefault(); navigate("/"); } } }),
+  editorLink,
   h("div.spacer"),
   userEl,
   signOut,
@@ -55,6 +62,7 @@ function onBroker(b) {
 function renderUser() {
   userEl.textContent = session.user ? `${session.user} (${session.role})` : session.role ? `anonymous (${session.role})` : "";
   signOut.hidden = !session.user;
+  editorLink.hidden = !canCommand();
 }
 
 signOut.addEventListener("click", async () => {
@@ -142,6 +150,20 @@ async function route() {
     }
   }
   renderUser();
+  if (path === "/editor" || path === "/editor/") {
+    document.body.dataset.page = "editor";
+    document.title = "Profile editor · Pilot console";
+    let EditorPage;
+    try {
+      ({ EditorPage } = await import("./editor.js"));
+    } catch (e) {
+      content.appendChild(h("p.error", { text: `Could not load the editor: ${e.message}` }));
+      return;
+    }
+    if (location.pathname !== path) return; // navigated away while it loaded
+    await startPage(new EditorPage(content, { navigate, onBroker }));
+    return;
+  }
   const m = /^\/devices\/([^/]+)\/?$/.exec(path);
   let id = null;
   if (m) {
@@ -153,8 +175,11 @@ async function route() {
   }
   document.body.dataset.page = id !== null ? "device" : "fleet";
   document.title = id !== null ? `${id} · Pilot console` : "Fleet · Pilot console";
-  page = id !== null ? new DevicePage(content, id, { navigate, onBroker }) : new FleetPage(content, { navigate, onBroker });
-  const mine = page;
+  await startPage(id !== null ? new DevicePage(content, id, { navigate, onBroker }) : new FleetPage(content, { navigate, onBroker }), id);
+}
+
+async function startPage(mine, id = null) {
+  page = mine;
   try {
     await page.load();
     if (id !== null && page === mine && page.d) document.title = `${page.d.name || id} · Pilot console`;
@@ -162,7 +187,7 @@ async function route() {
     if (e.status !== 401 && page === mine) content.appendChild(h("p.error", { text: `Could not load: ${e.message}` }));
   }
   if (page === mine) startLive(mine);
-  document.body.dataset.ready = "1";
+  if (page === mine) document.body.dataset.ready = "1";
 }
 
 window.addEventListener("popstate", route);
