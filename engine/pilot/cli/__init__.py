@@ -14,11 +14,11 @@ import sys
 from collections.abc import Sequence
 
 from pilot import __version__
-from pilot.cli import check, console, forget, keys, profile, run, service, wizard
+from pilot.cli import check, console, deploy, forget, keys, profile, run, service, wizard
 from pilot.cli.common import EXIT_OK, EXIT_USAGE
 
 # each module's register(sub) adds its commands
-SUBCOMMANDS = (wizard, profile, run, keys, service, check, forget, console)
+SUBCOMMANDS = (wizard, profile, run, keys, deploy, service, check, forget, console)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pilot.escaping import escape
 
 if TYPE_CHECKING:  # `pilot --version` and argument errors never build the plan's dataclasses
+    from pilot.agent.signing import Key
     from pilot.plan import CompileResult, Plan
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -94,3 +95,75 @@ def system_scope(args: argparse.Namespace) -> bool:
     if args.user:
         return False
     return is_root()
+
+
+# ------------------------------------------------------------------ signed senders (`pilot send`, `pilot deploy`)
+
+
+def by_name(text: str) -> str:
+    """--by NAME: who sends, signed into the envelope."""
+    from pilot.agent.signing import BY_RE
+
+    if not BY_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError("NAME must be 1 to 64 characters of A-Z a-z 0-9 _ . @ -")
+    return text
+
+
+def add_sender_options(p: argparse.ArgumentParser, *, timeout: float, by: str) -> None:
+    """The options of a command that signs, publishes and waits for signed answers."""
+    p.add_argument("--keyring", help="default: the profile's policies.hmac.keyring")
+    p.add_argument("--kid", help="the key id to sign with (default: the last active key)")
+    p.add_argument("--broker", metavar="HOST:PORT", type=parse_broker, help="default: the profile's broker")
+    p.add_argument("--state-dir", metavar="DIR")
+    p.add_argument("--timeout", type=float, default=timeout, help=f"seconds to wait for answers (default {timeout:g})")
+    p.add_argument("--by", metavar="NAME", type=by_name, help=by)
+
+
+def signing_key(keyring: str, kid: str | None) -> Key:
+    """The active key `kid` of the keyring, or its last active key; KeyringError says why not."""
+    from pilot.agent import signing
+
+    keys = signing.load_keyring(keyring)
+    if kid:
+        key = keys.get(kid)
+        if key is None or key.state != "active":
+            raise signing.KeyringError(f"no active key {kid!r} in {keyring}")
+        return key
+    usable = [k for k in keys.values() if k.state == "active"]
+    if not usable:
+        raise signing.KeyringError(f"no active key in {keyring}")
+    return usable[-1]
+
+
+def broker_address(args: argparse.Namespace, plan: Plan) -> tuple[str, int]:
+    """--broker, else the profile's broker, else the local default."""
+    host, port = args.broker if args.broker else (plan.mqtt.host or "127.0.0.1", None)
+    return host, port or plan.mqtt.port or 1883
+
+
+def broker_client(plan: Plan, client_id: str) -> Any:
+    """A paho client with the profile's credentials and TLS (not connected). Call `unreadable_files`
+    first: a missing password or CA file is one clear line there, not a traceback here."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    if plan.mqtt.username:
+        from pilot.agent.mqtt import read_password
+
+        client.username_pw_set(plan.mqtt.username, read_password(plan.mqtt.password_file))
+    if plan.mqtt.tls is not None:
+        from pilot.agent.mqtt import tls_context
+
+        client.tls_set_context(tls_context(plan.mqtt))
+    return client
+
+
+def unreadable_broker_files(plan: Plan) -> bool:
+    """True after printing each file the broker connection needs that cannot be read."""
+    from pilot.agent.mqtt import unreadable_files
+
+    missing = unreadable_files(plan.mqtt)
+    for line in missing:
+        err(f"pilot: error: cannot read {escape(line)}")
+    return bool(missing)

@@ -16,8 +16,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pilot.cli.common import load_plan, parse_broker, state_path
-from pilot.escaping import escape
+from pilot.cli.common import (
+    add_sender_options,
+    broker_address,
+    broker_client,
+    load_plan,
+    signing_key,
+    state_path,
+    unreadable_broker_files,
+)
 
 if TYPE_CHECKING:
     from pilot.plan import Command, Plan
@@ -53,26 +60,11 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _key(keyring: str, kid: str | None) -> Any:
-    from pilot.agent import signing
-
-    keys = signing.load_keyring(keyring)
-    usable = [k for k in keys.values() if k.state == "active"]
-    if kid:
-        key = keys.get(kid)
-        if key is None or key.state != "active":
-            raise signing.KeyringError(f"no active key {kid!r} in {keyring}")
-        return key
-    if not usable:
-        raise signing.KeyringError(f"no active key in {keyring}")
-    return usable[-1]
-
-
 def cmd_sign(args: argparse.Namespace) -> int:
     from pilot.agent import signing
 
     try:
-        key = _key(args.keyring, args.kid)
+        key = signing_key(args.keyring, args.kid)
     except signing.KeyringError as exc:
         print(f"pilot: error: {exc}", file=sys.stderr)
         return 1
@@ -177,19 +169,8 @@ def _brief(body: dict) -> str:
 def _deliver(plan: Plan, exchange: Exchange, host: str, port: int, timeout: float) -> bool | None:
     """Publish the exchange's payload, feed it the answers; True when judged, False on timeout,
     None when the broker cannot be reached (reported)."""
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
     command = exchange.command
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pilot-send-{os.getpid()}")
-    if plan.mqtt.username:
-        from pilot.agent.mqtt import read_password
-
-        client.username_pw_set(plan.mqtt.username, read_password(plan.mqtt.password_file))
-    if plan.mqtt.tls is not None:
-        from pilot.agent.mqtt import tls_context
-
-        client.tls_set_context(tls_context(plan.mqtt))
+    client = broker_client(plan, f"pilot-send-{os.getpid()}")
 
     def on_message(c: Any, userdata: Any, msg: Any) -> None:
         again = exchange.answer(msg.payload)
@@ -236,18 +217,12 @@ def cmd_send(args: argparse.Namespace) -> int:
     key = None
     if command.signed:  # an unsigned command takes its value as it is: an envelope would be the value
         try:
-            key = _key(args.keyring or plan.policy.keyring or "", args.kid)
+            key = signing_key(args.keyring or plan.policy.keyring or "", args.kid)
         except signing.KeyringError as exc:
             print(f"pilot: error: {exc}", file=sys.stderr)
             return 1
-    host, port = args.broker if args.broker else (plan.mqtt.host or "127.0.0.1", None)
-    port = port or plan.mqtt.port or 1883
-    from pilot.agent.mqtt import unreadable_files
-
-    missing = unreadable_files(plan.mqtt)
-    if missing:
-        for line in missing:
-            print(f"pilot: error: cannot read {escape(line)}", file=sys.stderr)
+    host, port = broker_address(args, plan)
+    if unreadable_broker_files(plan):
         return 2
     exchange = Exchange(plan, command, value, key, confirm=not args.no_confirm, by=args.by)
     finished = _deliver(plan, exchange, host, port, args.timeout)
@@ -268,14 +243,6 @@ def cmd_privileges(args: argparse.Namespace) -> int:
         print(f"pilot: error: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-def _by(text: str) -> str:
-    from pilot.agent.signing import BY_RE
-
-    if not BY_RE.fullmatch(text):
-        raise argparse.ArgumentTypeError("NAME must be 1 to 64 characters of A-Z a-z 0-9 _ . @ -")
-    return text
 
 
 def _user(text: str) -> str:
@@ -334,15 +301,8 @@ def register(sub: Any) -> None:
     p.add_argument("profile", metavar="PROFILE")
     p.add_argument("command", metavar="COMMAND")
     p.add_argument("value", nargs="?", metavar="VALUE")
-    p.add_argument("--keyring", help="default: the profile's policies.hmac.keyring")
-    p.add_argument("--kid")
-    p.add_argument("--broker", metavar="HOST:PORT", type=parse_broker)
-    p.add_argument("--state-dir", metavar="DIR")
-    p.add_argument("--timeout", type=float, default=10.0)
+    add_sender_options(p, timeout=10.0, by="who pressed, signed into the envelope and named in the agent's audit")
     p.add_argument("--no-confirm", action="store_true", help="do not press a second time for confirm commands")
-    p.add_argument(
-        "--by", metavar="NAME", type=_by, help="who pressed, signed into the envelope and named in the agent's audit"
-    )
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("privileges", help="print the polkit rule (and tmpfiles.d lines) the profile needs")
