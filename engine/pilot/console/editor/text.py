@@ -291,12 +291,48 @@ def _key(part: Any) -> str:
     return part
 
 
+def _block_map(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) > 0 and not value.fa.flow_style()
+
+
+def _trailing(node: Any, key: Any) -> tuple[Any, Any]:
+    """The map and key whose comment holds what follows `node[key]` in the file (its last block-style leaf)."""
+    while _block_map(node[key]):
+        node = node[key]
+        key = list(node)[-1]
+    return node, key
+
+
+def _remove(node: Any, key: str) -> None:
+    """Delete a key, keeping the blank lines and full-line comments that followed its value: ruamel keeps them
+    on the value's last key, and they belong to whatever comes next, not to what is removed."""
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    keys = list(node)
+    leaf, leaf_key = _trailing(node, key)
+    entry = leaf.ca.items.get(leaf_key)
+    token = entry[2] if entry and len(entry) > 2 else None
+    kept = token.value.split("\n", 1)[1] if token is not None and "\n" in token.value else ""
+    del node[key]
+    index = keys.index(key)
+    if not kept or index == 0:
+        return
+    prev, prev_key = _trailing(node, keys[index - 1])
+    entry = prev.ca.items.setdefault(prev_key, [None, None, None, None])
+    if entry[2] is None:
+        entry[2] = CommentToken("\n" + kept, CommentMark(0), None)
+    else:
+        entry[2].value += kept
+
+
 def _edit(data: Any, path: Any, value: Any) -> None:
     from ruamel.yaml.comments import CommentedMap
 
     if not isinstance(path, list) or not 0 < len(path) <= MAX_PATH:
         raise EditorError(400, f"an edit's path is a list of 1 to {MAX_PATH} keys")
     node = data
+    trail: list[tuple[Any, Any]] = []  # the maps walked through, to drop those a removal leaves empty
     for depth, part in enumerate(path):
         last = depth == len(path) - 1
         where = ".".join(str(p) for p in path[: depth + 1])
@@ -309,21 +345,25 @@ def _edit(data: Any, path: Any, value: Any) -> None:
                 else:
                     node[part] = _value(value)
                 return
+            trail = []
             node = node[part]
             continue
         if not isinstance(node, dict):
             raise EditorError(422, f"{where}: the value above it is not a map")
         key = _key(part)
         if last:
-            if value is None:
-                node.pop(key, None)
-            else:
+            if value is not None:
                 node[key] = _value(value)
+            elif key in node:
+                while trail and len(node) == 1:  # a map this removal empties goes too
+                    node, key = trail.pop()
+                _remove(node, key)
             return
         if key not in node or node[key] is None:
             if value is None:
                 return  # removing under something absent: nothing to do
             node[key] = CommentedMap()
+        trail.append((node, key))
         node = node[key]
 
 
@@ -332,7 +372,7 @@ def apply(text: Any, edits: Any) -> dict[str, Any]:
     if not isinstance(edits, list) or len(edits) > MAX_EDITS:
         raise EditorError(400, f"edits is a list of at most {MAX_EDITS} edits")
     doc, diags = loader.load_text("profile.yaml", raw)  # the loader's checks first: no alias, tab or bomb
-    if doc is None:
+    if doc is None and not (diags and diags[0].code == "empty"):
         d = diags[0]
         raise EditorError(422, f"{d.line}:{d.col}: {d.message}")
     source = raw.decode("utf-8")
