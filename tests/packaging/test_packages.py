@@ -272,7 +272,8 @@ def test_installed_pilot_carries_the_console_for_the_desktop_entry(installed, tm
     )  # fmt: skip
     assert added.returncode == 0, added.stdout + added.stderr
     assert users.read_text(encoding="utf-8").startswith("ann:admin:$argon2id$")
-    assert list(installed.glob("opt/pilot/lib/common/pilot/console/static/*.js"))
+    static = installed / "opt/pilot/lib/common/pilot/console/static"
+    assert (static / "index.html").is_file() and list(static.glob("assets/*.js"))
 
 
 def test_installed_pilot_validates_the_shipped_profile_and_a_broken_one(installed, tmp_path):
