@@ -101,8 +101,10 @@ def build_get(key: signing.Key, device_id: str, base: str, *, by: str | None = N
 def read_answer(raw: bytes, key: signing.Key, device_id: str, request: Request) -> dict | None:
     """The decoded answer when `raw` (a message on the result topic) answers `request` and carries
     a valid pilot-result-v1 signature with its key; None for anything else (another request's
-    answer, a forgery, junk). Only status, reason, nonce and ts are covered by the signature:
-    `errors`, `detail`, `profile_hash` and a get's `profile` are as the broker delivered them."""
+    answer, a forgery, junk). A `rejected`/`replayed` answer is None too: it means someone sent
+    this very envelope again, and the answer to the sender's own request is still to come. Only
+    status, reason, nonce and ts are covered by the signature: `errors`, `detail`,
+    `profile_hash` and a get's `profile` are as the broker delivered them."""
     if len(raw) > 2 * MAX_DEPLOY_BYTES:
         return None
     try:
@@ -112,6 +114,8 @@ def read_answer(raw: bytes, key: signing.Key, device_id: str, request: Request) 
     if not isinstance(body, dict) or body.get("nonce") != request.nonce or body.get("op", request.op) != request.op:
         return None
     if not signing.verify_result(body, key, device_id, request.topic, request.nonce):
+        return None
+    if body.get("status") == "rejected" and body.get("reason") == "replayed":
         return None
     return body
 

@@ -85,8 +85,6 @@ class Rollout:
                 if brief and len(target.unsigned) < 10:
                     target.unsigned.append(brief)
                 return
-            if body.get("status") == "rejected" and body.get("reason") == "replayed":
-                return  # someone sent our envelope again; the answer to ours is still to come
             target.answer = body
             self.pending -= 1
             if self.pending == 0:
