@@ -247,6 +247,120 @@ def cmd_demo(args: argparse.Namespace) -> int:
             embedded.stop()
 
 
+# ------------------------------------------------------------------ this machine's settings
+
+
+LOCAL_PORT = 8471  # `pilot console --open`; 8470 stays free for a fleet console on the same machine
+
+
+def local_profile(given: str | None) -> Path | None:
+    """The profile `pilot console --open` edits: the one given, else this machine's (the user's own,
+    then the packaged service's), else None."""
+    from pilot.cli.wizard import default_folder
+
+    if given:
+        return Path(given).expanduser()
+    for candidate in (default_folder() / "pilot.yaml", Path("/etc/pilot/pilot.yaml")):
+        if candidate.is_file() and os.access(candidate, os.R_OK):
+            return candidate
+    return None
+
+
+def local_user() -> str:
+    """The console user name for the person at this machine: their login name when it is a valid user
+    name, else `local`."""
+    import getpass
+
+    from pilot.console.auth import NAME_RE
+
+    try:
+        name = getpass.getuser().lower()
+    except (KeyError, OSError):
+        return "local"
+    return name if NAME_RE.fullmatch(name) else "local"
+
+
+def local_settings(profile: Path | None, state_dir: Path, port: int) -> tuple[dict[str, Any], list[str]]:
+    """(settings for load_config, notes for the user): the broker the profile names (its host and port;
+    a broker with TLS or credentials needs a settings file), the profile's folder for the editor, and
+    everything else private to this user under `state_dir`."""
+    over: dict[str, Any] = {
+        "http.host": "127.0.0.1",
+        "http.port": port,
+        "state_dir": state_dir / "console",
+        "auth.users_file": state_dir / "console-users",
+    }
+    notes: list[str] = []
+    if profile is None:
+        notes.append("no profile found for this machine: `pilot init` writes one; the editor opens packs meanwhile")
+        return over, notes
+    over["editor.profiles_dir"] = profile.parent
+    from pilot.profile.pipeline import compile_file
+
+    _doc, result = compile_file(profile)
+    if result.plan is None:
+        notes.append(f"{profile} does not validate yet: the editor shows where")
+    elif result.plan.mqtt.host:
+        over["broker.host"], over["broker.port"] = result.plan.mqtt.host, result.plan.mqtt.port or 1883
+        if result.plan.mqtt.tls or result.plan.mqtt.username:
+            notes.append("the profile's broker needs TLS or a user name: give the console its own with --config")
+    return over, notes
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """`pilot console --open` (the desktop's "Pilot settings"): a console for this machine only, bound to
+    127.0.0.1, signed in through a one-time link handed to the browser, editing this machine's profile."""
+    import secrets
+
+    try:
+        from pilot.console import auth, server
+    except ImportError as exc:
+        return _fail(f"the console needs its extra: pip install 'pilot-agent[console]' ({exc.name} is missing)")
+    from pilot.agent import broker as trial
+    from pilot.console.config import ConfigError, load_config
+
+    state = Path(args.state_dir).expanduser() if args.state_dir else local_state_dir()
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    port = LOCAL_PORT if not trial.listening("127.0.0.1", LOCAL_PORT) else trial.free_port()
+    profile = local_profile(args.profile)
+    over, notes = local_settings(profile, state, port)
+    for note in notes:
+        err(f"pilot: {escape(note)}")
+    try:
+        config = load_config(args.config, **over)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    name = local_user()
+    users = auth.UsersFile(config.auth.users_file)
+    try:
+        # a password no one knows: this user signs in only through the links this command mints
+        if users.get(name) is None:
+            users.add(name, "admin", secrets.token_urlsafe(24))
+        elif users.get(name).role.label != "admin":
+            users.set_role(name, "admin")
+    except auth.AuthError as exc:
+        return _fail(str(exc))
+    start = f"/editor?file={profile.name}" if profile is not None else "/editor"
+
+    def opened(console: Any, url: str) -> None:
+        from urllib.parse import quote
+
+        console.links = auth.SignInLinks(console.clock)  # only this console, only this process, takes them
+        link = f"{url}auth/link?t={console.links.mint(name)}&next={quote(start, safe='')}"
+        out(f"Pilot settings: {url} (signed in as {name} through a one-time link; Ctrl-C stops it)")
+        if not args.no_browser:
+            server.open_browser(console, link)
+        else:
+            out(f"sign in once with: {link}")
+
+    return server.serve(config, on_listening=opened)
+
+
+def local_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "pilot-console"
+
+
 # ------------------------------------------------------------------ service
 
 
@@ -327,13 +441,34 @@ def _users_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _help(p: argparse.ArgumentParser) -> Any:
-    return lambda args: (p.print_help(), EXIT_USAGE)[1]
+    def show(args: argparse.Namespace) -> int:
+        if getattr(args, "open_local", False):
+            return cmd_open(args)
+        p.print_help()
+        return EXIT_USAGE
+
+    return show
+
+
+def _open_flags(p: argparse.ArgumentParser, switch: str | None = None) -> None:
+    """`pilot console open` and its spelling `pilot console --open` (what the desktop entry runs)."""
+    if switch:
+        p.add_argument(switch, dest="open_local", action="store_true", help="same as `pilot console open`")
+    p.add_argument("--profile", metavar="FILE", help="the profile to edit (default: this machine's)")
+    p.add_argument("--config", metavar="FILE", help="console settings (a broker with TLS or credentials)")
+    p.add_argument("--state-dir", metavar="DIR", help="default ~/.local/state/pilot-console")
+    p.add_argument("--no-browser", action="store_true", help="print the one-time sign-in link instead of opening it")
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("console", help="the web console for a fleet of Pilot devices: run it, its users, its service")
     p.set_defaults(func=_help(p))
+    _open_flags(p, "--open")
     actions = p.add_subparsers(dest="console_command", metavar="ACTION", parser_class=type(p))
+
+    o = actions.add_parser("open", help="this machine's settings in the browser: a private console on 127.0.0.1")
+    _open_flags(o)
+    o.set_defaults(func=cmd_open)
 
     r = actions.add_parser("run", help="serve the console (needs the `console` extra)")
     r.add_argument("--config", metavar="FILE", help="the console's YAML settings; the flags below override it")
@@ -349,6 +484,7 @@ def register(sub: Any) -> None:
     r.add_argument("--keyring", metavar="FILE", help="the keyring whose key signs the console's commands")
     r.add_argument("--kid", metavar="ID", help="the key id the console signs with (default: console)")
     r.add_argument("--state-dir", metavar="DIR", help="history and sessions (default /var/lib/pilot-console as root)")
+    r.add_argument("--open", dest="open_browser", action="store_true", help="open the browser on it once it listens")
     r.set_defaults(func=cmd_run)
 
     m = actions.add_parser("demo", help="try it: a trial broker, this machine's agent in dry run, and the console")

@@ -75,6 +75,7 @@ class Console:
     started: float = field(default_factory=time.time)
     editor_service: Any = None  # made on the first editor request (editor/service.py loads the compiler)
     profile_sender: Any = None  # made on the first device profile request (deploy.py)
+    links: auth.SignInLinks | None = None  # one-time sign-in links: only a console `pilot console --open` started
 
     def editor(self) -> Any:
         if not self.config.editor.enabled:
@@ -231,6 +232,24 @@ def build(console: Console) -> Starlette:
             raise ApiError(401, "wrong user name or password")
         token, csrf = await run_in_threadpool(console.sessions.create, user)
         response = JSONResponse({"user": user.name, "role": user.role.label, "csrf": csrf})
+        response.headers.append("set-cookie", auth.session_cookie(token, secure=scheme(console, request) == "https"))
+        return response
+
+    async def link(request: Request) -> Response:
+        """A one-time sign-in link (`pilot console --open` hands one to the browser): a session, then the
+        page it names. A used, expired or made-up link goes to the sign-in page like any visitor."""
+        name = console.links.redeem(request.query_params.get("t")) if console.links is not None else None
+        user = console.users.get(name) if name is not None else None
+        if user is None:
+            return Response(status_code=303, headers={"location": "/login", "cache-control": "no-store"})
+        after = request.query_params.get("next", "/")
+        if (
+            not (after.startswith("/") and not after.startswith(("//", "/\\")) and after.isprintable())
+            or len(after) > 512
+        ):
+            after = "/"  # only a page of this console: never an open redirect
+        token, _csrf = await run_in_threadpool(console.sessions.create, user)
+        response = Response(status_code=303, headers={"location": after, "cache-control": "no-store"})
         response.headers.append("set-cookie", auth.session_cookie(token, secure=scheme(console, request) == "https"))
         return response
 
@@ -555,6 +574,7 @@ def build(console: Console) -> Starlette:
         Route("/devices/{device}", page),
         Route("/healthz", healthz),
         Route("/api/login", login, methods=["POST"]),
+        Route("/auth/link", link),
         Route("/api/logout", logout, methods=["POST"]),
         Route("/api/session", session),
         Route("/api/fleet", fleet),

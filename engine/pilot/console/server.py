@@ -13,6 +13,7 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,29 @@ def _redact(url: str) -> str:
     return escape(f"{scheme_user}:***@{tail}")
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, *, on_listening: Callable[[Any, str], None] | None = None) -> int:
+    """`pilot console run`: the settings file and flags, then serve(). `--open` opens the browser on it."""
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"pilot: error: {exc}", file=sys.stderr)
+        return 2
+    if on_listening is None and getattr(args, "open_browser", False):
+        on_listening = open_browser
+    return serve(config, on_listening=on_listening)
+
+
+def open_browser(console: Any, url: str) -> None:
+    """Open the user's browser on `url` without waiting for it (a browser may take seconds to start)."""
+    import threading
+    import webbrowser
+
+    threading.Thread(target=webbrowser.open, args=(url,), name="pilot-open-browser", daemon=True).start()
+
+
+def serve(config: ConsoleConfig, *, on_listening: Callable[[Any, str], None] | None = None) -> int:
+    """Serve a console until stopped. `on_listening(console, url)` runs once the socket listens (the
+    browser may connect at once) and before the server's loop starts."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import uvicorn
@@ -133,7 +156,6 @@ def main(args: argparse.Namespace) -> int:
         print("pilot: error: the console needs its extra: pip install 'pilot-agent[console]'", file=sys.stderr)
         return 2
     try:
-        config = config_from_args(args)
         context = tls_context(config)
         console = open_console(config)
     except ConfigError as exc:
@@ -191,6 +213,11 @@ def main(args: argparse.Namespace) -> int:
         config.http.port,
         _redact(config.database_url),
     )
+    if on_listening is not None:
+        host = f"[{config.http.host}]" if ":" in config.http.host else config.http.host
+        if host in ("0.0.0.0", "[::]"):
+            host = "127.0.0.1"
+        on_listening(console, f"{scheme}://{host}:{listener.getsockname()[1]}/")
     try:
         server.run(sockets=[listener])
     finally:
