@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pilot import __version__
 from pilot.actions._base import RecordingSystem, System, system_from_env
@@ -43,7 +43,6 @@ from pilot.registry import PROBES
 if TYPE_CHECKING:
     from pilot.agent.children import Children
     from pilot.agent.commands import CommandService, Guards
-    from pilot.agent.deployer import Deployer
     from pilot.agent.schedules import Scheduler
 
 log = logging.getLogger("pilot.agent")
@@ -255,6 +254,16 @@ def command_capability(command: Command) -> dict[str, Any]:
     return item
 
 
+class DeployHandler(Protocol):
+    """What the agent asks of pilot.agent.deployer (which builds on this module, so not imported here)."""
+
+    def on_set(self, payload: bytes, retained: bool) -> None: ...
+
+    def on_get(self, payload: bytes, retained: bool) -> None: ...
+
+    def describe(self) -> dict[str, Any] | None: ...
+
+
 class Agent:
     def __init__(self, plan: Plan, options: AgentOptions) -> None:
         self.options = options
@@ -272,7 +281,7 @@ class Agent:
         if isinstance(self.system, RecordingSystem):
             log.warning("PILOT_SYSTEM_RECORD is set: actions are recorded to %s, not performed", self.system.path)
         self.reload_handler: Callable[[bytes], None] | None = None  # `_reload` requests; see pilot.agent.reload
-        self.deployer: Deployer | None = None  # `_profile/set` and `_profile/get`; see pilot.agent.deployer
+        self.deployer: DeployHandler | None = None  # `_profile/set` and `_profile/get`; see pilot.agent.deployer
         self.activity = Activity(
             f"{plan.topics.base}/activity",
             lambda topic, payload: self.session.publish_result(topic, payload, qos=1, retain=True),
