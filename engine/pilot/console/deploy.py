@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pilot.agent import deploy as wire
-from pilot.agent import policy
+from pilot.agent import policy, signing
 from pilot.console.commands import STATUS, CommandSender, PressError
 from pilot.console.fleet import Fleet
 
@@ -197,9 +197,11 @@ class ProfileSender:
             return
         if not isinstance(body, dict):
             return
-        if isinstance(body.get("nonce"), str):  # a signed-looking answer that did not verify: a forgery
-            if any(w.request.nonce == body["nonce"] for w in waiters):
-                self.sender.stats.forged += 1
+        if isinstance(body.get("nonce"), str):  # ours but not believed: a forgery, or a replay's answer
+            for w in waiters:
+                if w.request.nonce == body["nonce"]:
+                    if not signing.verify_result(body, key, device_id, w.request.topic, w.request.nonce):
+                        self.sender.stats.forged += 1
             return
         # unsigned: only what a device says before it can know who asked, and only once per waiter
         if "sig" in body or body.get("status") != "rejected" or body.get("reason") not in PRE_KEY:
