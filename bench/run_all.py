@@ -21,6 +21,7 @@ def main() -> int:
         ["rules.py"] + (["--window", "20"] if quick else []),
         ["proxmox.py"] + (["--quick"] if quick else []),
         ["console.py"] + (["--quick"] if quick else []),
+        ["editor.py"] + (["--bursts", "6"] if quick else []),
     ]
     failed = 0
     for run in runs:

@@ -128,7 +128,7 @@ const theme = EditorView.theme({
   ".cm-gutters": { backgroundColor: "#f4f6f8", borderRight: "1px solid #dde2e8", color: "#66707c" },
   "&.cm-focused": { outline: "none" },
   ".cm-tooltip": { maxWidth: "560px", fontFamily: "system-ui, sans-serif", fontSize: "13px" },
-  ".cm-tooltip.pilot-doc": { padding: "6px 9px" },
+  ".pilot-doc": { padding: "6px 9px" },
   ".pilot-doc-title": { fontWeight: "600", fontFamily: 'ui-monospace, Menlo, Consolas, monospace' },
   ".pilot-doc-body": { margin: "4px 0 0", whiteSpace: "pre-wrap" },
   ".pilot-doc-args": { margin: "4px 0 0", paddingLeft: "16px" },
@@ -489,8 +489,7 @@ export class EditorPage {
             ),
           );
         }
-        dom.classList.add("pilot-doc");
-        return { dom, class: "pilot-doc" };
+        return { dom };
       },
     };
   }
