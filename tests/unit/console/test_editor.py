@@ -514,3 +514,45 @@ def test_a_console_that_never_opens_the_editor_does_not_load_the_compiler():
     env = dict(os.environ, PYTHONPATH=str(ROOT / "engine"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split("\n")[:2] == ["[]", "True"]
+
+
+# ------------------------------------------------------------------ settings
+def test_the_editor_settings_are_read_with_file_line_column_errors(tmp_path):
+    from pilot.console.config import ConfigError, load_config
+
+    (tmp_path / "profiles").mkdir()
+    good = tmp_path / "console.yaml"
+    good.write_text("editor:\n  enabled: false\n  profiles_dir: profiles\n")
+    config = load_config(good)
+    assert (config.editor.enabled, config.editor.profiles_dir) == (False, (tmp_path / "profiles").absolute())
+    assert load_config(None).editor.enabled is True and load_config(None).editor.profiles_dir is None
+    for body, message in (
+        ("editor:\n  profile_dir: x\n", "console.yaml:2:3: unknown setting editor.profile_dir"),
+        ("editor:\n  profiles_dir: nowhere\n", "console.yaml:2:3: editor.profiles_dir"),
+        ("editor:\n  enabled: yes please\n", "console.yaml:2:3: editor.enabled must be true or false"),
+        ("editor: [x]\n", "console.yaml:1:1: editor must be a mapping"),
+    ):
+        good.write_text(body)
+        with pytest.raises(ConfigError) as caught:
+            load_config(good)
+        assert str(caught.value).startswith(str(tmp_path / message))
+
+
+def test_an_editor_switched_off_answers_404_on_every_editor_route(tmp_path):
+    from dataclasses import replace
+
+    from starlette.testclient import TestClient
+
+    from pilot.console import app as console_app
+    from pilot.console.config import AuthConfig, ConsoleConfig, EditorConfig
+    from pilot.console.fleet import Fleet
+
+    config = ConsoleConfig(state_dir=tmp_path, auth=AuthConfig(anonymous_read=True), editor=EditorConfig(enabled=False))
+    console = console_app.Console(config, Fleet(), None, None, None, None, None, None)
+    client = TestClient(console_app.build(console))
+    for path in ("/api/editor/catalog", "/api/editor/packs", "/api/editor/packs/base/linux"):
+        answer = client.get(path)
+        assert answer.status_code == 404 and "editor.enabled" in answer.json()["error"]
+    assert console.editor_service is None
+    console.config = replace(config, editor=EditorConfig(enabled=True))
+    assert client.get("/api/editor/packs").status_code == 200
