@@ -67,6 +67,7 @@ class AgentOptions:
     health_every: float = HEALTH_EVERY
     ctx: ProbeContext = field(default_factory=ProbeContext)
     pinned: bool = False  # the broker came from the command line: a deployed profile's host and port do not move it
+    deploys: bool = False  # profile deploys are answered (a profile file to replace): inbound messages up to 256 KiB
 
 
 @dataclass
@@ -311,7 +312,7 @@ class Agent:
             on_connected=connected,
             on_message=message,
             birth=False,
-            max_inbound=max(plan.policy.max_payload, MAX_REPORT_BYTES, MAX_DEPLOY_BYTES),
+            max_inbound=max(plan.policy.max_payload, MAX_REPORT_BYTES, MAX_DEPLOY_BYTES if self.options.deploys else 0),
             subscriptions=[
                 (f"{plan.mqtt.discovery_prefix}/status", 1),
                 (f"{plan.topics.base}/cmd/+/set", 1),

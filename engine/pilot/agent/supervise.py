@@ -114,6 +114,7 @@ def run_agent(
             ha_delay=options.ha_delay,
             health_every=options.health_every,
             pinned=options.broker is not None,
+            deploys=compile_file is not None and profile_file is not None,
         ),
     )
     for line in idle_rules(plan, set(agent.sensors.states)):

@@ -202,11 +202,16 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             err(f"pilot: error: {escape(args.profile)}: {exc}")
             return EXIT_INVALID
         targets.append(Target(device, base, request))
-    if unreadable_broker_files(plan):
+    via = plan
+    if args.connect is not None:  # the sender's own broker settings (a CI runner has not the device's files)
+        via, code = load_plan(args.connect, state_path(args.state_dir))
+        if via is None:
+            return code
+    if unreadable_broker_files(via):
         return EXIT_USAGE
-    host, port = broker_address(args, plan)
+    host, port = broker_address(args, via)
     rollout = Rollout(targets, key)
-    if not _publish_all(plan, rollout, targets, host, port, args.timeout):
+    if not _publish_all(via, rollout, targets, host, port, args.timeout):
         return EXIT_INVALID
     with rollout.lock:  # late answers change nothing from here on
         if args.json:
@@ -241,5 +246,10 @@ def register(sub: Any) -> None:
         help="a device id to deploy to (repeat for several)",
     )
     add_sender_options(p, timeout=60.0, by="who deploys, signed and named in each device's audit and deploy state")
+    p.add_argument(
+        "--connect",
+        metavar="SENDER_PROFILE",
+        help="reach the broker with this profile's mqtt: settings (host, credentials, TLS) instead of PROFILE's",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON report (for CI) instead of one line per device")
     p.set_defaults(func=cmd_deploy)

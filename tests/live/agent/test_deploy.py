@@ -21,6 +21,7 @@ import pytest
 from pilot.agent import deploy, signing
 from testkit.agent import new_keyring, pilot_env, pilot_run
 from testkit.broker import Mosquitto, Watcher, free_port
+from tests.support.harness import ready_watcher
 
 DEVICE = "deploy01"
 BASE = f"pilot/{DEVICE}"
@@ -172,6 +173,27 @@ def test_pilot_deploy_adds_a_sensor_that_home_assistant_discovers_and_reports_it
     }
     audit = rig.wait(f"{BASE}/audit", lambda m: b"_profile/set" in m.payload, since)
     assert json.loads(audit.payload)["by"] == "ci-bot"
+
+
+def test_pilot_forget_empties_the_deploy_state(rig):
+    rig.start()
+    assert rig.deploy(rig.text(name="Renamed"))["status"] == "ok"
+    retained(rig, f"{BASE}/deploy")
+    rig.stop()
+    done = subprocess.run(
+        [sys.executable, "-m", "pilot", "forget", str(rig.path), "--state-dir", str(rig.state)],
+        capture_output=True,
+        text=True,
+        env=pilot_env(),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{BASE}/deploy" in done.stdout
+    fresh = ready_watcher(rig.broker.port, topics=(f"{BASE}/deploy",))
+    try:
+        assert fresh.on(f"{BASE}/deploy") == []
+    finally:
+        fresh.stop()
 
 
 def test_a_wrong_broker_port_rolls_back_to_the_old_file_and_connection_and_the_agent_still_answers(rig):

@@ -135,3 +135,23 @@ def test_deploy_is_on_the_manual_page():
 def test_a_payload_over_the_devices_limit_is_refused_before_sending():
     with pytest.raises(ValueError, match="at most 262144"):
         deploy.build_deploy(KEY, "dev1", "pilot/dev1", "#" * deploy.MAX_DEPLOY_BYTES)
+
+
+def test_connect_reaches_the_broker_with_the_senders_own_settings(tmp_path, capsys):
+    from testkit.broker import free_port
+
+    keyring = tmp_path / "keyring"
+    keyring.write_text(signing.new_key_line("k1") + "\n")
+    keyring.chmod(0o600)
+    device = tmp_path / "device.yaml"
+    device.write_text(
+        "pilot: 1\nmqtt: {host: 127.0.0.1, username: pilot, password_file: /nonexistent/mqtt-password}\n"
+        "sensors:\n  cpu: {probe: cpu.percent}\n"
+    )
+    sender = tmp_path / "sender.yaml"
+    sender.write_text(f"pilot: 1\nmqtt: {{host: 127.0.0.1, port: {free_port()}}}\n")
+    common = ("--to", "dev1", "--keyring", str(keyring), "--state-dir", str(tmp_path / "s"))
+    code, out, err = run(capsys, "deploy", str(device), *common)
+    assert code == 2 and "cannot read mqtt.password_file /nonexistent/mqtt-password" in err  # the device's file
+    code, out, err = run(capsys, "deploy", str(device), *common, "--connect", str(sender))
+    assert code == 1 and out == "" and "cannot reach the broker 127.0.0.1:" in err  # got as far as connecting
