@@ -1,0 +1,180 @@
+"""Thin D-Bus helpers over jeepney for the desktop probes and actions (logind, MPRIS, Mutter).
+
+jeepney is pure Python (it works from the packaged /opt/pilot/lib, where a compiled binding
+would not), and its blocking calls take a timeout, which fits a probe's reader. One connection
+per bus address is kept and shared under a lock (a jeepney blocking connection is not
+thread-safe); a call on a connection that broke reconnects once. The addresses come from
+DBUS_SESSION_BUS_ADDRESS / DBUS_SYSTEM_BUS_ADDRESS like libdbus, so tests point Pilot at
+their own dbus-daemon; the session bus falls back to $XDG_RUNTIME_DIR/bus like sd-bus.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+SYSTEM_BUS_DEFAULT = "unix:path=/run/dbus/system_bus_socket"
+# a reply bigger than this is not something a probe wants (jeepney itself allows 128 MiB)
+MAX_REPLY_ITEMS = 4096
+
+
+class DBusError(Exception):
+    """The bus or the peer could not answer; the message is safe to show (one line)."""
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name  # the D-Bus error name, when the peer answered with one
+
+
+def session_address(environ: Mapping[str, str] | None = None) -> str | None:
+    """The session bus address, or None when this process has no session bus."""
+    env = os.environ if environ is None else environ
+    if env.get("DBUS_SESSION_BUS_ADDRESS"):
+        return env["DBUS_SESSION_BUS_ADDRESS"]
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.exists(os.path.join(runtime, "bus")):
+        return f"unix:path={os.path.join(runtime, 'bus')}"
+    return None
+
+
+def system_address(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get("DBUS_SYSTEM_BUS_ADDRESS") or SYSTEM_BUS_DEFAULT
+
+
+class Bus:
+    """One bus address: a lazily opened, shared connection that reconnects after a failure."""
+
+    def __init__(self, address: str, label: str) -> None:
+        self.address = address
+        self.label = label  # "session bus" / "system bus": for messages
+        self._lock = threading.Lock()
+        self._conn: Any = None
+
+    def _connect(self) -> Any:
+        from jeepney.io.blocking import open_dbus_connection
+
+        try:
+            return open_dbus_connection(self.address, auth_timeout=1.0)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise DBusError(f"cannot connect to the {self.label} ({_short(exc)})") from None
+
+    def send_and_get_reply(self, message: Any, timeout: float) -> Any:
+        """Send one method call and return the reply message; DBusError when none comes."""
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None:
+                    self._conn = self._connect()
+                try:
+                    return self._conn.send_and_get_reply(message, timeout=timeout)
+                except TimeoutError:
+                    # a late reply would be matched to nothing; the connection itself is fine
+                    raise DBusError(f"no answer on the {self.label} within {timeout:g} s") from None
+                except (OSError, ValueError, EOFError) as exc:
+                    self._drop()
+                    if attempt == 2:
+                        raise DBusError(f"the {self.label} connection failed ({_short(exc)})") from None
+            raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+_buses: dict[str, Bus] = {}
+_buses_lock = threading.Lock()
+
+
+def _bus(address: str, label: str) -> Bus:
+    with _buses_lock:
+        bus = _buses.get(address)
+        if bus is None:
+            bus = _buses[address] = Bus(address, label)
+        return bus
+
+
+def session_bus(environ: Mapping[str, str] | None = None) -> Bus:
+    address = session_address(environ)
+    if address is None:
+        raise DBusError("no session bus (DBUS_SESSION_BUS_ADDRESS is unset and there is no $XDG_RUNTIME_DIR/bus)")
+    return _bus(address, "session bus")
+
+
+def system_bus(environ: Mapping[str, str] | None = None) -> Bus:
+    return _bus(system_address(environ), "system bus")
+
+
+def bus_named(which: str, environ: Mapping[str, str] | None = None) -> Bus:
+    """ "session" or "system" -> that Bus (what an action's planned call names)."""
+    if which == "session":
+        return session_bus(environ)
+    if which == "system":
+        return system_bus(environ)
+    raise DBusError(f"unknown bus {which!r}")
+
+
+def close_all() -> None:
+    """Close every shared connection (tests tearing down their dbus-daemon)."""
+    with _buses_lock:
+        buses = list(_buses.values())
+        _buses.clear()
+    for bus in buses:
+        bus.close()
+
+
+def call(
+    bus: Bus,
+    name: str,
+    path: str,
+    interface: str,
+    method: str,
+    signature: str | None = None,
+    body: Sequence[Any] = (),
+    timeout: float = 1.0,
+) -> tuple[Any, ...]:
+    """Call `interface.method` on `name` at `path` and return the reply's body."""
+    from jeepney import DBusAddress, MessageType, new_method_call
+    from jeepney.low_level import HeaderFields
+
+    try:
+        message = new_method_call(DBusAddress(path, bus_name=name, interface=interface), method, signature, tuple(body))
+    except (ValueError, TypeError) as exc:
+        raise DBusError(f"bad D-Bus call {interface}.{method}: {_short(exc)}") from None
+    reply = bus.send_and_get_reply(message, timeout)
+    if reply.header.message_type == MessageType.error:
+        error = reply.header.fields.get(HeaderFields.error_name)
+        detail = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
+        raise DBusError(f"{name} answered {error}{': ' + _short(detail) if detail else ''}", name=error)
+    return tuple(reply.body)
+
+
+def get_property(bus: Bus, name: str, path: str, interface: str, prop: str, timeout: float = 1.0) -> Any:
+    """One property's value (the variant unwrapped)."""
+    body = call(bus, name, path, "org.freedesktop.DBus.Properties", "Get", "ss", (interface, prop), timeout)
+    if len(body) != 1 or not isinstance(body[0], tuple) or len(body[0]) != 2:
+        raise DBusError(f"{name} sent a malformed answer for {interface}.{prop}")
+    return body[0][1]
+
+
+def list_names(bus: Bus, timeout: float = 1.0) -> list[str]:
+    """The names currently on the bus."""
+    (names,) = call(
+        bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "ListNames", timeout=timeout
+    )
+    return [n for n in names[:MAX_REPLY_ITEMS] if isinstance(n, str)]
+
+
+def _short(value: object, limit: int = 160) -> str:
+    """One printable line of at most `limit` characters: peers' messages are not trusted."""
+    text = "".join(c if c.isprintable() else " " for c in str(value)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
