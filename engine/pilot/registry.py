@@ -3,15 +3,26 @@
 A capability is one decorated function in one module; the validator, the schema
 generator, `pilot probes` and the runtime all read the same entry, so adding a
 probe is adding one file and nothing else has to learn about it.
+
+Installed distributions add capabilities through the `pilot.probes` and `pilot.actions`
+entry points (docs/plugins.md). They are looked up only when a name is not built in or a
+listing asks for everything, so an agent whose profile uses built-ins only never imports
+importlib.metadata or any plugin. A plugin that fails to load, or tries to take a built-in
+name, becomes one line in `problems` naming it; it never stops the built-ins.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Iterator, Mapping
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
+
+BUILTIN = "pilot"  # the origin of everything shipped in this package
 
 
 @dataclass(frozen=True)
@@ -26,21 +37,99 @@ class Entry:
     # actions only: Home Assistant platforms that fit, and a reader of the current state
     platforms: tuple[str, ...] = ()
     state: Callable[..., Any] | None = None
+    # "pilot" for a built-in, "<distribution> <version>" for a plugin's
+    origin: str = BUILTIN
 
     @property
     def summary(self) -> str:
         return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
 
+    @property
+    def is_plugin(self) -> bool:
+        return self.origin != BUILTIN
+
+
+class PluginRefused(Exception):
+    """A plugin asked for something it may not have (a built-in's name, a malformed entry)."""
+
+
+@dataclass
+class _Loading:
+    """The plugin whose module is being imported on this thread, and what it registered so far."""
+
+    label: str
+    origin: str
+    added: list[tuple[Registry, str]] = field(default_factory=list)
+
+
+_LOADING: ContextVar[_Loading | None] = ContextVar("pilot_plugin_loading", default=None)
+_LOCK = threading.RLock()  # built-in and plugin imports: one at a time, so a name is decided once
+MAX_PROBLEM = 300  # characters of one plugin's error kept in its line
+# a plugin's names: lower-case words joined by dots, at least two ("vendor.thing"), at most 64 characters
+PLUGIN_NAME = re.compile(r"(?=.{3,64}\Z)[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
+
+
+def _entry_points(group: str) -> list[Any]:
+    from importlib.metadata import entry_points  # costs ~10 ms and a few modules: only when asked
+
+    seen: set[tuple[str, str]] = set()
+    found = []
+    for ep in entry_points(group=group):
+        if (ep.name, ep.value) not in seen:  # one distribution found twice on sys.path
+            seen.add((ep.name, ep.value))
+            found.append(ep)
+    return sorted(found, key=lambda ep: ep.name)
+
+
+def _origin(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return f"{ep.value.split(':')[0]} (no distribution)"
+    return f"{dist.name} {dist.version}"
+
+
+def _one_line(text: str, limit: int = MAX_PROBLEM) -> str:
+    from pilot.escaping import bound, escape
+
+    return bound(escape(" ".join(text.split())), limit)
+
+
+def _check_plugin_entry(kind: str, name: str, factory: Any, params: Any) -> None:
+    """What a plugin's entry must look like for the validator and the agent to use it without a traceback."""
+    if not isinstance(name, str) or not PLUGIN_NAME.fullmatch(name):
+        raise PluginRefused(f"{kind} name {name!r} is not lower-case words joined by dots (like 'vendor.thing')")
+    if not callable(factory):
+        raise PluginRefused(f"{kind} {name!r}: its factory is not callable")
+    if params is not None and (
+        not isinstance(params, Mapping)
+        or params.get("type") != "object"
+        or not isinstance(params.get("properties", {}), Mapping)
+    ):
+        raise PluginRefused(f"{kind} {name!r}: params must be an object schema (see pilot.params.params)")
+
 
 class Registry:
-    """A name -> Entry map filled by decorators when the family's package is imported."""
+    """A name -> Entry map filled by decorators when the family's package is imported,
+    and by the modules that installed distributions name under the entry-point `group`."""
 
-    def __init__(self, kind: str, package: str, aliases: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        package: str,
+        aliases: Mapping[str, str] | None = None,
+        *,
+        group: str | None = None,
+        entry_points: Callable[[str], Iterable[Any]] = _entry_points,
+    ) -> None:
         self.kind = kind
+        self.group = group  # the entry-point group plugins use; None: built-ins only
         self._package = package
         self._aliases = dict(aliases or {})  # names people reach for first -> the entry that does it
         self._entries: dict[str, Entry] = {}
         self._loaded = False
+        self._entry_points = entry_points
+        self._plugins_loaded = False
+        self._problems: list[str] = []
 
     def register(
         self,
@@ -54,7 +143,10 @@ class Registry:
         state: Callable[..., Any] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
-            if name in self._entries:
+            loading = _LOADING.get()
+            if loading is not None:
+                self._admit_plugin(loading, name, factory, params)
+            elif name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             self._entries[name] = Entry(
                 name=name,
@@ -66,29 +158,92 @@ class Registry:
                 privilege=privilege,
                 platforms=tuple(platforms),
                 state=state,
+                origin=loading.origin if loading is not None else BUILTIN,
             )
+            if loading is not None:
+                loading.added.append((self, name))
             return factory
 
         return decorate
 
+    def _admit_plugin(self, loading: _Loading, name: str, factory: Any, params: Any) -> None:
+        self._load()  # the built-ins first, so a plugin can never take one of their names
+        _check_plugin_entry(self.kind, name, factory, params)
+        taken = self._entries.get(name)
+        if taken is not None and not taken.is_plugin:
+            raise PluginRefused(f"{self.kind} {name!r} is built into Pilot; a plugin may not replace it")
+        if taken is not None:
+            raise PluginRefused(f"{self.kind} {name!r} is already provided by {taken.origin}")
+
     def _load(self) -> None:
         if self._loaded:
             return
-        self._loaded = True
-        package = importlib.import_module(self._package)
-        for folder in package.__path__:
-            for name in sorted(os.listdir(folder)):
-                if name.endswith(".py") and not name.startswith("_"):
-                    importlib.import_module(f"{self._package}.{name[:-3]}")
+        with _LOCK:
+            if self._loaded:
+                return
+            token = _LOADING.set(None)  # built-ins imported while a plugin loads are still built-ins
+            try:
+                package = importlib.import_module(self._package)
+                for folder in package.__path__:
+                    for name in sorted(os.listdir(folder)):
+                        if name.endswith(".py") and not name.startswith("_"):
+                            importlib.import_module(f"{self._package}.{name[:-3]}")
+                self._loaded = True
+            finally:
+                _LOADING.reset(token)
+
+    def load_plugins(self) -> list[str]:
+        """Import every module installed distributions name under `group` (once), and return
+        one line per plugin that could not be used. Never raises for a plugin's fault."""
+        self._load()
+        if self._plugins_loaded or self.group is None:
+            return list(self._problems)
+        with _LOCK:
+            if not self._plugins_loaded:
+                try:
+                    found = list(self._entry_points(self.group))
+                except Exception as exc:  # broken metadata of some distribution on the path
+                    found = []
+                    self._problems.append(_one_line(f"{self.group}: cannot list plugins: {type(exc).__name__}: {exc}"))
+                for ep in found:
+                    self._load_one(ep)
+                self._plugins_loaded = True
+        return list(self._problems)
+
+    def _load_one(self, ep: Any) -> None:
+        origin = _origin(ep)
+        loading = _Loading(label=f"plugin '{ep.name}' ({self.group}) from {origin}", origin=origin)
+        token = _LOADING.set(loading)
+        try:
+            ep.load()  # the module registers its entries as it is imported
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            for registry, name in loading.added:  # all or nothing: a half-loaded plugin is not loaded
+                registry._entries.pop(name, None)
+            reason = str(exc) if isinstance(exc, PluginRefused) else f"{type(exc).__name__}: {exc}"
+            self._problems.append(_one_line(f"{loading.label} is not loaded: {reason}"))
+        finally:
+            _LOADING.reset(token)
+
+    @property
+    def problems(self) -> list[str]:
+        """The plugins that could not be loaded so far, one line each."""
+        return list(self._problems)
 
     def get(self, name: str) -> Entry | None:
         self._load()
-        return self._entries.get(name)
+        entry = self._entries.get(name)
+        if entry is None and not self._plugins_loaded and self.group is not None:
+            self.load_plugins()  # a name Pilot does not have: perhaps an installed plugin's
+            entry = self._entries.get(name)
+        return entry
 
     def __contains__(self, name: str) -> bool:
         return self.get(name) is not None
 
     def __iter__(self) -> Iterator[Entry]:
+        """The built-ins and the plugins loaded so far (`load_plugins()` first for every plugin)."""
         self._load()
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
@@ -130,6 +285,6 @@ PROBE_ALIASES = {
     "battery.charge": "battery.level",
 }
 
-PROBES = Registry("probe", "pilot.probes", PROBE_ALIASES)
-ACTIONS = Registry("action", "pilot.actions")
+PROBES = Registry("probe", "pilot.probes", PROBE_ALIASES, group="pilot.probes")
+ACTIONS = Registry("action", "pilot.actions", group="pilot.actions")
 SOURCES = Registry("source", "pilot.sources")

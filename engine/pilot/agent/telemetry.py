@@ -83,7 +83,8 @@ def bind(sensor: Sensor, ctx: ProbeContext) -> tuple[Callable[[], Any] | None, s
     """A reader for the sensor's probe, or the reason it cannot have one here."""
     entry = PROBES.get(sensor.probe or "")
     if entry is None:
-        return None, f"unknown probe {sensor.probe!r}"
+        broken = f" ({'; '.join(PROBES.problems[:3])})" if PROBES.problems else ""  # a plugin that failed to load
+        return None, f"unknown probe {sensor.probe!r}{broken}"
     try:
         if entry.available is not None:
             reason = entry.available(ctx, **sensor.args)

@@ -256,6 +256,8 @@ def cmd_actions(args: argparse.Namespace) -> int:
     from pilot.registry import ACTIONS
 
     ctx = ActionContext()
+    for problem in ACTIONS.load_plugins():
+        print(f"pilot: warning: {problem}", file=sys.stderr)
     for entry in ACTIONS:
         try:
             reason = entry.available(ctx) if entry.available else None
@@ -264,7 +266,7 @@ def cmd_actions(args: argparse.Namespace) -> int:
         status = "available" if not reason else f"unavailable: {reason}"
         print(
             f"{entry.name:<22} {entry.summary}\n{'':<22} platforms: {', '.join(entry.platforms)}; "
-            f"privilege: {entry.privilege or 'none'}; {status}"
+            f"privilege: {entry.privilege or 'none'}; from: {entry.origin}; {status}"
         )
     return 0
 

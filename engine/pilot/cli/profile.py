@@ -92,9 +92,11 @@ def _probe_reading(entry: Any, ctx: Any) -> tuple[str, Any]:
 
 def cmd_probes(args: argparse.Namespace) -> int:
     from pilot.probes import ProbeContext
-    from pilot.registry import PROBES
+    from pilot.registry import BUILTIN, PROBES
 
     ctx = ProbeContext()
+    for problem in PROBES.load_plugins():  # a listing shows installed plugins too; a broken one is a line
+        print(f"pilot: warning: {problem}", file=sys.stderr)
     rows = []
     for entry in PROBES:
         status, value = ("skipped", None) if args.no_values else _probe_reading(entry, ctx)
@@ -102,6 +104,7 @@ def cmd_probes(args: argparse.Namespace) -> int:
             {
                 "name": entry.name,
                 "summary": entry.summary,
+                "origin": entry.origin,
                 "status": status,
                 "value": value,
                 "unit": entry.defaults.get("unit"),
@@ -119,7 +122,8 @@ def cmd_probes(args: argparse.Namespace) -> int:
             shown = ""
         else:
             shown = f"({r['value']})"
-        _out(f"{r['name']:<{width}}  {r['summary']}" + (f"\n{'':<{width}}  -> {shown}" if shown else ""))
+        origin = "" if r["origin"] == BUILTIN else f"  [plugin: {r['origin']}]"
+        _out(f"{r['name']:<{width}}  {r['summary']}{origin}" + (f"\n{'':<{width}}  -> {shown}" if shown else ""))
     return EXIT_OK
 
 
@@ -132,7 +136,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     facts = host.host_facts()
     facts["device_id"] = host.device_id()
-    all_packs = packs.discover()
+    all_packs, problems = packs.discover_all()
+    for problem in problems:
+        print(f"pilot: warning: {problem}", file=sys.stderr)
     verdicts = [(p, *packs.matches(p, facts)) for p in all_packs]
     chosen = packs.matching(facts)
     if args.json:
@@ -144,6 +150,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                         {
                             "name": p.name,
                             "version": p.version,
+                            "origin": p.origin,
                             "matches": ok,
                             "why_not": why,
                             "default_profile": str(p.default_profile) if p.default_profile else None,
@@ -165,7 +172,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     _out("\nProfile packs")
     for pack, ok, why in sorted(verdicts, key=lambda v: (not v[1], v[0].name)):
         mark = "match" if ok else "  -  "
-        tail = "" if ok else f"  ({why})"
+        tail = ("" if ok else f"  ({why})") + ("" if pack.origin == "pilot" else f"  [plugin: {pack.origin}]")
         _out(f"  [{mark}] {pack.name} {pack.version}: {pack.description}{tail}")
     if chosen and chosen[0].default_profile:
         _out(f"\nBest match: {chosen[0].name} -> {chosen[0].default_profile}")

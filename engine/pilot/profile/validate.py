@@ -263,9 +263,16 @@ def _check_named(
                 tail = f"; see `pilot {registry.kind}s` for the {len(known)} available"
             else:
                 tail = f"; this Pilot has no {registry.kind}s yet"
+            if registry.problems:  # the plugin that would have provided it may be the broken one
+                tail += " (" + "; ".join(registry.problems[:3]) + ")"
             out.append(doc.diag((section, item_id, field), f"unknown {registry.kind} '{name}'{tail}", code="registry"))
         elif not _at_or_under(broken, (section, item_id, "args")):
-            out += _args_errors(doc, (section, item_id, "args"), dict(entry.params), item.get("args", {}))
+            try:
+                out += _args_errors(doc, (section, item_id, "args"), dict(entry.params), item.get("args", {}))
+            except Exception as exc:  # only a plugin's schema can be malformed: the shipped ones are tested
+                why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                text = f"{registry.kind} '{name}' from {entry.origin} has an unusable argument schema ({why})"
+                out.append(doc.diag((section, item_id, field), text, code="registry"))
         if len(out) > before:
             flagged.add((section, item_id))
     return out
