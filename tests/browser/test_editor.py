@@ -16,7 +16,7 @@ import pytest
 
 from testkit.agent import pilot_env, pilot_run
 from testkit.broker import Mosquitto, Watcher, free_port
-from tests.browser.conftest import PASSWORD, ConsoleRig, sign_in
+from tests.browser.conftest import HOSTILE_NAME, PASSWORD, ConsoleRig, SimDevice, publish_simulated, sign_in
 
 ADMIN = "ada"
 AGENT_ID = "office01"
@@ -162,6 +162,12 @@ def test_a_typo_is_underlined_at_its_line_and_the_quick_fix_clears_it(page, rig)
     )
     assert line_of_mark == PROBE_LINE
     assert page.get_attribute("#diag-summary", "data-state") == "errors"
+    # hovering the underline shows CodeMirror's tooltip with the message and the fix
+    box = page.locator(".cm-lintRange-error").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector(".cm-tooltip-lint")
+    assert "did you mean 'cpu.percent'?" in page.text_content(".cm-tooltip-lint .cm-diagnosticText")
+    assert page.text_content(".cm-tooltip-lint .cm-diagnosticAction") == "Replace with “cpu.percent”"
     page.screenshot(path=str(rig.shots / "console-editor.png"))
     page.click(f"{problem} button.fix")
     page.wait_for_selector("#diag-summary[data-state='ok']")
@@ -208,6 +214,19 @@ def test_completion_and_hover_come_from_the_catalog(page, rig):
     page.wait_for_selector(".cm-tooltip-autocomplete li")
     labels = page.eval_on_selector_all(".cm-tooltip-autocomplete li", "els => els.map(e => e.textContent)")
     assert any(label.startswith("cpu.load") for label in labels), labels
+    assert page.errors == []
+
+
+def test_a_shipped_pack_profile_opens_and_validates(page, rig):
+    open_editor(page)
+    page.select_option("#open-pack", "pack:linux-desktop/desktop")
+    page.wait_for_function(
+        "() => document.querySelector('#editor-source').textContent === 'pack linux-desktop/desktop'"
+    )
+    shipped = (Path(__file__).resolve().parents[2] / "profiles" / "linux-desktop" / "desktop.yaml").read_text()
+    assert editor_text(page).startswith("\n".join(shipped.split("\n")[:10]))
+    page.wait_for_selector("#diag-summary[data-state='ok']")
+    assert page.input_value("#save-name") == "desktop.yaml"
     assert page.errors == []
 
 
@@ -268,6 +287,40 @@ def test_the_diff_then_save_writes_the_file_and_a_change_on_disk_gives_a_conflic
     assert page.errors == []
 
 
+def test_hostile_names_and_messages_render_as_text(page, rig):
+    publish_simulated(rig.watcher, [SimDevice("evil04", HOSTILE_NAME, True, {"cpu_usage": "1"})])
+    rig.watcher.publish(
+        "pilot/evil04/deploy",
+        json.dumps({"state": "rejected", "reason": HOSTILE_NAME, "by": HOSTILE_NAME, "ts": 1}),
+        retain=True,
+    )
+    open_editor(page)
+    target = "li.deploy-target[data-id='evil04']"
+    page.wait_for_selector(target)
+    assert HOSTILE_NAME in page.text_content(f"{target} .deploy-name")
+    assert HOSTILE_NAME in page.text_content("#open-device")
+    # a key made of markup: the validator's message quotes it, and it stays text everywhere
+    click_line(page, 10)
+    page.keyboard.insert_text(f"\n    {HOSTILE_NAME}: 1")
+    page.wait_for_selector("li.problem[data-line='11']")
+    assert "<img src=x" in page.text_content("li.problem[data-line='11'] .problem-message")
+    box = page.locator(".cm-lintRange-error").first.bounding_box()
+    page.mouse.move(box["x"] + 3, box["y"] + box["height"] / 2)
+    page.wait_for_selector(".cm-tooltip-lint")
+    images = """() => document.querySelectorAll('img').length
+                    + document.querySelector('#editor-host').shadowRoot.querySelectorAll('img').length"""
+    assert page.evaluate(images) == 0
+    assert page.evaluate("window.__pwned") is None
+    # more than the console accepts is not sent at all, and the page says why
+    page.click(".cm-content")
+    page.keyboard.press("Control+End")
+    page.keyboard.insert_text("\n# " + "x" * 270_000)
+    page.wait_for_selector("#diag-summary[data-state='failed']")
+    assert "too large" in page.text_content("#diag-summary")
+    assert page.errors == []
+    rig.watcher.publish("pilot/evil04/deploy", "", retain=True)
+
+
 def test_deploy_applies_on_the_agent_and_its_new_entity_is_in_the_discovery(page, rig):
     open_editor(page)
     click_line(page, 5)  # "sensors:"
@@ -301,7 +354,12 @@ def test_deploy_applies_on_the_agent_and_its_new_entity_is_in_the_discovery(page
 def test_a_wrong_broker_port_is_rolled_back_and_the_page_says_so(page, rig):
     before = rig.agent_profile.read_text()
     closed = free_port()
-    open_editor(page, f"?device={AGENT_ID}")  # the profile the device runs now
+    sign_in(page, ADMIN, path=f"/devices/{AGENT_ID}")
+    page.wait_for_selector(".device-head .badge.deploy[data-deploy='applied']")  # the last deploy
+    page.click("#edit-profile")  # the profile the device runs now, in the editor
+    page.wait_for_selector("body[data-page='editor'][data-ready='1']")
+    assert page.url.endswith(f"/editor?device={AGENT_ID}")
+    page.wait_for_selector("#diag-summary[data-state='ok']")
     assert editor_text(page) == before
     page.click("#tab-form")
     page.wait_for_selector("#form-view[data-ready='1'] input[name='mqtt.port']")

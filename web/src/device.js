@@ -3,7 +3,7 @@
 import { api, seg, canCommand, session } from "./api.js";
 import { h, clear, setText } from "./dom.js";
 import { relTime, fmtValue, isNumeric, reasonText } from "./format.js";
-import { badgeText, statusClass } from "./fleet.js";
+import { badgeText, statusClass, deployBadge } from "./fleet.js";
 import { ChartPanel } from "./chart.js";
 
 const GROUPS = [
@@ -178,7 +178,19 @@ export class DevicePage {
       h(`span.dot.${cls}`, { title: cls, role: "img", "aria-label": cls }),
       h("h1#device-name", { text: d.name || d.id }),
       h("div.device-meta", meta),
-      h("div.badges", (Array.isArray(d.badges) ? d.badges : []).map((b) => h("span.badge", { dataset: { badge: String(b) }, text: badgeText(b) }))),
+      h(
+        "div.badges",
+        (Array.isArray(d.badges) ? d.badges : []).map((b) => h("span.badge", { dataset: { badge: String(b) }, text: badgeText(b) })),
+        deployBadge(d.deploy),
+        session.role === "admin"
+          ? h("a#edit-profile.edit-profile", {
+              href: `/editor?device=${encodeURIComponent(String(d.id))}`,
+              text: "Edit profile",
+              title: "Open the profile this device runs in the editor, to change it and deploy it back",
+              on: { click: (ev) => { ev.preventDefault(); this.navigate(`/editor?device=${encodeURIComponent(String(d.id))}`); } },
+            })
+          : null,
+      ),
     );
     this.headSeen = this.head.querySelector(".seen");
   }

@@ -192,6 +192,12 @@ export class EditorPage {
       ),
     );
 
+    // Leaving the page (reload, closing the tab) with changes not saved asks first.
+    this.onUnload = (ev) => {
+      if (this.text !== this.base) ev.preventDefault();
+    };
+    window.addEventListener("beforeunload", this.onUnload);
+
     this.view = new EditorView({
       root: this.shadow,
       parent: this.shadow,
@@ -721,12 +727,13 @@ export class EditorPage {
 
   renderDeploy() {
     if (!isAdmin()) return;
+    const checked = new Set([...this.targets].filter(([, t]) => t.check.checked).map(([id]) => id));
     clear(this.deployBox);
     this.targets.clear();
     const list = h("ul#deploy-targets.deploy-targets");
     for (const d of [...this.devices.values()].sort((a, b) => String(a.id).localeCompare(String(b.id)))) {
       const id = String(d.id);
-      const check = h("input.deploy-check", { type: "checkbox", value: id, on: { change: () => this.updateDeployButton() } });
+      const check = h("input.deploy-check", { type: "checkbox", value: id, checked: checked.has(id), on: { change: () => this.updateDeployButton() } });
       const state = h("span.deploy-state", { role: "status" });
       const detail = h("div.deploy-detail");
       const li = h("li.deploy-target", { dataset: { id } }, h("label", check, " ", h("span.deploy-name", { text: d.name ? `${d.name} (${id})` : id })), state, detail);
@@ -816,6 +823,7 @@ export class EditorPage {
 
   destroy() {
     this.destroyed = true;
+    window.removeEventListener("beforeunload", this.onUnload);
     clearTimeout(this.valid.timer);
     this.view.destroy();
   }
