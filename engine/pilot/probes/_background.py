@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pilot.probes._context import ProbeUnavailable
+
 log = logging.getLogger("pilot.probes")
 
 MAX_QUEUE = 64
@@ -111,7 +113,8 @@ class Worker:
             now = slot.clock()
             if slot.logged_at is None or now - slot.logged_at >= LOG_EVERY:
                 slot.logged_at = now
-                log.warning("probe %s: background read failed (%s: %s)", key, type(exc).__name__, str(exc)[:200])
+                why = str(exc)[:300] if isinstance(exc, ProbeUnavailable) else f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.warning("probe %s: no reading: %s", key, why)
         with self._lock:
             slot.value, slot.failed, slot.done_at, slot.queued = value, failed, slot.clock(), False
 

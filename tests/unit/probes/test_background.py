@@ -77,7 +77,7 @@ def test_work_that_raises_reads_as_unavailable_logs_once_and_is_retried_sooner(
         worker.run_pending()
         assert read() is None
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["probe disk.health:/dev/sda: background read failed (RuntimeError: disk on fire)"]
+    assert lines == ["probe disk.health:/dev/sda: no reading: RuntimeError: disk on fire"]
     clock.now += RETRY_AFTER
     read()
     worker.run_pending()

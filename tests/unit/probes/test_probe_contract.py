@@ -69,6 +69,7 @@ EXPECTED = {
     "gpu.energy",
     "gpu.pstate",
     "sysfs.read",
+    "command.output",
 }
 DEFAULT_KEYS = {"unit", "state_class", "device_class", "platform", "icon", "precision", "options"}
 ENTRIES = list(PROBES)
