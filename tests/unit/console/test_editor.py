@@ -318,6 +318,16 @@ def test_an_edit_next_to_a_line_ruamel_would_rewrite_leaves_that_line_as_written
     assert len(changed) == 2 and "value: 20" in changed[1]
 
 
+def test_the_form_tls_switch_adds_an_empty_tls_map_or_removes_it_keeping_its_settings():
+    plain = "pilot: 1\nmqtt:\n  host: b.lan   # the broker\n"
+    on = text.apply(plain, [{"path": ["mqtt", "tls"], "value": True}])["text"]
+    assert on == "pilot: 1\nmqtt:\n  host: b.lan   # the broker\n  tls: {}\n"
+    assert text.form(on)["form"]["mqtt"]["tls"] is True and text.validate(on)["ok"] is True
+    assert text.apply(on, [{"path": ["mqtt", "tls"], "value": False}])["text"] == plain
+    custom = plain + "  tls: {ca_file: /etc/ca.pem}\n"
+    assert text.apply(custom, [{"path": ["mqtt", "tls"], "value": True}])["text"] == custom
+
+
 @pytest.mark.parametrize(
     ("edits", "status"),
     [

@@ -279,6 +279,8 @@ def _value(value: Any, depth: int = 0) -> Any:
         return CommentedSeq(_value(v, depth + 1) for v in value)
     if isinstance(value, dict) and len(value) <= 256:
         out = CommentedMap()
+        if not value:
+            out.fa.set_flow_style()  # `{}`, not an empty block
         for k, v in value.items():
             out[_key(k)] = _value(v, depth + 1)
         return out
@@ -331,6 +333,14 @@ def _edit(data: Any, path: Any, value: Any) -> None:
 
     if not isinstance(path, list) or not 0 < len(path) <= MAX_PATH:
         raise EditorError(400, f"an edit's path is a list of 1 to {MAX_PATH} keys")
+    if path == ["mqtt", "tls"] and isinstance(value, bool):  # the form's switch: `tls:` present means TLS on
+        mqtt = data.get("mqtt")
+        if value and isinstance(mqtt, dict) and isinstance(mqtt.get("tls"), dict):
+            return  # on already, with its own settings kept
+        if value:
+            value = {}
+        else:
+            value = None
     node = data
     trail: list[tuple[Any, Any]] = []  # the maps walked through, to drop those a removal leaves empty
     for depth, part in enumerate(path):
