@@ -137,7 +137,7 @@ class Peer:
 
         self.address = address
         self.conn = open_dbus_connection(address)
-        self.properties: dict[tuple[str, str], dict[str, tuple[str, Any]]] = {}
+        self.properties: dict[tuple[str, str], dict[str, Any]] = {}
         self.methods: dict[tuple[str, str, str], Handler] = {}
         self.calls: list[Received] = []
         self.lock = threading.Lock()
@@ -222,16 +222,27 @@ class Peer:
             raise LookupError(f"no interface {body[0]} at {path}")
 
         def value(name: str) -> tuple[str, Any]:
-            signature, current = table[name]
+            entry = table[name]
+            if isinstance(entry, _Dynamic):
+                return entry.read()
+            signature, current = entry
             return signature, current() if callable(current) else current
 
         if member == "Get":
             if body[1] not in table:
                 raise LookupError(f"no property {body[1]}")
-            return "v", (value(body[1]),)
+            signature, current = value(body[1])
+            return NO_REPLY if current is NO_REPLY else ("v", ((signature, current),))
         if member == "GetAll":
             return "a{sv}", ({name: value(name) for name in table},)
         raise LookupError(f"Properties.{member} is not supported here")
+
+
+@dataclass(frozen=True)
+class _Dynamic:
+    """A property whose signature and value are both decided when it is read."""
+
+    read: Callable[[], tuple[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -313,12 +324,16 @@ class Logind(Peer):
         self.idle_hint = False
         self.idle_since_usec = 0
         self.locked_hint = False
-        self.properties[(self.session_path, SESSION_INTERFACE)] = {
+        self.idle_since_signature = "t"  # a test may make logind send the wrong type
+        session = {
             "Id": ("s", session_id),
             "IdleHint": ("b", lambda: self.idle_hint),
-            "IdleSinceHint": ("t", lambda: self.idle_since_usec),
             "LockedHint": ("b", lambda: self.locked_hint),
         }
+        self.properties[(self.session_path, SESSION_INTERFACE)] = session
+        # logind's `auto` names the caller's session, else the user's graphical one: here, this one
+        self.properties[(f"{LOGIND_PATH}/session/auto", SESSION_INTERFACE)] = session
+        session["IdleSinceHint"] = _Dynamic(lambda: (self.idle_since_signature, self.idle_since_usec))
         manager = "org.freedesktop.login1.Manager"
         self.methods[(LOGIND_PATH, manager, "GetSessionByPID")] = self._by_pid
         self.methods[(LOGIND_PATH, manager, "GetSession")] = self._by_id

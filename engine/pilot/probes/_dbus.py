@@ -174,6 +174,28 @@ def list_names(bus: Bus, timeout: float = 1.0) -> list[str]:
     return [n for n in names[:MAX_REPLY_ITEMS] if isinstance(n, str)]
 
 
+def unreachable(address: str | None, label: str) -> str | None:
+    """Why a bus at `address` cannot be reached, without connecting (availability checks); None if it may be."""
+    if not address:
+        return f"no {label} (DBUS_SESSION_BUS_ADDRESS is unset and there is no $XDG_RUNTIME_DIR/bus)"
+    try:
+        from jeepney.bus import parse_addresses
+    except ImportError:
+        return "the jeepney D-Bus library is not installed"
+    try:
+        parts = list(parse_addresses(address))
+    except ValueError:
+        return f"the {label} address {_short(address, 80)!r} cannot be parsed"
+    for transport, keys in parts:
+        if transport == "unix" and "abstract" in keys:
+            return None
+        if transport == "unix" and "path" in keys:
+            if os.path.exists(keys["path"]):
+                return None
+            return f"the {label} is not running (no socket at {_short(keys['path'], 80)})"
+    return f"the {label} address {_short(address, 80)!r} has no unix socket (the only transport Pilot speaks)"
+
+
 def _short(value: object, limit: int = 160) -> str:
     """One printable line of at most `limit` characters: peers' messages are not trusted."""
     text = "".join(c if c.isprintable() else " " for c in str(value)).strip()

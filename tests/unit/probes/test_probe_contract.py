@@ -69,6 +69,12 @@ EXPECTED = {
     "gpu.energy",
     "gpu.pstate",
     "sysfs.read",
+    "session.idle_seconds",
+    "session.idle",
+    "session.locked",
+    "media.state",
+    "media.title",
+    "media.artist",
     "command.output",
 }
 DEFAULT_KEYS = {"unit", "state_class", "device_class", "platform", "icon", "precision", "options"}

@@ -1,0 +1,122 @@
+"""The session probes (idle time, idle, locked) against a logind and a Mutter idle monitor on
+private dbus-daemons: one standing in for the system bus, one for the session bus."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pilot.probes import ProbeContext, ProbeUnavailable, _dbus, desktop_session
+from pilot.registry import PROBES
+from testkit.dbus import Logind, MutterIdleMonitor, bus_environment, find_dbus_daemon, private_buses
+
+pytestmark = pytest.mark.skipif(find_dbus_daemon() is None, reason="dbus-daemon is not installed")
+NOW = 1_800_000_000.0  # the wall clock the probes see
+
+
+@pytest.fixture
+def buses(monkeypatch):
+    with private_buses() as (session, system):
+        for key, value in bus_environment(session, system).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setattr(desktop_session, "CLOCK", lambda: NOW)
+        yield session, system
+        _dbus.close_all()
+
+
+@pytest.fixture
+def logind(buses):
+    with Logind(buses[1].address, session_id="31", pids={os.getpid()}) as peer:
+        yield peer
+
+
+def read(name: str, **args):
+    return PROBES.get(name).factory(ProbeContext(), **args)()
+
+
+def test_logind_idle_time_counts_from_idle_since(logind) -> None:
+    assert read("session.idle_seconds") == 0  # IdleHint off: not idle
+    logind.idle_hint = True
+    logind.idle_since_usec = int((NOW - 600) * 1_000_000)
+    assert read("session.idle_seconds") == 600
+    assert read("session.idle") is True
+    asked = logind.received("GetSessionByPID")
+    assert asked and asked[-1].body == (os.getpid(),)  # this process's own session
+
+
+def test_locked_follows_logind(logind) -> None:
+    assert read("session.locked") is False
+    logind.locked_hint = True
+    assert read("session.locked") is True
+
+
+def test_mutter_is_preferred_when_gnome_runs(buses, logind) -> None:
+    logind.idle_hint = True
+    logind.idle_since_usec = int((NOW - 600) * 1_000_000)
+    with MutterIdleMonitor(buses[0].address, idle_ms=4_200):
+        assert read("session.idle_seconds") == 4.2
+        assert read("session.idle_seconds", source="logind") == 600
+    assert read("session.idle_seconds") == 600  # Mutter gone: logind again
+
+
+def test_idle_after_a_threshold(buses, logind) -> None:
+    with MutterIdleMonitor(buses[0].address, idle_ms=299_999) as mutter:
+        assert read("session.idle", after=300) is False
+        mutter.idle_ms = 300_000
+        assert read("session.idle", after=300) is True
+    assert read("session.idle") is False  # without `after`: logind's IdleHint, which is off
+
+
+def test_a_service_outside_any_session_reads_the_auto_session(buses) -> None:
+    with Logind(buses[1].address, pids={1}) as logind:  # our PID is in no session
+        logind.locked_hint = True
+        assert read("session.locked") is True
+        assert logind.received("Get")[-1].path == "/org/freedesktop/login1/session/auto"
+
+
+def test_a_named_session(buses) -> None:
+    with Logind(buses[1].address, session_id="c2") as logind:
+        logind.locked_hint = True
+        assert read("session.locked", session="c2") is True
+        assert logind.received("GetSession")[-1].body == ("c2",)
+        assert read("session.locked", session="c9") is None  # NoSuchSession: no reading, no traceback
+
+
+def test_what_logind_gets_wrong_is_no_reading(logind) -> None:
+    logind.idle_hint = True
+    logind.idle_since_usec = 0  # idle since never
+    assert read("session.idle_seconds", source="logind") is None
+    logind.idle_since_signature, logind.idle_since_usec = "s", "yesterday"
+    assert read("session.idle_seconds", source="logind") is None
+    logind.idle_since_signature, logind.idle_since_usec = "t", int((NOW + 60) * 1_000_000)  # in the future
+    assert read("session.idle_seconds", source="logind") == 0
+
+
+def test_no_logind_on_the_bus_is_no_reading(buses) -> None:
+    assert read("session.locked") is None
+    assert read("session.idle_seconds") is None
+    assert read("session.idle_seconds", source="mutter") is None
+
+
+def test_unavailable_reasons(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/system_bus_socket")
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path}/bus")
+    ctx = ProbeContext()
+    for name in ("session.locked", "session.idle", "session.idle_seconds"):
+        reason = PROBES.get(name).available(ctx)
+        assert reason and "system bus is not running" in reason, name
+        with pytest.raises(ProbeUnavailable):
+            PROBES.get(name).factory(ctx)
+    assert "session bus is not running" in PROBES.get("session.idle_seconds").available(ctx, source="mutter")
+
+
+def test_windows_answers_idle_time_but_not_the_lock(monkeypatch) -> None:
+    monkeypatch.setattr(desktop_session, "_windows", lambda: True)
+    monkeypatch.setattr(desktop_session, "windows_idle_seconds", lambda: 12.5)  # GetLastInputInfo needs Windows
+    ctx = ProbeContext()
+    assert PROBES.get("session.idle_seconds").available(ctx) is None
+    assert read("session.idle_seconds") == 12.5
+    assert read("session.idle", after=10) is True
+    assert "Linux" in PROBES.get("session.locked").available(ctx)
+    assert "Linux-only" in PROBES.get("session.idle_seconds").available(ctx, session="2")

@@ -1,0 +1,143 @@
+"""The media probes against real MPRIS players on a private dbus-daemon."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+
+from pilot.probes import ProbeContext, ProbeUnavailable, _dbus
+from pilot.probes.media import _Snapshot
+from pilot.registry import PROBES
+from testkit.dbus import NO_REPLY, MprisPlayer, bus_environment, find_dbus_daemon, private_buses
+
+pytestmark = pytest.mark.skipif(find_dbus_daemon() is None, reason="dbus-daemon is not installed")
+
+
+@pytest.fixture
+def bus(monkeypatch):
+    """A private session bus that Pilot's D-Bus helpers use (DBUS_SESSION_BUS_ADDRESS points at it)."""
+    with private_buses() as (session, system):
+        for key, value in bus_environment(session, system).items():
+            monkeypatch.setenv(key, value)
+        yield session
+        _dbus.close_all()
+
+
+def read(name: str, **args):
+    """One fresh reading (a new context each time, so no snapshot is shared between readings)."""
+    return PROBES.get(name).factory(ProbeContext(), **args)()
+
+
+def test_no_player_reads_idle_and_empty(bus) -> None:
+    assert read("media.state") == "idle"
+    assert read("media.title") == ""
+    assert read("media.artist") == ""
+
+
+def test_the_playing_player_is_read(bus) -> None:
+    with MprisPlayer(bus.address, "vlc", "Playing", "Blue in Green", ["Miles Davis", "Bill Evans"]):
+        assert read("media.state") == "playing"
+        assert read("media.title") == "Blue in Green"
+        assert read("media.artist") == "Miles Davis, Bill Evans"
+
+
+def test_a_playing_player_wins_over_a_paused_one_whatever_the_names(bus) -> None:
+    with (
+        MprisPlayer(bus.address, "aaa", "Paused", "Paused song"),
+        MprisPlayer(bus.address, "zzz", "Playing", "Playing song"),
+        MprisPlayer(bus.address, "mmm", "Stopped", "Stopped song"),
+    ):
+        assert read("media.state") == "playing"
+        assert read("media.title") == "Playing song"
+        assert read("media.title", player="aaa") == "Paused song"
+        assert read("media.state", player="mmm") == "stopped"
+        assert read("media.state", player="nothere") == "idle"
+
+
+def test_a_name_matches_its_instances(bus) -> None:
+    with MprisPlayer(bus.address, "firefox.instance_1_42", "Paused", "A video"):
+        assert read("media.title", player="firefox") == "A video"
+        assert read("media.title", player="fire") == ""  # a prefix of an element is another player
+
+
+def test_the_state_follows_the_player(bus) -> None:
+    with MprisPlayer(bus.address, "vlc", "Playing") as player:
+        assert read("media.state") == "playing"
+        player.status = "Paused"
+        assert read("media.state") == "paused"
+        player.status = "Buffering"  # not an MPRIS status: reads as stopped, never as the junk
+        assert read("media.state") == "stopped"
+
+
+def test_a_hung_player_is_passed_over(bus) -> None:
+    with MprisPlayer(bus.address, "aaa", "Playing") as hung, MprisPlayer(bus.address, "bbb", "Paused", "Fine"):
+        hung.properties[("/org/mpris/MediaPlayer2", "org.mpris.MediaPlayer2.Player")]["PlaybackStatus"] = (
+            "s",
+            lambda: NO_REPLY,
+        )
+        assert read("media.title") == "Fine"
+        assert hung.received("Get")  # it was asked, and did not answer
+
+
+def test_hostile_metadata_becomes_a_clean_bounded_state(bus) -> None:
+    with MprisPlayer(bus.address, "evil") as player:
+        player.metadata["xesam:title"] = ("s", "\x1b[31mred\x07\n" + "x" * 10_000)
+        player.metadata["xesam:artist"] = ("i", 42)  # the wrong type
+        title = read("media.title")
+        assert title.startswith("[31mredx") and len(title) == 255 and title.endswith("…")
+        assert read("media.artist") == ""
+        player.metadata["xesam:artist"] = ("as", ["ok", "\u202egnp.exe"] + ["z"] * 100)
+        artist = read("media.artist")
+        assert artist.startswith("ok, ") and "\u202e" not in artist and len(artist) <= 255
+        del player.metadata["xesam:title"]
+        assert read("media.title") == ""
+
+
+def test_the_bus_going_away_is_no_reading_not_an_error(monkeypatch) -> None:
+    now = [0.0]
+    ctx = ProbeContext()
+    ctx.shared("media.snapshot:", lambda: _Snapshot(None, clock=lambda: now[0]))  # the probes' own snapshot
+    with private_buses() as (session, _):
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", session.address)
+        reader = PROBES.get("media.state").factory(ctx)
+        with MprisPlayer(session.address, "vlc", "Playing"):
+            assert reader() == "playing"
+    now[0] += 5
+    assert reader() is None
+    _dbus.close_all()
+
+
+def test_one_snapshot_serves_the_probes_of_a_tick(bus) -> None:
+    now = [100.0]
+    with MprisPlayer(bus.address, "vlc", "Playing") as player:
+        snapshot = _Snapshot(None, clock=lambda: now[0], max_age=1.0)
+        assert snapshot().status == "playing"
+        asked = len(player.received("Get"))
+        player.status = "Paused"
+        now[0] += 0.5
+        assert snapshot().status == "playing"  # within max_age: not asked again
+        assert len(player.received("Get")) == asked
+        now[0] += 0.5
+        assert snapshot().status == "paused"
+
+
+def test_unavailable_without_a_session_bus(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # no bus socket in it
+    entry = PROBES.get("media.state")
+    assert "DBUS_SESSION_BUS_ADDRESS" in entry.available(ProbeContext())
+    with pytest.raises(ProbeUnavailable, match="no session bus"):
+        entry.factory(ProbeContext())
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path}/gone")
+    assert "is not running" in entry.available(ProbeContext())
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "tcp:host=example.org,port=1")
+    assert "no unix socket" in entry.available(ProbeContext())
+    (tmp_path / "bus").touch()
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS")
+    assert entry.available(ProbeContext()) is None  # $XDG_RUNTIME_DIR/bus, like sd-bus
+
+
+@pytest.mark.parametrize("name", ["vlc; rm -rf /", "a..b", ".vlc", "vlc.", "1vlc", "x" * 201, "v\u00e9lc"])
+def test_player_names_outside_the_bus_grammar_are_refused(name) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"player": name}, PROBES.get("media.title").params)
