@@ -18,7 +18,7 @@ from testkit.agent import pilot_env, pilot_run
 from testkit.broker import Mosquitto, Watcher, free_port
 from tests.browser.conftest import HOSTILE_NAME, PASSWORD, ConsoleRig, SimDevice, publish_simulated, sign_in
 
-ADMIN = "ada"
+ADMIN, OPERATOR = "ada", "otto"
 AGENT_ID = "office01"
 FILE = "office.yaml"
 
@@ -58,6 +58,7 @@ def rig(tmp_path_factory):
     keyring.chmod(0o600)
     users = base / "users"
     UsersFile(users).add(ADMIN, "admin", PASSWORD)
+    UsersFile(users).add(OPERATOR, "operator", PASSWORD)
     profiles = base / "profiles"
     profiles.mkdir()
     text = PROFILE.format(port=broker.port, keyring=keyring)
@@ -214,6 +215,28 @@ def test_completion_and_hover_come_from_the_catalog(page, rig):
     page.wait_for_selector(".cm-tooltip-autocomplete li")
     labels = page.eval_on_selector_all(".cm-tooltip-autocomplete li", "els => els.map(e => e.textContent)")
     assert any(label.startswith("cpu.load") for label in labels), labels
+    # a probe's argument names inside its args mapping
+    page.keyboard.press("Escape")
+    page.keyboard.press("Enter")
+    page.keyboard.type("  nvme: {probe: thermal.sensor, args: {la")
+    page.wait_for_selector(".cm-tooltip-autocomplete li")
+    labels = page.eval_on_selector_all(".cm-tooltip-autocomplete li", "els => els.map(e => e.textContent)")
+    assert [label for label in labels if label.startswith(("label", "chip"))] == ["labelstring"], labels
+    assert page.errors == []
+
+
+def test_an_operator_validates_but_may_not_save_or_deploy(page, rig):
+    sign_in(page, OPERATOR, path="/")
+    page.click("#nav-editor")
+    page.wait_for_selector("body[data-page='editor'][data-ready='1']")
+    page.select_option("#open-pack", "pack:base/linux")
+    page.wait_for_selector("#diag-summary[data-state='ok']")
+    assert page.is_disabled("#save")
+    assert page.is_hidden("#deploy")
+    assert page.query_selector("#open-device") is None or page.is_hidden("#open-device")
+    page.click("#tab-form")
+    page.wait_for_selector("#form-view[data-ready='1'] #form-sensors")
+    assert page.is_hidden("#broker-test")
     assert page.errors == []
 
 

@@ -143,7 +143,7 @@ export class EditorPage {
     this.base = ""; // the text as opened or last saved: what the diff compares with
     this.devices = new Map();
     this.targets = new Map(); // device id -> {el, state, text}
-    this.valid = { inflight: false, dirty: false, timer: 0, last: -Infinity, seq: 0, sent: null, changes: null };
+    this.valid = { inflight: false, dirty: false, timer: 0, last: -Infinity, seq: 0, gen: 0, changes: null };
     this.problems = [];
     this.mode = "text";
     this.destroyed = false;
@@ -349,10 +349,12 @@ export class EditorPage {
 
   /** Replaces the whole text (a new profile, or a form edit): one transaction, so undo brings it back. */
   setText(text, { fresh = false } = {}) {
-    if (fresh) this.view.setState(this.makeState(text));
-    else this.view.dispatch({ changes: { from: 0, to: this.view.state.doc.length, insert: text }, userEvent: "input.form" });
-    this.valid.changes = null;
-    this.changed(null);
+    if (fresh) {
+      this.view.setState(this.makeState(text));
+      this.valid.gen++; // a validation in flight was for another document: its answer is dropped
+      this.valid.changes = null;
+      this.changed(null);
+    } else this.view.dispatch({ changes: { from: 0, to: this.view.state.doc.length, insert: text }, userEvent: "input.form" });
   }
 
   // ------------------------------------------------------------------ validation
@@ -380,6 +382,7 @@ export class EditorPage {
     v.inflight = true;
     v.last = performance.now();
     const state = this.view.state;
+    const gen = v.gen;
     const text = state.doc.toString();
     v.changes = ChangeSet.empty(state.doc.length);
     let res = null;
@@ -390,13 +393,17 @@ export class EditorPage {
         res = await api("POST", "/api/editor/validate", { text, name: (this.source && this.source.name) || "profile.yaml" });
       } catch (e) {
         failure = e.status === 429 ? "validation is rate limited, retrying" : `validation failed: ${errText(e)}`;
-        if (e.status === 429) v.dirty = true;
+        if (e.status === 429) {
+          v.dirty = true; // tried again once the console allows it
+          v.last = performance.now() + Math.min(30, e.retryAfter || 1) * 1000 - MIN_GAP_MS;
+        }
       }
     }
     v.inflight = false;
     if (this.destroyed) return;
     const changes = v.changes;
     v.changes = null;
+    if (gen !== v.gen) res = failure = null;
     if (res && Array.isArray(res.diagnostics)) {
       const diags = res.diagnostics.filter((d) => d && typeof d === "object").slice(0, 500).map((d) => toDiagnostic(state.doc, d));
       if (changes && !changes.empty) {
