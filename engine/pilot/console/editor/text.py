@@ -2,9 +2,10 @@
 edits applied with comments and layout kept, and a diff.
 
 Validation is the real one (pilot.profile: loader, schema, registries, semantics), on the text itself;
-`extends` may name shipped packs only, since a relative or absolute path would let a browser have the
-console read files of its own host. Edits go through ruamel's round trip, and only the lines an edit
-changed are taken from ruamel's output: every other line is the user's own, byte for byte (merge()).
+`extends` may name shipped packs only, and the files a profile names (password, TLS, keyring) are not
+opened here: either would let a browser have the console read files of its own host. Edits go through
+ruamel's round trip, and only the lines an edit changed are taken from ruamel's output: every other line
+is the user's own, byte for byte (merge()).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from pilot.console.editor import MAX_DIAGNOSTICS, MAX_EDITS, MAX_PATH, MAX_TEXT, EditorError
 from pilot.diagnostics import ERROR, Diagnostic
 from pilot.profile import loader
+from pilot.profile.semantics import NEEDED_FILES
 from pilot.profile.validate import validate_document
 
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.ya?ml")
@@ -134,11 +136,24 @@ def _own(d: Diagnostic, path: str, name: str, doc: loader.Document) -> Diagnosti
     return Diagnostic(name, at.line, at.col, d.severity, d.path, f"in {where}: {message}", d.code)
 
 
+def _device_files(data: Any) -> None:
+    """The files a profile names (password, TLS, keyring) are the device's: the validator would open each on
+    this host to warn when it cannot be read, which here would tell a browser what the console's host holds
+    (and a FIFO there would block). Each is pointed at the null device instead; its type is kept."""
+    for path, _what in NEEDED_FILES:
+        node = data
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(path[-1]), str) and node[path[-1]]:
+            node[path[-1]] = os.devnull
+
+
 def validate(text: Any, name: Any = "profile.yaml") -> dict[str, Any]:
     raw = encoded(text)
     name = file_name(name)
     doc, diags, path = _compose_text(name, raw)
     if doc is not None and not any(d.severity == ERROR for d in diags):
+        _device_files(doc.data)
         found = validate_document(doc)
         diags = diags + [_own(d, path, name, doc) if path != name else d for d in found]
     lines = raw.decode("utf-8").lstrip("\ufeff").split("\n")
