@@ -61,3 +61,15 @@ def power_profile(profile: str) -> list[str]:
     if profile not in POWER_SCHEMES:
         raise ActionError(f"'{profile}' is not a power profile; choose one of {', '.join(POWER_SCHEMES)}")
     return ["powercfg", "/setactive", POWER_SCHEMES[profile]]
+
+
+# Windows' media keys (virtual-key codes): what a keyboard's media buttons send, and what every
+# player that honours media keys (through the system media transport controls) reacts to.
+MEDIA_KEYS = {"play_pause": 0xB3, "next": 0xB0, "previous": 0xB1}
+
+
+def media_key(control: str, nircmd: str = "nircmd") -> list[str]:
+    """NirCmd's `sendkeypress` with the VK_MEDIA_* code; Windows has no separate play or pause key."""
+    if control not in MEDIA_KEYS:
+        raise ActionError(f"Windows has no media key for {control.replace('_', ' ')}: use media.play_pause")
+    return [nircmd, "sendkeypress", f"0x{MEDIA_KEYS[control]:X}"]

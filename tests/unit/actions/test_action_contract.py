@@ -35,6 +35,11 @@ EXPECTED = {
     "process.run",
     "notify.desktop",
     "mqtt.publish",
+    "media.play_pause",
+    "media.play",
+    "media.pause",
+    "media.next",
+    "media.previous",
 }
 ENTRIES = list(ACTIONS)
 # A value each platform may send that every action accepting that platform can plan in `rich_ctx`.
