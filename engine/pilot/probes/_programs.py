@@ -15,11 +15,13 @@ and the probe turns that into "unavailable".
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,8 @@ FLOOD_SLACK = 1 << 20
 MAX_TIMEOUT = 300.0
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CHUNK = 65536
+_running: set[int] = set()  # process groups started here and not yet reaped
+_running_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,26 @@ def run_program(
         )
     except OSError as exc:
         return _failed(f"{path[:200]} could not be started ({exc.strerror or type(exc).__name__})")
-    return _collect(proc, timeout=timeout, max_output=max_output, stdin=stdin)
+    with _running_lock:
+        _running.add(proc.pid)
+    try:
+        return _collect(proc, timeout=timeout, max_output=max_output, stdin=stdin)
+    finally:
+        with _running_lock:
+            _running.discard(proc.pid)
+
+
+@atexit.register
+def stop_all() -> None:
+    """Kill every program group still running (the agent is exiting): a probe's helper must not
+    outlive the agent just because it runs in its own session."""
+    with _running_lock:
+        groups = list(_running)
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

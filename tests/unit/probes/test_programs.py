@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +167,29 @@ def test_out_of_range_limits_are_refused() -> None:
     assert run_program(["/bin/true"], timeout=0).error
     assert run_program(["/bin/true"], timeout=10_000).error
     assert run_program(["/bin/true"], max_output=0).error
+
+
+def test_a_program_still_running_when_the_agent_exits_is_killed(tmp_path: Path) -> None:
+    marker = f"pilot-exit-test-{os.getpid()}"
+    code = (
+        "import threading, time\n"
+        "from pilot.probes._programs import run_program\n"
+        f"argv = ['/bin/sh', '-c', 'sleep 600; echo', '{marker}']\n"
+        "threading.Thread(target=run_program, args=(argv,), kwargs={'timeout': 300}, daemon=True).start()\n"
+        "time.sleep(0.5)\n"
+    )
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[3] / "engine"), "PATH": FIXED_PATH}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    assert _processes_with(marker) == []
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
