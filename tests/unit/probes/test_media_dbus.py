@@ -1,0 +1,91 @@
+"""The D-Bus helpers under the media and session probes, against a real dbus-daemon: timeouts,
+error replies, a broken connection, and the addresses they pick."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from pilot.probes import _dbus
+from testkit.dbus import NO_REPLY, DBusDaemon, DBusFailure, Peer, find_dbus_daemon
+
+pytestmark = pytest.mark.skipif(find_dbus_daemon() is None, reason="dbus-daemon is not installed")
+NAME, PATH, IFACE = "org.example.Peer", "/org/example/Peer", "org.example.Peer"
+
+
+@pytest.fixture
+def peer():
+    with DBusDaemon() as daemon, Peer(daemon.address, (NAME,)) as peer:
+        yield peer
+        _dbus.close_all()
+
+
+def bus_of(peer: Peer) -> _dbus.Bus:
+    return _dbus.Bus(peer.address, "test bus")
+
+
+def test_a_call_and_its_answer(peer) -> None:
+    peer.methods[(PATH, IFACE, "Add")] = lambda body: ("u", (body[0] + body[1],))
+    assert _dbus.call(bus_of(peer), NAME, PATH, IFACE, "Add", "uu", (2, 40)) == (42,)
+    assert NAME in _dbus.list_names(bus_of(peer))
+
+
+def test_a_peer_that_never_answers_is_a_timeout_and_the_connection_stays_usable(peer) -> None:
+    peer.methods[(PATH, IFACE, "Hang")] = lambda body: NO_REPLY
+    peer.methods[(PATH, IFACE, "Ping")] = lambda body: ("s", ("pong",))
+    bus = bus_of(peer)
+    with pytest.raises(_dbus.DBusError, match="no answer on the test bus within 0.2 s"):
+        _dbus.call(bus, NAME, PATH, IFACE, "Hang", timeout=0.2)
+    assert _dbus.call(bus, NAME, PATH, IFACE, "Ping") == ("pong",)
+
+
+def test_an_error_reply_keeps_its_name_and_a_hostile_message_is_one_short_line(peer) -> None:
+    peer.methods[(PATH, IFACE, "Fail")] = lambda body: DBusFailure("org.example.Error.Nope", "\x1b[2J\nboom" * 1000)
+    with pytest.raises(_dbus.DBusError) as caught:
+        _dbus.call(bus_of(peer), NAME, PATH, IFACE, "Fail")
+    assert caught.value.name == "org.example.Error.Nope"
+    message = str(caught.value)
+    assert message.startswith("org.example.Peer answered org.example.Error.Nope: [2J boom")
+    assert "\n" not in message and "\x1b" not in message and len(message) < 250
+
+
+def test_a_broken_connection_is_reopened_once(peer) -> None:
+    peer.methods[(PATH, IFACE, "Ping")] = lambda body: ("s", ("pong",))
+    bus = bus_of(peer)
+    assert _dbus.call(bus, NAME, PATH, IFACE, "Ping") == ("pong",)
+    first = bus._conn
+    first.sock.shutdown(socket.SHUT_RDWR)  # the daemon restarted, or the socket died under us
+    assert _dbus.call(bus, NAME, PATH, IFACE, "Ping") == ("pong",)
+    assert bus._conn is not first
+
+
+def test_no_such_peer_and_no_such_method_are_errors_not_hangs(peer) -> None:
+    with pytest.raises(_dbus.DBusError, match="ServiceUnknown"):
+        _dbus.call(bus_of(peer), "org.example.Absent", PATH, IFACE, "Ping")
+    with pytest.raises(_dbus.DBusError, match="UnknownMethod"):
+        _dbus.call(bus_of(peer), NAME, PATH, IFACE, "Nothing")
+    with pytest.raises(_dbus.DBusError, match="bad D-Bus call"):
+        _dbus.call(bus_of(peer), NAME, "not a path", IFACE, "Ping")
+
+
+def test_a_dead_bus_is_a_one_line_error(tmp_path) -> None:
+    bus = _dbus.Bus(f"unix:path={tmp_path}/bus", "session bus")
+    with pytest.raises(_dbus.DBusError, match=r"^cannot connect to the session bus \(.*No such file"):
+        _dbus.list_names(bus)
+
+
+def test_addresses_like_libdbus_and_sd_bus(tmp_path) -> None:
+    assert _dbus.session_address({"DBUS_SESSION_BUS_ADDRESS": "unix:path=/a"}) == "unix:path=/a"
+    assert _dbus.session_address({"XDG_RUNTIME_DIR": str(tmp_path)}) is None
+    (tmp_path / "bus").touch()
+    assert _dbus.session_address({"XDG_RUNTIME_DIR": str(tmp_path)}) == f"unix:path={tmp_path}/bus"
+    assert _dbus.system_address({}) == "unix:path=/run/dbus/system_bus_socket"
+    assert _dbus.system_address({"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/s"}) == "unix:path=/s"
+    with pytest.raises(_dbus.DBusError, match="no session bus"):
+        _dbus.session_bus({})
+    with pytest.raises(_dbus.DBusError, match="unknown bus"):
+        _dbus.bus_named("starter", {})
+    assert _dbus.bus_named("system", {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/s"}).address == "unix:path=/s"
+    assert _dbus.unreachable("unix:abstract=/tmp/dbus-x", "session bus") is None
+    assert "cannot be parsed" in _dbus.unreachable("garbage", "session bus")
