@@ -91,16 +91,29 @@ _register(
     "media.play_pause",
     "play_pause",
     "PlayPause",
-    "Toggle the media player between playing and paused (MPRIS PlayPause; the media key on Windows).",
+    "Toggle the media player between playing and paused (MPRIS PlayPause; the media key on Windows).\n\n"
+    "Windows presses VK_MEDIA_PLAY_PAUSE with NirCmd (untested on real Windows; docs/desktop.md).",
 )
-_register("media.play", "play", "Play", "Start or resume playback on the media player (MPRIS Play).")
-_register("media.pause", "pause", "Pause", "Pause the media player (MPRIS Pause).")
 _register(
-    "media.next", "next", "Next", "Skip to the next track on the media player (MPRIS Next; the media key on Windows)."
+    "media.play",
+    "play",
+    "Play",
+    "Start or resume playback on the media player (MPRIS Play).\n\nLinux only: Windows has no play key.",
+)
+_register(
+    "media.pause", "pause", "Pause", "Pause the media player (MPRIS Pause).\n\nLinux only: Windows has no pause key."
+)
+_register(
+    "media.next",
+    "next",
+    "Next",
+    "Skip to the next track on the media player (MPRIS Next; the media key on Windows).\n\n"
+    "Windows presses VK_MEDIA_NEXT_TRACK with NirCmd (untested on real Windows; docs/desktop.md).",
 )
 _register(
     "media.previous",
     "previous",
     "Previous",
-    "Go back to the previous track on the media player (MPRIS Previous; the media key on Windows).",
+    "Go back to the previous track on the media player (MPRIS Previous; the media key on Windows).\n\n"
+    "Windows presses VK_MEDIA_PREV_TRACK with NirCmd (untested on real Windows; docs/desktop.md).",
 )
