@@ -7,6 +7,8 @@ before it becomes a sensor state or a call's destination.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,8 @@ MPRIS_PLAYER = "org.mpris.MediaPlayer2.Player"
 MAX_PLAYERS = 16  # players asked per reading; more is a bus full of junk, not a desktop
 MAX_TEXT = 255  # Home Assistant's limit for a state
 STATES = ["playing", "paused", "stopped", "idle"]  # idle: no player at all
-TIMEOUT = 0.5
+TIMEOUT = 0.5  # one player's answer
+SCAN_BUDGET = 1.0  # all players' answers, per reading
 # one element of a D-Bus well-known name, dot-separated (the part after org.mpris.MediaPlayer2.)
 PLAYER_NAME = r"^[A-Za-z_-][A-Za-z0-9_-]*(\.[A-Za-z_-][A-Za-z0-9_-]*)*$"
 
@@ -42,23 +45,39 @@ def player_names(bus: _dbus.Bus, wanted: str | None = None) -> list[str]:
     return names[:MAX_PLAYERS]
 
 
-def status_of(bus: _dbus.Bus, name: str) -> str:
+def status_of(bus: _dbus.Bus, name: str, timeout: float = TIMEOUT) -> str:
     """A player's PlaybackStatus as one of playing/paused/stopped (anything else reads as stopped)."""
-    value = _dbus.get_property(bus, name, MPRIS_PATH, MPRIS_PLAYER, "PlaybackStatus", TIMEOUT)
+    value = _dbus.get_property(bus, name, MPRIS_PATH, MPRIS_PLAYER, "PlaybackStatus", timeout)
     status = value.lower() if isinstance(value, str) else ""
     return status if status in ("playing", "paused") else "stopped"
 
 
-def active_player(bus: _dbus.Bus, wanted: str | None = None) -> tuple[str | None, str]:
-    """(bus name, status) of the player a reading or a control is about; (None, "idle") when none runs."""
+def active_player(
+    bus: _dbus.Bus, wanted: str | None = None, clock: Callable[[], float] = time.monotonic
+) -> tuple[str | None, str]:
+    """(bus name, status) of the player a reading or a control is about; (None, "idle") when none runs.
+
+    The players are asked within SCAN_BUDGET seconds in all, so a bus of hung players costs the
+    telemetry loop one second, not sixteen timeouts; when the budget runs out before a player
+    answered, that is a DBusError (no reading), never a false "idle"."""
+    names = player_names(bus, wanted)
+    deadline = clock() + SCAN_BUDGET
     found: list[tuple[int, str, str]] = []
-    for name in player_names(bus, wanted):
+    unanswered = 0
+    for name in names:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            unanswered += 1
+            continue
         try:
-            status = status_of(bus, name)
+            status = status_of(bus, name, min(TIMEOUT, remaining))
         except _dbus.DBusError:
+            unanswered += 1
             continue  # a player that quit or hangs between ListNames and Get is no candidate
         found.append(({"playing": 0, "paused": 1}.get(status, 2), name, status))
     if not found:
+        if unanswered and clock() >= deadline:
+            raise _dbus.DBusError(f"{unanswered} media player(s) did not answer within {SCAN_BUDGET:g} s")
         return None, "idle"
     _, name, status = min(found)
     return name, status

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from pilot.probes import ProbeContext, ProbeUnavailable, _dbus
+from pilot.probes import ProbeContext, ProbeUnavailable, _dbus, _mpris
 from pilot.probes.media import _Snapshot
 from pilot.registry import PROBES
 from testkit.dbus import NO_REPLY, MprisPlayer, bus_environment, find_dbus_daemon, private_buses
@@ -77,6 +77,17 @@ def test_a_hung_player_is_passed_over(bus) -> None:
         )
         assert read("media.title") == "Fine"
         assert hung.received("Get")  # it was asked, and did not answer
+
+
+def test_a_bus_of_hung_players_costs_one_budget_and_is_no_reading_not_idle(bus, monkeypatch) -> None:
+    monkeypatch.setattr(_mpris, "SCAN_BUDGET", 0.3)
+    with MprisPlayer(bus.address, "aaa", "Playing") as hung, MprisPlayer(bus.address, "zzz", "Playing") as late:
+        hung.properties[("/org/mpris/MediaPlayer2", "org.mpris.MediaPlayer2.Player")]["PlaybackStatus"] = (
+            "s",
+            lambda: NO_REPLY,
+        )
+        assert read("media.state") is None
+        assert not late.received("Get")  # the budget went to the hung player: the next was not asked
 
 
 def test_hostile_metadata_becomes_a_clean_bounded_state(bus) -> None:
