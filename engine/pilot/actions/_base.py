@@ -33,7 +33,7 @@ class Unsupported(ActionError):
 class Call:
     """One operation on the system, exactly as it will be performed."""
 
-    kind: str  # "exec" | "write" | "publish" | "request"
+    kind: str  # "exec" | "write" | "publish" | "request" | "datagram"
     argv: tuple[str, ...] = ()
     path: str | None = None
     data: str | None = None
@@ -44,6 +44,7 @@ class Call:
     topic: str | None = None
     retain: bool = False
     # "request": `method` on `path` through the connection of child set `via` (a Proxmox API)
+    # "datagram": the bytes `data` (hex) as one UDP datagram to `path` ("IPv4:port"; broadcast allowed)
     method: str | None = None
     via: str | None = None
 
@@ -57,6 +58,8 @@ class Call:
             return f"write {self.data!r} to {self.path}"
         if self.kind == "request":
             return f"{self.method} {self.path} (through {self.via})"
+        if self.kind == "datagram":
+            return f"send {len(self.data or '') // 2} bytes over UDP to {self.path}: {self.data}"
         return f"publish {self.data!r} to {self.topic}"
 
 
@@ -100,6 +103,8 @@ class System:
             with open(call.path, "w", encoding="utf-8") as handle:  # sysfs: one write, no temp file
                 handle.write(call.data or "")
             return Outcome()
+        if call.kind == "datagram":
+            return _send_datagram(call)
         if call.kind == "publish":
             if self._publish is None:
                 raise ActionError("MQTT is not connected")
@@ -156,6 +161,19 @@ class System:
             pids = list(self._running)
         for pid in pids:
             _kill_group(pid, signal.SIGKILL)
+
+
+def _send_datagram(call: Call) -> Outcome:
+    import socket
+
+    host, _, port = (call.path or "").rpartition(":")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)  # Wake-on-LAN goes to a broadcast address
+            sent = sock.sendto(bytes.fromhex(call.data or ""), (host, int(port)))
+    except OSError as exc:
+        raise ActionError(f"cannot send to {call.path}: {exc.strerror or exc}") from None
+    return Outcome(output=f"sent {sent} bytes")
 
 
 def _kill_group(pid: int, sig: int) -> None:

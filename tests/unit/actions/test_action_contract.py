@@ -40,6 +40,8 @@ EXPECTED = {
     "media.pause",
     "media.next",
     "media.previous",
+    "wol.send",
+    "url.open",
 }
 ENTRIES = list(ACTIONS)
 # A value each platform may send that every action accepting that platform can plan in `rich_ctx`.
@@ -57,6 +59,7 @@ TOOLS = {
     "nircmd",
     "/usr/local/bin/backup.sh",
     "/usr/bin/pactl",
+    "xdg-open",
 }
 
 
@@ -145,7 +148,7 @@ def test_factory_plans_a_list_of_calls(entry, rich_ctx) -> None:
             calls = entry.factory(rich_ctx, value, **args)
             assert isinstance(calls, list) and calls, (entry.name, platform, args)
             for call in calls:
-                assert isinstance(call, Call) and call.kind in ("exec", "write", "publish", "request")
+                assert isinstance(call, Call) and call.kind in ("exec", "write", "publish", "request", "datagram")
                 if call.kind == "exec":
                     assert call.argv and all(isinstance(a, str) for a in call.argv)
                     assert call.timeout and call.timeout > 0
