@@ -334,9 +334,20 @@ class Logind(Peer):
         # logind's `auto` names the caller's session, else the user's graphical one: here, this one
         self.properties[(f"{LOGIND_PATH}/session/auto", SESSION_INTERFACE)] = session
         session["IdleSinceHint"] = _Dynamic(lambda: (self.idle_since_signature, self.idle_since_usec))
+        # seat0's ActiveSession: the session in front of the screen ("" and "/" when none is)
+        self.seat_active: tuple[str, str] = (session_id, self.session_path)
+        self.properties[(f"{LOGIND_PATH}/seat/seat0", "org.freedesktop.login1.Seat")] = {
+            "ActiveSession": ("(so)", lambda: self.seat_active)
+        }
+
         manager = "org.freedesktop.login1.Manager"
         self.methods[(LOGIND_PATH, manager, "GetSessionByPID")] = self._by_pid
         self.methods[(LOGIND_PATH, manager, "GetSession")] = self._by_id
+
+    def without_auto(self) -> Logind:
+        """Like logind for a caller whose user has no graphical session: `auto` names no session."""
+        del self.properties[(f"{LOGIND_PATH}/session/auto", SESSION_INTERFACE)]
+        return self
 
     def _by_pid(self, body: tuple[Any, ...]) -> Any:
         if self.pids and body[0] not in self.pids:

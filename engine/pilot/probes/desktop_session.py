@@ -9,8 +9,9 @@ Linux asks two services over D-Bus:
   swayidle elsewhere). IdleHint turns on only after the desktop's own idle delay, so the
   seconds it gives are 0 until then: coarse, but on every systemd desktop.
 
-The session is this process's own (logind's GetSessionByPID), else logind's `auto` session
-(the user's graphical one), or the one named by `session`. Windows answers idle time with
+The session is the one named by `session`, else this process's own (logind's GetSessionByPID),
+else logind's `auto` session (the user's graphical one: a user service runs outside any session),
+else the session active on seat0 (a system service's user has no graphical session). Windows answers idle time with
 GetLastInputInfo (untested on real Windows); it has no lock state an agent can read.
 """
 
@@ -32,6 +33,7 @@ LOGIND = "org.freedesktop.login1"
 LOGIND_PATH = "/org/freedesktop/login1"
 MANAGER = "org.freedesktop.login1.Manager"
 SESSION = "org.freedesktop.login1.Session"
+SEAT = "org.freedesktop.login1.Seat"
 MUTTER = "org.gnome.Mutter.IdleMonitor"
 MUTTER_PATH = "/org/gnome/Mutter/IdleMonitor/Core"
 TIMEOUT = 0.5
@@ -61,8 +63,8 @@ def _windows() -> bool:
     return sys.platform == "win32"
 
 
-def session_path(session: str | None = None) -> str:
-    """The logind object path of `session`, of this process's session, or logind's `auto` session."""
+def session_path(session: str | None = None) -> str | None:
+    """The logind object path of `session`, or of this process's own session; None when it has none."""
     bus = _dbus.system_bus()
     if session is not None:
         return _dbus.call(bus, LOGIND, LOGIND_PATH, MANAGER, "GetSession", "s", (session,), TIMEOUT)[0]
@@ -71,11 +73,31 @@ def session_path(session: str | None = None) -> str:
     except _dbus.DBusError as exc:
         if exc.name != "org.freedesktop.login1.NoSessionForPID":
             raise
-    return f"{LOGIND_PATH}/session/auto"  # a service outside any session: the user's graphical session
+    return None
+
+
+def seat_session_path(seat: str = "seat0") -> str:
+    """The session in front of the seat's screen and keyboard (logind's ActiveSession of seat0)."""
+    active = _dbus.get_property(
+        _dbus.system_bus(), LOGIND, f"{LOGIND_PATH}/seat/{seat}", SEAT, "ActiveSession", TIMEOUT
+    )
+    if not (isinstance(active, tuple) and len(active) == 2 and isinstance(active[1], str) and active[1] != "/"):
+        raise _dbus.DBusError(f"no session is active on {seat}")
+    return active[1]
 
 
 def session_property(name: str, session: str | None = None) -> Any:
-    return _dbus.get_property(_dbus.system_bus(), LOGIND, session_path(session), SESSION, name, TIMEOUT)
+    """A property of the session: the named one, else this process's own, else logind's `auto` (the
+    user's graphical session, for a user service, which runs outside any session), else the session
+    active on seat0 (for a system service, whose user has no graphical session)."""
+    bus = _dbus.system_bus()
+    path = session_path(session)
+    if path is None:
+        try:
+            return _dbus.get_property(bus, LOGIND, f"{LOGIND_PATH}/session/auto", SESSION, name, TIMEOUT)
+        except _dbus.DBusError:
+            path = seat_session_path()
+    return _dbus.get_property(bus, LOGIND, path, SESSION, name, TIMEOUT)
 
 
 def mutter_idle_seconds() -> float:

@@ -75,6 +75,20 @@ def test_a_service_outside_any_session_reads_the_auto_session(buses) -> None:
         assert logind.received("Get")[-1].path == "/org/freedesktop/login1/session/auto"
 
 
+def test_a_system_service_reads_the_session_active_on_seat0(buses) -> None:
+    with Logind(buses[1].address, session_id="c7", pids={1}) as logind:
+        logind.without_auto()
+        logind.locked_hint = True
+        assert read("session.locked") is True
+        assert [c.body for c in logind.received("Get")][-2:] == [
+            ("org.freedesktop.login1.Seat", "ActiveSession"),
+            ("org.freedesktop.login1.Session", "LockedHint"),
+        ]
+        assert logind.received("Get")[-1].path == "/org/freedesktop/login1/session/c7"
+        logind.seat_active = ("", "/")  # the greeter, or nobody, at the seat
+        assert read("session.locked") is None
+
+
 def test_a_named_session(buses) -> None:
     with Logind(buses[1].address, session_id="c2") as logind:
         logind.locked_hint = True
