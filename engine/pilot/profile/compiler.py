@@ -157,6 +157,29 @@ def _topics(mqtt: Mqtt, device: Device) -> Topics:
     )
 
 
+SWITCHABLE = ("sensors", "commands")  # sections whose entries `enabled: false` turns off
+
+
+def turned_off(data: Any, section: str) -> list[str]:
+    """The ids in `section` that say `enabled: false`."""
+    items = data.get(section) if isinstance(data, dict) else None
+    if not isinstance(items, dict):
+        return []
+    return [k for k, v in items.items() if isinstance(v, dict) and v.get("enabled") is False]
+
+
+def without_turned_off(data: dict) -> dict:
+    """`data` as if the sensors and commands that say `enabled: false` were not written (they are checked
+    like the others, then left out of everything that uses them). Copies only what it changes."""
+    out = data
+    for section in SWITCHABLE:
+        off = turned_off(data, section)
+        if off:
+            out = dict(out) if out is data else out
+            out[section] = {k: v for k, v in data[section].items() if k not in off}
+    return out
+
+
 def _sensors(data: dict, device: Device, base: str, sensor_ids: frozenset[str]) -> tuple[Sensor, ...]:
     sensors = []
     for sid, spec in (data.get("sensors") or {}).items():
@@ -374,7 +397,8 @@ def compile_document(
     """The Plan of a document that validated without errors (see pilot.profile.pipeline)."""
     from pilot import facts as host
 
-    data = doc.data
+    written = doc.data
+    data = without_turned_off(written)  # a sensor or command with `enabled: false` is checked, never compiled
     facts = facts if facts is not None else host.host_facts()
     device = _device(data, facts, device_id or host.device_id())
     mqtt = _mqtt(data, device)
@@ -383,7 +407,7 @@ def compile_document(
     confirm_window = parse_duration((data.get("policies") or {}).get("confirm_window", "10s"))
     return Plan(
         profile=profile_name or Path(doc.file).stem,
-        profile_hash=profile_hash(data),
+        profile_hash=profile_hash(written),
         sources=tuple(doc.sources),
         device=device,
         mqtt=mqtt,

@@ -143,6 +143,11 @@ def _sensor() -> dict[str, Any]:
             "Skip this sensor quietly where its probe is unavailable "
             "(no battery, no GPU) instead of reporting an error.",
         ),
+        "enabled": _s(
+            "boolean",
+            "`false` turns the sensor off without deleting it (one a pack declares too): it is still checked, "
+            "but never read or announced, and no expression may use it.",
+        ),
         **_entity_common(),
     }
     return {
@@ -205,6 +210,11 @@ def _command() -> dict[str, Any]:
         ),
         "max_length": _s("integer", "Longest `text` value accepted.", minimum=1, maximum=255),
         "min_length": _s("integer", "Shortest `text` value accepted.", minimum=0, maximum=255),
+        "enabled": _s(
+            "boolean",
+            "`false` turns the command off without deleting it (one a pack declares too): it is still checked, "
+            "but never announced or run, and no rule or schedule may use it.",
+        ),
         "policy": _closed(
             "Guards for this command, on top of `policies`.",
             {

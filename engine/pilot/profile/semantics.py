@@ -19,7 +19,13 @@ from typing import Any
 from pilot import expressions, patterns
 from pilot.diagnostics import ERROR, WARNING, Diagnostic
 from pilot.naming import did_you_mean
-from pilot.profile.compiler import NON_NUMERIC_DEVICE_CLASSES, effective_defaults
+from pilot.profile.compiler import (
+    NON_NUMERIC_DEVICE_CLASSES,
+    SWITCHABLE,
+    effective_defaults,
+    turned_off,
+    without_turned_off,
+)
 from pilot.profile.loader import Document
 from pilot.registry import PROBES
 from pilot.units import parse_duration, parse_size
@@ -70,14 +76,23 @@ class _Collector:
         self.doc = doc
         self.out: list[Diagnostic] = []
         self.left_out = left_out  # top-level sections skipped for an earlier stage's error
+        self.off = {section: frozenset(turned_off(doc.data, section)) for section in SWITCHABLE}
 
     def declared(self, section: str) -> list[str] | None:
-        """Every id in a section as written, including entities left out of these checks;
-        None when the section is there but not a map, so what it declares is unknown."""
+        """Every id in a section as written, including entities left out of these checks but not the ones
+        turned off; None when the section is there but not a map, so what it declares is unknown."""
         items = self.doc.data.get(section) if isinstance(self.doc.data, dict) else None
         if items is None:
             return []
-        return list(items) if isinstance(items, dict) else None
+        off = self.off.get(section, frozenset())
+        return [k for k in items if k not in off] if isinstance(items, dict) else None
+
+    def unknown(self, section: str, name: str, known: list[str]) -> str:
+        """Why `name` cannot be used: turned off, or not declared (with a did-you-mean)."""
+        what = section[:-1]
+        if name in self.off.get(section, ()):
+            return f"{what} '{name}' is turned off (`enabled: false` under `{section}`)"
+        return f"no {what} '{name}' is declared under `{section}`{did_you_mean(name, known)}"
 
     def error(self, path: tuple, message: str, code: str, *, key: bool = False) -> None:
         self.out.append(self.doc.diag(path, message, code=code, key=key))
@@ -198,22 +213,18 @@ def _references(c: _Collector, data: dict) -> None:
     for path, step in _steps(data):
         target = step.get("command")
         if target is not None and target not in commands:
-            c.error(
-                path + ("command",),
-                f"no command '{target}' is declared under `commands`{did_you_mean(target, commands)}",
-                "reference",
-            )
+            c.error(path + ("command",), c.unknown("commands", target, commands), "reference")
     policies = data.get("policies") or {}
     for field in ("allow", "confirm"):
         for i, name in enumerate(policies.get(field) or []):
-            if name not in named:
+            if name not in named and name not in c.off["commands"]:  # allowing one turned off is harmless
                 c.error(
                     ("policies", field, i),
                     f"no command '{name}' is declared under `commands`{did_you_mean(name, named)}",
                     "reference",
                 )
     for name in policies.get("cooldowns") or {}:
-        if name not in named:
+        if name not in named and name not in c.off["commands"]:
             c.error(
                 ("policies", "cooldowns", name),
                 f"no command '{name}' is declared under `commands`{did_you_mean(name, named)}",
@@ -246,7 +257,11 @@ def _expressions(c: _Collector, data: dict) -> None:
             continue
         checked = expressions.check(text, sensors)
         for err in checked.errors:
-            c.expr_error(path, err.offset, err.message)
+            off = re.match(r"unknown name '([^']*)'", err.message)
+            if off and off.group(1) in c.off["sensors"]:
+                c.expr_error(path, err.offset, c.unknown("sensors", off.group(1), list(sensors)))
+            else:
+                c.expr_error(path, err.offset, err.message)
         if path[0] == "sensors":
             graph[path[1]] = checked.names
             if path[1] in checked.names:
@@ -604,6 +619,8 @@ def check(doc: Document, skip: Iterable[tuple] = ()) -> list[Diagnostic]:
     """Every check, on the parts of the document no earlier stage found wrong (see `usable`)."""
     data, left_out = usable(doc.data, skip)
     c = _Collector(doc, left_out)
+    if data is not None:
+        data = without_turned_off(data)
     if data is None:
         _profile_name(c, {})
         return c.out
