@@ -51,7 +51,7 @@ PARSERS = ("number", "text", "json")
 # A timeout of at most 30 s written as a duration: 5s, 0.5s, 30s or 500ms.
 TIMEOUT_PATTERN = r"^\s*(?:(?:30|[12]?[0-9])(?:\.[0-9]+)?\s*s|(?:[0-9]{1,4}|[12][0-9]{4}|30000)\s*ms)\s*$"
 # A path into a JSON document: names joined by dots and [index] steps (no filters, no evaluator).
-JSON_PATH = r"^(?:[A-Za-z0-9_-]+|\[-?[0-9]{1,6}\])(?:\.[A-Za-z0-9_-]+|\[-?[0-9]{1,6}\])*$"
+JSON_PATH = r"^(?:[A-Za-z0-9_-]+|\[-?[0-9]{1,6}\])(?:\.[A-Za-z0-9_-]+|\[-?[0-9]{1,6}\])*(?!\n)$"
 _STEP = re.compile(r"\.?([A-Za-z0-9_-]+)|\[(-?[0-9]{1,6})\]")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

@@ -40,6 +40,9 @@ EXPECTED = {
     "media.pause",
     "media.next",
     "media.previous",
+    "systemd.start",
+    "systemd.stop",
+    "systemd.restart",
     "wol.send",
     "url.open",
 }

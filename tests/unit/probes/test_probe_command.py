@@ -310,6 +310,7 @@ def test_bad_arguments_are_refused_in_one_line(args: dict, reason: str) -> None:
         {"argv": ["/bin/echo"], "timeout": 5},
         {"argv": ["/bin/echo"], "parse": "json", "json_path": "$.a"},
         {"argv": ["/bin/echo"], "parse": "json", "json_path": "a[0"},
+        {"argv": ["/bin/echo"], "parse": "json", "json_path": "a\n"},
         {"argv": ["/bin/echo"], "parse": "json", "json_path": "a[?(@.x)]"},
         {"argv": ["/bin/echo"], "max_output": 2_000_000},
         {"argv": ["/bin/echo"], "shell": True},

@@ -76,6 +76,7 @@ EXPECTED = {
     "media.title",
     "media.artist",
     "command.output",
+    "systemd.unit",
 }
 DEFAULT_KEYS = {"unit", "state_class", "device_class", "platform", "icon", "precision", "options"}
 ENTRIES = list(PROBES)
