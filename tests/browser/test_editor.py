@@ -273,6 +273,7 @@ def test_the_form_edits_the_yaml_in_place_and_keeps_its_comments(page, rig):
         assert comment in text
     assert "    every: 5s" in text.split("\n")
     assert "enabled: false" in text.split("uptime", 1)[1].split("\n")[0]
+    page.wait_for_selector("#diag-summary[data-state='ok']")  # a sensor turned off is a valid profile
     # back on: the key goes away again, and nothing else changed
     page.click("#tab-form")
     page.check("#form-view tr.form-sensor[data-id='uptime'] input[type='checkbox']")
