@@ -77,6 +77,9 @@ EXPECTED = {
     "media.artist",
     "command.output",
     "systemd.unit",
+    "privacy.camera_in_use",
+    "privacy.microphone_in_use",
+    "desktop.active_window",
 }
 DEFAULT_KEYS = {"unit", "state_class", "device_class", "platform", "icon", "precision", "options"}
 ENTRIES = list(PROBES)
