@@ -114,7 +114,8 @@ def run_agent(
             ha_delay=options.ha_delay,
             health_every=options.health_every,
             pinned=options.broker is not None,
-            deploys=compile_file is not None and profile_file is not None,
+            # a deploy needs a keyring at start: only then are messages up to 256 KiB let through (MQTT 5)
+            deploys=compile_file is not None and profile_file is not None and bool(plan.policy.keyring),
         ),
     )
     for line in idle_rules(plan, set(agent.sensors.states)):
