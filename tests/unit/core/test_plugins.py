@@ -8,6 +8,7 @@ registries, whose state the fixture restores afterwards.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -352,3 +353,20 @@ def test_a_pack_entry_that_is_not_a_package_is_a_line(site: Path, capsys: pytest
     assert cli.main(["detect", "--json"]) == 0
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and err.startswith("pilot: warning: plugin 'gone'")
+
+
+def test_an_agent_with_built_in_names_never_looks_for_plugins() -> None:
+    """In a fresh interpreter with the agent's modules: entry points are read on the first unknown name only."""
+    code = (
+        "import sys\n"
+        "import pilot.agent.runtime, pilot.agent.supervise\n"
+        "from pilot.registry import ACTIONS, PROBES\n"
+        "PROBES.get('cpu.percent'); ACTIONS.get('notify.desktop'); PROBES.names(); ACTIONS.names()\n"
+        "print('importlib.metadata' in sys.modules)\n"
+        "PROBES.get('acme.nothing')\n"
+        "print('importlib.metadata' in sys.modules)\n"
+    )
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[3] / "engine"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True"]
