@@ -81,6 +81,7 @@ EXPECTED = {
     "disk.temperature",
     "disk.power_on_hours",
     "disk.reallocated_sectors",
+    "updates.pending",
     "privacy.camera_in_use",
     "privacy.microphone_in_use",
     "desktop.active_window",
