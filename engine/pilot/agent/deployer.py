@@ -401,13 +401,14 @@ class Deployer:
             "ts": int(self.wall()),
         }
         state_text = json.dumps(state, separators=(",", ":"))
+        # the state and the audit first: whoever hears the answer finds the device's state already told
         if old_session is not None:  # the old broker's listeners (the sender) hear it before it closes
-            self._answer(auth.result_topic, body, auth, old_session)
             old_session.publish_result(auth.result_topic.rsplit("/cmd/", 1)[0] + "/deploy", state_text, 1, True)
+            self._answer(auth.result_topic, body, auth, old_session)
             old_session.stop()
-        self._answer(auth.result_topic, body, auth)
         self.agent.session.publish_result(deploy.state_topic(self.agent.plan.topics.base), state_text, 1, True)
         self._audit("set", outcome.status, outcome.reason, auth, digest)
+        self._answer(auth.result_topic, body, auth)
         log.info(
             "profile deploy by kid %s%s: %s%s",
             auth.key.kid,
