@@ -5,6 +5,7 @@ The broker round trip is tests/live/agent/test_deploy.py's."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,15 @@ def test_connect_reaches_the_broker_with_the_senders_own_settings(tmp_path, caps
     assert code == 2 and "cannot read mqtt.password_file /nonexistent/mqtt-password" in err  # the device's file
     code, out, err = run(capsys, "deploy", str(device), *common, "--connect", str(sender))
     assert code == 1 and out == "" and "cannot reach the broker 127.0.0.1:" in err  # got as far as connecting
+
+
+def test_the_deploy_deadline_is_20_seconds_unless_pilot_run_says_otherwise(capsys):
+    from pilot.agent.deployer import CONNECT_DEADLINE
+    from pilot.agent.supervise import RunOptions
+
+    parser = cli.build_parser()
+    assert CONNECT_DEADLINE == 20.0 and RunOptions(state_dir=Path(".")).deploy_deadline == 20.0
+    assert parser.parse_args(["run", "p.yaml"]).deploy_deadline == 20.0
+    assert parser.parse_args(["run", "p.yaml", "--deploy-deadline", "3"]).deploy_deadline == 3.0
+    code, _, err = run(capsys, "run", "p.yaml", "--deploy-deadline", "0")
+    assert code == 2 and "not a number of seconds from 0.5 to 600" in err
