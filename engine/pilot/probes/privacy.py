@@ -5,6 +5,7 @@ video holds /dev/videoN open, one that records sound holds an ALSA capture devic
 /dev/snd/pcmC<card>D<device>c (the trailing c; p is playback). So a scan of those links answers
 without any library or daemon. It sees the processes the agent may look into: those of its own
 user (a desktop agent: the user's browser and call apps), or all of them when it runs as root.
+As a service account (the packaged `pilot` user) it could see nothing that matters, and says so.
 
 The scan is bounded (MAX_PROCESSES process folders, MAX_LINKS links in all): a machine that
 exceeds either gets no reading rather than a "no" that did not look everywhere. It stops at the
@@ -27,6 +28,7 @@ CAMERA = re.compile(r"/dev/video[0-9]{1,4}")
 MICROPHONE = re.compile(r"/dev/snd/pcmC[0-9]{1,3}D[0-9]{1,3}c")
 MAX_PROCESSES = 32768
 MAX_LINKS = 262144
+SYSTEM_UID_MAX = 999  # login.defs' SYS_UID_MAX on Debian, Ubuntu and Fedora: service accounts such as `pilot`
 
 
 def device_in_use(
@@ -66,6 +68,13 @@ def device_in_use(
 
 
 def _reason(ctx: ProbeContext, **_: Any) -> str | None:
+    euid = os.geteuid() if hasattr(os, "geteuid") else 0
+    if 0 < euid <= SYSTEM_UID_MAX:
+        return (
+            f"the agent runs as a system account (uid {euid}), which may look only into its own processes; "
+            "run it as the desktop's user (or as root) to see which programs hold a camera or microphone"
+        )
+
     def check() -> str | None:
         root = ctx.procfs_root
         if not (root / "self" / "fd").is_dir() and not any(p.name.isdigit() for p in root.iterdir()):

@@ -17,6 +17,12 @@ from tests.support.probes import REPO
 PROC = REPO / "tests" / "fixtures" / "proc"
 
 
+@pytest.fixture(autouse=True)
+def _desktop_user(monkeypatch):
+    """These tests stand for an agent run by a desktop user, whoever runs them (root in CI)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+
+
 def _read(name: str, tree: str) -> bool | None:
     ctx = ProbeContext(procfs_root=PROC / tree)
     entry = PROBES.get(name)
@@ -106,3 +112,16 @@ def test_this_host_has_a_real_proc() -> None:
     for name in ("privacy.camera_in_use", "privacy.microphone_in_use"):
         assert PROBES.get(name).available(ctx) is None
         assert PROBES.get(name).factory(ctx)() in (True, False)
+
+
+@pytest.mark.parametrize("uid", [1, 999])
+def test_a_service_account_is_told_it_cannot_see_the_desktops_programs(monkeypatch, uid: int) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: uid)
+    reason = PROBES.get("privacy.microphone_in_use").available(ProbeContext(procfs_root=PROC / "call"))
+    assert reason.startswith(f"the agent runs as a system account (uid {uid}), which may look only into its own")
+
+
+@pytest.mark.parametrize("uid", [0, 1000, 60000])
+def test_root_and_people_may_look(monkeypatch, uid: int) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: uid)
+    assert PROBES.get("privacy.camera_in_use").available(ProbeContext(procfs_root=PROC / "call")) is None
