@@ -127,6 +127,7 @@ class Registry:
         self._aliases = dict(aliases or {})  # names people reach for first -> the entry that does it
         self._entries: dict[str, Entry] = {}
         self._loaded = False
+        self._importing = False
         self._entry_points = entry_points
         self._plugins_loaded = False
         self._problems: list[str] = []
@@ -178,9 +179,10 @@ class Registry:
     def _load(self) -> None:
         if self._loaded:
             return
-        with _LOCK:
-            if self._loaded:
-                return
+        with _LOCK:  # another thread waits for the whole family; this one may re-enter (an RLock)
+            if self._loaded or self._importing:
+                return  # a module that lists the registry while it is being imported sees what is there
+            self._importing = True
             token = _LOADING.set(None)  # built-ins imported while a plugin loads are still built-ins
             try:
                 package = importlib.import_module(self._package)
@@ -190,6 +192,7 @@ class Registry:
                             importlib.import_module(f"{self._package}.{name[:-3]}")
                 self._loaded = True
             finally:
+                self._importing = False
                 _LOADING.reset(token)
 
     def load_plugins(self) -> list[str]:
