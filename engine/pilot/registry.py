@@ -84,8 +84,8 @@ def _entry_points(group: str) -> list[Any]:
 def _origin(ep: Any) -> str:
     dist = getattr(ep, "dist", None)
     if dist is None:
-        return f"{ep.value.split(':')[0]} (no distribution)"
-    return f"{dist.name} {dist.version}"
+        return _one_line(f"{ep.value.split(':')[0]} (no distribution)", 120)
+    return _one_line(f"{dist.name} {dist.version}", 120)  # metadata is text from the distribution: shown safely
 
 
 def _one_line(text: str, limit: int = MAX_PROBLEM) -> str:
@@ -94,7 +94,14 @@ def _one_line(text: str, limit: int = MAX_PROBLEM) -> str:
     return bound(escape(" ".join(text.split())), limit)
 
 
-def _check_plugin_entry(kind: str, name: str, factory: Any, params: Any) -> None:
+PROBE_DEFAULT_KEYS = frozenset({"unit", "state_class", "device_class", "platform", "icon", "precision", "options"})
+PROBE_PLATFORMS = ("sensor", "binary_sensor")
+ACTION_PLATFORMS = ("button", "switch", "number", "select", "text")  # pilot.profile.schema.COMMAND_PLATFORMS
+
+
+def _check_plugin_entry(
+    kind: str, name: str, factory: Any, params: Any, defaults: Any = None, platforms: Any = ()
+) -> None:
     """What a plugin's entry must look like for the validator and the agent to use it without a traceback."""
     if not isinstance(name, str) or not PLUGIN_NAME.fullmatch(name):
         raise PluginRefused(f"{kind} name {name!r} is not lower-case words joined by dots (like 'vendor.thing')")
@@ -106,6 +113,18 @@ def _check_plugin_entry(kind: str, name: str, factory: Any, params: Any) -> None
         or not isinstance(params.get("properties", {}), Mapping)
     ):
         raise PluginRefused(f"{kind} {name!r}: params must be an object schema (see pilot.params.params)")
+    if defaults is not None and not isinstance(defaults, Mapping):
+        raise PluginRefused(f"{kind} {name!r}: defaults must be a mapping")
+    if kind == "probe":
+        unknown = sorted(str(k) for k in (defaults or {}) if k not in PROBE_DEFAULT_KEYS)
+        if unknown:
+            raise PluginRefused(f"probe {name!r}: unknown defaults {', '.join(unknown)[:80]}")
+        if (defaults or {}).get("platform", "sensor") not in PROBE_PLATFORMS:
+            raise PluginRefused(f"probe {name!r}: platform must be sensor or binary_sensor")
+    if kind == "action" and (
+        isinstance(platforms, str) or not platforms or not all(p in ACTION_PLATFORMS for p in platforms)
+    ):
+        raise PluginRefused(f"action {name!r}: platforms must name some of {', '.join(ACTION_PLATFORMS)}")
 
 
 class Registry:
@@ -146,7 +165,7 @@ class Registry:
         def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
             loading = _LOADING.get()
             if loading is not None:
-                self._admit_plugin(loading, name, factory, params)
+                self._admit_plugin(loading, name, factory, params, defaults, platforms)
             elif name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             self._entries[name] = Entry(
@@ -167,9 +186,11 @@ class Registry:
 
         return decorate
 
-    def _admit_plugin(self, loading: _Loading, name: str, factory: Any, params: Any) -> None:
+    def _admit_plugin(
+        self, loading: _Loading, name: str, factory: Any, params: Any, defaults: Any, platforms: Any
+    ) -> None:
         self._load()  # the built-ins first, so a plugin can never take one of their names
-        _check_plugin_entry(self.kind, name, factory, params)
+        _check_plugin_entry(self.kind, name, factory, params, defaults, platforms)
         taken = self._entries.get(name)
         if taken is not None and not taken.is_plugin:
             raise PluginRefused(f"{self.kind} {name!r} is built into Pilot; a plugin may not replace it")
@@ -215,7 +236,7 @@ class Registry:
 
     def _load_one(self, ep: Any) -> None:
         origin = _origin(ep)
-        loading = _Loading(label=f"plugin '{ep.name}' ({self.group}) from {origin}", origin=origin)
+        loading = _Loading(label=f"plugin '{_one_line(ep.name, 80)}' ({self.group}) from {origin}", origin=origin)
         token = _LOADING.set(loading)
         try:
             ep.load()  # the module registers its entries as it is imported

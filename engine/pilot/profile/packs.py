@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pilot.profile import loader
-from pilot.registry import BUILTIN
+from pilot.registry import BUILTIN, _one_line
 
 PACKS_GROUP = "pilot.packs"
 
@@ -45,7 +45,7 @@ def plugin_roots(
     """(folder, origin) of every installed `pilot.packs` package, and one line per one that is unusable."""
     import importlib.util
 
-    from pilot.registry import _entry_points, _one_line, _origin
+    from pilot.registry import _entry_points, _origin
 
     roots: list[tuple[Path, str]] = []
     problems: list[str] = []
@@ -55,7 +55,7 @@ def plugin_roots(
         return [], [_one_line(f"{PACKS_GROUP}: cannot list plugins: {type(exc).__name__}: {exc}")]
     for ep in found:
         origin = _origin(ep)
-        label = f"plugin '{ep.name}' ({PACKS_GROUP}) from {origin}"
+        label = f"plugin '{_one_line(ep.name, 80)}' ({PACKS_GROUP}) from {origin}"
         try:
             spec = importlib.util.find_spec(ep.value.split(":")[0].strip())
         except Exception as exc:  # its parent package failed to import
@@ -106,7 +106,9 @@ def discover_all(
                 if origin != BUILTIN:
                     taken = packs[pack.name].origin
                     owner = "is shipped with Pilot" if taken == BUILTIN else f"is already provided by {taken}"
-                    problems.append(f"pack '{pack.name}' from {origin} is not loaded: a pack of that name {owner}")
+                    problems.append(
+                        _one_line(f"pack '{pack.name}' from {origin} is not loaded: a pack of that name {owner}")
+                    )
                 continue
             packs[pack.name] = pack
     return list(packs.values()), problems

@@ -370,3 +370,35 @@ def test_an_agent_with_built_in_names_never_looks_for_plugins() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize(
+    ("register", "reason"),
+    [
+        ('PROBES.register("z.p", defaults={"colour": "red"})', "probe 'z.p': unknown defaults colour"),
+        (
+            'PROBES.register("z.p", defaults={"platform": "switch"})',
+            "probe 'z.p': platform must be sensor or binary_sensor",
+        ),
+        ('PROBES.register("z.p", defaults=["unit"])', "probe 'z.p': defaults must be a mapping"),
+        ('ACTIONS.register("z.a", platforms=("lever",))', "action 'z.a': platforms must name some of button, switch"),
+        ('ACTIONS.register("z.a")', "action 'z.a': platforms must name some of button, switch"),
+        ('ACTIONS.register("z.a", platforms="button")', "action 'z.a': platforms must name some of button, switch"),
+        ('PROBES.register("z")', "probe name 'z' is not lower-case words joined by dots"),
+        ('PROBES.register("z." + "x" * 70)', "is not lower-case words joined by dots"),
+    ],
+)
+def test_entries_pilot_could_not_use_are_refused(site: Path, register: str, reason: str) -> None:
+    source = f'from pilot.registry import ACTIONS, PROBES\n\n@{register}\ndef f(ctx, value=None):\n    """F."""\n'
+    d = _dist(site, "odd-pilot", "1")
+    d.entry("pilot.probes", "odd", d.module(source)).install()
+    (line,) = PROBES.load_plugins()
+    assert line.startswith("plugin 'odd' (pilot.probes) from odd-pilot 1 is not loaded: ") and reason in line
+
+
+def test_a_distributions_name_is_shown_escaped(site: Path, capsys: pytest.CaptureFixture) -> None:
+    d = _dist(site, "acme\x1b[2Jpilot", "1")
+    d.entry("pilot.probes", "acme", d.module(PROBE_MODULE.format(prefix="acme"))).install()
+    assert PROBES.get("acme.answer").origin == "acme\\x1b[2Jpilot 1"
+    assert cli.main(["probes", "--no-values"]) == 0
+    assert "\x1b" not in capsys.readouterr().out
