@@ -43,6 +43,8 @@ EXPECTED = {
     "systemd.start",
     "systemd.stop",
     "systemd.restart",
+    "audio.set_volume",
+    "audio.mute",
     "wol.send",
     "url.open",
 }
@@ -62,6 +64,8 @@ TOOLS = {
     "nircmd",
     "/usr/local/bin/backup.sh",
     "/usr/bin/pactl",
+    "wpctl",
+    "pactl",
     "xdg-open",
 }
 
@@ -89,6 +93,7 @@ def rich_ctx(tmp_path: Path) -> ActionContext:
     ):
         _write(root, f"{cpufreq}/{name}", text)
     environ = {"DISPLAY": ":0", "USER": "alice", "PATH": "/usr/bin", "DBUS_SESSION_BUS_ADDRESS": "unix:path=/x"}
+    environ["XDG_RUNTIME_DIR"] = str(tmp_path)  # a user session: the audio tools find their server here
     return ActionContext(
         sysfs_root=root,
         platform="linux",

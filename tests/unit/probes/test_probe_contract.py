@@ -82,6 +82,8 @@ EXPECTED = {
     "disk.power_on_hours",
     "disk.reallocated_sectors",
     "updates.pending",
+    "audio.volume",
+    "audio.muted",
     "privacy.camera_in_use",
     "privacy.microphone_in_use",
     "desktop.active_window",

@@ -1,0 +1,206 @@
+"""audio.volume and audio.muted: the default output's volume and mute, from PipeWire or PulseAudio.
+
+PipeWire with WirePlumber: `wpctl get-volume @DEFAULT_AUDIO_SINK@` prints `Volume: 0.40` (and
+` [MUTED]`), both readings in one run. Otherwise PulseAudio's `pactl get-sink-volume` and
+`get-sink-mute @DEFAULT_SINK@` (pactl also talks to PipeWire's pipewire-pulse). Both reach the
+sound server of the user whose session the agent runs in, through XDG_RUNTIME_DIR (and HOME for
+PulseAudio's cookie): the agent must run as that user (a user service), not as the system
+service. One run on the background worker serves both probes.
+
+The parsing and the backend choice live here; actions/audio.py reuses them to set the volume
+and to publish the state back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pilot.params import params, prop
+from pilot.probes._background import background_reader
+from pilot.probes._context import ProbeContext, ProbeUnavailable
+from pilot.probes._programs import ProgramResult, run_program
+from pilot.registry import PROBES
+from pilot.units import DURATION_PATTERN, parse_duration
+
+BACKENDS = ("auto", "wpctl", "pactl")
+# What reaches the audio tools from the agent's environment: where the sound server's socket and
+# cookie are, nothing else.
+AUDIO_ENV = ("XDG_RUNTIME_DIR", "HOME", "PIPEWIRE_REMOTE", "PULSE_SERVER", "PULSE_COOKIE")
+WPCTL_SINK = "@DEFAULT_AUDIO_SINK@"
+PACTL_SINK = "@DEFAULT_SINK@"
+TIMEOUT = 3.0
+_WPCTL = re.compile(r"Volume: ([0-9]{1,3}(?:\.[0-9]{1,6})?)( \[MUTED\])?\s*")
+_PACTL_PERCENT = re.compile(r"/\s*([0-9]{1,4})%\s*/")
+_PACTL_MUTE = re.compile(r"Mute: (yes|no)")
+
+
+@dataclass(frozen=True)
+class Audio:
+    volume: int  # percent of the nominal volume; above 100 when boosted
+    muted: bool
+
+
+def audio_env(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: environ[k] for k in AUDIO_ENV if environ.get(k)}
+
+
+def choose_backend(
+    backend: str, environ: Mapping[str, str], which: Callable[[str], str | None]
+) -> tuple[str | None, str | None]:
+    """(backend, None) or (None, why there is none here)."""
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if not runtime and not environ.get("PULSE_SERVER") and not environ.get("PIPEWIRE_REMOTE"):
+        return None, (
+            "no audio session: XDG_RUNTIME_DIR is not set (run the agent in the user's session, as a user "
+            "service, to reach PipeWire or PulseAudio)"
+        )
+    pipewire = bool(environ.get("PIPEWIRE_REMOTE")) or bool(runtime and os.path.exists(f"{runtime}/pipewire-0"))
+    if backend in ("auto", "wpctl") and which("wpctl") and (pipewire or backend == "wpctl"):
+        return "wpctl", None
+    if backend in ("auto", "pactl") and which("pactl"):
+        return "pactl", None
+    if backend == "wpctl":
+        return None, "wpctl (WirePlumber) is not installed"
+    if backend == "pactl":
+        return None, "pactl (pulseaudio-utils) is not installed"
+    return None, "neither wpctl (PipeWire) nor pactl (PulseAudio) is installed"
+
+
+def _first_line(text: str) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return "".join(ch if ch.isprintable() else "?" for ch in line)[:120]
+
+
+def parse_wpctl(text: str) -> Audio:
+    match = _WPCTL.fullmatch(text.strip() + "\n")
+    if match is None:
+        shown = _first_line(text)
+        raise ProbeUnavailable("wpctl printed no volume" + (f" ({shown})" if shown else ""))
+    return Audio(volume=round(float(match.group(1)) * 100), muted=match.group(2) is not None)
+
+
+def parse_pactl(volume_text: str, mute_text: str) -> Audio:
+    percents = [int(p) for p in _PACTL_PERCENT.findall(volume_text)]
+    mute = _PACTL_MUTE.search(mute_text)
+    if not percents or mute is None:
+        shown = _first_line(volume_text if not percents else mute_text)
+        raise ProbeUnavailable("pactl printed no volume or mute state" + (f" ({shown})" if shown else ""))
+    return Audio(volume=round(sum(percents) / len(percents)), muted=mute.group(1) == "yes")
+
+
+def read_audio(backend: str, env: Mapping[str, str], runner: Callable[..., ProgramResult] = run_program) -> Audio:
+    """The default sink's volume and mute now; ProbeUnavailable with the tool's reason otherwise."""
+
+    def run(*argv: str) -> str:
+        result = runner(list(argv), timeout=TIMEOUT, max_output=16384, env=dict(env))
+        if not result.ok:
+            raise ProbeUnavailable(f"{argv[0]} {argv[1]} {result.problem(16384)}")
+        return result.text()
+
+    if backend == "wpctl":
+        return parse_wpctl(run("wpctl", "get-volume", WPCTL_SINK))
+    return parse_pactl(run("pactl", "get-sink-volume", PACTL_SINK), run("pactl", "get-sink-mute", PACTL_SINK))
+
+
+def _which(name: str) -> str | None:
+    from pilot.probes._programs import resolve
+
+    return resolve(name)[0]
+
+
+def _available(ctx: ProbeContext, backend: str = "auto", every: Any = "30s", **_: Any) -> str | None:
+    if backend not in BACKENDS:
+        return f"backend must be one of {', '.join(BACKENDS)}"
+    try:
+        parse_duration(every)
+    except ValueError as exc:
+        return str(exc)
+    return choose_backend(backend, os.environ, _which)[1]
+
+
+_PARAMS = params(
+    {
+        "backend": prop(
+            "string",
+            "Sound tool: auto (wpctl where PipeWire runs, else pactl), wpctl or pactl.",
+            enum=list(BACKENDS),
+            default="auto",
+        ),
+        "every": prop(
+            "string", "How often the sound server is asked (at least 1s).", pattern=DURATION_PATTERN, default="30s"
+        ),
+    },
+    examples=[{}, {"backend": "pactl", "every": "10s"}],
+)
+
+
+def _register(name: str, field: str, defaults: dict[str, Any], doc: str) -> None:
+    def factory(
+        ctx: ProbeContext,
+        backend: str = "auto",
+        every: str | float = "30s",
+        *,
+        runner: Callable[..., ProgramResult] = run_program,
+        clock: Callable[[], float] = time.monotonic,
+        worker: Any = None,
+        environ: Mapping[str, str] | None = None,
+        which: Callable[[str], str | None] = _which,
+    ) -> Callable[[], Any]:
+        if backend not in BACKENDS:
+            raise ProbeUnavailable(f"backend must be one of {', '.join(BACKENDS)}")
+        try:
+            interval = parse_duration(every)
+        except ValueError as exc:
+            raise ProbeUnavailable(str(exc)) from None
+        if interval < 1:
+            raise ProbeUnavailable("every must be at least 1s")
+        env = os.environ if environ is None else environ
+        chosen, why = choose_backend(backend, env, which)
+        if chosen is None:
+            raise ProbeUnavailable(why or "no sound tool")
+        variables = audio_env(env)
+        raw = background_reader(
+            f"audio {chosen} {variables.get('XDG_RUNTIME_DIR', '')}".rstrip(),
+            lambda: read_audio(chosen, variables, runner),
+            every=interval,
+            stale_after=3 * interval + 2 * TIMEOUT,
+            clock=clock,
+            worker=worker,
+        )
+
+        def read() -> Any:
+            audio = raw()
+            return None if audio is None else getattr(audio, field)
+
+        return read
+
+    factory.__doc__ = doc
+    factory.__name__ = name.replace(".", "_")
+    PROBES.register(name, params=_PARAMS, defaults=defaults, available=_available)(factory)
+
+
+_register(
+    "audio.volume",
+    "volume",
+    {"unit": "%", "state_class": "measurement", "platform": "sensor", "icon": "mdi:volume-high", "precision": 0},
+    """Volume of the default audio output in percent (above 100 when boosted).
+
+    `wpctl get-volume @DEFAULT_AUDIO_SINK@` on PipeWire, else `pactl get-sink-volume
+    @DEFAULT_SINK@` (the mean of the channels), on Pilot's background thread. The agent must run
+    in the user's session (XDG_RUNTIME_DIR) to reach the sound server.
+    """,
+)
+_register(
+    "audio.muted",
+    "muted",
+    {"platform": "binary_sensor", "icon": "mdi:volume-off"},
+    """Whether the default audio output is muted (on: muted).
+
+    Same run as audio.volume: wpctl's `[MUTED]`, or `pactl get-sink-mute @DEFAULT_SINK@`.
+    """,
+)
