@@ -133,7 +133,8 @@ def test_a_profile_with_only_unit_commands_gets_only_the_unit_rule(tmp_path: Pat
         folder=tmp_path,
     )
     rule = render_polkit(plan, user="svc_pilot")
-    assert rule.count("polkit.addRule") == 1
+    assert rule.count("polkit.addRule") == 1 and MANAGE_UNITS in rule
+    assert "indexOf(action.id)" not in rule  # no blanket list of action ids at all
     assert decide(rule, [unit_request("backup.service", "restart", user="svc_pilot")], tmp_path) == ["yes"]
     assert "restart_backup (restart backup.service)" in rule
     assert "systemd" in render(plan, user="svc_pilot")
