@@ -46,7 +46,9 @@ MAX_TEXT = 255  # Home Assistant's limit for a state
 MAX_ARGS = 64
 MAX_ARG_LENGTH = 4096
 LOG_EVERY = 600.0
-PARSERS = ("number", "text", "json")
+PARSERS = ("number", "text", "json", "bool")
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
 
 # A timeout of at most 30 s written as a duration: 5s, 0.5s, 30s or 500ms.
 TIMEOUT_PATTERN = r"^\s*(?:(?:30|[12]?[0-9])(?:\.[0-9]+)?\s*s|(?:[0-9]{1,4}|[12][0-9]{4}|30000)\s*ms)\s*$"
@@ -70,7 +72,8 @@ _PARAMS = params(
         "parse": prop(
             "string",
             "How the output becomes the reading: number (the whole output, one number), text (its first "
-            f"line, at most {MAX_TEXT} characters) or json (a JSON document; with json_path, one value in it).",
+            f"line, at most {MAX_TEXT} characters), json (a JSON document; with json_path, one value in it) or "
+            "bool, for a binary_sensor (true/false, yes/no, on/off or 1/0; with json_path, a JSON true/false).",
             enum=list(PARSERS),
             default="number",
         ),
@@ -183,8 +186,8 @@ def check(
         raise ProbeUnavailable(f"parse must be one of {', '.join(PARSERS)}")
     path = None
     if json_path is not None:
-        if parse != "json":
-            raise ProbeUnavailable("json_path needs parse: json")
+        if parse not in ("json", "bool"):
+            raise ProbeUnavailable("json_path needs parse: json or parse: bool")
         try:
             path = parse_json_path(json_path)
         except ValueError as exc:
@@ -278,9 +281,23 @@ def _json(text: str, path: tuple[str | int, ...] | None) -> Reading:
     raise Unparsable(f"the value is {kind}, not a number, text or true/false (set json_path to one inside it)")
 
 
+def _bool(text: str, path: tuple[str | int, ...] | None) -> bool:
+    if path is not None:
+        value = _json(text, path)
+        if not isinstance(value, bool):
+            raise Unparsable("the value is not true or false")
+        return value
+    word = _text(text).lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise Unparsable("the output is not true/false, yes/no, on/off or 1/0")
+
+
 def parse_output(raw: bytes, parse: str, path: tuple[str | int, ...] | None = None) -> Reading:
     """The reading in a program's (whole, ok) output; Unparsable when it does not fit."""
     text = _utf8(raw)
+    if parse == "bool":
+        return _bool(text, path)
     if parse == "number":
         return _number(text)
     if parse == "text":
@@ -361,7 +378,7 @@ def command_output(
     clock: Callable[[], float] = time.monotonic,
     worker: Any = None,
 ) -> Callable[[], Reading]:
-    """A program's output as a sensor: a number, the first line of text, or a value in its JSON.
+    """A program's output as a sensor: a number, a line of text, on/off, or a value in its JSON.
 
     The program is an absolute path with fixed arguments from the profile, run without a
     shell, with only PATH and LANG in its environment, in its own process group that is

@@ -58,7 +58,7 @@ sensors:
   runs: {{probe: command.output, every: 1s, args: {{argv: [{good}], every: 1s}}}}
   backup_age: {{probe: command.output, every: 1s, args: {{argv: [{status}], parse: json, json_path: backup.age_h}}}}
   backup_ok: {{probe: command.output, platform: binary_sensor, every: 1s,
-               args: {{argv: [{status}], parse: json, json_path: backup.ok}}}}
+               args: {{argv: [{status}], parse: bool, json_path: backup.ok}}}}
   hang: {{probe: command.output, every: 1s, args: {{argv: [{hang}], timeout: 1s, every: 1s}}}}
   flood: {{probe: command.output, every: 1s, args: {{argv: [/usr/bin/yes, "1"], max_output: 1000, every: 1s}}}}
   failing: {{probe: command.output, every: 1s, args: {{argv: [{failing}], every: 1s}}}}

@@ -126,6 +126,24 @@ def test_json_that_is_not_json_or_nested_too_deep_gives_no_reading(program, sens
     assert read_once(sensor, argv=[program(f"printf '%s' '{deep}'")], parse="json", max_output=300000) is None
 
 
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [("true", True), ("YES\n", True), ("on", True), ("1", True), ("false", False), ("No", False), ("0\n", False),
+     ("maybe", None), ("2", None), ("", None)],
+)  # fmt: skip
+def test_bool_for_a_binary_sensor(program, sensor, output: str, expected: bool | None) -> None:
+    assert read_once(sensor, argv=[program(f"printf '{output}'")], parse="bool") is expected
+
+
+def test_bool_by_json_path_needs_a_json_true_or_false(sensor, tmp_path: Path) -> None:
+    doc = tmp_path / "doc.json"
+    doc.write_text('{"ok": true, "text": "true", "n": 1}')
+    argv = ["/bin/cat", str(doc)]
+    assert read_once(sensor, argv=argv, parse="bool", json_path="ok") is True
+    assert read_once(sensor, argv=argv, parse="bool", json_path="text") is None
+    assert read_once(sensor, argv=argv, parse="bool", json_path="n") is None
+
+
 def test_a_second_run_refreshes_the_reading_only_after_every(program, sensor, tmp_path: Path) -> None:
     counter = tmp_path / "n"
     counter.write_text("0")
@@ -283,9 +301,9 @@ def test_a_program_owned_by_another_user_is_refused(program) -> None:
         ({"argv": ["/bin/echo"], "timeout": "31s"}, "timeout must be longer than zero and at most 30s"),
         ({"argv": ["/bin/echo"], "timeout": "0s"}, "timeout must be longer than zero and at most 30s"),
         ({"argv": ["/bin/echo"], "every": "500ms"}, "every must be at least 1s"),
-        ({"argv": ["/bin/echo"], "json_path": "a"}, "json_path needs parse: json"),
+        ({"argv": ["/bin/echo"], "json_path": "a"}, "json_path needs parse: json or parse: bool"),
         ({"argv": ["/bin/echo"], "parse": "json", "json_path": "a..b"}, "json_path 'a..b' is not names"),
-        ({"argv": ["/bin/echo"], "parse": "yaml"}, "parse must be one of number, text, json"),
+        ({"argv": ["/bin/echo"], "parse": "yaml"}, "parse must be one of number, text, json, bool"),
         ({"argv": ["/bin/echo"], "max_output": 0}, "max_output must be a whole number"),
         ({"argv": ["/bin/echo", "a\x00b"]}, "every argv element must be text"),
         ({"argv": ["/bin/echo"] * 65}, "argv must be a list of 1 to 64 strings"),
