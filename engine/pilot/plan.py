@@ -109,6 +109,7 @@ class Command:
     cooldown: float = 0.0
     confirm: float | None = None
     policy_id: str | None = None  # what `policies.allow` names, when not `id` (a child's `<set>.<command>`)
+    optional: bool = False  # left out where its action is unavailable on this host (pilot.agent.runtime)
 
 
 @dataclass(frozen=True)

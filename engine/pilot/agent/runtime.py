@@ -35,6 +35,7 @@ from pilot.agent.sensorset import SensorSet
 from pilot.agent.state import StateDir
 from pilot.agent.steps import StepRunner
 from pilot.agent.ticker import Ticker
+from pilot.escaping import escape
 from pilot.naming import words
 from pilot.plan import Command, Plan, Rule, Schedule
 from pilot.probes import ProbeContext
@@ -129,6 +130,32 @@ def idle_rules(plan: Plan, working: set[str], actions_ctx: Any = None) -> list[s
                 )
                 break
     return out
+
+
+def without_unusable_commands(plan: Plan, actions_ctx: Any = None) -> Plan:
+    """`plan` less its optional commands whose action cannot work on this host (no media player, no
+    audio server): they are not announced, listed or answered, like optional sensors without a probe.
+    One log line says which and why."""
+    optional = [c for c in plan.commands if c.optional]
+    if not optional:
+        return plan
+    from pilot.actions import ActionContext
+    from pilot.registry import ACTIONS
+
+    ctx = actions_ctx or ActionContext()
+    dropped: set[str] = set()
+    for command in optional:
+        entry = ACTIONS.get(command.action)
+        try:
+            reason = entry.available(ctx, **command.args) if entry and entry.available else None
+        except Exception as exc:  # an availability check failing is itself the answer
+            reason = f"{type(exc).__name__}: {exc}"
+        if entry is None or reason:
+            dropped.add(command.id)
+            log.info("optional command %s left out: %s", command.id, escape(reason or "unknown action"))
+    if not dropped:
+        return plan
+    return dataclasses.replace(plan, commands=tuple(c for c in plan.commands if c.id not in dropped))
 
 
 @dataclass
@@ -333,6 +360,7 @@ class Agent:
     def _build(self, plan: Plan, guards: Guards | None = None) -> Parts:
         """Build the plan's parts (nothing starts here); `guards` is the guard state (cooldowns,
         armed confirmations, running actions, nonces) of the plan before a reload."""
+        plan = without_unusable_commands(plan)
         sensors = SensorSet(plan, self.options.ctx, self._publish_state, self._on_sensor_change)
         commands = None
         if plan.commands or any(s.commands for s in plan.children):

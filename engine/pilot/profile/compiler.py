@@ -231,6 +231,7 @@ def _commands(data: dict, device: Device, base: str, confirm_window: float) -> t
                 signed=bool(own.get("signed")) or bool(policies.get("require_signed")),  # never weaker than the policy
                 cooldown=parse_duration(cooldown) if cooldown else 0.0,
                 confirm=parse_duration(confirm) if confirm else (confirm_window if cid in confirm_list else None),
+                optional=spec.get("optional", False),
             )
         )
     return tuple(commands)

@@ -215,6 +215,11 @@ def _command() -> dict[str, Any]:
             "`false` turns the command off without deleting it (one a pack declares too): it is still checked, "
             "but never announced or run, and no rule or schedule may use it.",
         ),
+        "optional": _s(
+            "boolean",
+            "Leave this command out quietly where its action cannot work on this host (no media player, no "
+            "audio server) instead of announcing a button that always fails.",
+        ),
         "policy": _closed(
             "Guards for this command, on top of `policies`.",
             {
