@@ -193,3 +193,21 @@ def _processes_with(marker: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def _popen(argv: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+
+
+def test_the_windows_reader_keeps_the_deadline_and_the_caps() -> None:
+    """The plain communicate() path used where pipes cannot be selected, driven here on Linux."""
+    from pilot.probes._programs import _collect_plain
+
+    hung = _collect_plain(_popen([SH, "-c", "sleep 60"]), timeout=0.5, max_output=100, stdin=None)
+    assert hung.timed_out and not hung.ok
+    capped = _collect_plain(_popen([SH, "-c", "head -c 300 /dev/zero"]), timeout=10, max_output=100, stdin=None)
+    assert capped.truncated and capped.stdout == b"\x00" * 100
+    echoed = _collect_plain(_popen(["/bin/cat"]), timeout=10, max_output=100, stdin=b"in")
+    assert echoed.ok and echoed.stdout == b"in"
