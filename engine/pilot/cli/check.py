@@ -221,6 +221,29 @@ def _probe_reason(sensor: Any, ctx: Any) -> str | None:
     return None
 
 
+def optional_here(plan: Any) -> list[tuple[str, str, str | None]]:
+    """(kind, id, why it is left out here or None) for each optional sensor and command of `plan`:
+    what the agent will turn on on this host (`pilot detect` shows it for the pack that matches)."""
+    from pilot.actions import ActionContext
+    from pilot.probes import ProbeContext
+    from pilot.registry import ACTIONS
+
+    ctx, actx = ProbeContext(), ActionContext()
+    out: list[tuple[str, str, str | None]] = []
+    for sensor in plan.sensors:
+        if sensor.optional and sensor.probe:
+            out.append(("sensor", sensor.id, _probe_reason(sensor, ctx)))
+    for command in plan.commands:
+        if command.optional:
+            entry = ACTIONS.get(command.action)
+            try:
+                reason = entry.available(actx, **command.args) if entry and entry.available else None
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            out.append(("command", command.id, reason if entry else f"unknown action {command.action!r}"))
+    return out
+
+
 def check_host(plan: Any, checks: Checklist) -> None:
     from pilot.actions import ActionContext
     from pilot.probes import ProbeContext
@@ -266,7 +289,10 @@ def check_host(plan: Any, checks: Checklist) -> None:
         if entry is None:
             reason = f"unknown action {command.action!r}"
         guards = _guards(command, plan)
-        if reason:
+        if reason and command.optional:
+            broken[command.id] = f"left out here (optional): {reason}"
+            checks.line("skip", f"{command.id} ({command.action}): {reason}")
+        elif reason:
             broken[command.id] = reason
             checks.line("fail", f"{command.id} ({command.action}): unavailable here: {reason}")
         else:

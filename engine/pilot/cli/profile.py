@@ -10,6 +10,7 @@ from typing import Any
 
 from pilot.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from pilot.cli.common import out as _out
+from pilot.escaping import escape
 
 # ------------------------------------------------------------------ validate
 
@@ -141,6 +142,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         print(f"pilot: warning: {problem}", file=sys.stderr)
     verdicts = [(p, *packs.matches(p, facts)) for p in all_packs]
     chosen = packs.matching(facts)
+    here = _optional_here(chosen[0].default_profile) if chosen and chosen[0].default_profile else []
     if args.json:
         _out(
             json.dumps(
@@ -158,6 +160,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                         for p, ok, why in verdicts
                     ],
                     "best": chosen[0].name if chosen else None,
+                    "optional": [{"kind": k, "id": i, "works": why is None, "why_not": why} for k, i, why in here],
                 },
                 indent=2,
                 default=str,
@@ -176,7 +179,22 @@ def cmd_detect(args: argparse.Namespace) -> int:
         _out(f"  [{mark}] {pack.name} {pack.version}: {pack.description}{tail}")
     if chosen and chosen[0].default_profile:
         _out(f"\nBest match: {chosen[0].name} -> {chosen[0].default_profile}")
+    if here:
+        _out("\nOptional sensors and commands of that profile, on this host")
+        width = max(len(i) for _, i, _ in here)
+        for kind, item, why in here:
+            line = f"  [{' on' if why is None else 'off'}] {kind:<7} {item:<{width}}"
+            _out((line + (f"  ({escape(why)})" if why else "")).rstrip())
     return EXIT_OK
+
+
+def _optional_here(profile: Any) -> list[tuple[str, str, str | None]]:
+    """What the agent turns on here of `profile`'s optional parts ([] when it does not compile)."""
+    from pilot.cli.check import optional_here
+    from pilot.profile.pipeline import compile_file
+
+    _doc, result = compile_file(profile)
+    return optional_here(result.plan) if result.plan is not None else []
 
 
 # ------------------------------------------------------------------ plan

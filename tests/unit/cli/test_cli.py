@@ -409,6 +409,44 @@ def test_detect_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Host facts" in out and "Profile packs" in out
 
 
+def test_detect_says_which_optional_parts_of_the_best_pack_this_host_turns_on(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With no desktop session (no session bus, no audio session, no system bus), the desktop pack's media
+    and volume commands and its idle and media sensors are listed as off, each with the reason."""
+    for name in ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
+    code, out, _ = run(capsys, "detect", "--json")
+    assert code == 0
+    report = json.loads(out)
+    if report["best"] not in ("linux-desktop", "linux-laptop"):
+        pytest.skip(f"this host matches {report['best']}, which has no desktop part")
+    optional = {(o["kind"], o["id"]): o for o in report["optional"]}
+    for key in [("command", c) for c in ("play_pause", "next_track", "previous_track", "set_volume", "mute")] + [
+        ("sensor", s) for s in ("user_idle", "screen_locked", "media_state", "volume")
+    ]:
+        assert key in optional, key
+        assert optional[key]["works"] is False and optional[key]["why_not"], optional[key]
+    assert all(o["works"] is (o["why_not"] is None) for o in report["optional"])
+    code, text, _ = run(capsys, "detect")
+    assert "Optional sensors and commands of that profile, on this host" in text
+    assert re.search(r"^  \[off\] command play_pause +\(no session bus", text, re.M), text
+
+
+def test_check_skips_an_optional_command_that_cannot_work_here(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no loginctl
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "pilot: 1\ndevice: {name: Desk}\ncommands:\n  lock: {action: session.lock, optional: true}\n",
+    )
+    _code, out, _ = run(capsys, "check", str(path))
+    assert "  [skip] lock (session.lock): loginctl (systemd-logind) is not installed\n" in out, out
+
+
 # ------------------------------------------------------------------ plan
 
 
