@@ -96,3 +96,61 @@ sensors:
     assert discovery["components"]["pilot_progrig_backup_ok"]["platform"] == "binary_sensor"
     agent.stop()
     assert _running(hang) == []
+
+
+def test_unit_and_volume_commands_in_dry_run_show_the_exact_call_and_run_nothing(broker, watcher, run_agent, tmp_path):
+    import shutil
+    import time
+
+    import pytest
+
+    if not (shutil.which("systemctl") and shutil.which("pactl")):
+        pytest.skip("systemctl and pactl are needed for these commands to be available")
+    runtime = tmp_path / "runtime"  # a user session without PipeWire: pactl is the tool
+    runtime.mkdir()
+    profile = write(
+        tmp_path,
+        "units.yaml",
+        """\
+pilot: 1
+device: {id: progrig, name: Program sensors}
+commands:
+  restart_backup: {action: systemd.restart, args: {unit: backup.service}, platform: button}
+  volume: {action: audio.set_volume, platform: number, min: 0, max: 100}
+""",
+    )
+    record = tmp_path / "calls.jsonl"
+    env = {"PILOT_SYSTEM_RECORD": str(record), "XDG_RUNTIME_DIR": str(runtime), "HOME": str(tmp_path)}
+    started = time.monotonic()
+    agent = run_agent(profile, broker.port, "--dry-run", env=env)
+    assert watcher.wait_for(
+        lambda m: m.topic == f"{BASE}/availability" and m.payload == b"online", timeout=20, since=started
+    ), agent.tail()
+    time.sleep(0.3)  # the agent subscribes before `online`; slack for the watcher
+
+    def press(command: str, payload: str) -> dict:
+        sent = time.monotonic()
+        watcher.publish(f"{BASE}/cmd/{command}/set", payload)
+        got = watcher.wait_for(lambda m: m.topic == f"{BASE}/cmd/{command}/result", timeout=10, since=sent)
+        assert got is not None, agent.tail()
+        return json.loads(got.payload)
+
+    body = press("restart_backup", "PRESS")
+    assert body["status"] == "dry_run", body
+    assert body["calls"] == [
+        {"kind": "exec", "argv": ["systemctl", "--no-ask-password", "restart", "--", "backup.service"], "timeout": 90}
+    ]
+    body = press("volume", "37")
+    assert body["status"] == "dry_run", body
+    assert [c["argv"] for c in body["calls"]] == [["pactl", "set-sink-volume", "@DEFAULT_SINK@", "37%"]]
+    body = press("volume", "3e1")  # a number all the same: argv holds the percent Pilot formats, not the text
+    assert [c["argv"][-1] for c in body["calls"]] == ["30%"]
+    hostile_sent = time.monotonic()
+    for hostile in ("101", "-1", "37; reboot", "--help", "\u0000", "nan"):
+        watcher.publish(f"{BASE}/cmd/volume/set", hostile)  # refused by the guards (answers limited to 1/s)
+    assert press("volume", "50")["status"] == "dry_run"  # processed after them, in order
+    answers = [json.loads(m.payload) for m in watcher.on(f"{BASE}/cmd/volume/result", since=hostile_sent)]
+    assert [a["status"] for a in answers].count("dry_run") == 1, answers
+    planned = [line.split("(mqtt): ", 1)[1] for line in agent.output().splitlines() if "dry-run volume" in line]
+    assert planned == [f"pactl set-sink-volume @DEFAULT_SINK@ {v}%" for v in (37, 30, 50)]
+    assert not record.exists() or record.read_text() == ""  # dry-run: nothing reached the System
