@@ -12,6 +12,7 @@ from a security suite (apt: an origin such as `Debian-Security:12/stable-securit
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
@@ -31,6 +32,17 @@ MAX_OUTPUT = 8 << 20
 _TOOLS = {"apt": "apt-get", "dnf": "dnf"}
 _DNF_LINE = re.compile(r"^(\S+)\.(\S+)\s+(\S+)\s+(\S+)\s*$")
 _SECURITY = re.compile(r"[-/]security\b", re.IGNORECASE)
+# What apt's answer depends on: the installed set (and holds), the package lists `apt update` writes
+# (by renaming files into the folder, which changes its mtime), the sources and the pinning. While none
+# of them changed, the count cannot have changed, and the costly simulation is skipped.
+APT_STATE = (
+    "/var/lib/dpkg/status",
+    "/var/lib/apt/lists",
+    "/etc/apt/sources.list",
+    "/etc/apt/sources.list.d",
+    "/etc/apt/preferences",
+    "/etc/apt/preferences.d",
+)
 
 
 def pick_manager(manager: str) -> str | None:
@@ -84,6 +96,36 @@ def pending(manager: str, security: bool, runner: Callable[..., ProgramResult] =
     return count_dnf(result.text())
 
 
+def fingerprint(paths: tuple[str, ...] = APT_STATE) -> tuple:
+    """The identity and change time of each path apt's answer depends on (None where it is absent)."""
+    out: list[tuple] = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            out.append((path, None))
+            continue
+        out.append((path, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns))
+    return tuple(out)
+
+
+def apt_work(
+    security: bool, runner: Callable[..., ProgramResult], paths: tuple[str, ...] = APT_STATE
+) -> Callable[[], int]:
+    """The background work for apt: the simulation only when something it depends on changed."""
+    last: dict[str, Any] = {}
+
+    def work() -> int:
+        seen = fingerprint(paths)  # taken before the run: a change during it is seen next time
+        if last.get("seen") == seen:
+            return last["count"]
+        count = pending("apt", security, runner)
+        last.update(seen=seen, count=count)
+        return count
+
+    return work
+
+
 def _available(ctx: ProbeContext, manager: str = "auto", every: Any = "1h", **_: Any) -> str | None:
     if manager not in MANAGERS:
         return f"manager must be one of {', '.join(MANAGERS)}"
@@ -120,10 +162,12 @@ def updates_pending(
     runner: Callable[..., ProgramResult] = run_program,
     clock: Callable[[], float] = time.monotonic,
     worker: Any = None,
+    state_paths: tuple[str, ...] = APT_STATE,
 ) -> Callable[[], int | None]:
     """Number of package updates waiting (apt or dnf), checked at most once an hour.
 
-    apt: `apt-get -s -o Debug::NoLocking=1 upgrade` (a simulation: no root, no lock); dnf:
+    apt: `apt-get -s -o Debug::NoLocking=1 upgrade` (a simulation: no root, no lock), run again
+    only when the package lists, the installed set, the sources or the pinning changed; dnf:
     `dnf -q check-update`. Runs on Pilot's background thread; until the first answer there is
     no reading.
     """
@@ -138,9 +182,13 @@ def updates_pending(
     chosen = pick_manager(manager)
     if chosen is None:
         raise ProbeUnavailable(_available(ctx, manager) or "no package manager")
+    if chosen == "apt":
+        work = apt_work(bool(security), runner, state_paths)
+    else:
+        work = lambda: pending(chosen, bool(security), runner)  # dnf refreshes its metadata itself
     return background_reader(
         f"updates.pending {chosen}" + (" security" if security else ""),
-        lambda: pending(chosen, bool(security), runner),
+        work,
         every=interval,
         stale_after=3 * interval,
         clock=clock,

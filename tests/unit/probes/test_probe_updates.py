@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -94,19 +95,55 @@ def test_the_real_apt_get_agrees_with_its_own_summary_line() -> None:
     assert probe.pending("apt", False) == int(summary.group(1))
 
 
-def test_the_reader_looks_at_most_once_an_hour_on_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(probe, "pick_manager", lambda manager: "apt")
-    worker, now, runner = Worker(start=False), [0.0], Replay("apt-security")
+def test_the_reader_looks_at_most_once_an_hour_on_the_worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(probe, "pick_manager", lambda manager: "dnf")
+    worker, now, runner = Worker(start=False), [0.0], Replay("dnf-updates")
     read = ENTRY.factory(ProbeContext(), runner=runner, clock=lambda: now[0], worker=worker)
     assert read() is None
     worker.run_pending()
-    assert read() == 5
+    assert read() == 4
     now[0] = 3599
     read()
     assert worker.pending() == []
     now[0] = 3600
     read()
     assert worker.run_pending() == 1 and len(runner.calls) == 2
+
+
+def test_apt_runs_again_only_when_what_its_answer_depends_on_changed(tmp_path: Path) -> None:
+    status, lists = tmp_path / "status", tmp_path / "lists"
+    status.write_text("Package: a\n")
+    lists.mkdir()
+    os.utime(lists, ns=(0, 0))  # so the next change to the folder shows whatever the clock's granularity
+    runner = Replay("apt-security")
+    work = probe.apt_work(False, runner, (str(status), str(lists), str(tmp_path / "absent")))
+    assert work() == 5 and len(runner.calls) == 1
+    assert work() == 5 and len(runner.calls) == 1  # nothing changed: no second simulation
+    (lists / "deb.debian.org_dists_bookworm_InRelease").write_text("new lists")  # `apt update`
+    assert work() == 5 and len(runner.calls) == 2
+    os.utime(status, ns=(1, 1))  # dpkg installed or held something
+    work()
+    assert len(runner.calls) == 3
+    (tmp_path / "absent").write_text("Package: *\nPin: release a=stable\n")  # pinning appeared
+    work()
+    assert len(runner.calls) == 4
+    work()
+    assert len(runner.calls) == 4
+
+
+def test_the_apt_reader_skips_the_simulation_while_nothing_changed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(probe, "pick_manager", lambda manager: "apt")
+    worker, now, runner = Worker(start=False), [0.0], Replay("apt-security")
+    read = ENTRY.factory(
+        ProbeContext(), runner=runner, clock=lambda: now[0], worker=worker, state_paths=(str(tmp_path),)
+    )
+    worker.run_pending()
+    now[0] = 3600
+    read()
+    worker.run_pending()
+    assert read() == 5 and len(runner.calls) == 1
 
 
 def test_a_failure_is_one_log_line_and_no_reading(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
