@@ -1,9 +1,12 @@
-"""systemd.unit: the state of one named unit (active, failed...), from `systemctl show`.
+"""systemd.unit: the state of one named unit (active, failed...), from systemd over D-Bus or `systemctl show`.
 
-systemctl is run through `run_program` on the background worker (it asks PID 1 over D-Bus,
-which can stall while systemd is busy), with the unit name checked against a strict pattern
-first, so it is always one argv element that cannot read as an option. The reading is the
-unit's ActiveState; SubState and Result go to the log when a unit fails to load.
+Where the system bus is reachable, the unit's LoadState and ActiveState are two property reads
+on systemd's object for the unit (`/org/freedesktop/systemd1/unit/<escaped name>`, which systemd
+loads on demand, as `systemctl show` does), through the shared jeepney connection: well under a
+millisecond, against about 6 ms of CPU for a systemctl process. Otherwise `systemctl show` runs
+through `run_program`. Either way on the background worker (systemd can stall while busy), with
+the unit name checked against a strict pattern first, so it is always one argv element that
+cannot read as an option.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ UNIT_ERROR = "a unit is a full unit name such as backup.service or fstrim.timer 
 ACTIVE_STATES = ["active", "reloading", "inactive", "failed", "activating", "deactivating", "maintenance", "refreshing"]
 SYSTEMD_RUNTIME = "/run/systemd/system"  # exists exactly when systemd is PID 1 (sd_booted)
 PROPERTIES = ("LoadState", "ActiveState", "SubState", "Result")
+SYSTEMD_BUS_NAME = "org.freedesktop.systemd1"
+UNIT_INTERFACE = "org.freedesktop.systemd1.Unit"
+VIAS = ("auto", "dbus", "systemctl")
 
 UNIT = prop("string", "Full unit name, with its type (backup.service, fstrim.timer).", pattern=UNIT_PATTERN)
 UNIT["x-error"] = UNIT_ERROR
@@ -42,15 +48,6 @@ def check_unit(unit: Any) -> str:
     return unit
 
 
-def systemd_reason() -> str | None:
-    """Why systemd units cannot be asked about here, or None."""
-    if resolve("systemctl")[0] is None:
-        return "systemctl is not installed"
-    if not os.path.isdir(SYSTEMD_RUNTIME):
-        return "systemd is not running here (this system was not booted with systemd)"
-    return None
-
-
 def parse_show(text: str) -> dict[str, str]:
     """`systemctl show` output (KEY=VALUE lines) as a dict of the properties asked for."""
     out: dict[str, str] = {}
@@ -61,28 +58,84 @@ def parse_show(text: str) -> dict[str, str]:
     return out
 
 
+def unit_path(unit: str) -> str:
+    """systemd's object path for a unit: sd-bus escaping (a leading digit and every character but
+    A-Z a-z 0-9 become _XX)."""
+    out = []
+    for i, ch in enumerate(unit):
+        keep = ch.isascii() and (ch.isalpha() or (ch.isdigit() and i > 0))
+        out.append(ch if keep else f"_{ord(ch):02x}")
+    return "/org/freedesktop/systemd1/unit/" + "".join(out)
+
+
 def unit_state(unit: str, runner: Callable[..., ProgramResult] = run_program) -> str:
-    """The unit's ActiveState; ProbeUnavailable when systemctl fails or the unit is not loaded."""
+    """The unit's ActiveState from `systemctl show`; ProbeUnavailable when it fails or the unit is not loaded."""
     result = runner(["systemctl", "show", "--property=" + ",".join(PROPERTIES), "--", unit], timeout=10)
     if not result.ok:
         raise ProbeUnavailable(f"systemctl show {unit} {result.problem(65536)}")
-    props = parse_show(result.text())
+    return _state(unit, parse_show(result.text()))
+
+
+def unit_state_dbus(unit: str, environ: Any = None) -> str:
+    """The unit's ActiveState from systemd's D-Bus object; ProbeUnavailable when the bus or systemd fails."""
+    from pilot.probes import _dbus
+
+    path = unit_path(unit)
+    try:
+        bus = _dbus.system_bus(environ)
+        props = {
+            name: _dbus.get_property(bus, SYSTEMD_BUS_NAME, path, UNIT_INTERFACE, name, timeout=2.0)
+            for name in ("LoadState", "ActiveState")
+        }
+    except (_dbus.DBusError, OSError, TimeoutError) as exc:
+        raise ProbeUnavailable(f"systemd over D-Bus: {str(exc)[:200]}") from None
+    return _state(unit, {k: v for k, v in props.items() if isinstance(v, str)})
+
+
+def bus_reason(environ: Any = None) -> str | None:
+    """Why systemd cannot be asked over the system bus here, or None."""
+    from pilot.probes import _dbus
+
+    try:
+        import jeepney  # noqa: F401
+    except ImportError:
+        return "the jeepney D-Bus library is not installed"
+    return _dbus.unreachable(_dbus.system_address(environ), "system bus")
+
+
+def _state(unit: str, props: dict[str, str]) -> str:
     load = props.get("LoadState")
     if load in ("not-found", "bad-setting", "error", "masked"):
         raise ProbeUnavailable(f"unit {unit} is {load}")
     state = props.get("ActiveState")
     if state not in ACTIVE_STATES:
-        raise ProbeUnavailable(f"systemctl show {unit} gave no known ActiveState ({str(state)[:40]!r})")
+        raise ProbeUnavailable(f"systemd gave no known ActiveState for {unit} ({str(state)[:40]!r})")
     return state
 
 
-def _available(ctx: ProbeContext, unit: Any = None, every: Any = "30s", **_: Any) -> str | None:
+def choose_via(via: str, environ: Any = None) -> tuple[str | None, str | None]:
+    """("dbus" or "systemctl", None), or (None, why systemd cannot be asked here)."""
+    if via not in VIAS:
+        return None, f"via must be one of {', '.join(VIAS)}"
+    if not os.path.isdir(SYSTEMD_RUNTIME):
+        return None, "systemd is not running here (this system was not booted with systemd)"
+    bus = bus_reason(environ) if via in ("auto", "dbus") else "not asked"
+    if bus is None:
+        return "dbus", None
+    if via == "dbus":
+        return None, bus
+    if resolve("systemctl")[0] is None:
+        return None, "systemctl is not installed"
+    return "systemctl", None
+
+
+def _available(ctx: ProbeContext, unit: Any = None, every: Any = "30s", via: str = "auto", **_: Any) -> str | None:
     try:
         check_unit(unit)
         parse_duration(every)
     except ValueError as exc:
         return str(exc)
-    return systemd_reason()
+    return choose_via(via)[1]
 
 
 @PROBES.register(
@@ -91,7 +144,13 @@ def _available(ctx: ProbeContext, unit: Any = None, every: Any = "30s", **_: Any
         {
             "unit": UNIT,
             "every": prop(
-                "string", "How often systemctl is asked (at least 1s).", pattern=DURATION_PATTERN, default="30s"
+                "string", "How often systemd is asked (at least 1s).", pattern=DURATION_PATTERN, default="30s"
+            ),
+            "via": prop(
+                "string",
+                "How: auto (D-Bus where the system bus is reachable, else systemctl), dbus or systemctl.",
+                enum=list(VIAS),
+                default="auto",
             ),
         },
         required=("unit",),
@@ -104,17 +163,20 @@ def systemd_unit(
     ctx: ProbeContext,
     unit: str,
     every: str | float = "30s",
+    via: str = "auto",
     *,
     runner: Callable[..., ProgramResult] = run_program,
     clock: Callable[[], float] = time.monotonic,
     worker: Any = None,
+    environ: Any = None,
 ) -> Callable[[], str | None]:
     """State of a systemd unit: active, inactive, failed, activating, deactivating, reloading.
 
-    Read with `systemctl show --property=LoadState,ActiveState,SubState,Result` on Pilot's one
-    background thread. A unit that does not exist (LoadState not-found) or is masked gives no
-    reading and a log line. Alert on `failed` with a rule, or an expression sensor such as
-    `expr: "backup_state == 'failed'"` for a binary sensor.
+    Read from systemd's D-Bus object for the unit (LoadState, ActiveState), or with `systemctl
+    show` where the system bus cannot be reached, on Pilot's one background thread. A unit that
+    does not exist (LoadState not-found) or is masked gives no reading and a log line. Alert on
+    `failed` with a rule, or an expression sensor such as `expr: "backup_state == 'failed'"` for
+    a binary sensor.
     """
     try:
         name, interval = check_unit(unit), parse_duration(every)
@@ -122,9 +184,16 @@ def systemd_unit(
         raise ProbeUnavailable(str(exc)) from None
     if interval < 1:
         raise ProbeUnavailable("every must be at least 1s")
+    chosen, why = choose_via(via, environ)
+    if chosen is None:
+        raise ProbeUnavailable(why or "systemd cannot be asked here")
+    if chosen == "dbus":
+        work = lambda: unit_state_dbus(name, environ)
+    else:
+        work = lambda: unit_state(name, runner)
     return background_reader(
-        f"systemd.unit {name}",
-        lambda: unit_state(name, runner),
+        f"systemd.unit {name}" + (" (systemctl)" if chosen == "systemctl" else ""),
+        work,
         every=interval,
         stale_after=3 * interval + 10,
         clock=clock,

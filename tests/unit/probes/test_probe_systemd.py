@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import jsonschema
@@ -130,12 +131,25 @@ def test_plain_unit_names_pass(name: str) -> None:
     jsonschema.validate({"unit": name}, ENTRY.params)
 
 
-def test_the_reader_never_runs_systemctl_itself_and_refreshes_on_the_worker() -> None:
+@pytest.fixture
+def booted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a host booted with systemd (/run/systemd/system exists)."""
+    (tmp_path / "run-systemd-system").mkdir()
+    monkeypatch.setattr(probe, "SYSTEMD_RUNTIME", str(tmp_path / "run-systemd-system"))
+
+
+def test_the_reader_never_runs_systemctl_itself_and_refreshes_on_the_worker(booted) -> None:
     worker = Worker(start=False)
     now = [0.0]
     runner = replay("active-service.txt")
     read = ENTRY.factory(
-        ProbeContext(), unit="backup.service", every="10s", runner=runner, clock=lambda: now[0], worker=worker
+        ProbeContext(),
+        unit="backup.service",
+        every="10s",
+        via="systemctl",
+        runner=runner,
+        clock=lambda: now[0],
+        worker=worker,
     )
     assert read() is None and runner.calls == []
     worker.run_pending()
@@ -146,14 +160,16 @@ def test_the_reader_never_runs_systemctl_itself_and_refreshes_on_the_worker() ->
     assert len(runner.calls) == 2
 
 
-def test_a_missing_unit_reads_as_unavailable_with_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_missing_unit_reads_as_unavailable_with_one_log_line(booted, caplog: pytest.LogCaptureFixture) -> None:
     worker = Worker(start=False)
-    read = ENTRY.factory(ProbeContext(), unit="nope.service", runner=replay("not-found.txt"), worker=worker)
+    read = ENTRY.factory(
+        ProbeContext(), unit="nope.service", via="systemctl", runner=replay("not-found.txt"), worker=worker
+    )
     with caplog.at_level(logging.WARNING, logger="pilot.probes"):
         worker.run_pending()
         assert read() is None
     assert [r.getMessage() for r in caplog.records] == [
-        "probe systemd.unit nope.service: no reading: unit nope.service is not-found"
+        "probe systemd.unit nope.service (systemctl): no reading: unit nope.service is not-found"
     ]
 
 
@@ -164,9 +180,92 @@ def test_availability_says_when_systemd_is_not_running(tmp_path: Path, monkeypat
     )
     (tmp_path / "present").mkdir()
     monkeypatch.setattr(probe, "SYSTEMD_RUNTIME", str(tmp_path / "present"))
-    assert ENTRY.available(ProbeContext(), unit="backup.service") is None
+    monkeypatch.setattr(probe, "resolve", lambda name: ("/usr/bin/systemctl", None))
+    assert ENTRY.available(ProbeContext(), unit="backup.service", via="systemctl") is None
+    monkeypatch.setattr(probe, "resolve", lambda name: (None, "absent"))
+    assert ENTRY.available(ProbeContext(), unit="backup.service", via="systemctl") == "systemctl is not installed"
 
 
 def test_every_below_a_second_is_refused() -> None:
     with pytest.raises(ProbeUnavailable, match="at least 1s"):
         ENTRY.factory(ProbeContext(), unit="a.service", every="100ms", worker=Worker(start=False))
+
+
+# ------------------------------------------------------------------ over D-Bus, against a systemd-like peer
+
+
+@pytest.mark.parametrize(
+    ("unit", "path"),
+    [
+        ("dbus.service", "/org/freedesktop/systemd1/unit/dbus_2eservice"),
+        ("getty@tty1.service", "/org/freedesktop/systemd1/unit/getty_40tty1_2eservice"),
+        ("1x-y.timer", "/org/freedesktop/systemd1/unit/_31x_2dy_2etimer"),
+    ],
+)
+def test_unit_object_paths_use_sd_bus_escaping(unit: str, path: str) -> None:
+    assert probe.unit_path(unit) == path
+
+
+@pytest.fixture
+def systemd_bus():
+    """A private system-like bus with an org.freedesktop.systemd1 peer knowing three units."""
+    from pilot.probes import _dbus
+    from testkit.dbus import NO_REPLY, DBusDaemon, Peer
+
+    if not shutil.which("dbus-daemon"):
+        pytest.skip("dbus-daemon is not installed")
+    with DBusDaemon() as daemon:
+        peer = Peer(daemon.address, ("org.freedesktop.systemd1",))
+        units = {"backup.service": ("loaded", "failed"), "nope.service": ("not-found", "inactive")}
+        for name, (load, active) in units.items():
+            peer.properties[(probe.unit_path(name), probe.UNIT_INTERFACE)] = {
+                "LoadState": ("s", load),
+                "ActiveState": ("s", active),
+            }
+        peer.properties[(probe.unit_path("hung.service"), probe.UNIT_INTERFACE)] = {
+            "LoadState": ("s", lambda: NO_REPLY),
+            "ActiveState": ("s", "active"),
+        }
+        with peer:
+            yield {"DBUS_SYSTEM_BUS_ADDRESS": daemon.address}, peer
+        _dbus.close_all()
+
+
+def test_states_over_dbus(systemd_bus) -> None:
+    environ, peer = systemd_bus
+    assert probe.unit_state_dbus("backup.service", environ) == "failed"
+    with pytest.raises(ProbeUnavailable, match="^unit nope.service is not-found$"):
+        probe.unit_state_dbus("nope.service", environ)
+    with pytest.raises(ProbeUnavailable, match="^systemd over D-Bus: .*InvalidArgs"):
+        probe.unit_state_dbus("unknown.service", environ)
+    gets = [c.body for c in peer.received("Get") if c.path == probe.unit_path("backup.service")]
+    assert gets == [(probe.UNIT_INTERFACE, "LoadState"), (probe.UNIT_INTERFACE, "ActiveState")]
+
+
+def test_a_hung_systemd_is_unavailable_after_the_timeout_and_the_bus_stays_usable(systemd_bus) -> None:
+    environ, _ = systemd_bus
+    with pytest.raises(ProbeUnavailable, match="^systemd over D-Bus"):
+        probe.unit_state_dbus("hung.service", environ)
+    assert probe.unit_state_dbus("backup.service", environ) == "failed"
+
+
+def test_auto_reads_over_dbus_where_the_system_bus_answers(systemd_bus, booted) -> None:
+    environ, peer = systemd_bus
+    worker = Worker(start=False)
+    runner = replay("active-service.txt")
+    read = ENTRY.factory(ProbeContext(), unit="backup.service", runner=runner, worker=worker, environ=environ)
+    worker.run_pending()
+    assert read() == "failed"  # the peer's answer, not the recorded systemctl output
+    assert runner.calls == []
+
+
+def test_auto_falls_back_to_systemctl_without_a_system_bus(booted, monkeypatch: pytest.MonkeyPatch) -> None:
+    no_bus = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/system_bus_socket"}
+    monkeypatch.setattr(probe, "resolve", lambda name: ("/usr/bin/systemctl", None))
+    assert probe.choose_via("auto", no_bus) == ("systemctl", None)
+    assert probe.choose_via("dbus", no_bus) == (
+        None,
+        "the system bus is not running (no socket at /nonexistent/system_bus_socket)",
+    )
+    monkeypatch.setattr(probe, "resolve", lambda name: (None, "absent"))
+    assert probe.choose_via("auto", no_bus) == (None, "systemctl is not installed")
