@@ -2,7 +2,8 @@
 
 A reader made by `background_reader` never blocks: it returns the last value the work gave
 (None, "unavailable", until the first result) and, when that value is older than `every`,
-asks the worker to refresh it. There is ONE worker thread for the whole agent ("pilot-
+asks the worker to refresh it; without `every`, each read asks for the next one, so the work
+runs as often as its sensor is read and each read returns the answer the previous one asked for. There is ONE worker thread for the whole agent ("pilot-
 background", started on first use, daemon): twenty program sensors add no thread each, and
 slow reads run one after another instead of piling up. The queue is bounded and holds each
 key at most once, so a reader asked every second for a read that takes a minute queues it
@@ -136,18 +137,19 @@ def background_reader(
     key: str,
     work: Callable[[], Any],
     *,
-    every: float,
+    every: float | None,
     stale_after: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     worker: Worker | None = None,
 ) -> Callable[[], Any]:
     """A reader that returns the last value of `work` at once and refreshes it on the worker.
 
-    `every`: a value older than this is refreshed (a failure after RETRY_AFTER at most).
+    `every`: a value older than this is refreshed (a failure after RETRY_AFTER at most); None:
+    refreshed after each read (the sensor's own interval sets the pace).
     `stale_after`: a value older than this reads as None (the worker is stuck behind
     something slow; better unavailable than an old number shown as current).
     """
-    if every <= 0:
+    if every is not None and every <= 0:
         raise ValueError("every must be longer than zero")
     pool = worker if worker is not None else shared_worker()
     slot = pool.slot(key, work, clock)
@@ -161,7 +163,7 @@ def background_reader(
             pool.request(key, slot)
             return None
         age = now - done_at
-        if age >= (min(every, RETRY_AFTER) if slot.failed else every):
+        if every is None or age >= (min(every, RETRY_AFTER) if slot.failed else every):
             pool.request(key, slot)
         if stale_after is not None and age > stale_after:
             return None

@@ -113,11 +113,12 @@ def _which(name: str) -> str | None:
     return resolve(name)[0]
 
 
-def _available(ctx: ProbeContext, backend: str = "auto", every: Any = "30s", **_: Any) -> str | None:
+def _available(ctx: ProbeContext, backend: str = "auto", every: Any = None, **_: Any) -> str | None:
     if backend not in BACKENDS:
         return f"backend must be one of {', '.join(BACKENDS)}"
     try:
-        parse_duration(every)
+        if every is not None:
+            parse_duration(every)
     except ValueError as exc:
         return str(exc)
     return choose_backend(backend, os.environ, _which)[1]
@@ -132,7 +133,10 @@ _PARAMS = params(
             default="auto",
         ),
         "every": prop(
-            "string", "How often the sound server is asked (at least 1s).", pattern=DURATION_PATTERN, default="30s"
+            "string",
+            "How often the sound server is asked (at least 1s), when less often than the sensor is read; "
+            "by default once per reading (about 13 ms of CPU for wpctl each time).",
+            pattern=DURATION_PATTERN,
         ),
     },
     examples=[{}, {"backend": "pactl", "every": "10s"}],
@@ -143,7 +147,7 @@ def _register(name: str, field: str, defaults: dict[str, Any], doc: str) -> None
     def factory(
         ctx: ProbeContext,
         backend: str = "auto",
-        every: str | float = "30s",
+        every: str | float | None = None,
         *,
         runner: Callable[..., ProgramResult] = run_program,
         clock: Callable[[], float] = time.monotonic,
@@ -154,10 +158,10 @@ def _register(name: str, field: str, defaults: dict[str, Any], doc: str) -> None
         if backend not in BACKENDS:
             raise ProbeUnavailable(f"backend must be one of {', '.join(BACKENDS)}")
         try:
-            interval = parse_duration(every)
+            interval = None if every is None else parse_duration(every)
         except ValueError as exc:
             raise ProbeUnavailable(str(exc)) from None
-        if interval < 1:
+        if interval is not None and interval < 1:
             raise ProbeUnavailable("every must be at least 1s")
         env = os.environ if environ is None else environ
         chosen, why = choose_backend(backend, env, which)
@@ -168,7 +172,7 @@ def _register(name: str, field: str, defaults: dict[str, Any], doc: str) -> None
             f"audio {chosen} {variables.get('XDG_RUNTIME_DIR', '')}".rstrip(),
             lambda: read_audio(chosen, variables, runner),
             every=interval,
-            stale_after=3 * interval + 2 * TIMEOUT,
+            stale_after=None if interval is None else 3 * interval + 2 * TIMEOUT,
             clock=clock,
             worker=worker,
         )

@@ -100,10 +100,9 @@ _PARAMS = params(
         ),
         "every": prop(
             "string",
-            "How often the program runs (at least 1s). The sensor's own `every` only sets how often its last "
-            "output is looked at.",
+            "How often the program runs (at least 1s), when it should run less often than the sensor is read; "
+            "by default it runs once per reading of the sensor (each reading shows the previous run's answer).",
             pattern=DURATION_PATTERN,
-            default="30s",
         ),
     },
     required=("argv",),
@@ -124,7 +123,7 @@ class Spec:
     path: tuple[str | int, ...] | None
     timeout: float
     max_output: int
-    every: float
+    every: float | None  # None: once per reading of the sensor
 
     @property
     def key(self) -> str:
@@ -172,7 +171,7 @@ def check(
     json_path: str | None = None,
     timeout: str | float = "5s",
     max_output: int = DEFAULT_MAX_OUTPUT,
-    every: str | float = "30s",
+    every: str | float | None = None,
 ) -> Spec:
     """The arguments as a Spec, or ProbeUnavailable saying in one line what is wrong."""
     if not isinstance(argv, (list, tuple)) or not argv or len(argv) > MAX_ARGS:
@@ -193,12 +192,13 @@ def check(
         except ValueError as exc:
             raise ProbeUnavailable(str(exc)) from None
     try:
-        seconds, interval = parse_duration(timeout), parse_duration(every)
+        seconds = parse_duration(timeout)
+        interval = None if every is None else parse_duration(every)
     except ValueError as exc:
         raise ProbeUnavailable(str(exc)) from None
     if not 0 < seconds <= MAX_TIMEOUT:
         raise ProbeUnavailable(f"timeout must be longer than zero and at most {MAX_TIMEOUT:g}s")
-    if interval < MIN_EVERY:
+    if interval is not None and interval < MIN_EVERY:
         raise ProbeUnavailable(f"every must be at least {MIN_EVERY:g}s")
     if isinstance(max_output, bool) or not isinstance(max_output, int) or not 1 <= max_output <= MAX_OUTPUT:
         raise ProbeUnavailable(f"max_output must be a whole number of bytes from 1 to {MAX_OUTPUT}")
@@ -372,7 +372,7 @@ def command_output(
     json_path: str | None = None,
     timeout: str | float = "5s",
     max_output: int = DEFAULT_MAX_OUTPUT,
-    every: str | float = "30s",
+    every: str | float | None = None,
     *,
     runner: Callable[..., ProgramResult] = run_program,
     clock: Callable[[], float] = time.monotonic,
@@ -383,7 +383,8 @@ def command_output(
     The program is an absolute path with fixed arguments from the profile, run without a
     shell, with only PATH and LANG in its environment, in its own process group that is
     killed at the timeout (at most 30 s), its output capped at max_output bytes. It runs on
-    Pilot's one background thread every `every`; the sensor publishes the last good reading.
+    Pilot's one background thread, once per reading of the sensor (or every `every`), and each
+    reading publishes the last answer.
     A program that hangs, floods, fails or prints what does not parse gives no reading and a
     log line that says why.
     """
@@ -392,7 +393,7 @@ def command_output(
         spec.key,
         _run(spec, runner),
         every=spec.every,
-        stale_after=3 * spec.every + spec.timeout,
+        stale_after=None if spec.every is None else 3 * spec.every + spec.timeout,
         clock=clock,
         worker=worker,
     )

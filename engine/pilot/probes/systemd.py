@@ -129,10 +129,11 @@ def choose_via(via: str, environ: Any = None) -> tuple[str | None, str | None]:
     return "systemctl", None
 
 
-def _available(ctx: ProbeContext, unit: Any = None, every: Any = "30s", via: str = "auto", **_: Any) -> str | None:
+def _available(ctx: ProbeContext, unit: Any = None, every: Any = None, via: str = "auto", **_: Any) -> str | None:
     try:
         check_unit(unit)
-        parse_duration(every)
+        if every is not None:
+            parse_duration(every)
     except ValueError as exc:
         return str(exc)
     return choose_via(via)[1]
@@ -144,7 +145,10 @@ def _available(ctx: ProbeContext, unit: Any = None, every: Any = "30s", via: str
         {
             "unit": UNIT,
             "every": prop(
-                "string", "How often systemd is asked (at least 1s).", pattern=DURATION_PATTERN, default="30s"
+                "string",
+                "How often systemd is asked (at least 1s), when less often than the sensor is read; by default "
+                "once per reading.",
+                pattern=DURATION_PATTERN,
             ),
             "via": prop(
                 "string",
@@ -162,7 +166,7 @@ def _available(ctx: ProbeContext, unit: Any = None, every: Any = "30s", via: str
 def systemd_unit(
     ctx: ProbeContext,
     unit: str,
-    every: str | float = "30s",
+    every: str | float | None = None,
     via: str = "auto",
     *,
     runner: Callable[..., ProgramResult] = run_program,
@@ -179,10 +183,11 @@ def systemd_unit(
     a binary sensor.
     """
     try:
-        name, interval = check_unit(unit), parse_duration(every)
+        name = check_unit(unit)
+        interval = None if every is None else parse_duration(every)
     except ValueError as exc:
         raise ProbeUnavailable(str(exc)) from None
-    if interval < 1:
+    if interval is not None and interval < 1:
         raise ProbeUnavailable("every must be at least 1s")
     chosen, why = choose_via(via, environ)
     if chosen is None:
@@ -195,7 +200,7 @@ def systemd_unit(
         f"systemd.unit {name}" + (" (systemctl)" if chosen == "systemctl" else ""),
         work,
         every=interval,
-        stale_after=3 * interval + 10,
+        stale_after=None if interval is None else 3 * interval + 10,
         clock=clock,
         worker=worker,
     )

@@ -155,3 +155,14 @@ def test_the_agent_has_one_shared_worker_named_pilot_background() -> None:
     worker = _background.shared_worker()
     assert _background.shared_worker() is worker
     assert worker._name == "pilot-background"
+
+
+def test_without_every_each_read_asks_for_the_next_result() -> None:
+    worker, clock, work = Worker(start=False), Clock(), Counter()
+    read = background_reader("k", work, every=None, clock=clock, worker=worker)
+    worker.run_pending()
+    assert read() == 1  # the answer the creation asked for; this read asks for the next
+    assert read() == 1 and worker.pending() == ["k"]  # asked once, however often read meanwhile
+    worker.run_pending()
+    assert read() == 2
+    assert work.runs == 2

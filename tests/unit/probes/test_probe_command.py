@@ -159,6 +159,16 @@ def test_a_second_run_refreshes_the_reading_only_after_every(program, sensor, tm
     assert reader() == 2
 
 
+def test_by_default_the_program_runs_once_per_reading_of_the_sensor(program, sensor, tmp_path: Path) -> None:
+    counter = tmp_path / "n"
+    counter.write_text("0")
+    reader, worker, _ = sensor(argv=[program(f"n=$(($(cat {counter}) + 1)); echo $n > {counter}; echo $n")])
+    worker.run_pending()
+    for expected in (1, 2, 3):  # the clock never moves: only the readings set the pace
+        assert reader() == expected
+        worker.run_pending()
+
+
 def test_sensors_with_the_same_program_share_one_run(program, tmp_path: Path) -> None:
     doc = tmp_path / "doc.json"
     doc.write_text('{"x": 1, "y": 2}')
