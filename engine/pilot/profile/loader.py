@@ -239,6 +239,26 @@ def _flow_depth(file: str, text: str) -> list[Diagnostic]:
     return []
 
 
+_COMPACT_RUN = re.compile(r"^[ ]*(?:[-?:](?: +|$))+", re.MULTILINE)
+_INDICATOR = re.compile(r"[-?:](?: +|$)")
+
+
+def _block_run(file: str, text: str) -> list[Diagnostic]:
+    """`- - - - ...` (or `? `, `: `) opens one block collection per indicator on a single line, and
+    libyaml's composer recurses in C for each: tens of thousands of them overflow the stack and kill the
+    process (no RecursionError). Nesting that grows by indentation is bounded by the file size; a run of
+    indicators at a line's start is not, so it is counted here, in O(n)."""
+    for match in _COMPACT_RUN.finditer(text):
+        if len(_INDICATOR.findall(match.group())) > MAX_DEPTH:
+            line = text.count("\n", 0, match.start()) + 1
+            return [
+                Diagnostic(
+                    file, line, 1, ERROR, "", f"the document is nested more than {MAX_DEPTH} levels deep", "too-deep"
+                )
+            ]
+    return []
+
+
 _ALLOWED_NODE_TAGS = _CORE_TAGS | {"tag:yaml.org,2002:timestamp"}  # implicit dates, kept as text
 
 
@@ -612,7 +632,7 @@ def load_text(file: str, raw: bytes) -> tuple[Document | None, list[Diagnostic]]
     text, diags = _decode(file, raw)
     if text is None:
         return None, diags
-    diags = _tabs(file, text) or _hidden_breaks(file, text) or _flow_depth(file, text)
+    diags = _tabs(file, text) or _hidden_breaks(file, text) or _flow_depth(file, text) or _block_run(file, text)
     if diags:
         return None, diags
     try:
