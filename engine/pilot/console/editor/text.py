@@ -403,6 +403,13 @@ def apply(text: Any, edits: Any) -> dict[str, Any]:
     source = raw.decode("utf-8")
     bom = "\ufeff" if source.startswith("\ufeff") else ""
     source = source[len(bom) :]
+    try:
+        return {"text": bom + _apply(source, edits)}
+    except RecursionError:  # ruamel's round trip recurses per level: deep indentation the loader lets through
+        raise EditorError(422, "the document is nested too deeply for the form; edit it as text") from None
+
+
+def _apply(source: str, edits: list[Any]) -> str:
     yaml = _yaml(source)
     data = yaml.load(source)
     baseline = _dump(yaml, data)
@@ -417,10 +424,10 @@ def apply(text: Any, edits: Any) -> dict[str, Any]:
             raise EditorError(422, "1:1: a profile is a map of settings")
         _edit(data, edit["path"], edit.get("value"))
     edited = _dump(yaml, data) if data else ""
-    result = bom + merge(source, baseline, edited)
+    result = merge(source, baseline, edited)
     if len(result.encode("utf-8")) > MAX_TEXT:
         raise EditorError(413, f"the edited text would be larger than {MAX_TEXT // 1024} KiB")
-    return {"text": result}
+    return result
 
 
 def _boundary(opcodes: list[tuple[str, int, int, int, int]], i: int, *, end: bool) -> int | None:
