@@ -148,7 +148,13 @@ commands:
     hostile_sent = time.monotonic()
     for hostile in ("101", "-1", "37; reboot", "--help", "\u0000", "nan"):
         watcher.publish(f"{BASE}/cmd/volume/set", hostile)  # refused by the guards (answers limited to 1/s)
-    assert press("volume", "50")["status"] == "dry_run"  # processed after them, in order
+    watcher.publish(f"{BASE}/cmd/volume/set", "50")  # processed after them, in order
+    done = watcher.wait_for(
+        lambda m: m.topic == f"{BASE}/cmd/volume/result" and json.loads(m.payload)["status"] == "dry_run",
+        timeout=10,
+        since=hostile_sent,
+    )
+    assert done is not None, agent.tail()
     answers = [json.loads(m.payload) for m in watcher.on(f"{BASE}/cmd/volume/result", since=hostile_sent)]
     assert [a["status"] for a in answers].count("dry_run") == 1, answers
     planned = [line.split("(mqtt): ", 1)[1] for line in agent.output().splitlines() if "dry-run volume" in line]
