@@ -35,3 +35,41 @@ def test_compact_block_nesting_on_one_line_is_refused_not_a_segfault(indicator):
     assert answer["ok"] is False
     first = answer["diagnostics"][0]
     assert first["line"] == 1 and "nested more than" in first["message"]
+
+
+# ------------------------------------------------------------------ _profile/get redaction
+@pytest.mark.parametrize(
+    "profile",
+    [
+        "mqtt:\n  password:\n    hunter2\n",  # the value on the next line
+        "mqtt:\n  password:   # the broker's\n    hunter2\n",
+        'mqtt:\n  password: "hunter\n    hunter2"\n',  # a quoted value over two lines
+        "mqtt:\n  password: hunter\n    hunter2\n",  # a plain one
+        'mqtt:\n  "pass\\u0077ord": hunter2\n',  # an escaped key that reads `password`
+        "mqtt:\n  ? password\n  : hunter2\n",  # an explicit key
+        "mqtt: {password:\n   hunter2}\n",
+        "commands:\n  b:\n    args:\n      env:\n        API_TOKEN:\n          hunter2\n",
+    ],
+)
+def test_get_redacts_a_secret_however_the_yaml_spells_it(profile):
+    from pilot.agent.deployer import redact
+
+    shown, paths = redact(profile)
+    assert "hunter2" not in shown, shown
+    assert paths
+
+
+def test_redaction_still_keeps_what_follows_a_secret():
+    from pilot.agent.deployer import redact
+
+    profile = "mqtt:\n  password:\n    hunter2\n  host: broker.lan\nsensors: {}\n"
+    shown, paths = redact(profile)
+    assert paths == ["mqtt.password"]
+    assert shown == "mqtt:\n  password:\n    <redacted>\n  host: broker.lan\nsensors: {}\n"
+
+
+def test_a_secret_in_a_sequence_item_hides_its_continuation_not_the_next_key():
+    from pilot.agent.deployer import redact
+
+    shown, paths = redact("- password: hunter\n   hunter2\n  other: kept\n")
+    assert (shown, paths) == ("- password: <redacted>\n   <redacted>\n  other: kept\n", ["password"])

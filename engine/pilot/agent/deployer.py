@@ -53,11 +53,22 @@ KEY_VALUE = re.compile(
 
 
 def _secret_key(key: str) -> bool:
+    if key.startswith('"') and "\\" in key:
+        return True  # an escape may spell a secret's name (`"pass\\u0077ord"`): hidden, unread
     key = key.strip("'\"")
     return bool(SECRET_KEY.search(key)) and not key.lower().endswith(("_file", "-file"))
 
 
+def _column(own: re.Match[str] | None, key: str, indent: int) -> int:
+    """Where a secret's value ends: lines indented past its block key's column continue it (a key in a
+    sequence item sits past the `- `); a key inside a flow mapping, past the line's own indentation."""
+    return own.start("key") if own is not None and own["key"].strip("'\"") == key else indent
+
+
 BLOCK_KEY = re.compile(r"""\s*(?:-\s+)?(?P<key>[A-Za-z0-9_.-]+|"[^"\n]*"|'[^'\n]*')\s*:(?:\s|$)""")
+# a key whose value is not on its line (it follows, more indented), and an explicit key's `: value` line
+EMPTY_VALUE = re.compile(r"""(?P<key>[A-Za-z0-9_.-]+|"[^"\n]*"|'[^'\n]*')\s*:[ \t]*(?:#.*)?$""")
+EXPLICIT_VALUE = re.compile(r"""\s*(?:-\s+)*:(?:[ \t]+(?P<value>.*))?$""")
 
 
 def redact(text: str) -> tuple[str, list[str]]:
@@ -85,16 +96,28 @@ def redact(text: str) -> tuple[str, list[str]]:
         own_key = own["key"].strip("'\"") if own is not None else None
         code = line  # a comment's `key: value` is redacted too: over-redacting costs nothing
         pieces, last = [], 0
-        for match in KEY_VALUE.finditer(code):
+        explicit = EXPLICIT_VALUE.match(code)  # `? key` then `: value`: the key is not on this line
+        if explicit is not None and own is None:
+            paths.append(".".join([k for _, k in stack] + ["?"]))
+            hidden_below = indent  # what follows, more indented, is the same value
+            if explicit["value"] and explicit["value"].strip() != REDACTED:
+                pieces.append(code[: explicit.start("value")] + REDACTED)
+                last = len(code)
+        for match in KEY_VALUE.finditer(code) if explicit is None or own is not None else ():
             key = match["key"].strip("'\"")
-            if not _secret_key(key) or match["value"].strip() == REDACTED:
+            if not _secret_key(match["key"]) or match["value"].strip() == REDACTED:
                 continue
             parents = [k for _, k in stack] + ([own_key] if own_key is not None and own_key != key else [])
             paths.append(".".join([*parents, key]))
-            if match["value"].strip()[:1] in ("|", ">"):
-                hidden_below = indent
+            hidden_below = _column(own, key, indent)  # lines indented past it continue it (plain, quoted, `|`)
             pieces.append(code[last : match.start("value")] + REDACTED)
             last = match.end("value")
+        empty = EMPTY_VALUE.search(code)
+        if empty is not None and _secret_key(empty["key"]):  # `password:` with the value below
+            key = empty["key"].strip("'\"")
+            parents = [k for _, k in stack] + ([own_key] if own_key is not None and own_key != key else [])
+            paths.append(".".join([*parents, key]))
+            hidden_below = _column(own, key, indent)
         out.append("".join(pieces) + code[last:])
         if own_key is not None:
             stack.append((indent, own_key))
