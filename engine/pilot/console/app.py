@@ -244,7 +244,12 @@ def build(console: Console) -> Starlette:
             return Response(status_code=303, headers={"location": "/login", "cache-control": "no-store"})
         after = request.query_params.get("next", "/")
         if (
-            not (after.startswith("/") and not after.startswith(("//", "/\\")) and after.isprintable())
+            not (
+                after.startswith("/")
+                and not after.startswith(("//", "/\\"))
+                and after.isprintable()
+                and after.isascii()
+            )
             or len(after) > 512
         ):
             after = "/"  # only a page of this console: never an open redirect
