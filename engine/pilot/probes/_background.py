@@ -3,11 +3,12 @@
 A reader made by `background_reader` never blocks: it returns the last value the work gave
 (None, "unavailable", until the first result) and, when that value is older than `every`,
 asks the worker to refresh it; without `every`, each read asks for the next one, so the work
-runs as often as its sensor is read and each read returns the answer the previous one asked for. There is ONE worker thread for the whole agent ("pilot-
-background", started on first use, daemon): twenty program sensors add no thread each, and
-slow reads run one after another instead of piling up. The queue is bounded and holds each
-key at most once, so a reader asked every second for a read that takes a minute queues it
-once. Work that raises gives None and one log line per key every few minutes.
+runs as often as its sensor is read and each read returns the answer the previous one asked
+for. There is ONE worker thread for the whole agent ("pilot-background", started on first
+use, daemon): twenty program sensors add no thread each, and slow reads run one after another
+instead of piling up. The queue is bounded and holds each key at most once, so a reader asked
+every second for a read that takes a minute queues it once. Work that raises gives None and
+one log line per key every few minutes.
 
 Tests build their own `Worker(start=False)`, inject a clock, and call `run_pending()`.
 """
