@@ -16,6 +16,7 @@ naming the program and why.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -128,7 +129,11 @@ class Spec:
     @property
     def key(self) -> str:
         """Names the run in logs and in the background queue; sensors with the same run share it."""
-        key = f"command.output {shlex.join(self.argv)[:300]}"
+        shown = shlex.join(self.argv)
+        if len(shown) > 300:  # shortened for the log, so the digest keeps two long command lines apart
+            digest = hashlib.sha256("\x00".join(self.argv).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+            shown = f"{shown[:300]}... #{digest}"
+        key = f"command.output {shown}"
         if (self.timeout, self.max_output) != (5.0, DEFAULT_MAX_OUTPUT):
             key += f" (timeout {self.timeout:g}s, max_output {self.max_output})"
         return key

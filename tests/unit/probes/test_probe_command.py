@@ -11,6 +11,7 @@ import pytest
 
 from pilot.diagnostics import ERROR
 from pilot.probes import ProbeContext, ProbeUnavailable
+from pilot.probes import command as command_probe
 from pilot.probes._background import Worker
 from pilot.profile.validate import validate_file
 from pilot.registry import PROBES
@@ -167,6 +168,17 @@ def test_by_default_the_program_runs_once_per_reading_of_the_sensor(program, sen
     for expected in (1, 2, 3):  # the clock never moves: only the readings set the pace
         assert reader() == expected
         worker.run_pending()
+
+
+def test_long_command_lines_that_differ_only_at_the_end_do_not_share_a_run(tmp_path: Path) -> None:
+    long = "x" * 400
+    worker = Worker(start=False)
+    a = ENTRY.factory(ProbeContext(), ["/bin/echo", long, "a"], "text", worker=worker)
+    b = ENTRY.factory(ProbeContext(), ["/bin/echo", long, "b"], "text", worker=worker)
+    assert worker.run_pending() == 2  # one run each: the shortened names did not merge them
+    assert a() is not None and b() is not None
+    keys = {command_probe.check(["/bin/echo", long, end]).key for end in "ab"}
+    assert len(keys) == 2 and all(len(k) < 400 for k in keys)
 
 
 def test_sensors_with_the_same_program_share_one_run(program, tmp_path: Path) -> None:
