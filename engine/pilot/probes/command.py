@@ -57,7 +57,7 @@ TIMEOUT_PATTERN = r"^\s*(?:(?:30|[12]?[0-9])(?:\.[0-9]+)?\s*s|(?:[0-9]{1,4}|[12]
 JSON_PATH = r"^(?:[A-Za-z0-9_-]+|\[-?[0-9]{1,6}\])(?:\.[A-Za-z0-9_-]+|\[-?[0-9]{1,6}\])*(?!\n)$"
 _STEP = re.compile(r"\.?([A-Za-z0-9_-]+)|\[(-?[0-9]{1,6})\]")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # C0, C1, bidi
 
 _PARAMS = params(
     {

@@ -242,7 +242,7 @@ def test_non_utf8_output_gives_no_reading(program, sensor, caplog, parse: str) -
     assert _problems(caplog)[0].endswith("no reading: the output is not UTF-8 (byte 1)")
 
 
-@pytest.mark.parametrize("output", ["a\\033[31mred", "bell\\007", "nul\\000x"])
+@pytest.mark.parametrize("output", ["a\\033[31mred", "bell\\007", "nul\\000x", "\\302\\233c1", "\\342\\200\\256txt"])
 def test_text_with_control_characters_gives_no_reading(program, sensor, output: str) -> None:
     assert read_once(sensor, argv=[program(f"printf '{output}'")], parse="text") is None
 
