@@ -142,6 +142,7 @@ def background_reader(
     stale_after: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     worker: Worker | None = None,
+    due: Callable[[], bool] | None = None,
 ) -> Callable[[], Any]:
     """A reader that returns the last value of `work` at once and refreshes it on the worker.
 
@@ -149,6 +150,8 @@ def background_reader(
     refreshed after each read (the sensor's own interval sets the pace).
     `stale_after`: a value older than this reads as None (the worker is stuck behind
     something slow; better unavailable than an old number shown as current).
+    `due`: asked at each read (it must not block); True asks for a refresh at once, whatever
+    `every` says. With `due` and no `every`, only `due` asks (something that announces changes).
     """
     if every is not None and every <= 0:
         raise ValueError("every must be longer than zero")
@@ -164,7 +167,11 @@ def background_reader(
             pool.request(key, slot)
             return None
         age = now - done_at
-        if every is None or age >= (min(every, RETRY_AFTER) if slot.failed else every):
+        if every is None:
+            wanted = due is None or slot.failed or due()
+        else:
+            wanted = age >= (min(every, RETRY_AFTER) if slot.failed else every) or (due is not None and due())
+        if wanted:
             pool.request(key, slot)
         if stale_after is not None and age > stale_after:
             return None

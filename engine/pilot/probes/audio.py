@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 from pilot.params import params, prop
 from pilot.probes._background import background_reader
 from pilot.probes._context import ProbeContext, ProbeUnavailable
-from pilot.probes._programs import ProgramResult, run_program
+from pilot.probes._programs import ProgramResult, reap, run_program, spawn
 from pilot.registry import PROBES
 from pilot.units import DURATION_PATTERN, parse_duration
 
@@ -34,6 +35,7 @@ AUDIO_ENV = ("XDG_RUNTIME_DIR", "HOME", "PIPEWIRE_REMOTE", "PULSE_SERVER", "PULS
 WPCTL_SINK = "@DEFAULT_AUDIO_SINK@"
 PACTL_SINK = "@DEFAULT_SINK@"
 TIMEOUT = 3.0
+MAX_AGE = 600.0  # with a change watcher, the volume is read again at least this often all the same
 _WPCTL = re.compile(r"Volume: ([0-9]{1,3}(?:\.[0-9]{1,6})?)( \[MUTED\])?\s*")
 _PACTL_PERCENT = re.compile(r"/\s*([0-9]{1,4})%\s*/")
 _PACTL_MUTE = re.compile(r"Mute: (yes|no)")
@@ -107,6 +109,71 @@ def read_audio(backend: str, env: Mapping[str, str], runner: Callable[..., Progr
     return parse_pactl(run("pactl", "get-sink-volume", PACTL_SINK), run("pactl", "get-sink-mute", PACTL_SINK))
 
 
+class ChangeWatch:
+    """`pactl subscribe`, kept running: says whether the sound server announced a change to a sink or to
+    the server (the default sink) since the last look, so the volume is read again only then.
+
+    pactl speaks to PulseAudio and to PipeWire's pipewire-pulse alike. Our own reads only make
+    `client` events, which are ignored. Where the watcher cannot run, or dies, every look says
+    "changed" (the sensor then reads at its own pace) and a new watcher is tried at most every
+    RESTART_AFTER seconds. `changed()` never blocks: it drains what the pipe holds.
+    """
+
+    RESTART_AFTER = 600.0
+
+    def __init__(self, env: Mapping[str, str], clock: Callable[[], float] = time.monotonic) -> None:
+        self.env = dict(env)
+        self.clock = clock
+        self.proc: Any = None
+        self.tried_at: float | None = None
+        self.partial = b""
+        self.lock = threading.Lock()
+
+    def changed(self) -> bool:
+        with self.lock:
+            if self.proc is None and not self._start():
+                return True
+            try:
+                data = self.proc.stdout.read(65536) or b""  # non-blocking: None when nothing is waiting
+                eof = data == b"" and self.proc.poll() is not None
+            except (OSError, ValueError):
+                data, eof = b"", True
+            if eof:
+                self.stop()
+                return True
+            lines = (self.partial + data).split(b"\n")
+            self.partial = lines.pop()[-256:]
+            return any(b" on sink #" in line or b" on server" in line for line in lines)
+
+    def _start(self) -> bool:
+        now = self.clock()
+        if self.tried_at is not None and now - self.tried_at < self.RESTART_AFTER:
+            return False
+        self.tried_at = now
+        proc = spawn(["pactl", "subscribe"], self.env)
+        if isinstance(proc, str):
+            return False
+        self.proc = proc
+        return True
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            reap(self.proc)
+            self.proc = None
+
+
+_watches: dict[str, ChangeWatch] = {}
+_watches_lock = threading.Lock()
+
+
+def change_watch(key: str, env: Mapping[str, str], clock: Callable[[], float] = time.monotonic) -> ChangeWatch:
+    """One watcher per sound server, shared by its probes."""
+    with _watches_lock:
+        if key not in _watches:
+            _watches[key] = ChangeWatch(env, clock)
+        return _watches[key]
+
+
 def _which(name: str) -> str | None:
     from pilot.probes._programs import resolve
 
@@ -154,6 +221,7 @@ def _register(name: str, field: str, defaults: dict[str, Any], doc: str) -> None
         worker: Any = None,
         environ: Mapping[str, str] | None = None,
         which: Callable[[str], str | None] = _which,
+        watch_changes: bool = True,
     ) -> Callable[[], Any]:
         if backend not in BACKENDS:
             raise ProbeUnavailable(f"backend must be one of {', '.join(BACKENDS)}")
@@ -168,13 +236,18 @@ def _register(name: str, field: str, defaults: dict[str, Any], doc: str) -> None
         if chosen is None:
             raise ProbeUnavailable(why or "no sound tool")
         variables = audio_env(env)
+        key = f"audio {chosen} {variables.get('XDG_RUNTIME_DIR', '')}".rstrip()
+        watch = change_watch(key, variables, clock) if which("pactl") and watch_changes else None
+        if watch is not None:
+            watch.changed()  # subscribed before the first read, so no change after it goes unseen
         raw = background_reader(
-            f"audio {chosen} {variables.get('XDG_RUNTIME_DIR', '')}".rstrip(),
+            key,
             lambda: read_audio(chosen, variables, runner),
-            every=interval,
+            every=interval if watch is None or interval is not None else MAX_AGE,
             stale_after=None if interval is None else 3 * interval + 2 * TIMEOUT,
             clock=clock,
             worker=worker,
+            due=watch.changed if watch is not None else None,
         )
 
         def read() -> Any:

@@ -276,3 +276,38 @@ def test_wpctl_without_a_default_sink_says_what_it_printed() -> None:
     assert str(caught.value) == (
         "wpctl printed no volume (Translate ID error: '-1' is not a valid ID (returned by default-nodes-api))"
     )
+
+
+def test_with_pactl_subscribe_the_volume_is_read_again_only_after_a_change(pulseaudio, monkeypatch) -> None:
+    monkeypatch.setattr(probe, "_watches", {})
+    worker = Worker(start=False)
+    read = PROBES.get("audio.volume").factory(ProbeContext(), backend="pactl", environ=pulseaudio, worker=worker)
+    watch = next(iter(probe._watches.values()))
+    try:
+        assert watch.proc is not None and watch.proc.poll() is None  # subscribed before the first read
+        worker.run_pending()
+        assert read() == 100
+        for _ in range(5):
+            assert read() == 100
+        assert worker.pending() == []  # no change announced: no new read of the volume
+        subprocess.run(["pactl", "set-sink-volume", "@DEFAULT_SINK@", "42%"], env=pulseaudio, check=True, timeout=10)
+        _wait_until(lambda: read() is not None and worker.pending() != [], "the change event")
+        worker.run_pending()
+        assert read() == 42
+    finally:
+        watch.stop()
+
+
+def test_without_a_sound_server_the_watcher_gives_way_to_reading_every_time(tmp_path: Path) -> None:
+    now = [0.0]
+    watch = probe.ChangeWatch({"XDG_RUNTIME_DIR": str(tmp_path), "HOME": str(tmp_path)}, clock=lambda: now[0])
+    if shutil.which("pactl") is None:
+        assert watch.changed() is True  # cannot start: every look says "changed"
+        return
+    _wait_until(lambda: watch.changed() and watch.proc is None, "pactl subscribe to give up")
+    started = watch.tried_at
+    assert watch.changed() is True and watch.tried_at == started  # not restarted within RESTART_AFTER
+    now[0] += probe.ChangeWatch.RESTART_AFTER
+    watch.changed()
+    assert watch.tried_at == now[0]
+    watch.stop()
