@@ -148,6 +148,8 @@ def parse_json_path(text: str) -> tuple[str | int, ...]:
 
 def program_problem(program: str) -> str | None:
     """Why the agent should not run this file, or None: absolute, executable, replaceable by no one else."""
+    if os.name != "posix":
+        return "command.output is not supported on this system yet (POSIX only)"
     if not isinstance(program, str) or not program.startswith("/"):
         return f"argv[0] must be an absolute path, not {str(program)[:80]!r}"
     if "\x00" in program:
@@ -158,8 +160,6 @@ def program_problem(program: str) -> str | None:
         return f"{program[:200]} does not exist"
     if not stat.S_ISREG(info.st_mode) or not os.access(program, os.X_OK):
         return f"{program[:200]} is not an executable file"
-    if os.name != "posix":
-        return None
     trusted = {0, os.geteuid()}
     for path in (program, os.path.dirname(os.path.realpath(program)), os.path.dirname(program)):
         info = os.stat(path)
