@@ -378,3 +378,10 @@ def test_pilot_validate_points_at_a_bad_argument(tmp_path: Path) -> None:
     assert len(errors) == 2, errors
     assert all(text.startswith(f"{profile}:5:") for text in errors), errors
     assert any("at most 30s" in text for text in errors), errors
+
+
+def test_off_posix_it_says_it_is_not_supported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(command_probe.os, "name", "nt")
+    assert command_probe.program_problem("C:\\Tools\\temp.exe") == (
+        "command.output is not supported on this system yet (POSIX only)"
+    )
