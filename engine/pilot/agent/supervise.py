@@ -206,6 +206,9 @@ def _run_once(agent: Agent, timeout: float) -> int:
         log.error("could not reach the broker within %.0f s: %s", timeout, agent.session.stats.last_error)
         return 1
     time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))  # usage and rate probes need an interval
+    from pilot.probes._background import settle
+
+    settle(max(0.0, timeout - (time.monotonic() - started)))  # first answers of program-reading probes
     agent.read_all()
     deadline = time.monotonic() + timeout
     while agent.session.pending() and time.monotonic() < deadline:

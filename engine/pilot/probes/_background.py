@@ -54,6 +54,7 @@ class Worker:
         self._queue: collections.deque[tuple[str, _Slot]] = collections.deque()
         self._slots: dict[str, _Slot] = {}
         self._thread: threading.Thread | None = None
+        self._busy = 0  # work running now (queued work is in _queue)
 
     # ---------------------------------------------------------------- slots
 
@@ -105,7 +106,25 @@ class Worker:
                 while not self._queue:
                     self._lock.wait()
                 key, slot = self._queue.popleft()
-            self._run(key, slot)
+                self._busy += 1
+            try:
+                self._run(key, slot)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                    self._lock.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is queued or running (at most `timeout` seconds); True if it got there.
+        For `pilot run --once`, whose single round would otherwise find no first answers yet."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._queue or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self._thread is None and not self._start):
+                    return False
+                self._lock.wait(remaining)
+            return True
 
     def _run(self, key: str, slot: _Slot) -> None:
         try:
@@ -132,6 +151,13 @@ def shared_worker() -> Worker:
         if _shared is None:
             _shared = Worker()
         return _shared
+
+
+def settle(timeout: float) -> bool:
+    """Wait (at most `timeout` s) until the agent's worker has answered everything asked of it."""
+    with _shared_lock:
+        worker = _shared
+    return True if worker is None else worker.wait_idle(timeout)
 
 
 def background_reader(

@@ -160,3 +160,17 @@ commands:
     planned = [line.split("(mqtt): ", 1)[1] for line in agent.output().splitlines() if "dry-run volume" in line]
     assert planned == [f"pactl set-sink-volume @DEFAULT_SINK@ {v}%" for v in (37, 30, 50)]
     assert not record.exists() or record.read_text() == ""  # dry-run: nothing reached the System
+
+
+def test_run_once_publishes_a_program_sensors_first_answer(broker, watcher, run_agent, tmp_path):
+    program = _script(tmp_path, "answer", "sleep 3; echo 42")  # slower than --once's first second
+    profile = write(
+        tmp_path,
+        "once.yaml",
+        f"pilot: 1\ndevice: {{id: progrig, name: Program sensors}}\nsensors:\n"
+        f"  answer: {{probe: command.output, args: {{argv: [{program}], timeout: 10s}}}}\n",
+    )
+    agent = run_agent(profile, broker.port, "--once", "--dry-run")
+    assert agent.wait(60) == 0, agent.tail()
+    got = watcher.wait_for(lambda m: m.topic == f"{BASE}/state/answer", timeout=10)
+    assert got is not None and got.payload == b"42", agent.tail()

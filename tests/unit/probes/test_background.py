@@ -166,3 +166,16 @@ def test_without_every_each_read_asks_for_the_next_result() -> None:
     worker.run_pending()
     assert read() == 2
     assert work.runs == 2
+
+
+def test_wait_idle_returns_once_everything_asked_was_answered() -> None:
+    worker = Worker(name="pilot-background-idle-test")
+    release = threading.Event()
+    background_reader("gated", lambda: release.wait(30) and "done", every=60, worker=worker)
+    assert worker.wait_idle(0.05) is False  # the work is held: not idle within the time given
+    release.set()
+    assert worker.wait_idle(30) is True
+    assert Worker(start=False).wait_idle(30) is True  # nothing asked: idle at once
+    idle_test = Worker(start=False)
+    background_reader("k", Counter(), every=10, worker=idle_test)
+    assert idle_test.wait_idle(30) is False  # no thread will ever run it: says so at once
