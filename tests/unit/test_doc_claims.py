@@ -15,7 +15,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LEDGER = "## Where each promise is tested"
-DOCS_WITH_LEDGER = ["security.md", "mqtt.md", "rules.md", "robustness.md", "console.md"]
+DOCS_WITH_LEDGER = [
+    "security.md",
+    "mqtt.md",
+    "rules.md",
+    "robustness.md",
+    "console.md",
+    "desktop.md",
+    "programs.md",
+    "plugins.md",
+]
 
 
 def table_rows(section: str) -> list[list[str]]:
