@@ -16,3 +16,38 @@ def test_a_deeply_indented_text_is_a_422_from_apply_not_a_recursion_error():
         text.apply(deep, [{"path": ["device", "name"], "value": "x"}])
     assert caught.value.status == 422
     assert "\n" not in caught.value.message and "nested" in caught.value.message
+
+
+HANG = 120  # seconds: not a speed check, a hang check (before the fix these ran for many minutes)
+
+
+def _in_child(code: str) -> str:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG, check=False)
+    assert done.returncode == 0, done.stderr[-500:]
+    return done.stdout
+
+
+def test_apply_on_thousands_of_repeated_lines_ends_and_keeps_the_users_lines():
+    # 60,000 `#` lines and a line ruamel re-renders at each end: the line matcher (autojunk off) went quadratic
+    out = _in_child(
+        "from pilot.console.editor import text\n"
+        "src = 'pilot:    1\\n' + '#\\n' * 60000 + 'device:   {name:   x}\\n'\n"
+        "new = text.apply(src, [{'path': ['device', 'id'], 'value': 'y'}])['text']\n"
+        "print(new.count('#\\n'), 'id: y' in new)\n"
+    )
+    assert out.split() == ["60000", "True"]
+
+
+def test_diff_of_two_texts_of_repeated_lines_ends():
+    # 10,000 lines of 100 values each just under difflib's popularity cut: 30 s for 39 KB before the fix
+    out = _in_child(
+        "from pilot.console.editor import text\n"
+        "a = ''.join(f'#{i % 120}\\n' for i in range(24000))\n"
+        "b = ''.join(f'#{(i * 7) % 120}\\n' for i in range(24000))\n"
+        "d = text.diff(a, b)\n"
+        "print(d['changed'], d['diff'].startswith('--- a/profile.yaml'))\n"
+    )
+    assert out.split() == ["True", "True"]

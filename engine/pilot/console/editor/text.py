@@ -32,6 +32,7 @@ QUOTED = re.compile(r"'([^'\n]{1,200})'")
 WORD_END = set(" \t,[]{}#")
 MAX_VALUE_TEXT = 4096
 MAX_VALUE_DEPTH = 4
+MAX_MATCH = 1_000_000  # lines x lines difflib may match one by one (_opcodes)
 _BASES: loader.BaseCache = {}  # the shipped packs' composed bases, shared by every validation
 
 
@@ -449,6 +450,28 @@ def _overlap(s: int, e: int, bs: int, be: int) -> bool:
     return max(s, bs) < min(e, be) or (s == e and bs < s < be)
 
 
+def _opcodes(x: list[str], y: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """difflib's opcodes from `x` to `y`, matched line by line only between their common head and tail
+    (an edit is local), and one whole `replace` where that middle is too large: difflib is quadratic or
+    worse on repeated lines (`#`, blank, `every: 10s`), and these lines come from a browser."""
+    p, n = 0, min(len(x), len(y))
+    while p < n and x[p] == y[p]:
+        p += 1
+    t = 0
+    while t < n - p and x[len(x) - 1 - t] == y[len(y) - 1 - t]:
+        t += 1
+    xm, ym = x[p : len(x) - t], y[p : len(y) - t]
+    ops = [("equal", 0, p, 0, p)] if p else []
+    if len(xm) * len(ym) <= MAX_MATCH:
+        matcher = difflib.SequenceMatcher(None, xm, ym, autojunk=False)
+        ops += [(tag, i1 + p, i2 + p, j1 + p, j2 + p) for tag, i1, i2, j1, j2 in matcher.get_opcodes()]
+    else:
+        ops.append(("replace" if xm and ym else "delete" if xm else "insert", p, p + len(xm), p, p + len(ym)))
+    if t:
+        ops.append(("equal", len(x) - t, len(x), len(y) - t, len(y)))
+    return ops
+
+
 def merge(original: str, baseline: str, edited: str) -> str:
     """`original` with the changes from `baseline` (ruamel's rendering of it) to `edited` (its rendering after
     the edits): lines no edit touched stay the user's own even where ruamel renders them differently. A
@@ -456,8 +479,7 @@ def merge(original: str, baseline: str, edited: str) -> str:
     if baseline == original:
         return edited
     a, b, c = (s.splitlines(keepends=True) for s in (original, baseline, edited))
-    b_to_a = difflib.SequenceMatcher(None, b, a, autojunk=False).get_opcodes()
-    b_to_c = difflib.SequenceMatcher(None, b, c, autojunk=False).get_opcodes()
+    b_to_a, b_to_c = _opcodes(b, a), _opcodes(b, c)
     spurious = [(i1, i2) for tag, i1, i2, _j1, _j2 in b_to_a if tag != "equal"]
     regions: list[tuple[int, int]] = []
     for tag, s, e, _j1, _j2 in b_to_c:
@@ -492,8 +514,29 @@ def diff(old: Any, new: Any, name: Any = "profile.yaml") -> dict[str, Any]:
     encoded(new, "new")
     name = file_name(name)
     lines = []
-    for line in difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=f"a/{name}", tofile=f"b/{name}"
-    ):
+    for line in _unified(old.splitlines(keepends=True), new.splitlines(keepends=True), name):
         lines.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
     return {"diff": "".join(lines), "changed": old != new}
+
+
+def _range(start: int, stop: int) -> str:
+    length = stop - start
+    return f"{start + 1}" if length == 1 else f"{start + (length > 0)},{length}"
+
+
+def _unified(a: list[str], b: list[str], name: str) -> list[str]:
+    """difflib.unified_diff's output (3 lines of context) over _opcodes, so its cost stays bounded."""
+    grouping = difflib.SequenceMatcher(None, [], [])
+    grouping.opcodes = _opcodes(a, b)  # get_grouped_opcodes() reads them from here
+    out: list[str] = []
+    for group in grouping.get_grouped_opcodes(3) if a != b else ():
+        if not out:
+            out += [f"--- a/{name}\n", f"+++ b/{name}\n"]
+        out.append(f"@@ -{_range(group[0][1], group[-1][2])} +{_range(group[0][3], group[-1][4])} @@\n")
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                out += [" " + line for line in a[i1:i2]]
+                continue
+            out += ["-" + line for line in a[i1:i2]]
+            out += ["+" + line for line in b[j1:j2]]
+    return out
