@@ -233,8 +233,10 @@ def _args_errors(doc: Document, path: tuple, params: dict, args: Any) -> list[Di
     return out
 
 
-def _at_or_under(paths: set[tuple], path: tuple) -> bool:
-    return any(p[: len(path)] == path for p in paths)
+def _prefixes(paths: set[tuple]) -> set[tuple]:
+    """Every path in `paths` and all its ancestors: `path in _prefixes(paths)` says whether a path is at or
+    under one of them in one look-up (scanning them all per entity was quadratic: 5,000 sensors, 40 s)."""
+    return {p[:k] for p in paths for k in range(len(p) + 1)}
 
 
 def _check_named(
@@ -246,11 +248,12 @@ def _check_named(
     items = doc.data.get(section) if isinstance(doc.data, dict) else None
     if not isinstance(items, dict):
         return out  # the schema said so
+    broken = _prefixes(broken)
     for item_id, item in items.items():
         if not isinstance(item, dict):
             continue
         name = item.get(field)
-        if not isinstance(name, str) or _at_or_under(broken, (section, item_id, field)):
+        if not isinstance(name, str) or (section, item_id, field) in broken:
             continue
         before = len(out)
         entry = registry.get(name)
@@ -266,7 +269,7 @@ def _check_named(
             if registry.problems:  # the plugin that would have provided it may be the broken one
                 tail += " (" + "; ".join(registry.problems[:3]) + ")"
             out.append(doc.diag((section, item_id, field), f"unknown {registry.kind} '{name}'{tail}", code="registry"))
-        elif not _at_or_under(broken, (section, item_id, "args")):
+        elif (section, item_id, "args") not in broken:
             try:
                 out += _args_errors(doc, (section, item_id, "args"), dict(entry.params), item.get("args", {}))
             except Exception as exc:  # only a plugin's schema can be malformed: the shipped ones are tested
