@@ -92,3 +92,17 @@ def test_a_link_whose_next_page_has_no_latin_1_form_still_signs_in(tmp_path, tar
             assert client.get("/api/session").status_code == 200
     finally:
         stop(proc)
+
+
+# ------------------------------------------------------------------ a deploy that renames the device
+def test_a_deploy_that_changes_the_device_id_is_answered_so_the_sender_can_verify_it(tmp_path):
+    # the answer was signed with the new plan's device id, so the sender (who signed for the old one) threw
+    # away every answer as forged and reported no answer for a deploy that had been applied
+    from tests.unit.agent.test_deploy import DEVICE, Rig, profile
+
+    rig = Rig(tmp_path)
+    request = rig.request(profile(rig.keyring).replace(f"id: {DEVICE},", "id: renamed,"))
+    rig.send(request.payload)
+    answer = rig.answer(request)  # exactly one answer that verifies with the key and the addressed device
+    assert answer["status"] == "ok"
+    assert "id: renamed" in rig.path.read_text()

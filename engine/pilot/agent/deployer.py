@@ -133,6 +133,7 @@ class Auth:
     topic: str
     by: str | None
     result_topic: str
+    device: str  # the id the request was signed for: its answer is signed for it too, even after a rename
 
 
 @dataclass
@@ -250,7 +251,7 @@ class Deployer:
         if auth is not None:
             body["nonce"] = auth.nonce
             body["sig"] = signing.sign_result(
-                auth.key, self.agent.plan.device.id, auth.topic, auth.nonce, body["status"], body.get("reason"), ts
+                auth.key, auth.device, auth.topic, auth.nonce, body["status"], body.get("reason"), ts
             )
         (session or self.agent.session).publish_result(topic, json.dumps(body, separators=(",", ":")), 1, False)
 
@@ -287,7 +288,7 @@ class Deployer:
         except signing.Rejected as exc:
             self._junk(result, op, exc.reason)
             return None
-        return Auth(verified.nonce, keys[verified.kid], topic, verified.by, result)
+        return Auth(verified.nonce, keys[verified.kid], topic, verified.by, result, plan.device.id)
 
     def _admit(self, auth: Auth, ts: int, op: str) -> bool:
         try:
