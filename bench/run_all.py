@@ -17,6 +17,7 @@ def main() -> int:
     runs = [
         ["validate.py"],
         ["agent.py"] + (["--steady", "60"] if quick else []),
+        ["desktop.py"] + (["--quick"] if quick else []),
         ["commands.py"] + (["--count", "200", "--junk-seconds", "5"] if quick else []),
         ["rules.py"] + (["--window", "20"] if quick else []),
         ["proxmox.py"] + (["--quick"] if quick else []),
