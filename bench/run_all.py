@@ -1,4 +1,4 @@
-"""Every benchmark in turn (`./dev bench`); each prints its own table. About 29 minutes.
+"""Every benchmark in turn (`./dev bench`); each prints its own table. About 33 minutes.
 
 Pass `--quick` for short windows (a few minutes in all); the figures are then noisier.
 """
