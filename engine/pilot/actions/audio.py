@@ -15,19 +15,21 @@ from typing import Any
 
 from pilot.actions._base import ActionContext, ActionError, Call, Unsupported
 from pilot.actions._common import as_number, as_switch, env_from, exec_call, is_windows
-from pilot.params import params, prop
-from pilot.probes.audio import AUDIO_ENV, BACKENDS, PACTL_SINK, WPCTL_SINK, audio_env, choose_backend, read_audio
+from pilot.params import params
+from pilot.probes.audio import (
+    AUDIO_ENV,
+    BACKEND_PARAM,
+    BACKENDS,
+    PACTL_SINK,
+    WPCTL_SINK,
+    audio_env,
+    choose_backend,
+    read_audio,
+)
 from pilot.registry import ACTIONS
 
 _PARAMS = params(
-    {
-        "backend": prop(
-            "string",
-            "Sound tool: auto (wpctl where PipeWire runs, else pactl), wpctl or pactl.",
-            enum=list(BACKENDS),
-            default="auto",
-        )
-    },
+    {"backend": BACKEND_PARAM},
     examples=[{}, {"backend": "pactl"}],
 )
 

@@ -191,14 +191,16 @@ def _available(ctx: ProbeContext, backend: str = "auto", every: Any = None, **_:
     return choose_backend(backend, os.environ, _which)[1]
 
 
+BACKEND_PARAM = prop(  # the probes' and the actions' (pilot.actions.audio)
+    "string",
+    "Sound tool: auto (wpctl where PipeWire runs, else pactl), wpctl or pactl.",
+    enum=list(BACKENDS),
+    default="auto",
+)
+
 _PARAMS = params(
     {
-        "backend": prop(
-            "string",
-            "Sound tool: auto (wpctl where PipeWire runs, else pactl), wpctl or pactl.",
-            enum=list(BACKENDS),
-            default="auto",
-        ),
+        "backend": BACKEND_PARAM,
         "every": prop(
             "string",
             "How often the sound server is asked (at least 1s), when less often than the sensor is read; "

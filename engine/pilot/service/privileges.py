@@ -23,8 +23,8 @@ import argparse
 import json
 import re
 
-from pilot.plan import Plan
-from pilot.registry import ACTIONS
+from pilot.plan import Command, Plan
+from pilot.registry import ACTIONS, Entry
 
 MULTI_SESSION = {"power-off", "reboot", "suspend", "hibernate"}
 # systemd's polkit action for starting and stopping units: never granted as a whole (it would let the
@@ -101,14 +101,17 @@ def comment(text: str) -> str:
 def needed(plan: Plan) -> list[tuple[str, str]]:
     """(command id, privilege) for every command whose action needs one and that may run: a command left
     out of `policies.allow` is refused on every path (MQTT, rules, schedules), so it is granted nothing."""
+    return [(command.id, entry.privilege) for command, entry in _runnable(plan) if entry.privilege]
+
+
+def _runnable(plan: Plan) -> list[tuple[Command, Entry]]:
+    """(command, its registry entry) for every command of a known action that `policies.allow` lets run."""
     allow = plan.policy.allow
     out = []
     for command in plan.commands:
-        if allow is not None and command.id not in allow:
-            continue
         entry = ACTIONS.get(command.action)
-        if entry is not None and entry.privilege:
-            out.append((command.id, entry.privilege))
+        if entry is not None and (allow is None or command.id in allow):
+            out.append((command, entry))
     return out
 
 
@@ -117,13 +120,9 @@ def unit_grants(plan: Plan) -> list[tuple[str, str, str]]:
     unit checked against the unit-name pattern; a command that needs it for no named unit is refused."""
     from pilot.probes.systemd import check_unit
 
-    allow = plan.policy.allow
     out = []
-    for command in plan.commands:
-        if allow is not None and command.id not in allow:
-            continue
-        entry = ACTIONS.get(command.action)
-        if entry is None or entry.privilege != MANAGE_UNITS:
+    for command, entry in _runnable(plan):
+        if entry.privilege != MANAGE_UNITS:
             continue
         verb = UNIT_VERBS.get(command.action)
         if verb is None:
