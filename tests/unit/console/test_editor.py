@@ -408,17 +408,18 @@ def test_the_folder_lists_plain_profile_files_only(folder):
 
 def test_read_and_save_with_the_base_hash(folder):
     files = ProfilesDir(folder)
+    (folder / "office.yaml").chmod(0o640)  # an owner's choice, which a save keeps
     opened = files.read("office.yaml")
     assert opened == {"text": COMMENTED, "sha256": sha256(COMMENTED.encode())}
     new = COMMENTED.replace("every: 10s", "every: 5s")
     saved = files.save("office.yaml", new, opened["sha256"])
     assert saved == {"sha256": sha256(new.encode())}
     assert (folder / "office.yaml").read_text() == new
-    assert (folder / "office.yaml").stat().st_mode & 0o777 == 0o600  # the mode it had
+    assert (folder / "office.yaml").stat().st_mode & 0o777 == 0o640  # the mode it had
     assert sorted(os.listdir(folder)) == ["link.yaml", "notes.txt", "office.yaml", "sub.yaml"]  # no temp file left
     created = files.save("new-one.yml", "pilot: 1\n", None)
     assert created["sha256"] == sha256(b"pilot: 1\n")
-    assert (folder / "new-one.yml").stat().st_mode & 0o777 == 0o644
+    assert (folder / "new-one.yml").stat().st_mode & 0o777 == 0o600  # may hold a password: private
 
 
 def test_a_save_over_a_change_made_meanwhile_is_refused(folder):

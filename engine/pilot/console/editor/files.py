@@ -21,7 +21,7 @@ from pilot.console.editor import MAX_TEXT, EditorError
 from pilot.console.editor.text import FILE_NAME, encoded
 
 MAX_FILES = 1000
-NEW_MODE = 0o644
+NEW_MODE = 0o600  # a profile may hold a broker password inline: private until its owner says otherwise
 HEX = frozenset("0123456789abcdef")
 
 
