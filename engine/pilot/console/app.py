@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,6 +110,21 @@ def _error(status: int, error: str, headers: dict[str, str] | None = None) -> JS
 
 
 # ---------------------------------------------------------------------- request helpers
+def same_user(request: Request) -> bool:
+    """Whether the connection comes from a socket this process's user opened (Linux: the kernel's socket
+    table; elsewhere, where no table says, True: the link's secrecy is all there is)."""
+    import sys
+
+    from pilot.console.localpeer import peer_uid
+
+    client, server = request.scope.get("client"), request.scope.get("server")
+    if not sys.platform.startswith("linux"):
+        return True
+    if not client or not server:
+        return False
+    return peer_uid(int(client[1]), int(server[1])) == os.getuid()
+
+
 def client_address(console: Console, request: Request) -> str:
     peer = request.client.host if request.client else "?"
     if peer in console.config.http.trusted_proxies:
@@ -237,8 +253,13 @@ def build(console: Console) -> Starlette:
 
     async def link(request: Request) -> Response:
         """A one-time sign-in link (`pilot console --open` hands one to the browser): a session, then the
-        page it names. A used, expired or made-up link goes to the sign-in page like any visitor."""
-        name = console.links.redeem(request.query_params.get("t")) if console.links is not None else None
+        page it names. A used, expired or made-up link goes to the sign-in page like any visitor, and so
+        does a browser of another local user (the link is on the browser's command line, which they can
+        read): on Linux, only a connection whose socket this console's own uid opened may use it, and the
+        link stays good for the right one."""
+        if console.links is None or not await run_in_threadpool(same_user, request):
+            return Response(status_code=303, headers={"location": "/login", "cache-control": "no-store"})
+        name = console.links.redeem(request.query_params.get("t"))
         user = console.users.get(name) if name is not None else None
         if user is None:
             return Response(status_code=303, headers={"location": "/login", "cache-control": "no-store"})

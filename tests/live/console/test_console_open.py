@@ -5,6 +5,7 @@ an HTTP client (--no-browser prints it)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -149,3 +150,32 @@ def test_without_no_browser_the_link_goes_to_the_users_browser(tmp_path):
     finally:
         stop(proc)
     assert "auth/link" not in proc.stdout.read()  # the link went to the browser only
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="running a client as another user needs root"
+)
+def test_another_local_user_holding_the_link_is_not_signed_in_and_the_link_stays_good(tmp_path):
+    """The link is on the browser's command line, which every local user can read in /proc: a client whose
+    socket another uid opened goes to the sign-in page, and the link still signs the console's own user in."""
+    proc, link = start(tmp_path)
+    try:
+        url, port, _token, _after = link.groups()
+        path = url.split(f":{port}", 1)[1]
+        probe = (
+            "import http.client,sys;"
+            f"c=http.client.HTTPConnection('127.0.0.1',{port},timeout=10);"
+            f"c.request('GET',{path!r});r=c.getresponse();"
+            "print(r.status, r.getheader('location'), r.getheader('set-cookie'))"
+        )
+        other = subprocess.run(
+            ["/usr/bin/python3", "-c", probe], user=65534, capture_output=True, text=True, timeout=30, cwd="/"
+        )
+        assert other.returncode == 0, other.stderr
+        assert other.stdout.split() == ["303", "/login", "None"]
+        with httpx.Client(follow_redirects=False, timeout=10) as client:
+            mine = client.get(url)
+            assert mine.status_code == 303 and mine.headers["location"] != "/login"
+            assert "pilot_session=" in mine.headers["set-cookie"]
+    finally:
+        stop(proc)
