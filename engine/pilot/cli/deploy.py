@@ -179,14 +179,22 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         err(f"pilot: error: at most {MAX_DEVICES} devices per deploy")
         return EXIT_USAGE
     path = Path(args.profile)
+    try:
+        before = path.read_bytes()
+        text = before.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        err(f"pilot: error: cannot read {escape(args.profile)}: {getattr(exc, 'strerror', None) or exc}")
+        return EXIT_USAGE
     plan, code = load_plan(args.profile, state_path(args.state_dir))  # prints every error as file:line:column
     if plan is None:
         return code
     try:
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        err(f"pilot: error: cannot read {escape(args.profile)}: {getattr(exc, 'strerror', None) or exc}")
-        return EXIT_USAGE
+        unchanged = path.read_bytes() == before
+    except OSError:
+        unchanged = False
+    if not unchanged:  # what is sent is exactly what was validated, or nothing
+        err(f"pilot: error: {escape(args.profile)} changed while it was being checked; run pilot deploy again")
+        return EXIT_INVALID
     try:
         key = signing_key(args.keyring or plan.policy.keyring or "", args.kid)
     except signing.KeyringError as exc:

@@ -56,6 +56,27 @@ def test_an_invalid_profile_is_reported_with_its_position_and_nothing_is_sent(tm
     assert f"{path}:3:" in err and "cpu.percent" in err
 
 
+def test_a_profile_changed_while_it_was_checked_is_not_sent(tmp_path, capsys, monkeypatch):
+    """What is sent is exactly what validated: a file rewritten during validation is refused."""
+    import pilot.cli.deploy as module
+
+    sent = []
+    monkeypatch.setattr(module, "_publish_all", lambda *a: sent.append(a) or True)
+    path = tmp_path / "ok.yaml"
+    path.write_text("pilot: 1\nsensors:\n  cpu: {probe: cpu.percent}\n")
+    checked = module.load_plan
+
+    def rewritten_meanwhile(*args, **kwargs):
+        result = checked(*args, **kwargs)
+        path.write_text("pilot: 1\nsensors:\n  cpu: {probe: cpu.percnt}\n")  # after the check, before the send
+        return result
+
+    monkeypatch.setattr(module, "load_plan", rewritten_meanwhile)
+    code, out, err = run(capsys, "deploy", str(path), "--to", "dev1", "--state-dir", str(tmp_path / "s"))
+    assert code == 1 and sent == [] and out == ""
+    assert err == f"pilot: error: {path} changed while it was being checked; run pilot deploy again\n"
+
+
 def test_a_missing_keyring_is_one_line_and_nothing_is_sent(tmp_path, capsys, monkeypatch):
     import pilot.cli.deploy as module
 
