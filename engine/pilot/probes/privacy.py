@@ -1,4 +1,4 @@
-"""privacy.camera_in_use / privacy.microphone_in_use: is some program holding a camera or a microphone open?
+"""privacy.camera_in_use / privacy.microphone_in_use: is some program using a camera or a microphone?
 
 Linux shows every open file of a process as a link in /proc/PID/fd; a program that captures
 video holds /dev/videoN open, one that records sound holds an ALSA capture device,
@@ -7,15 +7,30 @@ without any library or daemon. It sees the processes the agent may look into: th
 user (a desktop agent: the user's browser and call apps), or all of them when it runs as root.
 As a service account (the packaged `pilot` user) it could see nothing that matters, and says so.
 
-The scan is bounded (MAX_PROCESSES process folders, MAX_LINKS links in all): a machine that
-exceeds either gets no reading rather than a "no" that did not look everywhere. It stops at the
-first match, and never reports which program or device: the sensor says only yes or no.
+The scan costs a readlink per open file, and a desktop holds 10,000 and more; so both probes
+share ONE scan (a reading is reused for FRESH seconds: the two sensors, read in the same tick,
+cost one scan) and it skips the agent itself. The kernel lets it into the fd folders of the
+agent's own user only (all of them for root): the others fail at once, without a readlink, as
+do kernel threads' folders, which hold no links. The camera is looked for only while sysfs
+lists a video node (/sys/class/video4linux/videoN): a machine without a webcam pays nothing.
+The microphone prefers ALSA's own account: /proc/asound/cardN/pcmDc/subS/status says
+`state: RUNNING` while a capture substream runs (the kernel's
+Documentation/sound/designs/procfile.rst), whatever program or user holds it, at a cost that
+does not grow with open files; the fd scan is its fallback where /proc/asound is absent.
+
+The scan is bounded (MAX_PROCESSES process folders, MAX_LINKS links in all, MAX_SUBSTREAMS
+status files): a machine that exceeds one gets no reading rather than a "no" that did not look
+everywhere. It stops once it has its answers, and never reports which program or device: the
+sensor says only yes or no.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +43,59 @@ CAMERA = re.compile(r"/dev/video[0-9]{1,4}")
 MICROPHONE = re.compile(r"/dev/snd/pcmC[0-9]{1,3}D[0-9]{1,3}c")
 MAX_PROCESSES = 32768
 MAX_LINKS = 262144
+MAX_SUBSTREAMS = 4096
+FRESH = 1.0  # seconds a shared scan answers for: the sensors of one tick, never the next tick's
 SYSTEM_UID_MAX = 999  # login.defs' SYS_UID_MAX on Debian, Ubuntu and Fedora: service accounts such as `pilot`
+CAPTURING = frozenset({"RUNNING", "DRAINING", "XRUN"})  # XRUN: an overrun stopped a running capture for now
+_VIDEO_NODE = re.compile(r"video[0-9]{1,4}")
+_SUBSTREAM = re.compile(r"card[0-9]{1,3}/pcm[0-9]{1,3}c/sub[0-9]{1,4}")
+_STATE = re.compile(rb"^state:\s*([A-Z_]{1,20})\s*$", re.MULTILINE)
+
+
+def _euid() -> int:
+    return os.geteuid() if hasattr(os, "geteuid") else 0
+
+
+def devices_in_use(
+    proc_root: Path,
+    devices: tuple[re.Pattern[str], ...],
+    *,
+    skip: frozenset[str] = frozenset(),
+    max_processes: int = MAX_PROCESSES,
+    max_links: int = MAX_LINKS,
+) -> tuple[bool | None, ...]:
+    """For each pattern: True if an open file of some readable process fully matches it, False if
+    none does; all None if the scan reached a bound first (or /proc cannot be listed). `skip`:
+    process IDs not to look into."""
+    unknown: tuple[bool | None, ...] = (None,) * len(devices)
+    try:
+        with os.scandir(proc_root) as entries:
+            pids = [e for e in entries if e.name.isdigit() and e.name not in skip]
+    except OSError:
+        return unknown
+    if len(pids) > max_processes:
+        return unknown
+    found = [False] * len(devices)
+    links = 0
+    for entry in pids:
+        try:
+            with os.scandir(os.path.join(entry.path, "fd")) as fds:
+                for fd in fds:
+                    links += 1
+                    if links > max_links:
+                        return unknown
+                    try:
+                        target = os.readlink(fd.path)
+                    except OSError:  # closed since the listing
+                        continue
+                    for i, device in enumerate(devices):
+                        if not found[i] and device.fullmatch(target):
+                            found[i] = True
+                            if all(found):
+                                return tuple(found)
+        except OSError:  # the process ended, or belongs to a user we may not look into
+            continue
+    return tuple(found)
 
 
 def device_in_use(
@@ -38,37 +105,107 @@ def device_in_use(
     max_processes: int = MAX_PROCESSES,
     max_links: int = MAX_LINKS,
 ) -> bool | None:
-    """True if an open file of some readable process fully matches `device`; False if none does;
-    None if the scan reached a bound first (or /proc cannot be listed)."""
+    """One pattern's answer from a scan of every readable process (the agent's own included)."""
+    return devices_in_use(proc_root, (device,), max_processes=max_processes, max_links=max_links)[0]
+
+
+def capture_running(proc_root: Path, *, max_substreams: int = MAX_SUBSTREAMS) -> bool | None:
+    """True if some ALSA capture substream runs, False if none does; None where /proc/asound is
+    absent (no ALSA: the caller scans open files instead) or has more substreams than the bound."""
+    asound = proc_root / "asound"
     try:
-        with os.scandir(proc_root) as entries:
-            pids = [e.name for e in entries if e.name.isdigit()]
+        cards = [c for c in os.scandir(asound) if c.name.startswith("card") and c.name[4:].isdigit()]
     except OSError:
         return None
-    if len(pids) > max_processes:
-        return None
-    links = 0
-    for pid in pids:
-        fd_dir = os.path.join(proc_root, pid, "fd")
+    seen = 0
+    for card in cards:
         try:
-            with os.scandir(fd_dir) as fds:
-                for fd in fds:
-                    links += 1
-                    if links > max_links:
-                        return None
-                    try:
-                        target = os.readlink(fd.path)
-                    except OSError:  # closed since the listing
-                        continue
-                    if device.fullmatch(target):
-                        return True
-        except OSError:  # the process ended, or belongs to a user we may not look into
+            pcms = [p for p in os.scandir(card.path) if p.name.startswith("pcm") and p.name.endswith("c")]
+        except OSError:  # the card was unplugged since the listing
             continue
+        for pcm in pcms:
+            try:
+                subs = [s for s in os.scandir(pcm.path) if s.name.startswith("sub") and s.name[3:].isdigit()]
+            except OSError:
+                continue
+            for sub in subs:
+                seen += 1
+                if seen > max_substreams:
+                    return None
+                if not _SUBSTREAM.fullmatch(f"{card.name}/{pcm.name}/{sub.name}"):
+                    continue
+                try:
+                    with open(os.path.join(sub.path, "status"), "rb") as f:
+                        text = f.read(4096)  # "closed\n" or a dozen short lines
+                except OSError:
+                    continue
+                state = _STATE.search(text)
+                if state and state.group(1).decode() in CAPTURING:
+                    return True
     return False
 
 
+def no_video_device(sysfs_root: Path) -> bool:
+    """True when sysfs lists no V4L2 video node (/sys/class/video4linux/videoN), so no program can
+    hold one open: no scan needed. False when there is one, or when `sysfs_root` is no sysfs."""
+    if not (sysfs_root / "class").is_dir():
+        return False
+    try:
+        names = os.listdir(sysfs_root / "class" / "video4linux")
+    except FileNotFoundError:  # videodev not loaded: no V4L2 device at all
+        return True
+    except OSError:
+        return False
+    return not any(_VIDEO_NODE.fullmatch(name) for name in names)
+
+
+class SharedScan:
+    """One fd scan of a /proc serving every probe that asks within FRESH seconds of it."""
+
+    def __init__(self, proc_root: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.proc_root = proc_root
+        self.clock = clock
+        self.scans = 0
+        self._lock = threading.Lock()
+        self._wanted: dict[str, re.Pattern[str]] = {}
+        self._at: float | None = None
+        self._answers: dict[str, bool | None] = {}
+
+    def want(self, name: str, device: re.Pattern[str]) -> None:
+        """Look for `device` (under `name`) from the next scan on."""
+        with self._lock:
+            if name not in self._wanted:
+                self._wanted[name] = device
+                self._at = None
+
+    def read(self, name: str) -> bool | None:
+        with self._lock:
+            now = self.clock()
+            if self._at is None or not 0 <= now - self._at < FRESH or name not in self._answers:
+                names = tuple(self._wanted)
+                found = devices_in_use(
+                    self.proc_root, tuple(self._wanted[n] for n in names), skip=frozenset({str(os.getpid())})
+                )
+                self._answers = dict(zip(names, found, strict=True))
+                self._at = now
+                self.scans += 1
+            return self._answers.get(name)
+
+
+_scans: dict[Path, SharedScan] = {}
+_scans_lock = threading.Lock()
+
+
+def shared_scan(proc_root: Path) -> SharedScan:
+    """The agent's one SharedScan of `proc_root` (tests pass their own roots, so keyed by root)."""
+    with _scans_lock:
+        if proc_root not in _scans:
+            _scans[proc_root] = SharedScan(proc_root)
+        return _scans[proc_root]
+
+
 def _reason(ctx: ProbeContext, **_: Any) -> str | None:
-    euid = os.geteuid() if hasattr(os, "geteuid") else 0
+    euid = _euid()
     if 0 < euid <= SYSTEM_UID_MAX:
         return (
             f"the agent runs as a system account (uid {euid}), which may look only into its own processes; "
@@ -86,11 +223,6 @@ def _reason(ctx: ProbeContext, **_: Any) -> str | None:
     return reason_of(check)
 
 
-def _reader(ctx: ProbeContext, device: re.Pattern[str]) -> Reader:
-    root = ctx.procfs_root
-    return lambda: device_in_use(root, device)
-
-
 @PROBES.register(
     "privacy.camera_in_use",
     params=params({}),
@@ -99,7 +231,9 @@ def _reader(ctx: ProbeContext, device: re.Pattern[str]) -> Reader:
 )
 def camera_in_use(ctx: ProbeContext) -> Reader:
     """Whether some program has a camera (/dev/video*) open."""
-    return _reader(ctx, CAMERA)
+    scan, sysfs = shared_scan(ctx.procfs_root), ctx.sysfs_root
+    scan.want("camera", CAMERA)
+    return lambda: False if no_video_device(sysfs) else scan.read("camera")
 
 
 @PROBES.register(
@@ -109,5 +243,14 @@ def camera_in_use(ctx: ProbeContext) -> Reader:
     available=_reason,
 )
 def microphone_in_use(ctx: ProbeContext) -> Reader:
-    """Whether some program has a microphone (an ALSA capture device) open."""
-    return _reader(ctx, MICROPHONE)
+    """Whether some program records from a microphone (an ALSA capture stream runs, or a capture device is open).
+
+    ALSA's capture state in /proc/asound where it exists; the open-file scan, shared with the
+    camera, where it does not.
+    """
+    root = ctx.procfs_root
+    if (root / "asound").is_dir():
+        return lambda: capture_running(root)
+    scan = shared_scan(root)
+    scan.want("microphone", MICROPHONE)
+    return lambda: scan.read("microphone")

@@ -1,16 +1,18 @@
 """privacy.camera_in_use / privacy.microphone_in_use on recorded /proc trees (tests/fixtures/proc/README.md),
-and on the real /proc for a file this test holds open (matched through an injected device pattern)."""
+ALSA's capture state under /proc/asound, the one scan both probes share (an injected clock), and the
+real /proc for a file this test or its child holds open (matched through an injected device pattern)."""
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from pilot.probes import ProbeContext
-from pilot.probes.privacy import CAMERA, MICROPHONE, device_in_use
+from pilot.probes import ProbeContext, privacy
+from pilot.probes.privacy import CAMERA, FRESH, MICROPHONE, SharedScan, capture_running, device_in_use
 from pilot.registry import PROBES
 from tests.support.probes import REPO
 
@@ -24,7 +26,7 @@ def _desktop_user(monkeypatch):
 
 
 def _read(name: str, tree: str) -> bool | None:
-    ctx = ProbeContext(procfs_root=PROC / tree)
+    ctx = ProbeContext(procfs_root=PROC / tree, sysfs_root=PROC / tree)  # no class/ there: the camera scans
     entry = PROBES.get(name)
     assert entry.available(ctx) is None
     return entry.factory(ctx)()
@@ -125,3 +127,158 @@ def test_a_service_account_is_told_it_cannot_see_the_desktops_programs(monkeypat
 def test_root_and_people_may_look(monkeypatch, uid: int) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: uid)
     assert PROBES.get("privacy.camera_in_use").available(ProbeContext(procfs_root=PROC / "call")) is None
+
+
+# ---------------------------------------------------------------- ALSA capture state (/proc/asound)
+
+
+@pytest.mark.parametrize(("tree", "microphone"), [("alsa-recording", True), ("alsa-prepared", False)])
+def test_the_microphone_reads_alsas_capture_state_where_proc_asound_exists(tree: str, microphone: bool) -> None:
+    root = PROC / tree
+    assert capture_running(root) is microphone
+    assert _read("privacy.microphone_in_use", tree) is microphone
+    # alsa-prepared: the capture device is open (the fd scan says so), but nothing records
+    assert device_in_use(root, MICROPHONE) is True
+    assert _read("privacy.camera_in_use", tree) is False
+
+
+def _substream(root: Path, status: bytes, card: str = "card0", pcm: str = "pcm0c", sub: str = "sub0") -> None:
+    folder = root / "asound" / card / pcm / sub
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "status").write_bytes(status)
+
+
+@pytest.mark.parametrize(
+    ("status", "running"),
+    [
+        (b"state: RUNNING\nowner_pid   : 812\n", True),
+        (b"state: XRUN\nowner_pid   : 812\n", True),  # an overrun in the middle of a capture
+        (b"state: DRAINING\n", True),
+        (b"closed\n", False),
+        (b"state: OPEN\n", False),
+        (b"state: SETUP\n", False),
+        (b"state: PREPARED\n", False),
+        (b"state: PAUSED\n", False),
+        (b"state: SUSPENDED\n", False),
+        (b"state: DISCONNECTED\n", False),
+        (b"error -19\n", False),
+        (b"", False),
+        (b"state: RUNNINGX\n", False),
+        (b"xstate: RUNNING\n", False),
+        (b"state: \xffRUNNING\n", False),
+        (b"\x00" * 8192 + b"\nstate: RUNNING\n", False),  # past the 4 KiB the kernel's file ever holds
+    ],
+)
+def test_which_capture_states_count_as_recording(tmp_path: Path, status: bytes, running: bool) -> None:
+    _substream(tmp_path, status)
+    assert capture_running(tmp_path) is running
+
+
+def test_playback_substreams_and_odd_names_are_not_microphones(tmp_path: Path) -> None:
+    running = b"state: RUNNING\n"
+    _substream(tmp_path, running, pcm="pcm0p")  # playback
+    _substream(tmp_path, running, card="cardX", pcm="pcm0c")
+    _substream(tmp_path, running, card="card0", pcm="pcmXc")
+    _substream(tmp_path, running, card="card0", pcm="pcm1c", sub="subX")
+    (tmp_path / "asound" / "card0" / "pcm2c").mkdir(parents=True)
+    (tmp_path / "asound" / "card0" / "pcm2c" / "sub0").write_text("a file where a folder was")
+    assert capture_running(tmp_path) is False
+    _substream(tmp_path, running, card="card3", pcm="pcm12c", sub="sub7")
+    assert capture_running(tmp_path) is True
+
+
+def test_no_proc_asound_means_no_alsa_answer_and_the_fd_scan_decides(tmp_path: Path) -> None:
+    assert capture_running(tmp_path) is None
+    assert capture_running(PROC / "microphone-only") is None
+    assert _read("privacy.microphone_in_use", "microphone-only") is True
+
+
+def test_the_substream_bound_gives_no_reading(tmp_path: Path) -> None:
+    for n in range(3):
+        _substream(tmp_path, b"closed\n", sub=f"sub{n}")
+    assert capture_running(tmp_path, max_substreams=3) is False
+    assert capture_running(tmp_path, max_substreams=2) is None
+
+
+# ---------------------------------------------------------------- one scan for both probes
+
+
+def test_camera_and_microphone_in_one_tick_cost_one_scan(monkeypatch) -> None:
+    root, now = PROC / "call", [100.0]
+    scan = SharedScan(root, clock=lambda: now[0])
+    monkeypatch.setattr(privacy, "_scans", {root: scan})
+    ctx = ProbeContext(procfs_root=root, sysfs_root=root)  # not a sysfs: the camera gate cannot tell, so it scans
+    camera = PROBES.get("privacy.camera_in_use").factory(ctx)
+    microphone = PROBES.get("privacy.microphone_in_use").factory(ctx)  # no asound in `call`: the fd scan
+    assert (camera(), microphone(), scan.scans) == (True, True, 1)
+    now[0] += FRESH - 0.01
+    assert (microphone(), camera(), scan.scans) == (True, True, 1)
+    now[0] += 0.01  # the next tick scans again
+    assert (camera(), microphone(), scan.scans) == (True, True, 2)
+
+
+def test_a_shared_scan_sees_a_change_at_the_next_tick(tmp_path: Path) -> None:
+    root, now = tmp_path / "proc", [0.0]
+    (root / "12" / "fd").mkdir(parents=True)
+    scan = SharedScan(root, clock=lambda: now[0])
+    scan.want("camera", CAMERA)
+    assert scan.read("camera") is False
+    (root / "12" / "fd" / "4").symlink_to("/dev/video3")
+    assert scan.read("camera") is False  # the same tick: the scan it already made
+    now[0] = FRESH
+    assert scan.read("camera") is True
+
+
+def test_the_agents_own_files_are_not_looked_into_but_a_child_holding_one_is(tmp_path: Path) -> None:
+    fake_device = tmp_path / "video7"
+    fake_device.write_bytes(b"")
+    now = [0.0]
+    scan = SharedScan(Path("/proc"), clock=lambda: now[0])
+    scan.want("device", re.compile(re.escape(str(fake_device))))
+    with open(fake_device, "rb") as held:
+        assert scan.read("device") is False  # only this process holds it: the agent itself is skipped
+        child = subprocess.Popen(["sleep", "60"], stdin=held)
+    try:
+        now[0] += FRESH
+        assert scan.read("device") is True
+    finally:
+        child.kill()
+        child.wait()
+    now[0] += FRESH
+    assert scan.read("device") is False
+
+
+# ---------------------------------------------------------------- no video node, no scan
+
+
+@pytest.mark.parametrize(
+    ("nodes", "gated"),
+    [
+        (None, True),  # /sys/class without video4linux: videodev is not loaded
+        ([], True),
+        (["v4l-subdev0", "radio0", "vbi0", "videoX"], True),  # no video node among them
+        (["video0"], False),
+        (["v4l-subdev0", "video12"], False),
+    ],
+)
+def test_the_camera_is_looked_for_only_while_sysfs_lists_a_video_node(
+    tmp_path: Path, monkeypatch, nodes: list[str] | None, gated: bool
+) -> None:
+    sysfs = tmp_path / "sys"
+    (sysfs / "class" / "input").mkdir(parents=True)
+    if nodes is not None:
+        (sysfs / "class" / "video4linux").mkdir()
+        for node in nodes:
+            (sysfs / "class" / "video4linux" / node).mkdir()
+    assert privacy.no_video_device(sysfs) is gated
+    root = PROC / "call"  # 3977 holds /dev/video0 open
+    scan = SharedScan(root, clock=lambda: 0.0)
+    monkeypatch.setattr(privacy, "_scans", {root: scan})
+    camera = PROBES.get("privacy.camera_in_use").factory(ProbeContext(procfs_root=root, sysfs_root=sysfs))
+    assert camera() is (not gated)
+    assert scan.scans == (0 if gated else 1)
+
+
+def test_without_a_sysfs_the_gate_cannot_tell_and_the_scan_decides(tmp_path: Path) -> None:
+    assert privacy.no_video_device(tmp_path / "nowhere") is False
+    assert privacy.no_video_device(tmp_path) is False  # a folder without class/
