@@ -6,7 +6,10 @@ asked with `-n standby`, so a disk that sleeps is not woken to be watched; while
 the last reading stays. smartctl's exit status is a bit mask (smartctl(8), "RETURN VALUES"):
 bits 0 and 1 mean no data (a bad command line, a device that could not be opened); the
 higher bits report what the disk said (failing, attributes past threshold, errors logged)
-and still come with a full answer.
+and still come with a full answer. Bit 0 alone ("Unable to detect device type" on a virtio
+disk or a USB stick) is a definite answer: this disk, asked this way, has no SMART data, and
+asking again sooner will not change it; so it is logged once and asked again at `every`, not
+retried every minute as a failure that may pass (bit 1: the device could not be opened).
 
 smartctl needs to open the raw device: the agent must run as root, or have read access to
 the disk and CAP_SYS_RAWIO. Needs smartmontools 7.0 or later (the first with --json).
@@ -15,6 +18,7 @@ the disk and CAP_SYS_RAWIO. Needs smartmontools 7.0 or later (the first with --j
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -33,6 +37,7 @@ DEVICE_PATTERN = r"^/dev/(?:[A-Za-z0-9_:+][A-Za-z0-9_.:+-]*/)*[A-Za-z0-9_:+][A-Z
 TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,31}(?:,[0-9]{1,3}){0,2}(?!\n)$"  # sat, nvme, megaraid,0, usbjmicron,0
 _ASLEEP = re.compile(r"Device is in (STANDBY|SLEEP|IDLE\w*) mode")
 MAX_OUTPUT = 1 << 20
+NO_DATA_STATUS = 0b1  # exit status 1: no data, and none to come for this argv (see above)
 TIMEOUT = 30.0
 REALLOCATED = 5  # ATA attribute Reallocated_Sector_Ct
 
@@ -56,6 +61,13 @@ _PARAMS = params(
 )
 
 
+log = logging.getLogger("pilot.probes")
+
+
+class NoSmartData(ProbeUnavailable):
+    """smartctl answered that this disk, asked this way, has no SMART data (exit status 1)."""
+
+
 @dataclass(frozen=True)
 class Smart:
     """What one smartctl answer says about a disk; None where the disk does not report it."""
@@ -64,6 +76,9 @@ class Smart:
     temperature: int | None
     power_on_hours: int | None
     reallocated_sectors: int | None
+
+
+NOTHING = Smart(passed=None, temperature=None, power_on_hours=None, reallocated_sectors=None)
 
 
 def check_device(device: Any, dtype: Any = None) -> tuple[str, str | None]:
@@ -121,7 +136,7 @@ def parse_smartctl(raw: bytes, device: str) -> Smart | None:
     if not isinstance(status, int) or status & 0b11:
         errors = [m["string"] for m in texts if m.get("severity") == "error"] or [m["string"] for m in texts]
         why = "".join(ch if ch.isprintable() else "?" for ch in errors[0])[:200] if errors else f"exit status {status}"
-        raise ProbeUnavailable(f"smartctl {device}: {why}")
+        raise (NoSmartData if status == NO_DATA_STATUS else ProbeUnavailable)(f"smartctl {device}: {why}")
     passed = _get(doc, "smart_status", "passed")
     if not isinstance(passed, bool):
         passed = None if not status & 0b1000 else False  # bit 3: "SMART status check returned DISK FAILING"
@@ -133,15 +148,26 @@ def parse_smartctl(raw: bytes, device: str) -> Smart | None:
     )
 
 
-def read_disk(device: str, dtype: str | None, runner: Callable[..., ProgramResult]) -> Callable[[], Smart]:
-    """The background work for one disk: run smartctl, keep the last answer while the disk sleeps."""
+def read_disk(
+    device: str, dtype: str | None, runner: Callable[..., ProgramResult], key: str = "disk.health"
+) -> Callable[[], Smart]:
+    """The background work for one disk: run smartctl, keep the last answer while the disk sleeps.
+    A definite "no SMART data" is a result (NOTHING: no readings, asked again at `every`), logged
+    once per reason under `key`, the way a failure is."""
     last: list[Smart] = []
+    said: list[str] = []
 
     def work() -> Smart:
         result = runner(smartctl_argv(device, dtype), timeout=TIMEOUT, max_output=MAX_OUTPUT)
         if result.error or result.timed_out or result.truncated:
             raise ProbeUnavailable(f"smartctl {device} {result.problem(MAX_OUTPUT)}")
-        smart = parse_smartctl(result.stdout, device)
+        try:
+            smart = parse_smartctl(result.stdout, device)
+        except NoSmartData as exc:
+            if said != [str(exc)]:
+                said[:] = [str(exc)]
+                log.warning("probe %s: no reading: %s", key, str(exc)[:300])
+            return NOTHING
         if smart is None:
             if not last:
                 raise ProbeUnavailable(f"{device} is asleep and has not been read yet (smartctl does not wake it)")
@@ -185,9 +211,10 @@ def _register(name: str, field: str, defaults: dict[str, Any], doc: str) -> None
             raise ProbeUnavailable(str(exc)) from None
         if interval < 60:
             raise ProbeUnavailable("every must be at least 1m (each run reads the disk's SMART data)")
+        key = f"disk.health {device}" + (f" -d {dtype}" if dtype else "")
         raw = background_reader(
-            f"disk.health {device}" + (f" -d {dtype}" if dtype else ""),
-            read_disk(device, dtype, runner),
+            key,
+            read_disk(device, dtype, runner, key),
             every=interval,
             stale_after=3 * interval + TIMEOUT,
             clock=clock,

@@ -195,3 +195,50 @@ def test_availability_names_what_is_missing(tmp_path: Path, monkeypatch: pytest.
 def test_every_below_a_minute_is_refused() -> None:
     with pytest.raises(ProbeUnavailable, match="at least 1m"):
         PROBES.get("disk.health").factory(ProbeContext(), device="/dev/sda", every="30s", worker=Worker(start=False))
+
+
+@pytest.mark.parametrize("fixture", ["virtio-disk.json", "unknown-type.json"])  # exit status 1
+def test_a_disk_without_smart_data_is_asked_again_at_every_not_each_minute(
+    fixture: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = Replay(fixture)
+    read, worker, now = readers(runner, every="10m")
+    with caplog.at_level(logging.WARNING, logger="pilot.probes"):
+        worker.run_pending()
+        for t in (60, 120, 599):  # a failure would be retried from 60 s on
+            now[0] = t
+            assert values(read) == (None, None, None, None)
+            assert worker.run_pending() == 0
+        now[0] = 600
+        read["disk.health"]()
+        assert worker.run_pending() == 1
+    assert len(runner.calls) == 2
+    assert values(read) == (None, None, None, None)
+    assert len(caplog.records) == 1  # the same answer is said once
+    assert "no reading: smartctl /dev/sda: " in caplog.records[0].getMessage()
+    assert caplog.records[0].getMessage().endswith("Unable to detect device type")
+
+
+@pytest.mark.parametrize("fixture", ["no-such-device.json", "nvme-on-non-disk.json"])  # exit status 2
+def test_a_disk_that_could_not_be_opened_is_retried_after_a_minute(fixture: str) -> None:
+    runner = Replay(fixture)
+    read, worker, now = readers(runner, every="10m")
+    worker.run_pending()
+    now[0] = 59
+    read["disk.health"]()
+    assert worker.run_pending() == 0
+    now[0] = 60
+    read["disk.health"]()
+    assert worker.run_pending() == 1
+    assert len(runner.calls) == 2
+
+
+def test_a_disk_that_gains_its_data_reads_at_the_next_run() -> None:
+    runner = Replay("virtio-disk.json", "ata-passed.json")  # e.g. a driver loaded, or the disk swapped
+    read, worker, now = readers(runner, every="10m")
+    worker.run_pending()
+    assert values(read) == (None, None, None, None)
+    now[0] = 600
+    read["disk.health"]()
+    worker.run_pending()
+    assert values(read) == (False, 34, 15210, 0)
