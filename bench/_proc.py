@@ -68,3 +68,21 @@ def table(rows: list[tuple], headers: tuple) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
     line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths))
     return "\n".join([line(headers), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])
+
+
+def wait_for_console(console: Any, base: str, timeout: float = 30) -> None:
+    """Waits until a started `pilot console run` answers /healthz with its broker connected, so a benchmark
+    measures a console at work, not one still starting; raises with the console's last output otherwise."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not console.running():
+            raise RuntimeError(f"the console exited: {console.tail(2000)}")
+        try:
+            if httpx.get(base + "/healthz", timeout=2).json().get("broker"):
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the console did not answer /healthz with the broker connected: {console.tail(2000)}")

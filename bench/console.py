@@ -61,7 +61,7 @@ sys.path[:0] = [str(REPO), str(REPO / "engine")]
 
 import httpx  # noqa: E402
 
-from bench._proc import finish, summary, table  # noqa: E402
+from bench._proc import finish, summary, table, wait_for_console  # noqa: E402
 from testkit.agent import AgentProcess, pilot_env  # noqa: E402
 from testkit.broker import Mosquitto, free_port  # noqa: E402
 from testkit.fleet import FleetSimulator, Marker  # noqa: E402
@@ -317,17 +317,8 @@ def start_console(work: Path, broker_port: int) -> tuple[AgentProcess, str]:
     argv += ["--state-dir", str(work / "state"), "--users", str(users)]
     console = AgentProcess(argv, log=work / "console.log", env=env).start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not console.running():
-            raise RuntimeError(f"the console exited: {console.tail(2000)}")
-        try:
-            if httpx.get(base + "/healthz", timeout=2).json().get("broker"):
-                return console, base
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the console did not answer /healthz with the broker connected: {console.tail(2000)}")
+    wait_for_console(console, base)
+    return console, base
 
 
 def steady(args, sim: FleetSimulator, console: AgentProcess, api: Api, probe: LagProbe, db: Path) -> dict:

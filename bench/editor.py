@@ -38,7 +38,7 @@ sys.path[:0] = [str(REPO), str(REPO / "engine")]
 
 import httpx  # noqa: E402
 
-from bench._proc import finish, table  # noqa: E402
+from bench._proc import finish, table, wait_for_console  # noqa: E402
 from testkit.agent import AgentProcess, pilot_env  # noqa: E402
 from testkit.broker import Mosquitto, free_port  # noqa: E402
 
@@ -98,17 +98,8 @@ def start_console(work: Path, broker_port: int) -> tuple[AgentProcess, str]:
     ]
     console = AgentProcess(argv, log=work / "console.log", env=pilot_env()).start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not console.running():
-            raise RuntimeError(f"the console exited: {console.tail(2000)}")
-        try:
-            if httpx.get(base + "/healthz", timeout=2).json().get("broker"):
-                return console, base
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the console did not answer: {console.tail(2000)}")
+    wait_for_console(console, base)
+    return console, base
 
 
 def pct(values: list[float], p: float) -> float:
