@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pilot.probes._context import ProbeUnavailable
+from pilot.units import parse_duration
 
 log = logging.getLogger("pilot.probes")
 
@@ -158,6 +159,18 @@ def settle(timeout: float) -> bool:
     with _shared_lock:
         worker = _shared
     return True if worker is None else worker.wait_idle(timeout)
+
+
+def every_seconds(every: str | float, minimum: float = 1.0, too_short: str = "every must be at least 1s") -> float:
+    """A probe's `every` parameter in seconds, or ProbeUnavailable (a bad duration, or one under
+    `minimum`, which the probe sets by what one run costs)."""
+    try:
+        interval = parse_duration(every)
+    except ValueError as exc:
+        raise ProbeUnavailable(str(exc)) from None
+    if interval < minimum:
+        raise ProbeUnavailable(too_short)
+    return interval
 
 
 def background_reader(

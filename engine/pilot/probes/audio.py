@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pilot.params import params, prop
-from pilot.probes._background import background_reader
+from pilot.probes._background import background_reader, every_seconds
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.probes._programs import ProgramResult, reap, run_program, spawn
 from pilot.registry import PROBES
@@ -227,12 +227,7 @@ def _register(name: str, field: str, defaults: dict[str, Any], doc: str) -> None
     ) -> Callable[[], Any]:
         if backend not in BACKENDS:
             raise ProbeUnavailable(f"backend must be one of {', '.join(BACKENDS)}")
-        try:
-            interval = None if every is None else parse_duration(every)
-        except ValueError as exc:
-            raise ProbeUnavailable(str(exc)) from None
-        if interval is not None and interval < 1:
-            raise ProbeUnavailable("every must be at least 1s")
+        interval = None if every is None else every_seconds(every)
         env = os.environ if environ is None else environ
         chosen, why = choose_backend(backend, env, which)
         if chosen is None:

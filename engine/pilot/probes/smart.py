@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pilot.params import params, prop
-from pilot.probes._background import background_reader
+from pilot.probes._background import background_reader, every_seconds
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.probes._programs import ProgramResult, resolve, run_program
 from pilot.registry import PROBES
@@ -206,11 +206,9 @@ def _register(name: str, field: str, defaults: dict[str, Any], doc: str) -> None
     ) -> Callable[[], Any]:
         try:
             device, dtype = check_device(device, type)
-            interval = parse_duration(every)
         except ValueError as exc:
             raise ProbeUnavailable(str(exc)) from None
-        if interval < 60:
-            raise ProbeUnavailable("every must be at least 1m (each run reads the disk's SMART data)")
+        interval = every_seconds(every, 60, "every must be at least 1m (each run reads the disk's SMART data)")
         key = f"disk.health {device}" + (f" -d {dtype}" if dtype else "")
         raw = background_reader(
             key,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pilot.params import params, prop
-from pilot.probes._background import background_reader
+from pilot.probes._background import background_reader, every_seconds
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.probes._programs import ProgramResult, resolve, run_program
 from pilot.registry import PROBES
@@ -184,11 +184,9 @@ def systemd_unit(
     """
     try:
         name = check_unit(unit)
-        interval = None if every is None else parse_duration(every)
     except ValueError as exc:
         raise ProbeUnavailable(str(exc)) from None
-    if interval is not None and interval < 1:
-        raise ProbeUnavailable("every must be at least 1s")
+    interval = None if every is None else every_seconds(every)
     chosen, why = choose_via(via, environ)
     if chosen is None:
         raise ProbeUnavailable(why or "systemd cannot be asked here")

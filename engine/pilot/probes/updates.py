@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pilot.params import params, prop
-from pilot.probes._background import background_reader
+from pilot.probes._background import background_reader, every_seconds
 from pilot.probes._context import ProbeContext, ProbeUnavailable
 from pilot.probes._programs import ProgramResult, resolve, run_program
 from pilot.registry import PROBES
@@ -173,12 +173,7 @@ def updates_pending(
     """
     if manager not in MANAGERS:
         raise ProbeUnavailable(f"manager must be one of {', '.join(MANAGERS)}")
-    try:
-        interval = parse_duration(every)
-    except ValueError as exc:
-        raise ProbeUnavailable(str(exc)) from None
-    if interval < MIN_EVERY:
-        raise ProbeUnavailable("every must be at least 1h (a package manager run is costly)")
+    interval = every_seconds(every, MIN_EVERY, "every must be at least 1h (a package manager run is costly)")
     chosen = pick_manager(manager)
     if chosen is None:
         raise ProbeUnavailable(_available(ctx, manager) or "no package manager")

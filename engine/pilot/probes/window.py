@@ -21,11 +21,10 @@ from typing import Any
 
 from pilot.escaping import escape
 from pilot.params import params, prop
-from pilot.probes._background import background_reader
-from pilot.probes._context import ProbeContext, ProbeUnavailable
+from pilot.probes._background import background_reader, every_seconds
+from pilot.probes._context import ProbeContext
 from pilot.probes._programs import ProgramResult, resolve, run_program
 from pilot.registry import PROBES
-from pilot.units import parse_duration
 
 MAX_TITLE = 255
 MAX_OUTPUT = 16384  # xprop's answer for one property of one window; a title is short
@@ -134,12 +133,7 @@ def active_window(
     with every reading. Read on Pilot's one background thread with xprop; '' when no window
     has the focus.
     """
-    try:
-        interval = parse_duration(every)
-    except ValueError as exc:
-        raise ProbeUnavailable(str(exc)) from None
-    if interval < 1:
-        raise ProbeUnavailable("every must be at least 1s")
+    interval = every_seconds(every)
     env = dict(os.environ if environ is None else environ)
     return background_reader(
         f"desktop.active_window {env.get('DISPLAY', '')}",
