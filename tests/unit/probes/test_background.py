@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from pilot.probes import _background
-from pilot.probes._background import MAX_QUEUE, RETRY_AFTER, Worker, background_reader
+from pilot.probes._background import MAX_QUEUE, RETRY_AFTER, Worker, background_reader, every_seconds
+from pilot.probes._context import ProbeUnavailable
 
 
 class Clock:
@@ -179,3 +180,21 @@ def test_wait_idle_returns_once_everything_asked_was_answered() -> None:
     idle_test = Worker(start=False)
     background_reader("k", Counter(), every=10, worker=idle_test)
     assert idle_test.wait_idle(30) is False  # no thread will ever run it: says so at once
+
+
+def test_every_takes_a_duration_at_or_above_the_probes_floor() -> None:
+    assert every_seconds("1s") == 1.0
+    assert every_seconds("10m", 60, "too short") == 600.0
+    assert every_seconds(60, 60, "too short") == 60.0
+
+
+@pytest.mark.parametrize("every", ["999ms", 0, -5, "0s"])
+def test_every_under_the_floor_is_unavailable_with_the_probes_reason(every: object) -> None:
+    with pytest.raises(ProbeUnavailable, match="^every must be at least 1s$"):
+        every_seconds(every)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("every", ["soon", "1x", "", "1s\x00", "\udcff"])
+def test_every_that_is_no_duration_is_unavailable_not_a_traceback(every: str) -> None:
+    with pytest.raises(ProbeUnavailable):
+        every_seconds(every)
