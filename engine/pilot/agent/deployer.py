@@ -498,15 +498,7 @@ class Deployer:
         if self.agent.options.pinned:  # --broker on the command line decides the host and port
             changed = [c for c in changed if c not in ("mqtt.host", "mqtt.port")]
         if not changed:
-            try:
-                self.agent.reload(new_plan)
-            except Exception as exc:
-                log.exception("deploy: the new plan failed to start; rolling back")
-                restore()
-                self._reload_quietly(old_plan)
-                return Outcome("rolled_back", "start_failed", detail=f"the new plan failed to start: {exc}"[:300]), None
-            self.deploys += 1
-            return Outcome("ok", profile_hash=new_plan.profile_hash), None
+            return self._start(old_plan, new_plan, restore), None
         return self._switch(old_plan, new_plan, changed, restore)
 
     def _switch(
@@ -568,15 +560,20 @@ class Deployer:
             return Outcome("rolled_back", "broker_unreachable", detail=detail), None
         agent.session = candidate
         options.host, options.port = where
+        outcome = self._start(old_plan, new_plan, back)
+        return outcome, (old if outcome.status == "ok" and not same else None)
+
+    def _start(self, old_plan: Plan, new_plan: Plan, back: Callable[[], None]) -> Outcome:
+        """The new plan started; if it fails, `back` undoes the file (and session) and the old plan returns."""
         try:
-            agent.reload(new_plan)
+            self.agent.reload(new_plan)
         except Exception as exc:
             log.exception("deploy: the new plan failed to start; rolling back")
             back()
             self._reload_quietly(old_plan)
-            return Outcome("rolled_back", "start_failed", detail=f"the new plan failed to start: {exc}"[:300]), None
+            return Outcome("rolled_back", "start_failed", detail=f"the new plan failed to start: {exc}"[:300])
         self.deploys += 1
-        return Outcome("ok", profile_hash=new_plan.profile_hash), (None if same else old)
+        return Outcome("ok", profile_hash=new_plan.profile_hash)
 
     def _reload_quietly(self, plan: Plan) -> None:
         try:
