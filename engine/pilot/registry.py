@@ -40,6 +40,16 @@ class Entry:
     # "pilot" for a built-in, "<distribution> <version>" for a plugin's
     origin: str = BUILTIN
 
+    def unavailable(self, ctx: Any, **args: Any) -> str | None:
+        """Why this capability cannot work here with `args`, or None. A check that raises is itself the
+        answer (its exception in words), so no caller has to guard it again."""
+        if self.available is None:
+            return None
+        try:
+            return self.available(ctx, **args)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+
     @property
     def summary(self) -> str:
         return self.doc.strip().splitlines()[0] if self.doc.strip() else ""

@@ -110,10 +110,7 @@ def idle_rules(plan: Plan, working: set[str], actions_ctx: Any = None) -> list[s
     broken: dict[str, str] = {}
     for command in plan.commands:
         entry = ACTIONS.get(command.action)
-        try:
-            reason = entry.available(ctx, **command.args) if entry and entry.available else None
-        except Exception as exc:  # an availability check failing is itself the answer
-            reason = f"{type(exc).__name__}: {exc}"
+        reason = entry.unavailable(ctx, **command.args) if entry else None
         if reason:
             broken[command.id] = reason
     out = []
@@ -146,10 +143,7 @@ def without_unusable_commands(plan: Plan, actions_ctx: Any = None) -> Plan:
     dropped: set[str] = set()
     for command in optional:
         entry = ACTIONS.get(command.action)
-        try:
-            reason = entry.available(ctx, **command.args) if entry and entry.available else None
-        except Exception as exc:  # an availability check failing is itself the answer
-            reason = f"{type(exc).__name__}: {exc}"
+        reason = entry.unavailable(ctx, **command.args) if entry else None
         if entry is None or reason:
             dropped.add(command.id)
             log.info("optional command %s left out: %s", command.id, escape(reason or "unknown action"))

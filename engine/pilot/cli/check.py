@@ -236,11 +236,8 @@ def optional_here(plan: Any) -> list[tuple[str, str, str | None]]:
     for command in plan.commands:
         if command.optional:
             entry = ACTIONS.get(command.action)
-            try:
-                reason = entry.available(actx, **command.args) if entry and entry.available else None
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            out.append(("command", command.id, reason if entry else f"unknown action {command.action!r}"))
+            reason = entry.unavailable(actx, **command.args) if entry else f"unknown action {command.action!r}"
+            out.append(("command", command.id, reason))
     return out
 
 
@@ -282,12 +279,7 @@ def check_host(plan: Any, checks: Checklist) -> None:
     checks.section("Commands")
     for command in plan.commands:
         entry = ACTIONS.get(command.action)
-        try:
-            reason = entry.available(actx, **command.args) if entry and entry.available else None
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-        if entry is None:
-            reason = f"unknown action {command.action!r}"
+        reason = entry.unavailable(actx, **command.args) if entry else f"unknown action {command.action!r}"
         guards = _guards(command, plan)
         if reason and command.optional:
             broken[command.id] = f"left out here (optional): {reason}"
