@@ -1,6 +1,8 @@
-"""A private PostgreSQL cluster for the console's live tests: started once per module, removed after."""
+"""The console's live tests: a private PostgreSQL cluster (started once per module, removed after) and a poll helper."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -13,3 +15,14 @@ def postgres():
     cluster = PostgresCluster().start()
     yield cluster
     cluster.cleanup()
+
+
+def wait(predicate, timeout: float = 20.0, every: float = 0.1):
+    """Poll `predicate` until it is truthy and return its value: a live console and agent answer when they are ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout} s: {predicate}")

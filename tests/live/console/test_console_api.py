@@ -18,20 +18,11 @@ from pilot.agent import signing
 from testkit.agent import pilot_run
 from testkit.broker import Mosquitto, Watcher
 from testkit.console import ConsoleProcess
+from tests.live.console.conftest import wait
 
 DEVICE = "consolerig"
 BASE = f"pilot/{DEVICE}"
 PASSWORDS = {"alice": "alice-operator-pw", "victor": "victor-viewer-pw", "ada": "ada-admin-pw-1"}
-
-
-def wait(predicate, timeout: float = 20.0, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout} s: {predicate}")
 
 
 def profile(keyring: Path) -> str:

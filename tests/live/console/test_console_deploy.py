@@ -19,6 +19,7 @@ from pilot.agent import deploy
 from testkit.agent import new_keyring, pilot_run
 from testkit.broker import Mosquitto, Watcher, free_port
 from testkit.console import ConsoleProcess
+from tests.live.console.conftest import wait
 
 DEVICE = "consoledeploy"
 BASE = f"pilot/{DEVICE}"
@@ -39,16 +40,6 @@ def profile_text(keyring: Path, port: int, sensors: str = "") -> str:
         "           args: {argv: [/bin/echo, backup], env: {API_TOKEN: t0ps3cret-value}}}\n"
         f"policies:\n  hmac: {{keyring: {keyring}, window: 60s}}\n"
     )
-
-
-def wait(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +67,7 @@ def rig(tmp_path_factory):
     r.path, r.original = path, original
     r.ada = console.client("ada", PASSWORDS["ada"])
     r.olga = console.client("olga", PASSWORDS["olga"])
-    wait(lambda: any(d["id"] == DEVICE and d["online"] for d in r.ada.get("/api/fleet").json()["devices"]))
+    wait(lambda: any(d["id"] == DEVICE and d["online"] for d in r.ada.get("/api/fleet").json()["devices"]), timeout=30)
     yield r
     console.cleanup()
     agent.stop()
@@ -111,7 +102,7 @@ def test_a_deploy_from_the_console_applies_and_the_new_sensor_is_discovered(rig)
     assert (body["status"], body["verified"]) == ("ok", True), body
     assert body["profile_hash"] and body["errors"] == []
     assert rig.path.read_text() == text  # the text itself, comments and all
-    wait(lambda: "load" in {e["key"] for e in device(rig)["entities"]})
+    wait(lambda: "load" in {e["key"] for e in device(rig)["entities"]}, timeout=30)
     state = device(rig)["deploy"]
     assert (state["state"], state["by"], state["sha256"]) == ("applied", "ada", deploy.text_sha256(text))
     update = stream_until(
@@ -141,9 +132,9 @@ def test_a_wrong_broker_port_rolls_back_and_the_console_says_so(rig):
     assert (body["status"], body["reason"], body["verified"]) == ("rolled_back", "broker_unreachable", True), body
     assert body["detail"]
     assert rig.path.read_bytes() == before
-    state = wait(lambda: device(rig)["deploy"])
+    state = wait(lambda: device(rig)["deploy"], timeout=30)
     assert (state["state"], state["reason"]) == ("rolled_back", "broker_unreachable")
-    wait(lambda: device(rig)["online"])
+    wait(lambda: device(rig)["online"], timeout=30)
 
 
 def test_an_invalid_text_never_leaves_the_console(rig):

@@ -16,6 +16,7 @@ from pilot.agent import signing
 from pilot.console.editor import MAX_TEXT
 from testkit.broker import Mosquitto, Watcher, free_port
 from testkit.console import ConsoleProcess
+from tests.live.console.conftest import wait
 
 PASSWORDS = {"victor": "victor-viewer-pw", "olga": "olga-operator-pw", "ada": "ada-admin-pw-1", "ann": "ann-admin-pw-1"}
 OFFICE = """\
@@ -27,16 +28,6 @@ sensors:
     probe: cpu.percent   # how busy
     every: 10s
 """
-
-
-def wait(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s")
 
 
 @pytest.fixture(scope="module")

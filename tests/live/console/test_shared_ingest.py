@@ -11,18 +11,9 @@ import time
 
 from testkit.broker import Mosquitto, Watcher
 from testkit.console import ConsoleProcess
+from tests.live.console.conftest import wait
 
 READINGS = 40
-
-
-def wait(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s")
 
 
 def test_two_instances_split_the_writes_and_both_show_every_value(postgres, tmp_path):
