@@ -192,16 +192,13 @@ class SharedScan:
             return self._answers.get(name)
 
 
-_scans: dict[Path, SharedScan] = {}
-_scans_lock = threading.Lock()
+SCAN_KEY = "privacy.scan"
 
 
-def shared_scan(proc_root: Path) -> SharedScan:
-    """The agent's one SharedScan of `proc_root` (tests pass their own roots, so keyed by root)."""
-    with _scans_lock:
-        if proc_root not in _scans:
-            _scans[proc_root] = SharedScan(proc_root)
-        return _scans[proc_root]
+def shared_scan(ctx: ProbeContext) -> SharedScan:
+    """The context's one SharedScan of its /proc (the agent has one context: one scan for both probes)."""
+    scan: SharedScan = ctx.shared(SCAN_KEY, lambda: SharedScan(ctx.procfs_root))
+    return scan
 
 
 def _reason(ctx: ProbeContext, **_: Any) -> str | None:
@@ -231,7 +228,7 @@ def _reason(ctx: ProbeContext, **_: Any) -> str | None:
 )
 def camera_in_use(ctx: ProbeContext) -> Reader:
     """Whether some program has a camera (/dev/video*) open."""
-    scan, sysfs = shared_scan(ctx.procfs_root), ctx.sysfs_root
+    scan, sysfs = shared_scan(ctx), ctx.sysfs_root
     scan.want("camera", CAMERA)
     return lambda: False if no_video_device(sysfs) else scan.read("camera")
 
@@ -251,6 +248,6 @@ def microphone_in_use(ctx: ProbeContext) -> Reader:
     root = ctx.procfs_root
     if (root / "asound").is_dir():
         return lambda: capture_running(root)
-    scan = shared_scan(root)
+    scan = shared_scan(ctx)
     scan.want("microphone", MICROPHONE)
     return lambda: scan.read("microphone")

@@ -203,11 +203,11 @@ def test_the_substream_bound_gives_no_reading(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- one scan for both probes
 
 
-def test_camera_and_microphone_in_one_tick_cost_one_scan(monkeypatch) -> None:
+def test_camera_and_microphone_in_one_tick_cost_one_scan() -> None:
     root, now = PROC / "call", [100.0]
     scan = SharedScan(root, clock=lambda: now[0])
-    monkeypatch.setattr(privacy, "_scans", {root: scan})
     ctx = ProbeContext(procfs_root=root, sysfs_root=root)  # not a sysfs: the camera gate cannot tell, so it scans
+    ctx.shared(privacy.SCAN_KEY, lambda: scan)
     camera = PROBES.get("privacy.camera_in_use").factory(ctx)
     microphone = PROBES.get("privacy.microphone_in_use").factory(ctx)  # no asound in `call`: the fd scan
     assert (camera(), microphone(), scan.scans) == (True, True, 1)
@@ -262,7 +262,7 @@ def test_the_agents_own_files_are_not_looked_into_but_a_child_holding_one_is(tmp
     ],
 )
 def test_the_camera_is_looked_for_only_while_sysfs_lists_a_video_node(
-    tmp_path: Path, monkeypatch, nodes: list[str] | None, gated: bool
+    tmp_path: Path, nodes: list[str] | None, gated: bool
 ) -> None:
     sysfs = tmp_path / "sys"
     (sysfs / "class" / "input").mkdir(parents=True)
@@ -273,8 +273,9 @@ def test_the_camera_is_looked_for_only_while_sysfs_lists_a_video_node(
     assert privacy.no_video_device(sysfs) is gated
     root = PROC / "call"  # 3977 holds /dev/video0 open
     scan = SharedScan(root, clock=lambda: 0.0)
-    monkeypatch.setattr(privacy, "_scans", {root: scan})
-    camera = PROBES.get("privacy.camera_in_use").factory(ProbeContext(procfs_root=root, sysfs_root=sysfs))
+    ctx = ProbeContext(procfs_root=root, sysfs_root=sysfs)
+    ctx.shared(privacy.SCAN_KEY, lambda: scan)
+    camera = PROBES.get("privacy.camera_in_use").factory(ctx)
     assert camera() is (not gated)
     assert scan.scans == (0 if gated else 1)
 
