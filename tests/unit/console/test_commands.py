@@ -54,14 +54,6 @@ def test_values_the_device_would_refuse_are_refused_before_sending(command, valu
     assert caught.value.reason == "bad_value"
 
 
-@pytest.fixture
-def keyring(tmp_path):
-    path = tmp_path / "keyring"
-    path.write_text(signing.new_key_line("console") + "\n")
-    path.chmod(0o600)
-    return path
-
-
 class Wire:
     """Stands where the broker is: records what the sender publishes."""
 

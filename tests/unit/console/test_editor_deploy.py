@@ -21,14 +21,6 @@ NOW = 1_800_000_000
 PROFILE = "pilot: 1\ndevice: {id: d1}\nsensors:\n  cpu: {probe: cpu.percent}\n"
 
 
-@pytest.fixture
-def keyring(tmp_path):
-    path = tmp_path / "keyring"
-    path.write_text(signing.new_key_line("console") + "\n")
-    path.chmod(0o600)
-    return path
-
-
 class Wire:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, int]] = []
