@@ -142,9 +142,7 @@ def _device_files(data: Any) -> None:
     this host to warn when it cannot be read, which here would tell a browser what the console's host holds
     (and a FIFO there would block). Each is pointed at the null device instead; its type is kept."""
     for path, _what in NEEDED_FILES:
-        node = data
-        for key in path[:-1]:
-            node = node.get(key) if isinstance(node, dict) else None
+        node = _get(data, *path[:-1])
         if isinstance(node, dict) and isinstance(node.get(path[-1]), str) and node[path[-1]]:
             node[path[-1]] = os.devnull
 
