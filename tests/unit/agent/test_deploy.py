@@ -400,6 +400,14 @@ def test_new_mqtt_settings_that_connect_take_over_and_the_old_broker_hears_the_a
     assert rig.path.read_text().count("1884") == 1
 
 
+def test_the_old_broker_keeps_the_retained_deploy_state_on_the_devices_topic(rig):
+    rig.agent.session.stop = lambda timeout=3.0: None
+    request = rig.request(profile(rig.keyring, mqtt="{host: 127.0.0.2, port: 1884}"))
+    rig.send(request.payload)
+    told = [(json.loads(p)["state"], q, r) for t, p, q, r in rig.wire if t == f"{BASE}/deploy"]
+    assert told == [("applied", 1, True)]
+
+
 # ------------------------------------------------------------------ get
 
 
