@@ -427,7 +427,8 @@ class Deployer:
         state_text = json.dumps(state, separators=(",", ":"))
         # the state and the audit first: whoever hears the answer finds the device's state already told
         if old_session is not None:  # the old broker's listeners (the sender) hear it before it closes
-            old_session.publish_result(auth.result_topic.rsplit("/cmd/", 1)[0] + "/deploy", state_text, 1, True)
+            old_base = auth.result_topic.rsplit("/cmd/", 1)[0]  # the topics the request came on, before a rename
+            old_session.publish_result(deploy.state_topic(old_base), state_text, 1, True)
             self._answer(auth.result_topic, body, auth, old_session)
             old_session.stop()
         self.agent.session.publish_result(deploy.state_topic(self.agent.plan.topics.base), state_text, 1, True)
