@@ -179,6 +179,33 @@ class ConsoleRig:
     def console_output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
+    @classmethod
+    def make(
+        cls, base: Path, broker: Mosquitto, watcher: Watcher, agent: AgentProcess, http_port: int, argv: list[str]
+    ) -> ConsoleRig:
+        """A rig for a console run as argv on http_port, its log in base and its screenshots where
+        PILOT_CONSOLE_SCREENSHOTS says (docs/img to refresh the documentation's), else in base."""
+        shots = Path(os.environ.get("PILOT_CONSOLE_SCREENSHOTS") or base / "shots")
+        shots.mkdir(parents=True, exist_ok=True)
+        return cls(
+            broker=broker,
+            watcher=watcher,
+            agent=agent,
+            url=f"http://127.0.0.1:{http_port}",
+            http_port=http_port,
+            argv=argv,
+            env=pilot_env(),
+            log=base / "console.log",
+            shots=shots,
+        )
+
+    def close(self) -> None:
+        """Stops the console, the agent, the watcher and the broker, in that order."""
+        self.stop_console()
+        self.agent.stop()
+        self.watcher.stop()
+        self.broker.cleanup()
+
 
 def seed_history(db_url: str, now: float) -> None:
     """30 days of the agent's CPU usage (one reading every 10 minutes): a chart over any range has data."""
@@ -230,27 +257,12 @@ def rig(tmp_path_factory):
         "--kid", "console",
         "--state-dir", str(base / "console-state"),
     ]  # fmt: skip
-    shots = Path(os.environ.get("PILOT_CONSOLE_SCREENSHOTS") or base / "shots")
-    shots.mkdir(parents=True, exist_ok=True)
-    console = ConsoleRig(
-        broker=broker,
-        watcher=watcher,
-        agent=agent,
-        url=f"http://127.0.0.1:{http_port}",
-        http_port=http_port,
-        argv=argv,
-        env=pilot_env(),
-        log=base / "console.log",
-        shots=shots,
-    )
+    console = ConsoleRig.make(base, broker, watcher, agent, http_port, argv)
     try:
         console.start_console()
         yield console
     finally:
-        console.stop_console()
-        agent.stop()
-        watcher.stop()
-        broker.cleanup()
+        console.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,13 @@ wrong broker port that the agent rolls back. The tests run in order and share on
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from testkit.agent import pilot_env, pilot_run
+from testkit.agent import pilot_run
 from testkit.broker import Mosquitto, Watcher, free_port
 from tests.browser.conftest import HOSTILE_NAME, PASSWORD, ConsoleRig, SimDevice, publish_simulated, sign_in
 
@@ -84,19 +83,7 @@ def rig(tmp_path_factory):
         "--kid", "console",
         "--state-dir", str(base / "console-state"),
     ]  # fmt: skip
-    shots = Path(os.environ.get("PILOT_CONSOLE_SCREENSHOTS") or base / "shots")
-    shots.mkdir(parents=True, exist_ok=True)
-    console = ConsoleRig(
-        broker=broker,
-        watcher=watcher,
-        agent=agent,
-        url=f"http://127.0.0.1:{http_port}",
-        http_port=http_port,
-        argv=argv,
-        env=pilot_env(),
-        log=base / "console.log",
-        shots=shots,
-    )
+    console = ConsoleRig.make(base, broker, watcher, agent, http_port, argv)
     console.profiles = profiles  # type: ignore[attr-defined]
     console.agent_profile = agent_dir / FILE  # type: ignore[attr-defined]
     console.original = text  # type: ignore[attr-defined]
@@ -107,10 +94,7 @@ def rig(tmp_path_factory):
         console.start_console()
         yield console
     finally:
-        console.stop_console()
-        agent.stop()
-        watcher.stop()
-        broker.cleanup()
+        console.close()
 
 
 # ------------------------------------------------------------------ helpers
@@ -130,6 +114,13 @@ def editor_text(page) -> str:
 def click_line(page, n: int) -> None:
     page.click(f".cm-content .cm-line:nth-child({n})")
     page.keyboard.press("End")
+
+
+def completions(page, typed: str) -> list[str]:
+    """Types at the cursor and returns the labels of the completion list that opens."""
+    page.keyboard.type(typed)
+    page.wait_for_selector(".cm-tooltip-autocomplete li")
+    return page.eval_on_selector_all(".cm-tooltip-autocomplete li", "els => els.map(e => e.textContent)")
 
 
 def replace_text(page, text: str) -> None:
@@ -201,9 +192,7 @@ def test_completion_and_hover_come_from_the_catalog(page, rig):
     # completion of a sensor's keys where the cursor is
     click_line(page, 9)  # "    every: 2s"
     page.keyboard.press("Enter")
-    page.keyboard.type("pub")
-    page.wait_for_selector(".cm-tooltip-autocomplete")
-    labels = page.eval_on_selector_all(".cm-tooltip-autocomplete li", "els => els.map(e => e.textContent)")
+    labels = completions(page, "pub")
     assert any(label.startswith("publish") for label in labels), labels
     assert not any(label.startswith("probe") for label in labels), labels  # filtered by what was typed
     page.keyboard.press("Enter")  # takes "publish: "
@@ -211,16 +200,12 @@ def test_completion_and_hover_come_from_the_catalog(page, rig):
     # values: probe names after "probe: "
     click_line(page, 5)  # "sensors:"
     page.keyboard.press("Enter")
-    page.keyboard.type("load: {probe: cpu.lo")
-    page.wait_for_selector(".cm-tooltip-autocomplete li")
-    labels = page.eval_on_selector_all(".cm-tooltip-autocomplete li", "els => els.map(e => e.textContent)")
+    labels = completions(page, "load: {probe: cpu.lo")
     assert any(label.startswith("cpu.load") for label in labels), labels
     # a probe's argument names inside its args mapping
     page.keyboard.press("Escape")
     page.keyboard.press("Enter")
-    page.keyboard.type("  nvme: {probe: thermal.sensor, args: {la")
-    page.wait_for_selector(".cm-tooltip-autocomplete li")
-    labels = page.eval_on_selector_all(".cm-tooltip-autocomplete li", "els => els.map(e => e.textContent)")
+    labels = completions(page, "  nvme: {probe: thermal.sensor, args: {la")
     assert [label for label in labels if label.startswith(("label", "chip"))] == ["labelstring"], labels
     assert page.errors == []
 
