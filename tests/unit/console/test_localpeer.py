@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pilot.console.localpeer import peer_uid
+from pilot.console.localpeer import MAX_TABLE, peer_uid
 
 HEAD = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 # 8470 is 2116 in hex, 50000 is C350
@@ -73,3 +73,21 @@ def test_this_hosts_real_table_knows_a_connection_this_process_made():
             accepted, _ = server.accept()
             with accepted:
                 assert peer_uid(client.getsockname()[1], server.getsockname()[1]) == os.getuid()
+
+
+def test_bytes_that_are_not_text_are_skipped(tmp_path):
+    proc = table(tmp_path, [])
+    (proc / "net" / "tcp").write_bytes(HEAD.encode() + b"   9: \xff\xfe\x00:C350 \xc3(:2116 01\n" + ROWS[2].encode())
+    assert peer_uid(50000, 8470, proc) == 1000
+
+
+def test_a_uid_that_is_not_a_number_is_no_answer(tmp_path):
+    assert peer_uid(50000, 8470, table(tmp_path, [ROWS[2].replace("  1000 ", " -1000 ")])) is None
+
+
+def test_a_table_is_read_only_up_to_its_cap(tmp_path):
+    filler = "   7: 0A00000A:0001 0A00000A:0002 01 00000000:00000000 00:00000000 00000000     0        0 7 1\n"
+    rows = [filler] * (MAX_TABLE // len(filler) + 1)
+    assert peer_uid(50000, 8470, table(tmp_path, [*rows, ROWS[2]])) is None  # the client's row lies past the cap
+    (tmp_path / "small").mkdir()
+    assert peer_uid(50000, 8470, table(tmp_path / "small", [*rows[:10], ROWS[2]])) == 1000
