@@ -559,6 +559,28 @@ export class EditorPage {
     const tls = check("mqtt.tls", mq.tls, FORM_PATHS.mqtt.tls);
     const testBtn = h("button#broker-test", { type: "button", text: "Test connection", hidden: !isAdmin(), on: { click: () => this.brokerTest(host.value, port.value, tls.checked, brokerResult, testBtn) } });
 
+    // The sensors' and the commands' tables: an on switch (off is `enabled: false`) and the id, then their own cells.
+    const listTable = (section, kind, label, items, headers, cells) =>
+      h(
+        `div.group.form-group#form-${section}`,
+        h("h2", { text: `${label}s (${items.length})` }),
+        items.length
+          ? h(
+              "table.form-table",
+              h("thead", h("tr", ["On", label, ...headers].map((t) => h("th", t)))),
+              h(
+                "tbody",
+                items.map((it) =>
+                  h(
+                    `tr.form-${kind}`,
+                    { dataset: { id: it.id } },
+                    [check(`${section}.${it.id}.enabled`, it.enabled !== false, FORM_PATHS[kind].enabled(it.id), (v) => (v ? null : false)), h("code", { text: it.id }), ...cells(it)].map((c) => h("td", c)),
+                  ),
+                ),
+              ),
+            )
+          : h("p.empty", { text: `No ${section}.` }),
+      );
     const sensors = (Array.isArray(f.sensors) ? f.sensors : []).filter((s) => s && typeof s.id === "string");
     const commands = (Array.isArray(f.commands) ? f.commands : []).filter((c) => c && typeof c.id === "string");
     append(this.formView, [
@@ -573,53 +595,15 @@ export class EditorPage {
         h("div.fields", field("Host", host), field("Port", port), h("label.field.inline", tls, " TLS"), field("User name", text_("mqtt.username", mq.username, FORM_PATHS.mqtt.username))),
         h("div.broker-test", testBtn, brokerResult),
       ),
-      h(
-        "div.group.form-group#form-sensors",
-        h("h2", { text: `Sensors (${sensors.length})` }),
-        sensors.length
-          ? h(
-              "table.form-table",
-              h("thead", h("tr", h("th", "On"), h("th", "Sensor"), h("th", "Every"), h("th", "Deadband"))),
-              h(
-                "tbody",
-                sensors.map((s) =>
-                  h(
-                    "tr.form-sensor",
-                    { dataset: { id: s.id } },
-                    h("td", check(`sensors.${s.id}.enabled`, s.enabled !== false, FORM_PATHS.sensor.enabled(s.id), (v) => (v ? null : false))),
-                    h("td", h("code", { text: s.id })),
-                    h("td", text_(`sensors.${s.id}.every`, s.every, FORM_PATHS.sensor.every(s.id), { attrs: { placeholder: "default" } })),
-                    h("td", text_(`sensors.${s.id}.deadband`, s.deadband, FORM_PATHS.sensor.deadband(s.id), { number: true, attrs: { placeholder: "none" } })),
-                  ),
-                ),
-              ),
-            )
-          : h("p.empty", { text: "No sensors." }),
-      ),
-      h(
-        "div.group.form-group#form-commands",
-        h("h2", { text: `Commands (${commands.length})` }),
-        commands.length
-          ? h(
-              "table.form-table",
-              h("thead", h("tr", h("th", "On"), h("th", "Command"), h("th", "Confirm within"), h("th", "Cooldown"), h("th", "Signed"))),
-              h(
-                "tbody",
-                commands.map((c) =>
-                  h(
-                    "tr.form-command",
-                    { dataset: { id: c.id } },
-                    h("td", check(`commands.${c.id}.enabled`, c.enabled !== false, FORM_PATHS.command.enabled(c.id), (v) => (v ? null : false))),
-                    h("td", h("code", { text: c.id })),
-                    h("td", text_(`commands.${c.id}.confirm`, c.confirm, FORM_PATHS.command.confirm(c.id), { attrs: { placeholder: "no" } })),
-                    h("td", text_(`commands.${c.id}.cooldown`, c.cooldown, FORM_PATHS.command.cooldown(c.id), { attrs: { placeholder: "none" } })),
-                    h("td", check(`commands.${c.id}.signed`, c.signed, FORM_PATHS.command.signed(c.id), (v) => (v ? true : null))),
-                  ),
-                ),
-              ),
-            )
-          : h("p.empty", { text: "No commands." }),
-      ),
+      listTable("sensors", "sensor", "Sensor", sensors, ["Every", "Deadband"], (s) => [
+        text_(`sensors.${s.id}.every`, s.every, FORM_PATHS.sensor.every(s.id), { attrs: { placeholder: "default" } }),
+        text_(`sensors.${s.id}.deadband`, s.deadband, FORM_PATHS.sensor.deadband(s.id), { number: true, attrs: { placeholder: "none" } }),
+      ]),
+      listTable("commands", "command", "Command", commands, ["Confirm within", "Cooldown", "Signed"], (c) => [
+        text_(`commands.${c.id}.confirm`, c.confirm, FORM_PATHS.command.confirm(c.id), { attrs: { placeholder: "no" } }),
+        text_(`commands.${c.id}.cooldown`, c.cooldown, FORM_PATHS.command.cooldown(c.id), { attrs: { placeholder: "none" } }),
+        check(`commands.${c.id}.signed`, c.signed, FORM_PATHS.command.signed(c.id), (v) => (v ? true : null)),
+      ]),
       h("p#form-status.muted", { role: "status" }),
     ]);
     this.formView.dataset.ready = "1";
