@@ -761,7 +761,7 @@ export class EditorPage {
     t.state.className = `deploy-state deploy-${String(state).replace(/[^a-z_]/g, "")}`;
     const when = dep && Number.isFinite(dep.ts) ? ` · ${new Date(dep.ts * 1000).toLocaleTimeString()}` : "";
     const by = dep && dep.by ? ` by ${dep.by}` : "";
-    setText(t.state, `${deployText(state)}${dep && dep.reason ? `: ${reasonText(dep.reason)}` : ""}${by}${when}`);
+    setText(t.state, `${deployText(state)}${by}${when}${dep && dep.reason ? ` — ${reasonText(dep.reason)}` : ""}`);
     if (extra) {
       clear(t.detail);
       if (extra.detail) t.detail.appendChild(h("div.deploy-why", { text: String(extra.detail) }));

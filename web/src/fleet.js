@@ -7,7 +7,7 @@
 // Rows out of view skip rendering (content-visibility in style.css).
 import { api, seg } from "./api.js";
 import { h, clear, setText } from "./dom.js";
-import { relTime, fmtValue } from "./format.js";
+import { relTime, fmtValue, reasonText } from "./format.js";
 import { drawSpark, makeSpark } from "./spark.js";
 
 const BADGES = {
@@ -32,7 +32,7 @@ export function deployBadge(dep) {
   if (!dep || typeof dep !== "object" || typeof dep.state !== "string") return null;
   const state = dep.state.replace(/[^a-z_]/g, "");
   const when = Number.isFinite(dep.ts) ? new Date(dep.ts * 1000).toLocaleString() : "";
-  const title = [dep.reason ? `reason: ${dep.reason}` : "", dep.by ? `by ${dep.by}` : "", when].filter(Boolean).join(", ");
+  const title = [dep.by ? `by ${dep.by}` : "", when, dep.reason ? reasonText(dep.reason) : ""].filter(Boolean).join(", ");
   return h("span.badge.deploy", { dataset: { deploy: state }, text: DEPLOY_BADGES[state] || `Deploy: ${state}`, title });
 }
 

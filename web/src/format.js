@@ -57,6 +57,10 @@ const REASONS = {
   csrf: "The page's security token is stale; reload the page.",
   console_has_no_key: "The console has no signing key for this signed command (see signing.keyring).",
   broker_unavailable: "The console is not connected to the MQTT broker.",
+  // a profile deploy's (the agent's deployer)
+  invalid_profile: "The profile does not validate.",
+  start_failed: "The new profile did not start on the device, so its old one runs again.",
+  broker_unreachable: "The new MQTT settings reached no broker, so the device went back to its old profile.",
 };
 
 export function reasonText(code) {
