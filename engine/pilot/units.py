@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$"
@@ -30,10 +31,14 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise ValueError("a duration is text such as 10s, 5m or 1h30m")
     if isinstance(text, (int, float)):
-        return float(text)
-    if not re.fullmatch(DURATION_PATTERN, text):
+        seconds = float(text)
+    elif not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"'{text}' is not a duration such as 10s, 5m or 1h30m")
-    return sum(float(n) * _DURATION_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    else:
+        seconds = sum(float(n) * _DURATION_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    if not math.isfinite(seconds):  # 400 nines: a float's infinity, an interval that would never end
+        raise ValueError("that duration is too long to be a number of seconds")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

@@ -56,6 +56,7 @@ def duration(description: str) -> dict[str, Any]:
     return {
         "type": "string",
         "pattern": DURATION_PATTERN,
+        "maxLength": 64,  # 400 nines are a float's infinity: an interval that would never end
         "description": description + " A duration such as `10s`, `5m` or `1h30m`.",
         "x-error": "expected a duration such as 10s, 5m or 1h30m",
     }
