@@ -184,3 +184,24 @@ def test_another_local_user_holding_the_link_is_not_signed_in_and_the_link_stays
             assert "pilot_session=" in mine.headers["set-cookie"]
     finally:
         stop(proc)
+
+
+def test_a_user_already_known_below_admin_is_made_admin_and_keeps_their_password(tmp_path):
+    from pilot.cli.console import local_user
+    from pilot.console import auth
+
+    state = tmp_path / "state" / "pilot-console"
+    state.mkdir(parents=True, mode=0o700)
+    users = auth.UsersFile(state / "console-users")
+    name = local_user()
+    users.add(name, "viewer", "a-viewer-password-1")
+    proc, link = start(tmp_path, "--profile", str(tmp_path / "absent.yaml"))
+    try:
+        url, port, _token, _after = link.groups()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", follow_redirects=False, timeout=10) as client:
+            assert client.get(url).status_code == 303
+            assert client.get("/api/session").json()["role"] == "admin"
+    finally:
+        stop(proc)
+    assert users.get(name).role.label == "admin"
+    assert users.verify(name, "a-viewer-password-1") is not None
