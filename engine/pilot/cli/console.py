@@ -334,9 +334,10 @@ def cmd_open(args: argparse.Namespace) -> int:
     users = auth.UsersFile(config.auth.users_file)
     try:
         # a password no one knows: this user signs in only through the links this command mints
-        if users.get(name) is None:
+        known = users.get(name)
+        if known is None:
             users.add(name, "admin", secrets.token_urlsafe(24))
-        elif users.get(name).role.label != "admin":
+        elif known.role.label != "admin":
             users.set_role(name, "admin")
     except auth.AuthError as exc:
         return _fail(str(exc))
