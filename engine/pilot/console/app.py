@@ -143,6 +143,20 @@ def scheme(console: Console, request: Request) -> str:
     return "http"
 
 
+def own_page(target: str) -> str:
+    """`target` when it is a page of this console, else `/`: never an open redirect, and ASCII only since
+    a Location header is Latin-1."""
+    if (
+        len(target) <= 512
+        and target.startswith("/")
+        and not target.startswith(("//", "/\\"))
+        and target.isprintable()
+        and target.isascii()
+    ):
+        return target
+    return "/"
+
+
 async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
     """The body as JSON, at most `limit` bytes, UTF-8, an object."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
@@ -263,17 +277,7 @@ def build(console: Console) -> Starlette:
         user = console.users.get(name) if name is not None else None
         if user is None:
             return Response(status_code=303, headers={"location": "/login", "cache-control": "no-store"})
-        after = request.query_params.get("next", "/")
-        if (
-            not (
-                after.startswith("/")
-                and not after.startswith(("//", "/\\"))
-                and after.isprintable()
-                and after.isascii()
-            )
-            or len(after) > 512
-        ):
-            after = "/"  # only a page of this console: never an open redirect
+        after = own_page(request.query_params.get("next", "/"))
         token, _csrf = await run_in_threadpool(console.sessions.create, user)
         response = Response(status_code=303, headers={"location": after, "cache-control": "no-store"})
         response.headers.append("set-cookie", auth.session_cookie(token, secure=scheme(console, request) == "https"))

@@ -65,3 +65,26 @@ def test_a_link_is_only_minted_for_a_valid_user_name():
     links = SignInLinks(Clock())
     with pytest.raises(AuthError):
         links.mint("Ann\nadmin")
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/devices/d1?tab=log", "/devices/d1?tab=log"),
+        ("/" + "a" * 511, "/" + "a" * 511),
+        ("/" + "a" * 512, "/"),  # oversized
+        ("//evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("evil", "/"),
+        ("", "/"),
+        ("/\x1b[2J", "/"),
+        ("/a\r\nset-cookie: x=1", "/"),
+        ("/\u20ac", "/"),
+        ("/\udcff", "/"),  # a lone surrogate, as undecodable bytes arrive
+    ],
+)
+def test_a_link_goes_on_only_to_a_page_of_this_console(target, expected):
+    from pilot.console.app import own_page
+
+    assert own_page(target) == expected
