@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from pilot.escaping import escape
 
 if TYPE_CHECKING:  # `pilot --version` and argument errors never build the plan's dataclasses
+    import threading
+
     from pilot.agent.signing import Key
     from pilot.plan import CompileResult, Plan
 
@@ -157,6 +159,22 @@ def broker_client(plan: Plan, client_id: str) -> Any:
 
         client.tls_set_context(tls_context(plan.mqtt))
     return client
+
+
+def converse(client: Any, host: str, port: int, done: threading.Event, timeout: float) -> bool | None:
+    """Connect `client` (its callbacks set), run it until `done` or `timeout`, disconnect: whether
+    `done` was set, or None when the broker cannot be reached (reported)."""
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as exc:
+        err(f"pilot: error: cannot reach the broker {host}:{port}: {exc}")
+        return None
+    client.loop_start()
+    try:
+        return done.wait(timeout)
+    finally:
+        client.loop_stop()
+        client.disconnect()
 
 
 def unreadable_broker_files(plan: Plan) -> bool:

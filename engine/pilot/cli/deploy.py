@@ -26,6 +26,7 @@ from pilot.cli.common import (
     add_sender_options,
     broker_address,
     broker_client,
+    converse,
     err,
     load_plan,
     out,
@@ -157,18 +158,7 @@ def _publish_all(plan: Any, rollout: Rollout, targets: list[Target], host: str, 
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = lambda c, userdata, msg: rollout.take(msg.topic, msg.payload)
-    try:
-        client.connect(host, port, keepalive=30)
-    except OSError as exc:
-        err(f"pilot: error: cannot reach the broker {host}:{port}: {exc}")
-        return False
-    client.loop_start()
-    try:
-        rollout.done.wait(timeout)
-    finally:
-        client.loop_stop()
-        client.disconnect()
-    return True
+    return converse(client, host, port, rollout.done, timeout) is not None
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from pilot.cli.common import (
     add_sender_options,
     broker_address,
     broker_client,
+    converse,
     load_plan,
     signing_key,
     state_path,
@@ -180,17 +181,7 @@ def _deliver(plan: Plan, exchange: Exchange, host: str, port: int, timeout: floa
     client.on_connect = lambda c, *_: c.subscribe(command.result_topic, 1)
     client.on_subscribe = lambda c, *_: c.publish(command.command_topic, exchange.payload, qos=1)
     client.on_message = on_message
-    try:
-        client.connect(host, port, keepalive=30)
-    except OSError as exc:
-        print(f"pilot: error: cannot reach the broker {host}:{port}: {exc}", file=sys.stderr)
-        return None
-    client.loop_start()
-    try:
-        return exchange.done.wait(timeout)
-    finally:
-        client.loop_stop()
-        client.disconnect()
+    return converse(client, host, port, exchange.done, timeout)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
