@@ -21,6 +21,7 @@ import pytest
 from pilot.agent import deploy, signing
 from testkit.agent import new_keyring, pilot_env, pilot_run
 from testkit.broker import Mosquitto, Watcher, free_port
+from tests.support.deploy_profiles import deploy_profile
 from tests.support.harness import ready_watcher
 
 DEVICE = "deploy01"
@@ -28,19 +29,7 @@ BASE = f"pilot/{DEVICE}"
 
 
 def profile_text(keyring: Path, port: int, *, sensors: str = "", name: str = "Deploy rig") -> str:
-    return (
-        "pilot: 1\n"
-        f"device: {{id: {DEVICE}, name: {name}}}\n"
-        f"mqtt: {{host: 127.0.0.1, port: {port}}}\n"
-        "# a comment the deploy must keep\n"
-        "sensors:\n"
-        "  up: {probe: system.uptime, every: 30s}\n"
-        f"{sensors}"
-        "commands:\n"
-        "  backup: {action: process.run, platform: button,\n"
-        "           args: {argv: [/bin/echo, backup], env: {API_TOKEN: t0ps3cret-value}}}\n"
-        f"policies:\n  hmac: {{keyring: {keyring}, window: 60s}}\n"
-    )
+    return deploy_profile(DEVICE, name, keyring, port, sensors)
 
 
 class DeployRig:
