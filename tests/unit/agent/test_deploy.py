@@ -436,6 +436,22 @@ def test_get_refuses_a_deploy_envelope_and_an_unsigned_request(rig):
     assert [(a["status"], a["reason"], "profile" in a) for a in rig.answers()] == [("rejected", "unauthorized", False)]
 
 
+def test_a_replayed_get_is_refused_and_a_retained_one_is_never_read(rig):
+    request = deploy.build_get(rig.keys["k2"], DEVICE, BASE, ts=NOW)
+    for _ in range(2):
+        rig.agent._on_message(request.topic, request.payload, False)
+        rig.run_queued()
+    assert [(a["status"], a.get("reason"), "profile" in a) for a in rig.answers()] == [
+        ("ok", None, True),
+        ("rejected", "replayed", False),
+    ]
+    rig.wire.clear()
+    fresh = deploy.build_get(rig.keys["k2"], DEVICE, BASE, ts=NOW)
+    rig.agent._on_message(fresh.topic, fresh.payload, True)
+    rig.run_queued()
+    assert [(a["status"], a["reason"], "profile" in a) for a in rig.answers()] == [("rejected", "retained", False)]
+
+
 def test_capabilities_name_the_running_file_and_its_hash(rig):
     caps = rig.agent.capabilities()
     assert caps["profile_file"] == {
