@@ -7,6 +7,7 @@ wrong broker port that the agent rolls back. The tests run in order and share on
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -120,7 +121,23 @@ def completions(page, typed: str) -> list[str]:
     """Types at the cursor and returns the labels of the completion list that opens."""
     page.keyboard.type(typed)
     page.wait_for_selector(".cm-tooltip-autocomplete li")
-    return page.eval_on_selector_all(".cm-tooltip-autocomplete li", "els => els.map(e => e.textContent)")
+
+    word = re.search(r"[\w.]*$", typed).group(0).lower()  # what the list is filtered by: the word being typed
+
+    def narrowed(labels: list[str]) -> bool:  # CodeMirror has filtered by every letter of it, in order
+        def fits(label: str) -> bool:
+            rest = iter(label.lower())
+            return all(ch in rest for ch in word)
+
+        return bool(labels) and all(fits(label) for label in labels)
+
+    labels: list[str] = []
+    for _ in range(100):  # the list opens on the first letter and narrows as the rest arrive
+        labels = page.eval_on_selector_all(".cm-tooltip-autocomplete li", "els => els.map(e => e.textContent)")
+        if narrowed(labels):
+            break
+        page.wait_for_timeout(50)
+    return labels
 
 
 def replace_text(page, text: str) -> None:
@@ -195,7 +212,11 @@ def test_completion_and_hover_come_from_the_catalog(page, rig):
     labels = completions(page, "pub")
     assert any(label.startswith("publish") for label in labels), labels
     assert not any(label.startswith("probe") for label in labels), labels  # filtered by what was typed
-    page.keyboard.press("Enter")  # takes "publish: "
+    page.click(".cm-tooltip-autocomplete li:has-text('publish')")  # takes "publish: "
+    for _ in range(100):  # the editor redraws the line on its next frame
+        if "    publish: " in editor_text(page).split("\n"):
+            break
+        page.wait_for_timeout(50)
     assert "    publish: " in editor_text(page).split("\n")
     # values: probe names after "probe: "
     click_line(page, 5)  # "sensors:"
