@@ -100,6 +100,11 @@ def test_a_chart_over_each_range_has_the_seeded_history(page, rig):
     page.wait_for_selector('#chart[data-range="1h"]')
     box = page.locator("#chart .uplot .u-over").bounding_box()
     assert box is not None and box["width"] > 300
+    # the seeded readings are 10 minutes apart, so the first one in the hour is at least 8 minutes in: the axis
+    # still spans the whole hour the server answered for, not just the readings
+    start, end = int(page.get_attribute("#chart", "data-start")), int(page.get_attribute("#chart", "data-end"))
+    assert end - start == 3600
+    assert span() == (start, end)
 
 
 def test_a_confirm_command_arms_then_answers_dry_run_with_its_calls(page, rig):

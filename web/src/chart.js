@@ -55,23 +55,39 @@ export class ChartPanel {
       this.note.textContent = "";
       return;
     }
+    // the axis spans the range asked for (the server says which), not just the readings in it, so a sensor
+    // that started an hour ago shows as an hour at the right end of a 24 h chart
     const now = Date.now() / 1000;
-    if (this.binary) this.drawTimeline(ts, values, now - SPAN[range], now);
-    else this.drawPlot(ts, values, (data && data.unit) || this.entity.unit || "");
+    const end = Number.isFinite(data.end) ? data.end : now;
+    const start = Number.isFinite(data.start) && data.start < end ? data.start : end - SPAN[range];
+    this.el.dataset.start = String(Math.round(start));
+    this.el.dataset.end = String(Math.round(end));
+    if (this.binary) this.drawTimeline(ts, values, start, end);
+    else this.drawPlot(ts, values, (data && data.unit) || this.entity.unit || "", start, end);
     this.note.textContent = this.binary
       ? `${ts.length} changes (${data.tier || "raw"}).`
       : `${ts.length} points (${data.tier || "raw"}). Drag across the chart to zoom; double-click to reset.`;
   }
 
-  drawPlot(ts, values, unit) {
+  drawPlot(ts, values, unit, start, end) {
     this.destroy();
+    const xs = ts.map(Number);
+    const first = xs[0];
+    const last = xs[xs.length - 1];
     clear(this.body);
     const width = Math.max(300, this.body.clientWidth || this.el.clientWidth || 800);
     const opts = {
       width,
       height: 260,
       cursor: { drag: { x: true, y: false, setScale: true } },
-      scales: { x: { time: true } },
+      scales: {
+        x: {
+          time: true,
+          // uPlot auto-ranges x to the readings' extent (at first and on double-click): widen that to the
+          // whole range; a drag-zoom's span is kept as chosen
+          range: (u, min, max) => (min === first && (max === last || first === last) ? [Math.min(start, first), Math.max(end, last)] : [min, max]),
+        },
+      },
       series: [{}, { label: this.entity.name || this.entity.key, stroke: "#2a7ae2", width: 1.5, fill: "rgba(42,122,226,0.08)", value: (u, v) => (v == null ? "—" : `${v} ${unit}`.trim()) }],
       axes: [{}, { label: unit || undefined }],
       hooks: {
@@ -85,7 +101,7 @@ export class ChartPanel {
         ],
       },
     };
-    this.plot = new uPlot(opts, [ts.map(Number), values.map((v) => (v === null ? null : Number(v)))], this.body);
+    this.plot = new uPlot(opts, [xs, values.map((v) => (v === null ? null : Number(v)))], this.body);
   }
 
   drawTimeline(ts, values, start, end) {
