@@ -18,6 +18,7 @@ class ProbeContext:
     sysfs_root: Path = field(default_factory=lambda: Path(environment.get("PILOT_SYSFS_ROOT") or "/sys"))
     procfs_root: Path = field(default_factory=lambda: Path("/proc"))
     etc_root: Path = field(default_factory=lambda: Path("/etc"))
+    dev_root: Path = field(default_factory=lambda: Path("/dev"))
     # The pynvml module (or a stand-in with the same functions); None = import lazily.
     nvml: Any = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -16,7 +16,9 @@ lists a video node (/sys/class/video4linux/videoN): a machine without a webcam p
 The microphone prefers ALSA's own account: /proc/asound/cardN/pcmDc/subS/status says
 `state: RUNNING` while a capture substream runs (the kernel's
 Documentation/sound/designs/procfile.rst), whatever program or user holds it, at a cost that
-does not grow with open files; the fd scan is its fallback where /proc/asound is absent.
+does not grow with open files; the fd scan is its fallback where /proc/asound is absent, and
+even that is skipped while /dev/snd holds no capture node (pcmC<card>D<device>c): with none on
+the machine no program can hold one, so "not in use" comes from one listing of /dev/snd.
 
 The scan is bounded (MAX_PROCESSES process folders, MAX_LINKS links in all, MAX_SUBSTREAMS
 status files): a machine that exceeds one gets no reading rather than a "no" that did not look
@@ -48,6 +50,7 @@ FRESH = 1.0  # seconds a shared scan answers for: the sensors of one tick, never
 SYSTEM_UID_MAX = 999  # login.defs' SYS_UID_MAX on Debian, Ubuntu and Fedora: service accounts such as `pilot`
 CAPTURING = frozenset({"RUNNING", "DRAINING", "XRUN"})  # XRUN: an overrun stopped a running capture for now
 _VIDEO_NODE = re.compile(r"video[0-9]{1,4}")
+_CAPTURE_NODE = re.compile(r"pcmC[0-9]{1,3}D[0-9]{1,3}c")
 _SUBSTREAM = re.compile(r"card[0-9]{1,3}/pcm[0-9]{1,3}c/sub[0-9]{1,4}")
 _STATE = re.compile(rb"^state:\s*([A-Z_]{1,20})\s*$", re.MULTILINE)
 
@@ -159,6 +162,21 @@ def no_video_device(sysfs_root: Path) -> bool:
     return not any(_VIDEO_NODE.fullmatch(name) for name in names)
 
 
+def no_capture_device(dev_root: Path) -> bool:
+    """True when `dev_root`/snd holds no ALSA capture node (pcmC<card>D<device>c), so no program can
+    hold one open: no scan needed. False when there is one, or when `dev_root` is no /dev at all
+    (the gate cannot tell, the scan decides)."""
+    if not dev_root.is_dir():
+        return False
+    try:
+        names = os.listdir(dev_root / "snd")
+    except (FileNotFoundError, NotADirectoryError):  # no sound driver loaded: no ALSA device at all
+        return True
+    except OSError:
+        return False
+    return not any(_CAPTURE_NODE.fullmatch(name) for name in names)
+
+
 class SharedScan:
     """One fd scan of a /proc serving every probe that asks within FRESH seconds of it."""
 
@@ -243,11 +261,19 @@ def microphone_in_use(ctx: ProbeContext) -> Reader:
     """Whether some program records from a microphone (an ALSA capture stream runs, or a capture device is open).
 
     ALSA's capture state in /proc/asound where it exists; the open-file scan, shared with the
-    camera, where it does not.
+    camera, where it does not, and only while /dev/snd holds a capture node.
     """
-    root = ctx.procfs_root
+    root, dev = ctx.procfs_root, ctx.dev_root
     if (root / "asound").is_dir():
         return lambda: capture_running(root)
     scan = shared_scan(ctx)
-    scan.want("microphone", MICROPHONE)
-    return lambda: scan.read("microphone")
+    if not no_capture_device(dev):
+        scan.want("microphone", MICROPHONE)  # one scan a tick for camera and microphone
+
+    def read() -> bool | None:
+        if no_capture_device(dev):
+            return False
+        scan.want("microphone", MICROPHONE)  # a capture node appeared since: scan for it from now on
+        return scan.read("microphone")
+
+    return read

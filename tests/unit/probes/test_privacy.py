@@ -17,6 +17,7 @@ from pilot.registry import PROBES
 from tests.support.probes import REPO
 
 PROC = REPO / "tests" / "fixtures" / "proc"
+DEV = REPO / "tests" / "fixtures" / "dev"  # /dev/snd trees (tests/fixtures/dev/README.md)
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +27,8 @@ def _desktop_user(monkeypatch):
 
 
 def _read(name: str, tree: str) -> bool | None:
-    ctx = ProbeContext(procfs_root=PROC / tree, sysfs_root=PROC / tree)  # no class/ there: the camera scans
+    # no class/ there: the camera scans; /dev/snd lists the trees' capture nodes: the microphone scans
+    ctx = ProbeContext(procfs_root=PROC / tree, sysfs_root=PROC / tree, dev_root=DEV / "sound")
     entry = PROBES.get(name)
     assert entry.available(ctx) is None
     return entry.factory(ctx)()
@@ -206,7 +208,8 @@ def test_the_substream_bound_gives_no_reading(tmp_path: Path) -> None:
 def test_camera_and_microphone_in_one_tick_cost_one_scan() -> None:
     root, now = PROC / "call", [100.0]
     scan = SharedScan(root, clock=lambda: now[0])
-    ctx = ProbeContext(procfs_root=root, sysfs_root=root)  # not a sysfs: the camera gate cannot tell, so it scans
+    # not a sysfs: the camera gate cannot tell, so it scans; /dev/snd holds capture nodes
+    ctx = ProbeContext(procfs_root=root, sysfs_root=root, dev_root=DEV / "sound")
     ctx.shared(privacy.SCAN_KEY, lambda: scan)
     camera = PROBES.get("privacy.camera_in_use").factory(ctx)
     microphone = PROBES.get("privacy.microphone_in_use").factory(ctx)  # no asound in `call`: the fd scan
@@ -283,3 +286,81 @@ def test_the_camera_is_looked_for_only_while_sysfs_lists_a_video_node(
 def test_without_a_sysfs_the_gate_cannot_tell_and_the_scan_decides(tmp_path: Path) -> None:
     assert privacy.no_video_device(tmp_path / "nowhere") is False
     assert privacy.no_video_device(tmp_path) is False  # a folder without class/
+
+
+# ---------------------------------------------------------------- no capture node, no scan
+
+
+class _Counted:
+    """os.scandir and os.readlink as they are, with every path they were asked about recorded."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.paths: list[str] = []
+        scandir, readlink = os.scandir, os.readlink
+
+        def counted_scandir(path=".", *args):
+            self.paths.append(os.fspath(path))
+            return scandir(path, *args)
+
+        def counted_readlink(path, *args, **kwargs):
+            self.paths.append(os.fspath(path))
+            return readlink(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "scandir", counted_scandir)
+        monkeypatch.setattr(os, "readlink", counted_readlink)
+
+    def under(self, root: Path) -> list[str]:
+        return [p for p in self.paths if p == str(root) or p.startswith(str(root) + os.sep)]
+
+
+@pytest.mark.parametrize(
+    ("dev", "gated"), [("no-sound", True), ("playback-only", True), ("sound", False), ("nowhere", False)]
+)
+def test_no_capture_device_is_read_from_dev_snd(dev: str, gated: bool) -> None:
+    # nowhere: no /dev at all, so the gate cannot tell and the scan decides
+    assert privacy.no_capture_device(DEV / dev) is gated
+
+
+@pytest.mark.parametrize(("tree", "held"), [("microphone-only", True), ("call", True), ("idle", False)])
+def test_without_a_capture_node_the_microphone_is_not_in_use_and_proc_is_not_walked(
+    monkeypatch, tree: str, held: bool
+) -> None:
+    root = PROC / tree
+    assert device_in_use(root, MICROPHONE) is held  # what the walk would say (a capture device held open)
+    counted = _Counted(monkeypatch)
+    for dev, expected, walks in (("playback-only", False, 0), ("no-sound", False, 0), ("sound", held, 1)):
+        scan = SharedScan(root, clock=lambda: 0.0)
+        ctx = ProbeContext(procfs_root=root, sysfs_root=root, dev_root=DEV / dev)
+        ctx.shared(privacy.SCAN_KEY, lambda scan=scan: scan)
+        microphone = PROBES.get("privacy.microphone_in_use").factory(ctx)
+        counted.paths.clear()
+        assert microphone() is expected
+        assert scan.scans == walks
+        # not one folder or link of the /proc tree was read without a capture node
+        assert (len(counted.under(root)) > 0) is (walks > 0)
+
+
+def test_a_capture_node_that_appears_is_seen_at_the_next_reading(tmp_path: Path) -> None:
+    dev, root, now = tmp_path / "dev", PROC / "microphone-only", [0.0]
+    dev.mkdir()
+    scan = SharedScan(root, clock=lambda: now[0])
+    ctx = ProbeContext(procfs_root=root, sysfs_root=root, dev_root=dev)
+    ctx.shared(privacy.SCAN_KEY, lambda: scan)
+    microphone = PROBES.get("privacy.microphone_in_use").factory(ctx)
+    assert (microphone(), scan.scans) == (False, 0)
+    (dev / "snd").mkdir()
+    (dev / "snd" / "pcmC0D0p").write_bytes(b"")
+    assert (microphone(), scan.scans) == (False, 0)  # playback only
+    (dev / "snd" / "pcmC0D10c").write_bytes(b"")  # a USB microphone plugged in, held by 812
+    assert (microphone(), scan.scans) == (True, 1)
+
+
+def test_camera_and_a_gated_microphone_cost_one_scan_a_tick() -> None:
+    root = PROC / "call"
+    scan = SharedScan(root, clock=lambda: 0.0)
+    ctx = ProbeContext(procfs_root=root, sysfs_root=root, dev_root=DEV / "no-sound")
+    ctx.shared(privacy.SCAN_KEY, lambda: scan)
+    camera = PROBES.get("privacy.camera_in_use").factory(ctx)
+    microphone = PROBES.get("privacy.microphone_in_use").factory(ctx)
+    assert (microphone(), camera(), scan.scans) == (False, True, 1)
+    assert (microphone(), camera(), scan.scans) == (False, True, 1)
