@@ -171,6 +171,11 @@ class Peer:
         with self.lock:
             return [c for c in self.calls if c.member == member]
 
+    def asked(self) -> int:
+        """How many calls this peer received in all: the round trips a reader cost it."""
+        with self.lock:
+            return len(self.calls)
+
     def _serve(self) -> None:
         from jeepney import MessageType
 
@@ -197,10 +202,10 @@ class Peer:
         with self.lock:
             self.calls.append(Received(path, interface, member, tuple(msg.body)))
         try:
-            if interface == "org.freedesktop.DBus.Properties":
-                answer = self._properties(path, member, tuple(msg.body))
-            elif (path, interface, member) in self.methods:
+            if (path, interface, member) in self.methods:  # a test's own answer, even to Properties calls
                 answer = self.methods[(path, interface, member)](tuple(msg.body))
+            elif interface == "org.freedesktop.DBus.Properties":
+                answer = self._properties(path, member, tuple(msg.body))
             else:
                 answer = ("org.freedesktop.DBus.Error.UnknownMethod", f"no {interface}.{member} at {path}")
                 self.conn.send(new_error(msg, answer[0], "s", (answer[1],)))
@@ -234,8 +239,113 @@ class Peer:
             signature, current = value(body[1])
             return NO_REPLY if current is NO_REPLY else ("v", ((signature, current),))
         if member == "GetAll":
-            return "a{sv}", ({name: value(name) for name in table},)
+            values = {name: value(name) for name in table}
+            if any(current is NO_REPLY for _, current in values.values()):
+                return NO_REPLY  # a property that hangs hangs the whole GetAll, as it would in a real peer
+            return "a{sv}", (values,)
         raise LookupError(f"Properties.{member} is not supported here")
+
+
+class Monitor:
+    """Every method call on a bus, whoever sends it to whom (the bus's own ListNames and NameHasOwner
+    included), through the daemon's BecomeMonitor: the round trips a reader cost, counted.
+
+    `settle()` makes the record complete up to now: the daemon hands the monitor messages in the
+    order it routes them, so once a marker sent afterwards is seen, every earlier call is too."""
+
+    def __init__(self, address: str) -> None:
+        from jeepney.io.blocking import open_dbus_connection
+
+        self.conn = open_dbus_connection(address)
+        self._marker_conn = open_dbus_connection(address)
+        self.calls: list[tuple[str, str, str]] = []  # (destination, interface, member)
+        self.lock = threading.Lock()
+        self._marks = 0
+        self._seen_marks = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="test-dbus-monitor", daemon=True)
+
+    def start(self) -> Monitor:
+        from jeepney import DBusAddress, new_method_call
+
+        monitoring = DBusAddress(
+            "/org/freedesktop/DBus", bus_name="org.freedesktop.DBus", interface="org.freedesktop.DBus.Monitoring"
+        )
+        rules = ["type='method_call'"]
+        self.conn.send_and_get_reply(new_method_call(monitoring, "BecomeMonitor", "asu", (rules, 0)), timeout=5)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self.conn.close()
+        self._marker_conn.close()
+
+    def __enter__(self) -> Monitor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def settle(self, timeout: float = 5.0) -> None:
+        import time
+
+        from jeepney import DBusAddress, new_method_call
+
+        self._marks += 1
+        bus = DBusAddress("/org/freedesktop/DBus", bus_name="org.freedesktop.DBus", interface="org.freedesktop.DBus")
+        self._marker_conn.send_and_get_reply(
+            new_method_call(bus, "NameHasOwner", "s", (f"org.pilottest.Mark{self._marks}",)), timeout=timeout
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self._seen_marks >= self._marks:
+                    return
+            time.sleep(0.01)
+        raise TimeoutError("the bus monitor did not see its marker")
+
+    def clear(self) -> None:
+        self.settle()
+        with self.lock:
+            self.calls.clear()
+
+    def count(self, member: str | None = None, destination: str | None = None) -> int:
+        """Calls recorded (since `clear`), of `member` and to `destination` where given; markers excluded."""
+        self.settle()
+        with self.lock:
+            return sum(
+                1
+                for d, _, m in self.calls
+                if (member is None or m == member) and (destination is None or d == destination)
+            )
+
+    def _serve(self) -> None:
+        from jeepney import MessageType
+        from jeepney.low_level import HeaderFields
+
+        while not self._stop.is_set():
+            try:
+                msg = self.conn.receive(timeout=0.1)
+            except TimeoutError:
+                continue
+            except (OSError, ValueError):
+                return
+            if msg.header.message_type != MessageType.method_call:
+                continue
+            fields = msg.header.fields
+            call = (
+                fields.get(HeaderFields.destination, ""),
+                fields.get(HeaderFields.interface, ""),
+                fields.get(HeaderFields.member, ""),
+            )
+            with self.lock:
+                if call[2] == "NameHasOwner" and str(msg.body[0]).startswith("org.pilottest.Mark"):
+                    self._seen_marks += 1
+                else:
+                    self.calls.append(call)
 
 
 @dataclass(frozen=True)

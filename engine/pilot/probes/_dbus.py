@@ -23,9 +23,10 @@ MAX_REPLY_ITEMS = 4096
 class DBusError(Exception):
     """The bus or the peer could not answer; the message is safe to show (one line)."""
 
-    def __init__(self, message: str, name: str | None = None) -> None:
+    def __init__(self, message: str, name: str | None = None, *, bus_down: bool = False) -> None:
         super().__init__(message)
         self.name = name  # the D-Bus error name, when the peer answered with one
+        self.bus_down = bus_down  # the bus itself could not be reached: no peer on it can answer
 
 
 def session_address(environ: Mapping[str, str] | None = None) -> str | None:
@@ -59,7 +60,7 @@ class Bus:
         try:
             return open_dbus_connection(self.address, auth_timeout=1.0)
         except (OSError, RuntimeError, ValueError) as exc:
-            raise DBusError(f"cannot connect to the {self.label} ({_short(exc)})") from None
+            raise DBusError(f"cannot connect to the {self.label} ({_short(exc)})", bus_down=True) from None
 
     def send_and_get_reply(self, message: Any, timeout: float) -> Any:
         """Send one method call and return the reply message; DBusError when none comes."""
@@ -75,7 +76,7 @@ class Bus:
                 except (OSError, ValueError, EOFError) as exc:
                     self._drop()
                     if attempt == 2:
-                        raise DBusError(f"the {self.label} connection failed ({_short(exc)})") from None
+                        raise DBusError(f"the {self.label} connection failed ({_short(exc)})", bus_down=True) from None
             raise AssertionError("unreachable")
 
     def _drop(self) -> None:
@@ -164,6 +165,44 @@ def get_property(bus: Bus, name: str, path: str, interface: str, prop: str, time
     if len(body) != 1 or not isinstance(body[0], tuple) or len(body[0]) != 2:
         raise DBusError(f"{name} sent a malformed answer for {interface}.{prop}")
     return body[0][1]
+
+
+def get_all(bus: Bus, name: str, path: str, interface: str, timeout: float = 1.0) -> dict[str, Any]:
+    """Every property of `interface` in one round trip (the variants unwrapped), where a Get per
+    property would cost one each. A peer's malformed or oversized answer is a DBusError."""
+    body = call(bus, name, path, "org.freedesktop.DBus.Properties", "GetAll", "s", (interface,), timeout)
+    if len(body) != 1 or not isinstance(body[0], dict) or len(body[0]) > MAX_REPLY_ITEMS:
+        raise DBusError(f"{name} sent a malformed answer for {interface}'s properties")
+    values: dict[str, Any] = {}
+    for key, variant in body[0].items():
+        if isinstance(key, str) and isinstance(variant, tuple) and len(variant) == 2:
+            values[key] = variant[1]
+    return values
+
+
+def name_has_owner(bus: Bus, name: str, timeout: float = 1.0) -> bool:
+    """Whether some connection owns `name` now (one name asked, where ListNames sends them all)."""
+    (owned,) = call(
+        bus,
+        "org.freedesktop.DBus",
+        "/org/freedesktop/DBus",
+        "org.freedesktop.DBus",
+        "NameHasOwner",
+        "s",
+        (name,),
+        timeout,
+    )
+    return owned is True
+
+
+# error names that say the peer is gone (quit, or crashed before it answered): look it up again
+GONE = frozenset(
+    {
+        "org.freedesktop.DBus.Error.ServiceUnknown",
+        "org.freedesktop.DBus.Error.NoReply",
+        "org.freedesktop.DBus.Error.NameHasNoOwner",
+    }
+)
 
 
 def list_names(bus: Bus, timeout: float = 1.0) -> list[str]:

@@ -21,7 +21,7 @@ from pilot.params import params, prop
 from pilot.probes import _dbus
 from pilot.probes._common import Reader
 from pilot.probes._context import ProbeContext, ProbeUnavailable
-from pilot.probes._mpris import PLAYER_NAME, STATES, Playing, read_playing
+from pilot.probes._mpris import PLAYER_NAME, STATES, Players, Playing
 from pilot.registry import PROBES
 
 _PLAYER = prop(
@@ -36,21 +36,23 @@ _PLAYER = prop(
 
 class _Snapshot:
     """One reading of the player shared by the media probes of a context for `max_age` seconds,
-    so state, title and artist read in the same tick ask the bus once."""
+    so state, title and artist read in the same tick ask the bus once; the players found are
+    remembered from one reading to the next (`_mpris.Players`), so a reading is one GetAll."""
 
     def __init__(self, wanted: str | None, clock: Callable[[], float] = time.monotonic, max_age: float = 1.0) -> None:
         self.wanted = wanted
         self.clock = clock
         self.max_age = max_age
+        self.players = Players(wanted, clock)
         self._at: float | None = None
         self._value: Playing | None = None
 
     def __call__(self) -> Playing | None:
         now = self.clock()
-        if self._at is None or now - self._at >= self.max_age:
+        if self._at is None or not 0 <= now - self._at < self.max_age:
             self._at = now
             try:
-                self._value = read_playing(_dbus.session_bus(), self.wanted)
+                self._value = self.players.read(_dbus.session_bus())
             except _dbus.DBusError:
                 self._value = None  # the bus or the player went away: no reading, not an error
         return self._value

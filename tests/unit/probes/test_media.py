@@ -8,7 +8,7 @@ import pytest
 from pilot.probes import ProbeContext, ProbeUnavailable, _dbus, _mpris
 from pilot.probes.media import _Snapshot
 from pilot.registry import PROBES
-from testkit.dbus import NO_REPLY, MprisPlayer, bus_environment, find_dbus_daemon, private_buses
+from testkit.dbus import NO_REPLY, Monitor, MprisPlayer, bus_environment, find_dbus_daemon, private_buses
 
 pytestmark = pytest.mark.skipif(find_dbus_daemon() is None, reason="dbus-daemon is not installed")
 
@@ -76,7 +76,7 @@ def test_a_hung_player_is_passed_over(bus) -> None:
             lambda: NO_REPLY,
         )
         assert read("media.title") == "Fine"
-        assert hung.received("Get")  # it was asked, and did not answer
+        assert hung.received("GetAll")  # it was asked, and did not answer
 
 
 def test_a_bus_of_hung_players_costs_one_budget_and_is_no_reading_not_idle(bus, monkeypatch) -> None:
@@ -87,7 +87,7 @@ def test_a_bus_of_hung_players_costs_one_budget_and_is_no_reading_not_idle(bus, 
             lambda: NO_REPLY,
         )
         assert read("media.state") is None
-        assert not late.received("Get")  # the budget went to the hung player: the next was not asked
+        assert not late.received("GetAll")  # the budget went to the hung player: the next was not asked
 
 
 def test_hostile_metadata_becomes_a_clean_bounded_state(bus) -> None:
@@ -123,11 +123,11 @@ def test_one_snapshot_serves_the_probes_of_a_tick(bus) -> None:
     with MprisPlayer(bus.address, "vlc", "Playing") as player:
         snapshot = _Snapshot(None, clock=lambda: now[0], max_age=1.0)
         assert snapshot().status == "playing"
-        asked = len(player.received("Get"))
+        asked = player.asked()
         player.status = "Paused"
         now[0] += 0.5
         assert snapshot().status == "playing"  # within max_age: not asked again
-        assert len(player.received("Get")) == asked
+        assert player.asked() == asked
         now[0] += 0.5
         assert snapshot().status == "paused"
 
@@ -152,3 +152,95 @@ def test_unavailable_without_a_session_bus(monkeypatch, tmp_path) -> None:
 def test_player_names_outside_the_bus_grammar_are_refused(name) -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"player": name}, PROBES.get("media.title").params)
+
+
+# ---------------------------------------------------------------- round trips per reading
+
+
+@pytest.fixture
+def monitor(bus):
+    with Monitor(bus.address) as monitor:
+        yield monitor
+
+
+def test_a_reading_is_one_getall_and_the_players_are_listed_again_only_after_a_while(bus, monitor) -> None:
+    now = [100.0]
+    with MprisPlayer(bus.address, "vlc", "Playing", "So What") as player:
+        snapshot = _Snapshot(None, clock=lambda: now[0])
+        assert snapshot().title == "So What"  # the first reading lists the players
+        assert monitor.count("ListNames") == 1
+        monitor.clear()
+        for _ in range(5):
+            now[0] += 10
+            assert snapshot().status == "playing"
+        # five readings, one round trip each: before, each cost ListNames, Get PlaybackStatus and Get Metadata
+        assert monitor.count() == 5
+        assert monitor.count("GetAll", destination=player.bus_name) == 5
+        assert not player.received("Get")
+        now[0] += _mpris.NAMES_MAX_AGE
+        assert snapshot().status == "playing"
+        assert monitor.count("ListNames") == 1  # the list is trusted NAMES_MAX_AGE seconds, then made again
+
+
+def test_a_new_track_and_a_pause_are_seen_at_the_next_reading(bus) -> None:
+    now = [100.0]
+    with MprisPlayer(bus.address, "vlc", "Playing", "So What", ["Miles Davis"]) as player:
+        snapshot = _Snapshot(None, clock=lambda: now[0])
+        assert (snapshot().status, snapshot().title) == ("playing", "So What")
+        player.metadata["xesam:title"] = ("s", "Freddie Freeloader")
+        player.status = "Paused"
+        now[0] += 1
+        assert (snapshot().status, snapshot().title, snapshot().artist) == (
+            "paused",
+            "Freddie Freeloader",
+            "Miles Davis",
+        )
+
+
+def test_a_player_that_quits_and_another_that_starts_are_seen_at_the_next_reading(bus, monitor) -> None:
+    now = [100.0]
+    snapshot = _Snapshot(None, clock=lambda: now[0])
+    with MprisPlayer(bus.address, "vlc", "Playing", "So What"):
+        assert snapshot().player == "vlc"
+    with MprisPlayer(bus.address, "spotify", "Paused", "Blue in Green"):
+        monitor.clear()
+        now[0] += 1
+        playing = snapshot()
+        assert (playing.player, playing.status, playing.title) == ("spotify", "paused", "Blue in Green")
+        # vlc answered ServiceUnknown (through the bus), so the players were listed again in the same reading
+        assert monitor.count("ListNames") == 1
+    now[0] += 1
+    assert snapshot().status == "idle"  # spotify quit too, and no player runs
+
+
+def test_with_no_player_the_bus_is_asked_at_every_reading_so_the_first_player_is_seen_at_once(bus, monitor) -> None:
+    now = [100.0]
+    snapshot = _Snapshot(None, clock=lambda: now[0])
+    assert snapshot().status == "idle"
+    with MprisPlayer(bus.address, "mpv", "Playing", "Kind of Blue"):
+        now[0] += 1
+        assert (snapshot().player, snapshot().title) == ("mpv", "Kind of Blue")
+
+
+def test_a_player_starting_beside_a_running_one_is_seen_once_the_list_is_made_again(bus) -> None:
+    now = [100.0]
+    snapshot = _Snapshot(None, clock=lambda: now[0])
+    with MprisPlayer(bus.address, "vlc", "Paused", "Paused song"):
+        assert snapshot().player == "vlc"
+        with MprisPlayer(bus.address, "spotify", "Playing", "Playing song"):
+            now[0] += 1
+            assert snapshot().player == "vlc"  # the documented delay: the list is still trusted
+            now[0] += _mpris.NAMES_MAX_AGE
+            assert (snapshot().player, snapshot().title) == ("spotify", "Playing song")
+
+
+def test_a_named_player_is_found_again_after_it_restarts(bus) -> None:
+    now = [100.0]
+    snapshot = _Snapshot("vlc", clock=lambda: now[0])
+    with MprisPlayer(bus.address, "vlc", "Playing", "First"):
+        assert snapshot().title == "First"
+    now[0] += 1
+    assert snapshot().status == "idle"
+    with MprisPlayer(bus.address, "vlc", "Playing", "Second"):
+        now[0] += 1
+        assert snapshot().title == "Second"

@@ -89,3 +89,35 @@ def test_addresses_like_libdbus_and_sd_bus(tmp_path) -> None:
     assert _dbus.bus_named("system", {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/s"}).address == "unix:path=/s"
     assert _dbus.unreachable("unix:abstract=/tmp/dbus-x", "session bus") is None
     assert "cannot be parsed" in _dbus.unreachable("garbage", "session bus")
+
+
+def test_get_all_is_one_round_trip_and_a_malformed_answer_is_an_error(peer) -> None:
+    peer.properties[(PATH, IFACE)] = {"A": ("s", "one"), "B": ("u", 2)}
+    bus = bus_of(peer)
+    assert _dbus.get_all(bus, NAME, PATH, IFACE) == {"A": "one", "B": 2}
+    assert peer.asked() == 1
+    peer.methods[(PATH, "org.freedesktop.DBus.Properties", "GetAll")] = lambda body: ("s", ("not a dict",))
+    with pytest.raises(_dbus.DBusError, match="malformed answer"):
+        _dbus.get_all(bus, NAME, PATH, IFACE)
+    peer.methods[(PATH, "org.freedesktop.DBus.Properties", "GetAll")] = lambda body: ("a{sv}s", ({}, "extra"))
+    with pytest.raises(_dbus.DBusError, match="malformed answer"):
+        _dbus.get_all(bus, NAME, PATH, IFACE)
+    del peer.methods[(PATH, "org.freedesktop.DBus.Properties", "GetAll")]
+    peer.properties[(PATH, "org.example.Many")] = {f"P{i}": ("u", i) for i in range(_dbus.MAX_REPLY_ITEMS + 1)}
+    with pytest.raises(_dbus.DBusError, match="malformed answer"):
+        _dbus.get_all(bus, NAME, PATH, "org.example.Many")
+
+
+def test_name_has_owner_and_a_gone_peer_error(peer) -> None:
+    bus = bus_of(peer)
+    assert _dbus.name_has_owner(bus, NAME) is True
+    assert _dbus.name_has_owner(bus, "org.example.Absent") is False
+    with pytest.raises(_dbus.DBusError) as caught:
+        _dbus.get_all(bus, "org.example.Absent", PATH, IFACE)
+    assert caught.value.name in _dbus.GONE and not caught.value.bus_down
+
+
+def test_a_dead_bus_is_marked_down_so_no_peer_is_blamed(tmp_path) -> None:
+    with pytest.raises(_dbus.DBusError) as caught:
+        _dbus.get_all(_dbus.Bus(f"unix:path={tmp_path}/bus", "session bus"), NAME, PATH, IFACE)
+    assert caught.value.bus_down and caught.value.name is None
