@@ -454,6 +454,17 @@ class Logind(Peer):
         self.methods[(LOGIND_PATH, manager, "GetSessionByPID")] = self._by_pid
         self.methods[(LOGIND_PATH, manager, "GetSession")] = self._by_id
 
+    def replace_session(self, session_id: str) -> Logind:
+        """The session ends and another begins (a logout, then a login): the old path answers no more,
+        and GetSessionByPID, GetSession and seat0 name the new one, with the same hints."""
+        table = self.properties.pop((self.session_path, SESSION_INTERFACE))
+        self.session_id = session_id
+        self.session_path = f"{LOGIND_PATH}/session/{_escape_path(session_id)}"
+        table["Id"] = ("s", session_id)
+        self.properties[(self.session_path, SESSION_INTERFACE)] = table
+        self.seat_active = (session_id, self.session_path)
+        return self
+
     def without_auto(self) -> Logind:
         """Like logind for a caller whose user has no graphical session: `auto` names no session."""
         del self.properties[(f"{LOGIND_PATH}/session/auto", SESSION_INTERFACE)]

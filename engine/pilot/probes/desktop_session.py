@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,10 @@ SEAT = "org.freedesktop.login1.Seat"
 MUTTER = "org.gnome.Mutter.IdleMonitor"
 MUTTER_PATH = "/org/gnome/Mutter/IdleMonitor/Core"
 TIMEOUT = 0.5
+FRESH = 1.0  # seconds one reading serves the session probes of a tick, never the next tick's
+REFIND = 60.0  # seconds a fallback (seat0's session) or Mutter's presence is trusted before it is asked again
+AUTO = f"{LOGIND_PATH}/session/auto"
+SEAT0 = ""  # not a path: the session active on seat0, asked at each reading
 SESSION_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 # wall clock for logind's IdleSinceHint (microseconds since the epoch); tests replace it
 CLOCK: Callable[[], float] = time.time
@@ -63,19 +68,6 @@ def _windows() -> bool:
     return sys.platform == "win32"
 
 
-def session_path(session: str | None = None) -> str | None:
-    """The logind object path of `session`, or of this process's own session; None when it has none."""
-    bus = _dbus.system_bus()
-    if session is not None:
-        return _dbus.call(bus, LOGIND, LOGIND_PATH, MANAGER, "GetSession", "s", (session,), TIMEOUT)[0]
-    try:
-        return _dbus.call(bus, LOGIND, LOGIND_PATH, MANAGER, "GetSessionByPID", "u", (os.getpid(),), TIMEOUT)[0]
-    except _dbus.DBusError as exc:
-        if exc.name != "org.freedesktop.login1.NoSessionForPID":
-            raise
-    return None
-
-
 def seat_session_path(seat: str = "seat0") -> str:
     """The session in front of the seat's screen and keyboard (logind's ActiveSession of seat0)."""
     active = _dbus.get_property(
@@ -86,35 +78,152 @@ def seat_session_path(seat: str = "seat0") -> str:
     return active[1]
 
 
-def session_property(name: str, session: str | None = None) -> Any:
-    """A property of the session: the named one, else this process's own, else logind's `auto` (the
-    user's graphical session, for a user service, which runs outside any session), else the session
-    active on seat0 (for a system service, whose user has no graphical session)."""
-    bus = _dbus.system_bus()
-    path = session_path(session)
-    if path is None:
+class SessionReader:
+    """What the session probes of one context read, shared between them and remembered between readings.
+
+    The session's object path is looked up once: the named session (GetSession), else this
+    process's own (GetSessionByPID), else logind's `auto`; it is kept until a call on it fails
+    with an error (the session ended, logind restarted), then looked up again. Only the seat0
+    fallback (a system service) asks ActiveSession at each reading, since a user switch changes
+    it, and tries the own and `auto` sessions again after REFIND seconds. The session's
+    properties come in one GetAll, which serves every probe asking within FRESH seconds (idle,
+    idle time and locked in one tick). Mutter's presence is asked with NameHasOwner and trusted
+    for REFIND seconds, or until GetIdletime says it is gone. Costs per reading: one GetAll (two
+    for a system service), or one GetIdletime; before, up to four calls.
+    """
+
+    def __init__(self, session: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.session = session
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._path: str | None = None  # the session's object path; AUTO or SEAT0 for those fallbacks
+        self._found_at = 0.0
+        self._properties: tuple[float, dict[str, Any] | _dbus.DBusError] | None = None
+        self._mutter: tuple[float, bool] | None = None  # (when asked, present)
+        self._idle_ms: tuple[float, int | _dbus.DBusError] | None = None
+
+    # ------------------------------------------------------------------ logind
+
+    def properties(self) -> dict[str, Any]:
+        """The session's properties (IdleHint, IdleSinceHint, LockedHint...), one GetAll a tick."""
+        with self._lock:
+            now = self.clock()
+            if self._properties is None or not 0 <= now - self._properties[0] < FRESH:
+                try:
+                    value: dict[str, Any] | _dbus.DBusError = self._read_properties(now)
+                except _dbus.DBusError as exc:
+                    value = exc  # no reading for the tick: the other probes are not made to wait again
+                self._properties = (now, value)
+            result = self._properties[1]
+        if isinstance(result, _dbus.DBusError):
+            raise result
+        return result
+
+    def _read_properties(self, now: float) -> dict[str, Any]:
+        bus = _dbus.system_bus()
+        remembered = self._path is not None and (self._path != SEAT0 or 0 <= now - self._found_at < REFIND)
+        if not remembered:
+            self._find(bus, now)
         try:
-            return _dbus.get_property(bus, LOGIND, f"{LOGIND_PATH}/session/auto", SESSION, name, TIMEOUT)
-        except _dbus.DBusError:
-            path = seat_session_path()
-    return _dbus.get_property(bus, LOGIND, path, SESSION, name, TIMEOUT)
+            return self._get_all(bus)
+        except _dbus.DBusError as exc:
+            if not remembered or exc.name is None:  # looked up just now, or no answer at all: no reading
+                raise
+        self._find(bus, now)  # the session ended or logind restarted: look it up again, once
+        return self._get_all(bus)
+
+    def _find(self, bus: _dbus.Bus, now: float) -> None:
+        self._path = None
+        if self.session is not None:
+            path = _dbus.call(bus, LOGIND, LOGIND_PATH, MANAGER, "GetSession", "s", (self.session,), TIMEOUT)[0]
+        else:
+            try:
+                path = _dbus.call(bus, LOGIND, LOGIND_PATH, MANAGER, "GetSessionByPID", "u", (os.getpid(),), TIMEOUT)[0]
+            except _dbus.DBusError as exc:
+                if exc.name != "org.freedesktop.login1.NoSessionForPID":
+                    raise
+                path = AUTO
+        if not isinstance(path, str):
+            raise _dbus.DBusError("logind sent a malformed session path")
+        self._path, self._found_at = path, now
+
+    def _get_all(self, bus: _dbus.Bus) -> dict[str, Any]:
+        if self._path == AUTO:
+            try:
+                return _dbus.get_all(bus, LOGIND, AUTO, SESSION, TIMEOUT)
+            except _dbus.DBusError:  # a user service whose user has no graphical session
+                self._path = SEAT0
+        path = seat_session_path() if self._path == SEAT0 else self._path
+        assert path is not None
+        return _dbus.get_all(bus, LOGIND, path, SESSION, TIMEOUT)
+
+    def logind_idle_seconds(self) -> float:
+        """Seconds since logind's IdleHint turned on; 0 while it is off."""
+        properties = self.properties()
+        if not properties.get("IdleHint"):
+            return 0.0
+        since = properties.get("IdleSinceHint")
+        if not isinstance(since, int) or isinstance(since, bool) or since <= 0:
+            raise _dbus.DBusError("logind sent no IdleSinceHint for an idle session")
+        return max(0.0, CLOCK() - since / 1_000_000)
+
+    # ------------------------------------------------------------------ Mutter
+
+    def mutter_present(self) -> bool:
+        if _dbus.session_address() is None:
+            return False
+        with self._lock:
+            now = self.clock()
+            if self._mutter is None or not 0 <= now - self._mutter[0] < REFIND:
+                try:
+                    present = _dbus.name_has_owner(_dbus.session_bus(), MUTTER, TIMEOUT)
+                except _dbus.DBusError:
+                    present = False
+                self._mutter = (now, present)
+            return self._mutter[1]
+
+    def mutter_idle_seconds(self) -> float:
+        """Mutter's idle time, one GetIdletime a tick; a DBusError named in _dbus.GONE when it is gone."""
+        with self._lock:
+            now = self.clock()
+            if self._idle_ms is None or not 0 <= now - self._idle_ms[0] < FRESH:
+                try:
+                    value: int | _dbus.DBusError = mutter_idle_ms()
+                except _dbus.DBusError as exc:
+                    value = exc
+                    if exc.name in _dbus.GONE:
+                        self._mutter = (now, False)  # GNOME quit: logind answers until it is seen again
+                self._idle_ms = (now, value)
+            result = self._idle_ms[1]
+        if isinstance(result, _dbus.DBusError):
+            raise result
+        return result / 1000
+
+    def idle_seconds(self, source: str = "auto") -> float:
+        if _windows():
+            return windows_idle_seconds()
+        if source == "mutter":
+            return self.mutter_idle_seconds()
+        if source == "auto" and self.session is None and self.mutter_present():
+            try:
+                return self.mutter_idle_seconds()
+            except _dbus.DBusError as exc:
+                if exc.name not in _dbus.GONE:
+                    raise
+        return self.logind_idle_seconds()
 
 
-def mutter_idle_seconds() -> float:
+def mutter_idle_ms() -> int:
     (ms,) = _dbus.call(_dbus.session_bus(), MUTTER, MUTTER_PATH, MUTTER, "GetIdletime", timeout=TIMEOUT)
-    if not isinstance(ms, int) or ms < 0:
+    if not isinstance(ms, int) or isinstance(ms, bool) or ms < 0:
         raise _dbus.DBusError("Mutter's idle monitor sent a malformed idle time")
-    return ms / 1000
+    return ms
 
 
-def logind_idle_seconds(session: str | None = None) -> float:
-    """Seconds since logind's IdleHint turned on; 0 while it is off."""
-    if not session_property("IdleHint", session):
-        return 0.0
-    since = session_property("IdleSinceHint", session)
-    if not isinstance(since, int) or since <= 0:
-        raise _dbus.DBusError("logind sent no IdleSinceHint for an idle session")
-    return max(0.0, CLOCK() - since / 1_000_000)
+def session_reader(ctx: ProbeContext, session: str | None) -> SessionReader:
+    """The context's one SessionReader of `session` (the agent has one context: one for all three probes)."""
+    reader: SessionReader = ctx.shared(f"session.reader:{session or ''}", lambda: SessionReader(session))
+    return reader
 
 
 def windows_idle_seconds() -> float:
@@ -130,23 +239,6 @@ def windows_idle_seconds() -> float:
     if not user32.GetLastInputInfo(ctypes.byref(info)):
         raise OSError("GetLastInputInfo failed")
     return ((kernel32.GetTickCount() - info.dwTime) & 0xFFFFFFFF) / 1000  # both wrap after 49.7 days
-
-
-def _mutter_present() -> bool:
-    if _dbus.session_address() is None:
-        return False
-    try:
-        return MUTTER in _dbus.list_names(_dbus.session_bus(), TIMEOUT)
-    except _dbus.DBusError:
-        return False
-
-
-def idle_seconds(source: str = "auto", session: str | None = None) -> float:
-    if _windows():
-        return windows_idle_seconds()
-    if source == "mutter" or (source == "auto" and session is None and _mutter_present()):
-        return mutter_idle_seconds()
-    return logind_idle_seconds(session)
 
 
 def _logind_reason() -> str | None:
@@ -201,7 +293,8 @@ def session_idle_seconds(ctx: ProbeContext, source: str = "auto", session: str |
     reason = _idle_reason(ctx, source, session)
     if reason:
         raise ProbeUnavailable(reason)
-    return _reading(lambda: round(idle_seconds(source, session), 1))
+    reader = session_reader(ctx, session)
+    return _reading(lambda: round(reader.idle_seconds(source), 1))
 
 
 @PROBES.register(
@@ -222,11 +315,13 @@ def session_idle(ctx: ProbeContext, after: float | None = None, session: str | N
         reason = _idle_reason(ctx, "auto", session)
         if reason:
             raise ProbeUnavailable(reason)
-        return _reading(lambda: idle_seconds("auto", session) >= after)
+        reader = session_reader(ctx, session)
+        return _reading(lambda: reader.idle_seconds("auto") >= after)
     reason = _locked_reason(ctx, session)
     if reason:
         raise ProbeUnavailable(reason)
-    return _reading(lambda: bool(session_property("IdleHint", session)))
+    reader = session_reader(ctx, session)
+    return _reading(lambda: bool(reader.properties().get("IdleHint")))
 
 
 @PROBES.register(
@@ -240,4 +335,5 @@ def session_locked(ctx: ProbeContext, session: str | None = None) -> Reader:
     reason = _locked_reason(ctx, session)
     if reason:
         raise ProbeUnavailable(reason)
-    return _reading(lambda: bool(session_property("LockedHint", session)))
+    reader = session_reader(ctx, session)
+    return _reading(lambda: bool(reader.properties().get("LockedHint")))

@@ -9,7 +9,7 @@ import pytest
 
 from pilot.probes import ProbeContext, ProbeUnavailable, _dbus, desktop_session
 from pilot.registry import PROBES
-from testkit.dbus import Logind, MutterIdleMonitor, bus_environment, find_dbus_daemon, private_buses
+from testkit.dbus import Logind, Monitor, MutterIdleMonitor, bus_environment, find_dbus_daemon, private_buses
 
 pytestmark = pytest.mark.skipif(find_dbus_daemon() is None, reason="dbus-daemon is not installed")
 NOW = 1_800_000_000.0  # the wall clock the probes see
@@ -72,7 +72,7 @@ def test_a_service_outside_any_session_reads_the_auto_session(buses) -> None:
     with Logind(buses[1].address, pids={1}) as logind:  # our PID is in no session
         logind.locked_hint = True
         assert read("session.locked") is True
-        assert logind.received("Get")[-1].path == "/org/freedesktop/login1/session/auto"
+        assert logind.received("GetAll")[-1].path == "/org/freedesktop/login1/session/auto"
 
 
 def test_a_system_service_reads_the_session_active_on_seat0(buses) -> None:
@@ -80,11 +80,11 @@ def test_a_system_service_reads_the_session_active_on_seat0(buses) -> None:
         logind.without_auto()
         logind.locked_hint = True
         assert read("session.locked") is True
-        assert [c.body for c in logind.received("Get")][-2:] == [
-            ("org.freedesktop.login1.Seat", "ActiveSession"),
-            ("org.freedesktop.login1.Session", "LockedHint"),
+        assert [(c.member, c.body) for c in logind.calls][-2:] == [
+            ("Get", ("org.freedesktop.login1.Seat", "ActiveSession")),
+            ("GetAll", ("org.freedesktop.login1.Session",)),
         ]
-        assert logind.received("Get")[-1].path == "/org/freedesktop/login1/session/c7"
+        assert logind.calls[-1].path == "/org/freedesktop/login1/session/c7"
         logind.seat_active = ("", "/")  # the greeter, or nobody, at the seat
         assert read("session.locked") is None
 
@@ -134,3 +134,143 @@ def test_windows_answers_idle_time_but_not_the_lock(monkeypatch) -> None:
     assert read("session.idle", after=10) is True
     assert "Linux" in PROBES.get("session.locked").available(ctx)
     assert "Linux-only" in PROBES.get("session.idle_seconds").available(ctx, session="2")
+
+
+# ---------------------------------------------------------------- round trips per reading
+
+
+@pytest.fixture
+def clocked():
+    """A context whose session readers run on a clock the test moves (ticks without sleeping)."""
+    now = [1000.0]
+    ctx = ProbeContext()
+
+    def reader(session: str | None = None) -> desktop_session.SessionReader:
+        made = desktop_session.SessionReader(session, clock=lambda: now[0])
+        return ctx.shared(f"session.reader:{session or ''}", lambda: made)
+
+    return ctx, now, reader
+
+
+def probes(ctx, session: str | None = None, source: str = "logind"):
+    return (
+        PROBES.get("session.idle").factory(ctx, session=session),
+        PROBES.get("session.locked").factory(ctx, session=session),
+        PROBES.get("session.idle_seconds").factory(ctx, source=source, session=session),
+    )
+
+
+def test_the_probes_of_a_tick_share_one_getall_and_the_session_is_looked_up_once(buses, logind, clocked) -> None:
+    ctx, now, reader = clocked
+    reader()
+    idle, locked, idle_time = probes(ctx)
+    with Monitor(buses[1].address) as monitor:
+        assert (idle(), locked(), idle_time()) == (False, False, 0)
+        assert [c.member for c in logind.calls] == ["GetSessionByPID", "GetAll"]
+        monitor.clear()
+        for _ in range(4):
+            now[0] += 10
+            assert (idle(), locked(), idle_time()) == (False, False, 0)
+        # four ticks of three probes, one round trip a tick: before, GetSessionByPID and a Get per
+        # property for each probe (eight calls a tick)
+        assert monitor.count() == 4
+        assert monitor.count("GetAll", destination="org.freedesktop.login1") == 4
+
+
+def test_a_lock_and_idleness_are_seen_at_the_next_tick(logind, clocked) -> None:
+    ctx, now, reader = clocked
+    reader()
+    idle, locked, idle_time = probes(ctx)
+    assert (idle(), locked(), idle_time()) == (False, False, 0)
+    logind.locked_hint = True
+    logind.idle_hint, logind.idle_since_usec = True, int((NOW - 90) * 1_000_000)
+    assert locked() is False  # the same tick: the reading it already made
+    now[0] += desktop_session.FRESH
+    assert (idle(), locked(), idle_time()) == (True, True, 90)
+
+
+def test_a_session_that_ends_is_looked_up_again_at_the_next_reading(logind, clocked) -> None:
+    ctx, now, reader = clocked
+    reader()
+    idle, locked, _ = probes(ctx)
+    assert locked() is False
+    logind.replace_session("32")  # logout and login: the old path answers an error now
+    logind.locked_hint = True
+    now[0] += 10
+    assert locked() is True
+    assert [c.member for c in logind.calls][-3:] == ["GetAll", "GetSessionByPID", "GetAll"]
+    assert logind.calls[-1].path == "/org/freedesktop/login1/session/_332"
+
+
+def test_a_named_session_that_ends_is_no_reading(buses, clocked) -> None:
+    ctx, now, reader = clocked
+    reader("c2")
+    with Logind(buses[1].address, session_id="c2") as logind:
+        _, locked, _ = probes(ctx, session="c2")
+        assert locked() is False
+        logind.replace_session("c3")
+        now[0] += 10
+        assert locked() is None  # GetSession("c2"): NoSuchSession
+        assert logind.received("GetSession")[-1].body == ("c2",)
+
+
+def test_a_system_service_follows_a_user_switch_on_seat0_at_the_next_reading(buses, clocked) -> None:
+    ctx, now, reader = clocked
+    reader()
+    with Logind(buses[1].address, session_id="c7", pids={1}) as logind:
+        logind.without_auto()
+        _, locked, _ = probes(ctx)
+        assert locked() is False
+        now[0] += 10
+        asked = len(logind.calls)
+        assert locked() is False
+        # the fallbacks that failed are not asked again: seat0's ActiveSession and the session's GetAll
+        assert [c.member for c in logind.calls[asked:]] == ["Get", "GetAll"]
+        logind.replace_session("c8")
+        logind.locked_hint = True
+        now[0] += 10
+        assert locked() is True
+        assert logind.calls[-1].path == "/org/freedesktop/login1/session/c8"
+        now[0] += desktop_session.REFIND
+        assert locked() is True
+        assert logind.received("GetSessionByPID")  # after REFIND the own session is looked for again
+
+
+def test_mutter_is_asked_once_a_tick_and_its_quitting_is_seen_at_the_next_reading(buses, logind, clocked) -> None:
+    ctx, now, reader = clocked
+    reader()
+    logind.idle_hint, logind.idle_since_usec = True, int((NOW - 600) * 1_000_000)
+    away = PROBES.get("session.idle").factory(ctx, after=60)
+    idle_time = PROBES.get("session.idle_seconds").factory(ctx)
+    with Monitor(buses[0].address) as monitor:
+        with MutterIdleMonitor(buses[0].address, idle_ms=4_200) as mutter:
+            assert (idle_time(), away()) == (4.2, False)
+            monitor.clear()
+            for _ in range(3):
+                now[0] += 10
+                mutter.idle_ms += 10_000
+                assert idle_time() == mutter.idle_ms / 1000
+                assert away() is (mutter.idle_ms >= 60_000)
+            # one GetIdletime a tick for both probes; before, ListNames and GetIdletime for each probe
+            assert monitor.count() == 3
+            assert monitor.count("GetIdletime") == 3
+        now[0] += 10
+        assert idle_time() == 600  # GNOME quit: logind answers in the same reading
+        with MutterIdleMonitor(buses[0].address, idle_ms=1_000):
+            now[0] += 10
+            assert idle_time() == 600  # the absence is trusted REFIND seconds
+            now[0] += desktop_session.REFIND
+            assert idle_time() == 1.0
+
+
+def test_a_failed_tick_is_no_reading_for_every_probe_of_it_and_the_next_tick_asks_again(buses, clocked) -> None:
+    ctx, now, reader = clocked
+    reader()
+    idle, locked, idle_time = probes(ctx)
+    with Monitor(buses[1].address) as monitor:
+        assert (idle(), locked(), idle_time()) == (None, None, None)  # no logind on the bus
+        assert monitor.count("GetSessionByPID") == 1  # asked once for the three
+        with Logind(buses[1].address, session_id="31", pids={os.getpid()}) as logind:
+            logind.locked_hint = True
+            now[0] += 10
+            assert (idle(), locked(), idle_time()) == (False, True, 0)
