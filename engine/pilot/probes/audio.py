@@ -1,11 +1,14 @@
 """audio.volume and audio.muted: the default output's volume and mute, from PipeWire or PulseAudio.
 
+Where PulseAudio's native socket answers (PulseAudio itself, or PipeWire's pipewire-pulse), both
+are read in the agent's own process over that socket (probes/_pulse.py): no child process, no
+fork per reading, and a reading asks again only after the server announces a change. Otherwise
 PipeWire with WirePlumber: `wpctl get-volume @DEFAULT_AUDIO_SINK@` prints `Volume: 0.40` (and
-` [MUTED]`), both readings in one run. Otherwise PulseAudio's `pactl get-sink-volume` and
-`get-sink-mute @DEFAULT_SINK@` (pactl also talks to PipeWire's pipewire-pulse). Both reach the
-sound server of the user whose session the agent runs in, through XDG_RUNTIME_DIR (and HOME for
-PulseAudio's cookie): the agent must run as that user (a user service), not as the system
-service. One run on the background worker serves both probes.
+` [MUTED]`), both readings in one run; else PulseAudio's `pactl get-sink-volume` and
+`get-sink-mute @DEFAULT_SINK@`. All reach the sound server of the user whose session the agent
+runs in, through XDG_RUNTIME_DIR (and HOME for PulseAudio's cookie): the agent must run as that
+user (a user service), not as the system service. One reading on the background worker serves
+both probes.
 
 The parsing and the backend choice live here; actions/audio.py reuses them to set the volume
 and to publish the state back.
@@ -15,27 +18,28 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pilot.params import params, prop
+from pilot.probes import _pulse
 from pilot.probes._background import background_reader, every_seconds
 from pilot.probes._context import ProbeContext, ProbeUnavailable
-from pilot.probes._programs import ProgramResult, reap, run_program, spawn
+from pilot.probes._programs import ProgramResult, run_program
 from pilot.registry import PROBES
 from pilot.units import DURATION_PATTERN, parse_duration
 
-BACKENDS = ("auto", "wpctl", "pactl")
+BACKENDS = ("auto", "wpctl", "pactl")  # the actions' (pilot.actions.audio), which run the tools
+PROBE_BACKENDS = (*BACKENDS, "pulse")  # the probes may also read over the native socket only
 # What reaches the audio tools from the agent's environment: where the sound server's socket and
 # cookie are, nothing else.
 AUDIO_ENV = ("XDG_RUNTIME_DIR", "HOME", "PIPEWIRE_REMOTE", "PULSE_SERVER", "PULSE_COOKIE")
 WPCTL_SINK = "@DEFAULT_AUDIO_SINK@"
 PACTL_SINK = "@DEFAULT_SINK@"
 TIMEOUT = 3.0
-MAX_AGE = 600.0  # with a change watcher, the volume is read again at least this often all the same
+MAX_AGE = 600.0  # over the native socket the volume is read again at least this often, changes or not
 _WPCTL = re.compile(r"Volume: ([0-9]{1,3}(?:\.[0-9]{1,6})?)( \[MUTED\])?\s*")
 _PACTL_PERCENT = re.compile(r"/\s*([0-9]{1,4})%\s*/")
 _PACTL_MUTE = re.compile(r"Mute: (yes|no)")
@@ -109,89 +113,37 @@ def read_audio(backend: str, env: Mapping[str, str], runner: Callable[..., Progr
     return parse_pactl(run("pactl", "get-sink-volume", PACTL_SINK), run("pactl", "get-sink-mute", PACTL_SINK))
 
 
-class ChangeWatch:
-    """`pactl subscribe`, kept running: says whether the sound server announced a change to a sink or to
-    the server (the default sink) since the last look, so the volume is read again only then.
-
-    pactl speaks to PulseAudio and to PipeWire's pipewire-pulse alike. Our own reads only make
-    `client` events, which are ignored. Where the watcher cannot run, or dies, every look says
-    "changed" (the sensor then reads at its own pace) and a new watcher is tried at most every
-    RESTART_AFTER seconds. `changed()` never blocks: it drains what the pipe holds.
-    """
-
-    RESTART_AFTER = 600.0
-
-    def __init__(self, env: Mapping[str, str], clock: Callable[[], float] = time.monotonic) -> None:
-        self.env = dict(env)
-        self.clock = clock
-        self.proc: Any = None
-        self.tried_at: float | None = None
-        self.partial = b""
-        self.lock = threading.Lock()
-
-    def changed(self) -> bool:
-        with self.lock:
-            if self.proc is None and not self._start():
-                return True
-            try:
-                data = self.proc.stdout.read(65536) or b""  # non-blocking: None when nothing is waiting
-                eof = data == b"" and self.proc.poll() is not None
-            except (OSError, ValueError):
-                data, eof = b"", True
-            if eof:
-                self.stop()
-                return True
-            lines = (self.partial + data).split(b"\n")
-            self.partial = lines.pop()[-256:]
-            return any(b" on sink #" in line or b" on server" in line for line in lines)
-
-    def _start(self) -> bool:
-        now = self.clock()
-        if self.tried_at is not None and now - self.tried_at < self.RESTART_AFTER:
-            return False
-        self.tried_at = now
-        proc = spawn(["pactl", "subscribe"], self.env)
-        if isinstance(proc, str):
-            return False
-        self.proc = proc
-        return True
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            reap(self.proc)
-            self.proc = None
-
-
-_watches: dict[str, ChangeWatch] = {}
-_watches_lock = threading.Lock()
-
-
-def change_watch(key: str, env: Mapping[str, str], clock: Callable[[], float] = time.monotonic) -> ChangeWatch:
-    """One watcher per sound server, shared by its probes."""
-    with _watches_lock:
-        if key not in _watches:
-            _watches[key] = ChangeWatch(env, clock)
-        return _watches[key]
-
-
 def _which(name: str) -> str | None:
     from pilot.probes._programs import resolve
 
     return resolve(name)[0]
 
 
+def _native_socket(backend: str, environ: Mapping[str, str]) -> str | None:
+    """Why the native socket is not used here (None: it is, or may be, for this backend)."""
+    if backend not in ("auto", "pulse"):
+        return f"backend {backend}"
+    path, why = _pulse.socket_path(environ)
+    if path is None:
+        return why
+    return None if os.path.exists(path) else f"no sound server socket at {path}"
+
+
 def _available(ctx: ProbeContext, backend: str = "auto", every: Any = None, **_: Any) -> str | None:
-    if backend not in BACKENDS:
-        return f"backend must be one of {', '.join(BACKENDS)}"
+    if backend not in PROBE_BACKENDS:
+        return f"backend must be one of {', '.join(PROBE_BACKENDS)}"
     try:
         if every is not None:
             parse_duration(every)
     except ValueError as exc:
         return str(exc)
+    native_why = _native_socket(backend, os.environ)
+    if native_why is None or backend == "pulse":
+        return native_why
     return choose_backend(backend, os.environ, _which)[1]
 
 
-BACKEND_PARAM = prop(  # the probes' and the actions' (pilot.actions.audio)
+BACKEND_PARAM = prop(  # the actions' (pilot.actions.audio)
     "string",
     "Sound tool: auto (wpctl where PipeWire runs, else pactl), wpctl or pactl.",
     enum=list(BACKENDS),
@@ -200,16 +152,29 @@ BACKEND_PARAM = prop(  # the probes' and the actions' (pilot.actions.audio)
 
 _PARAMS = params(
     {
-        "backend": BACKEND_PARAM,
+        "backend": prop(
+            "string",
+            "Where the volume is read: auto (PulseAudio's native socket where it answers, served by PulseAudio "
+            "and by PipeWire's pipewire-pulse, read in-process; else wpctl where PipeWire runs; else pactl), "
+            "pulse (the native socket only), wpctl or pactl (run the tool).",
+            enum=list(PROBE_BACKENDS),
+            default="auto",
+        ),
         "every": prop(
             "string",
             "How often the sound server is asked (at least 1s), when less often than the sensor is read; "
-            "by default once per reading (about 13 ms of CPU for wpctl each time).",
+            "by default once per reading for wpctl and pactl (about 13 ms of CPU for wpctl each time), and "
+            "only after a change announced on the native socket.",
             pattern=DURATION_PATTERN,
         ),
     },
-    examples=[{}, {"backend": "pactl", "every": "10s"}],
+    examples=[{}, {"backend": "pactl", "every": "10s"}, {"backend": "pulse"}],
 )
+
+
+def _native_audio(server: _pulse.Server) -> Audio:
+    sink = server.sink()
+    return Audio(volume=sink.percent, muted=sink.muted)
 
 
 def _register(name: str, field: str, defaults: dict[str, Any], doc: str) -> None:
@@ -223,29 +188,50 @@ def _register(name: str, field: str, defaults: dict[str, Any], doc: str) -> None
         worker: Any = None,
         environ: Mapping[str, str] | None = None,
         which: Callable[[str], str | None] = _which,
-        watch_changes: bool = True,
     ) -> Callable[[], Any]:
-        if backend not in BACKENDS:
-            raise ProbeUnavailable(f"backend must be one of {', '.join(BACKENDS)}")
+        if backend not in PROBE_BACKENDS:
+            raise ProbeUnavailable(f"backend must be one of {', '.join(PROBE_BACKENDS)}")
         interval = None if every is None else every_seconds(every)
         env = os.environ if environ is None else environ
-        chosen, why = choose_backend(backend, env, which)
-        if chosen is None:
-            raise ProbeUnavailable(why or "no sound tool")
         variables = audio_env(env)
-        key = f"audio {chosen} {variables.get('XDG_RUNTIME_DIR', '')}".rstrip()
-        watch = change_watch(key, variables, clock) if which("pactl") and watch_changes else None
-        if watch is not None:
-            watch.changed()  # subscribed before the first read, so no change after it goes unseen
-        raw = background_reader(
-            key,
-            lambda: read_audio(chosen, variables, runner),
-            every=interval if watch is None or interval is not None else MAX_AGE,
-            stale_after=None if interval is None else 3 * interval + 2 * TIMEOUT,
-            clock=clock,
-            worker=worker,
-            due=watch.changed if watch is not None else None,
-        )
+        stale_after = None if interval is None else 3 * interval + 2 * TIMEOUT
+        server, native_why = None, None
+        if backend in ("auto", "pulse"):
+            server, native_why = _pulse.shared_server(variables, clock)
+        if server is not None and backend == "auto":
+            try:
+                server.connect()  # auto takes the socket only where it answers now
+            except ProbeUnavailable as exc:
+                server, native_why = None, str(exc)
+        if server is not None:
+            shared = server
+            raw = background_reader(
+                f"audio pulse {server.path}",
+                lambda: _native_audio(shared),
+                every=interval if interval is not None else MAX_AGE,
+                stale_after=stale_after,
+                clock=clock,
+                worker=worker,
+                due=server.changed,
+            )
+        elif backend == "pulse":
+            raise ProbeUnavailable(native_why or "no PulseAudio socket")
+        else:
+            chosen, why = choose_backend(backend, env, which)
+            if chosen is None:
+                why = why or "no sound tool"
+                raise ProbeUnavailable(
+                    why if native_why is None or why.startswith("no audio") else f"{native_why}; {why}"
+                )
+            tool = chosen
+            raw = background_reader(
+                f"audio {chosen} {variables.get('XDG_RUNTIME_DIR', '')}".rstrip(),
+                lambda: read_audio(tool, variables, runner),
+                every=interval,
+                stale_after=stale_after,
+                clock=clock,
+                worker=worker,
+            )
 
         def read() -> Any:
             audio = raw()
@@ -264,9 +250,11 @@ _register(
     {"unit": "%", "state_class": "measurement", "platform": "sensor", "icon": "mdi:volume-high", "precision": 0},
     """Volume of the default audio output in percent (above 100 when boosted).
 
-    `wpctl get-volume @DEFAULT_AUDIO_SINK@` on PipeWire, else `pactl get-sink-volume
-    @DEFAULT_SINK@` (the mean of the channels), on Pilot's background thread. The agent must run
-    in the user's session (XDG_RUNTIME_DIR) to reach the sound server.
+    In-process over PulseAudio's native socket (PulseAudio, or PipeWire's pipewire-pulse) where it
+    answers, read again only after the server announces a change; else `wpctl get-volume
+    @DEFAULT_AUDIO_SINK@` on PipeWire, else `pactl get-sink-volume @DEFAULT_SINK@`. The mean of the
+    channels, on Pilot's background thread. The agent must run in the user's session
+    (XDG_RUNTIME_DIR) to reach the sound server.
     """,
 )
 _register(
@@ -275,6 +263,7 @@ _register(
     {"platform": "binary_sensor", "icon": "mdi:volume-off"},
     """Whether the default audio output is muted (on: muted).
 
-    Same run as audio.volume: wpctl's `[MUTED]`, or `pactl get-sink-mute @DEFAULT_SINK@`.
+    Same reading as audio.volume: the sink's mute flag over the native socket, wpctl's `[MUTED]`,
+    or `pactl get-sink-mute @DEFAULT_SINK@`.
     """,
 )

@@ -3,23 +3,28 @@
 The live tests start a real PulseAudio, and a real PipeWire with WirePlumber on a private D-Bus,
 each with a null sink in its own XDG_RUNTIME_DIR (skipped where they are not installed), plan the
 actions, perform the exact planned calls with Pilot's System, and read the result back with the
-probes: the argv is proven against the tool itself, not against a guess of its syntax.
+probes: the argv is proven against the tool itself, not against a guess of its syntax. The
+in-process reading over PulseAudio's native socket (probes/_pulse.py) is checked against what
+`pactl` prints from the same real servers (PulseAudio, and pipewire-pulse on the PipeWire);
+its wire format and hostile servers are in test_pulse.py.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from pilot.actions import ActionContext, ActionError, Call, System, Unsupported
-from pilot.probes import ProbeContext, ProbeUnavailable
+from pilot.probes import ProbeContext, ProbeUnavailable, _pulse
 from pilot.probes import audio as probe
 from pilot.probes._background import Worker
 from pilot.probes._programs import FIXED_PATH, ProgramResult
@@ -278,36 +283,129 @@ def test_wpctl_without_a_default_sink_says_what_it_printed() -> None:
     )
 
 
-def test_with_pactl_subscribe_the_volume_is_read_again_only_after_a_change(pulseaudio, monkeypatch) -> None:
-    monkeypatch.setattr(probe, "_watches", {})
-    worker = Worker(start=False)
-    read = PROBES.get("audio.volume").factory(ProbeContext(), backend="pactl", environ=pulseaudio, worker=worker)
-    watch = next(iter(probe._watches.values()))
+# ------------------------------------------------------------------ in-process over the native socket
+
+
+@pytest.fixture
+def native(monkeypatch):
+    """A fresh registry of native connections, closed after the test."""
+    monkeypatch.setattr(_pulse, "_servers", {})
+    yield _pulse._servers
+    for server in list(_pulse._servers.values()):
+        server.close()
+
+
+@pytest.fixture
+def pipewire_pulse(pipewire):
+    """The PipeWire above with pipewire-pulse serving PulseAudio's native socket."""
+    if not (shutil.which("pipewire-pulse") and shutil.which("pactl")):
+        pytest.skip("pipewire-pulse (and pactl) is not installed")
+    runtime = Path(pipewire["XDG_RUNTIME_DIR"])
+    procs = [_start(["pipewire-pulse"], pipewire, runtime / "pipewire-pulse.log")]
     try:
-        assert watch.proc is not None and watch.proc.poll() is None  # subscribed before the first read
-        worker.run_pending()
-        assert read() == 100
-        for _ in range(5):
-            assert read() == 100
-        assert worker.pending() == []  # no change announced: no new read of the volume
-        subprocess.run(["pactl", "set-sink-volume", "@DEFAULT_SINK@", "42%"], env=pulseaudio, check=True, timeout=10)
-        _wait_until(lambda: read() is not None and worker.pending() != [], "the change event")
-        worker.run_pending()
-        assert read() == 42
+        _wait_until(lambda: _answers("pactl", pipewire), "pipewire-pulse")
+        yield pipewire
     finally:
-        watch.stop()
+        _stop(procs)
 
 
-def test_without_a_sound_server_the_watcher_gives_way_to_reading_every_time(tmp_path: Path) -> None:
-    now = [0.0]
-    watch = probe.ChangeWatch({"XDG_RUNTIME_DIR": str(tmp_path), "HOME": str(tmp_path)}, clock=lambda: now[0])
-    if shutil.which("pactl") is None:
-        assert watch.changed() is True  # cannot start: every look says "changed"
-        return
-    _wait_until(lambda: watch.changed() and watch.proc is None, "pactl subscribe to give up")
-    started = watch.tried_at
-    assert watch.changed() is True and watch.tried_at == started  # not restarted within RESTART_AFTER
-    now[0] += probe.ChangeWatch.RESTART_AFTER
-    watch.changed()
-    assert watch.tried_at == now[0]
-    watch.stop()
+def _pactl(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(["pactl", *args], env=env, capture_output=True, text=True, check=True, timeout=10)
+    return done.stdout
+
+
+def _children() -> set[str]:
+    """This process's child processes, from /proc (a `pactl subscribe` watcher would be one)."""
+    return {pid for task in Path("/proc/self/task").iterdir() for pid in (task / "children").read_text().split()}
+
+
+@pytest.mark.parametrize("server", ["pulseaudio", "pipewire_pulse"])
+def test_volume_and_mute_read_in_process_are_what_pactl_prints(request, server: str) -> None:
+    env = request.getfixturevalue(server)
+    native = _pulse.Server(_pulse.socket_path(env)[0], env)
+    try:
+        for volume, mute in (("100%", "0"), ("37%", "1"), ("32767", "0"), ("150%", "1"), ("0%", "0")):
+            _pactl(env, "set-sink-volume", "@DEFAULT_SINK@", volume)
+            _pactl(env, "set-sink-mute", "@DEFAULT_SINK@", mute)
+            printed = set(re.findall(r"/\s*(\d+)%\s*/", _pactl(env, "get-sink-volume", "@DEFAULT_SINK@")))
+            assert len(printed) == 1, printed  # the same on every channel
+            sink = native.sink()
+            assert sink.percent == int(printed.pop())
+            assert sink.muted is (_pactl(env, "get-sink-mute", "@DEFAULT_SINK@").strip() == "Mute: yes")
+    finally:
+        native.close()
+
+
+def test_in_process_a_change_is_seen_at_the_next_reading_and_only_then_read_again(pulseaudio, native) -> None:
+    children, threads = _children(), threading.active_count()
+    worker = Worker(start=False)
+    volume, muted = (
+        PROBES.get(name).factory(ProbeContext(), environ=pulseaudio, worker=worker)  # backend auto
+        for name in ("audio.volume", "audio.muted")
+    )
+    assert len(native) == 1  # one connection for both probes
+    worker.run_pending()
+    assert (volume(), muted()) == (100, False)
+    for _ in range(5):
+        assert (volume(), muted()) == (100, False)
+    assert worker.pending() == []  # no change announced: the server is not asked again
+    _pactl(pulseaudio, "set-sink-volume", "@DEFAULT_SINK@", "37%")
+    _wait_until(lambda: volume() is not None and worker.pending() != [], "the volume change event")
+    worker.run_pending()
+    assert (volume(), muted()) == (37, False)
+    _pactl(pulseaudio, "set-sink-mute", "@DEFAULT_SINK@", "1")
+    _wait_until(lambda: muted() is not None and worker.pending() != [], "the mute change event")
+    worker.run_pending()
+    assert (volume(), muted()) == (37, True)
+    assert worker.pending() == []
+    assert _children() == children and threading.active_count() == threads  # no watcher process, no thread
+
+
+def test_a_killed_server_is_unavailable_and_readings_resume_after_the_reconnect_delay(tmp_path_factory) -> None:
+    if not (shutil.which("pulseaudio") and shutil.which("pactl")):
+        pytest.skip("PulseAudio (pulseaudio, pactl) is not installed")
+    runtime = tmp_path_factory.mktemp("pa-restart")
+    runtime.chmod(0o700)
+    env = {"PATH": FIXED_PATH, "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": str(runtime), "HOME": str(runtime)}
+    argv = ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no"]
+    argv += ["--load=module-native-protocol-unix", "--load=module-null-sink sink_name=pilot_test"]
+    procs = [_start(argv, env, runtime / "pulseaudio.log")]
+    now = [1000.0]
+    native = _pulse.Server(_pulse.socket_path(env)[0], env, clock=lambda: now[0])
+    try:
+        _wait_until(lambda: _answers("pactl", env), "PulseAudio")
+        assert native.sink() == _pulse.Sink("pilot_test", (0x10000, 0x10000), False)
+        _stop(procs)
+        _wait_until(native.changed, "the hang-up")  # seen at a look, without blocking
+        with pytest.raises(ProbeUnavailable, match="^the sound server closed the connection$"):
+            native.sink()
+        now[0] += _pulse.RECONNECT_AFTER
+        with pytest.raises(ProbeUnavailable, match=f"^no sound server at {runtime}/pulse/native: "):
+            native.sink()  # tried again after the delay: still gone
+        procs = [_start(argv, env, runtime / "pulseaudio.log")]
+        _wait_until(lambda: _answers("pactl", env), "PulseAudio, again")
+        with pytest.raises(ProbeUnavailable, match="^no sound server at"):
+            native.sink()  # not before the delay
+        now[0] += _pulse.RECONNECT_AFTER
+        assert native.sink().percent == 100
+    finally:
+        native.close()
+        _stop(procs)
+
+
+def test_auto_falls_back_to_the_tools_where_no_native_socket_answers(tmp_path: Path, native) -> None:
+    worker = Worker(start=False)
+    env = {"XDG_RUNTIME_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    which = lambda name: f"/usr/bin/{name}" if name == "pactl" else None
+    PROBES.get("audio.volume").factory(ProbeContext(), environ=env, worker=worker, which=which)
+    assert worker.pending() == [f"audio pactl {tmp_path}"]
+    (tmp_path / "pipewire-0").touch()
+    which = lambda name: f"/usr/bin/{name}"
+    PROBES.get("audio.muted").factory(ProbeContext(), environ=env, worker=worker, which=which)
+    assert worker.pending()[-1] == f"audio wpctl {tmp_path}"
+    with pytest.raises(ProbeUnavailable) as caught:
+        PROBES.get("audio.muted").factory(ProbeContext(), environ=env, worker=worker, which=lambda n: None)
+    assert str(caught.value) == (
+        f"no sound server at {tmp_path}/pulse/native: No such file or directory; "
+        "neither wpctl (PipeWire) nor pactl (PulseAudio) is installed"
+    )
