@@ -4,7 +4,8 @@ The fleet: 1,000 devices x 20 sensors, one sample every 10 s (2,000 samples/s, 1
 all of it takes too long on a small machine, so a representative subset is filled: `--fill-devices` devices
 (default 20, i.e. 400 series, 3.46 M samples) x 20 sensors x 24 h at 10 s, written in batches of 2,000 (five
 10 s ticks of that subset: the size the ingest flushes at full fleet rate), plus 30 days at 10 s (before those
-24 h) for the one series the 30-day chart reads. One maintenance pass then rolls it all up (raw -> 1 m -> 1 h).
+24 h) for the one series the 30-day chart reads. One maintenance pass then rolls it all up (raw -> 1 m -> 5 m and
+1 h).
 Disk use per day for the whole fleet is extrapolated from bytes per row measured on that file.
 
 Figures (per backend: SQLite in a temporary file, PostgreSQL 15 in a private cluster from testkit/postgres.py with
@@ -14,11 +15,12 @@ fsync on and synchronous_commit off, the closest match to SQLite's WAL + synchro
 * maintain: seconds for the first pass over the whole fill (later passes only see the last minutes). PostgreSQL
   then gets the `VACUUM (ANALYZE)` autovacuum would give it in steady state (its seconds are printed too).
 * 24 h chart: history() of one sensor over the last 24 h: 8,640 raw points, p50/p99 over `--queries` calls.
-* 30 d chart: history() of the same sensor over 30 days: served by the 1 m tier (43,200 rows), averaged into
-  300 s buckets to stay under max_points=10,000 (8,640 points); p50/p99.
+* 7 d chart: the same sensor over 7 days: 10,080 rows of the 1 m tier averaged into 120 s buckets (5,040 points).
+* 30 d chart: the same sensor over 30 days at max_points=10,000: 300 s buckets (8,640 points), which the 5 m tier
+  serves row for row (before it, the 1 m tier's 43,200 rows were averaged into them); p50/p99.
 * 30 d + 1 s: the same chart one second longer, past the 1 m tier's retention: the 1 h tier serves it (720 rows).
 * SQLite bytes/day: raw and roll-up bytes per row x the full fleet's rows per day, and the steady state
-  (48 h raw + 30 d of 1 m + 1 y of 1 h).
+  (48 h raw + 30 d of 1 m + 30 d of 5 m + 1 y of 1 h).
 
 The target is query p99 <= 50 ms. Figures are printed, never asserted: a shared machine gives evidence, not tests.
 
@@ -94,7 +96,7 @@ def settle(url: str) -> float:
 
     t = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE) pilot_raw, pilot_1m, pilot_1h")
+        conn.execute("VACUUM (ANALYZE) pilot_raw, pilot_1m, pilot_5m, pilot_1h")
     return time.perf_counter() - t
 
 
@@ -121,10 +123,12 @@ def run_backend(name: str, url: str, args, sqlite_file: Path | None) -> dict:
         store.maintain(NOW)
         result["maintain_s"] = time.perf_counter() - t
         after = store.stats()
-        result["rows_1m"], result["rows_1h"] = after["rows_1m"], after["rows_1h"]
+        result["rows_1m"], result["rows_5m"], result["rows_1h"] = after["rows_1m"], after["rows_5m"], after["rows_1h"]
         if name == "postgres":
             result["vacuum_s"] = settle(url)
         q24, s24 = timed(lambda: store.history("dev0000", "sensor00", NOW - DAY, NOW), args.queries)
+        q7, s7 = timed(lambda: store.history("dev0000", "sensor00", NOW - 7 * DAY, NOW), args.queries)
+        result["q7d_ms"], result["q7d_points"], result["q7d_tier"] = q7, len(s7.ts), s7.tier
         q30, s30 = timed(lambda: store.history("dev0000", "sensor00", NOW - 30 * DAY, NOW), args.queries)
         result["q24h_ms"], result["q24h_points"], result["q24h_tier"] = q24, len(s24.ts), s24.tier
         result["q30d_ms"], result["q30d_points"], result["q30d_tier"] = q30, len(s30.ts), s30.tier
@@ -138,7 +142,7 @@ def run_backend(name: str, url: str, args, sqlite_file: Path | None) -> dict:
             raw_bytes_per_row = size_raw / before["rows_raw"]
             size_all = sqlite_size(sqlite_file)
             result["raw_bytes_per_row"] = raw_bytes_per_row
-            rollup_rows = after["rows_1m"] + after["rows_1h"]
+            rollup_rows = after["rows_1m"] + after["rows_5m"] + after["rows_1h"]
             # maintenance also deleted raw older than 48 h (the 29 days of the charted series): count it back out
             deleted = before["rows_raw"] - after["rows_raw"]
             rollup_bytes = size_all - size_raw + deleted * raw_bytes_per_row
@@ -146,9 +150,10 @@ def run_backend(name: str, url: str, args, sqlite_file: Path | None) -> dict:
             series = FLEET_DEVICES * SENSORS
             per_day_raw = series * DAY / PERIOD * raw_bytes_per_row
             per_day_1m = series * 1440 * result["rollup_bytes_per_row"]
+            per_day_5m = series * 288 * result["rollup_bytes_per_row"]
             per_day_1h = series * 24 * result["rollup_bytes_per_row"]
-            result["fleet_bytes_per_day"] = {"raw": per_day_raw, "1m": per_day_1m, "1h": per_day_1h}
-            result["fleet_steady_state_bytes"] = 2 * per_day_raw + 30 * per_day_1m + 365 * per_day_1h
+            result["fleet_bytes_per_day"] = {"raw": per_day_raw, "1m": per_day_1m, "5m": per_day_5m, "1h": per_day_1h}
+            result["fleet_steady_state_bytes"] = 2 * per_day_raw + 30 * per_day_1m + 30 * per_day_5m + 365 * per_day_1h
         return result
     finally:
         store.close()
@@ -172,6 +177,7 @@ def show(results: list[dict], args) -> None:
                 f"{r['insert_rows_per_s']:,.0f}",
                 f"{r['maintain_s']:.1f}" + (f" + vacuum {r['vacuum_s']:.1f}" if "vacuum_s" in r else ""),
                 f"{r['q24h_ms']['p50']:.1f} / {r['q24h_ms']['p99']:.1f} ({r['q24h_points']} {r['q24h_tier']})",
+                f"{r['q7d_ms']['p50']:.1f} / {r['q7d_ms']['p99']:.1f} ({r['q7d_points']} {r['q7d_tier']})",
                 f"{r['q30d_ms']['p50']:.1f} / {r['q30d_ms']['p99']:.1f} "
                 f"({r['q30d_points']} {r['q30d_tier']}, {r['q30d_bucket_s']:.0f} s buckets)",
                 f"{r['q30d_1h_ms']['p50']:.1f} / {r['q30d_1h_ms']['p99']:.1f} "
@@ -187,6 +193,7 @@ def show(results: list[dict], args) -> None:
                 "insert rows/s",
                 "maintain s",
                 "24 h p50/p99 ms",
+                "7 d p50/p99 ms",
                 "30 d p50/p99 ms",
                 "30 d + 1 s p50/p99 ms",
             ),
@@ -197,8 +204,9 @@ def show(results: list[dict], args) -> None:
             day = r["fleet_bytes_per_day"]
             print(
                 f"SQLite: {r['raw_bytes_per_row']:.1f} B per raw row, {r['rollup_bytes_per_row']:.1f} B per roll-up "
-                f"row; the full fleet per day: raw {gib(day['raw'])}, 1m {gib(day['1m'])}, 1h {gib(day['1h'])}; "
-                f"steady state (48 h raw + 30 d 1m + 1 y 1h): {gib(r['fleet_steady_state_bytes'])}"
+                f"row; the full fleet per day: raw {gib(day['raw'])}, 1m {gib(day['1m'])}, 5m {gib(day['5m'])}, "
+                f"1h {gib(day['1h'])}; "
+                f"steady state (48 h raw + 30 d 1m + 30 d 5m + 1 y 1h): {gib(r['fleet_steady_state_bytes'])}"
             )
     print("target: query p99 <= 50 ms")
     print(f"machine: {os.cpu_count()} CPUs, 1-min load average {os.getloadavg()[0]:.2f} (other work skews latencies)")

@@ -78,6 +78,7 @@ class RetentionConfig:
     raw_s: float = 48 * 3600
     minute_s: float = 30 * 86400
     hour_s: float = 365 * 86400
+    five_minute_s: float | None = None  # the 5-minute tier that long charts read; None: as long as minute_s
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, type]]] = {
         },
     ),
     "signing": (SigningConfig, {"keyring": Path, "kid": str}),
-    "retention": (RetentionConfig, {"raw_s": float, "minute_s": float, "hour_s": float}),
+    "retention": (RetentionConfig, {"raw_s": float, "minute_s": float, "five_minute_s": float, "hour_s": float}),
     "editor": (EditorConfig, {"enabled": bool, "profiles_dir": Path}),
 }
 _TOP: dict[str, type] = {"state_dir": Path, "database": str, "command_timeout_s": float}

@@ -87,7 +87,9 @@ def open_console(config: ConsoleConfig, clock=time.time):
     if config.database is None:
         config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        storage = open_storage(config.database_url, Retention(raw=r.raw_s, minute=r.minute_s, hour=r.hour_s))
+        storage = open_storage(
+            config.database_url, Retention(raw=r.raw_s, minute=r.minute_s, hour=r.hour_s, five_minute=r.five_minute_s)
+        )
     except Exception as exc:  # sqlite3/psycopg errors: one line naming the database
         raise ConfigError(f"cannot open the history database {_redact(config.database_url)}: {exc}") from None
     fleet = Fleet()

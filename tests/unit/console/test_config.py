@@ -20,13 +20,14 @@ def test_a_file_sets_typed_values_and_flags_override_it(tmp_path):
         tmp_path,
         "broker: {host: mqtt.lan, port: 8883, shared_group: consoles}\n"
         "http: {port: 9000, trusted_proxies: [127.0.0.1]}\n"
-        "retention: {raw_s: 3600}\n"
+        "retention: {raw_s: 3600, five_minute_s: 7776000}\n"
         "database: postgresql://c@db/pilot\n",
     )
     config = load_config(path, **{"broker.host": "override.lan", "http.port": None})
     assert (config.broker.host, config.broker.port, config.broker.shared_group) == ("override.lan", 8883, "consoles")
     assert (config.http.port, config.http.trusted_proxies) == (9000, ("127.0.0.1",))
     assert (config.retention.raw_s, config.retention.minute_s) == (3600.0, 30 * 86400.0)
+    assert config.retention.five_minute_s == 90 * 86400.0  # 7,776,000 s
     assert config.database_url == "postgresql://c@db/pilot"
 
 

@@ -118,6 +118,7 @@ def test_rollups_keep_mean_min_max_and_count_of_their_bucket(backend):
         ("pc", "cpu", T0 + 60, pytest.approx(2.5), -5.0, 10.0, 2),
         ("pc", "cpu", T0 + 120, pytest.approx(7.0), 7.0, 7.0, 1),
     ]
+    assert backend.rows("5m") == [("pc", "cpu", T0, pytest.approx(3.5), -5.0, 10.0, 6)]
     assert backend.rows("1h") == [("pc", "cpu", T0, pytest.approx(3.5), -5.0, 10.0, 6)]
 
 
@@ -126,6 +127,7 @@ def test_an_unfinished_bucket_is_not_rolled_up(backend):
     store.add(minute_inputs())
     store.maintain(T0 + 119)  # the minute from T0+60 ends at T0+120: not finished yet
     assert [r[2] for r in backend.rows("1m")] == [T0]
+    assert backend.rows("5m") == []
     assert backend.rows("1h") == []
 
 
@@ -163,6 +165,41 @@ def test_downsampled_rollups_are_weighted_by_their_counts(backend):
     assert (got.tier, got.ts, got.values) == ("1m", [T0, T0 + 120], pytest.approx([2.8, 7.0]))
 
 
+def two_five_minutes() -> list[Sample]:
+    """minute_inputs() (the first five minutes: 21 over 6 readings) and minutes 5 and 6: [4] and [2, 2] (8 over 3)."""
+    return minute_inputs() + samples("pc", "cpu", [(T0 + 300, 4.0), (T0 + 370, 2.0), (T0 + 390, 2.0)])
+
+
+def test_a_chart_whose_buckets_hold_five_minutes_reads_the_5m_tier_with_the_same_means(backend):
+    backend.make().add(two_five_minutes())
+    backend.stores[0].maintain(T0 + HOUR + 60)
+    store = backend.make(now=T0 + 3 * DAY)  # past raw's 48 h
+    # 600 s into at most 3 points: 300 s buckets, so the 5m rows serve it (2 rows, not the 1m tier's 5)
+    got = store.history("pc", "cpu", T0, T0 + 600, max_points=3)
+    assert (got.tier, got.ts, got.values) == ("5m", [T0, T0 + 300], pytest.approx([3.5, 8 / 3]))
+    assert store.history("pc", "cpu", T0, T0 + 600, max_points=4).tier == "1m"  # 240 s buckets: 5m rows too wide
+    # buckets of two hours (aligned to multiples of 7,200 s: T0 is an odd hour): the 1h tier, 29 over 9 readings
+    got = store.history("pc", "cpu", T0, T0 + 2 * HOUR, max_points=2)
+    assert (got.tier, got.ts, got.values) == ("1h", [T0 - HOUR], pytest.approx([29 / 9]))
+
+
+def test_the_5m_tier_is_read_only_where_its_retention_reaches_back(backend):
+    backend.make().add(two_five_minutes())
+    backend.stores[0].maintain(T0 + HOUR + 60)
+    retention = Retention(raw=100, minute=10 * DAY, hour=365 * DAY, five_minute=DAY)
+    store = backend.make(retention, now=T0 + 2 * DAY)  # T0 is inside 1m's 10 days, outside 5m's one day
+    got = store.history("pc", "cpu", T0, T0 + 600, max_points=3)
+    assert (got.tier, got.ts, got.values) == ("1m", [T0, T0 + 300], pytest.approx([3.5, 8 / 3]))
+
+
+def test_a_raw_chart_is_never_served_from_a_rollup(backend):
+    store = backend.make(now=T0 + HOUR)
+    store.add(two_five_minutes())
+    store.maintain(T0 + HOUR)
+    got = store.history("pc", "cpu", T0, T0 + HOUR, max_points=2)  # one bucket of an hour, from raw readings
+    assert (got.tier, got.ts, got.values) == ("raw", [T0], pytest.approx([29 / 9]))
+
+
 @pytest.mark.parametrize("points", [0, 1, 100_001])
 def test_max_points_out_of_bounds_is_refused(backend, points):
     with pytest.raises(ValueError, match="max_points"):
@@ -181,6 +218,7 @@ def test_retention_deletes_exactly_the_rows_past_it(backend):
     store.maintain(T0 + 30 * DAY + 60)  # the 1m row at T0 is past 30 days, the one at T0+60 is not
     assert backend.rows("raw") == []
     assert [r[2] for r in backend.rows("1m")] == [T0 + 60, T0 + 120]
+    assert backend.rows("5m") == []  # kept as long as 1m by default: its row at T0 is past 30 days too
     assert backend.rows("1h") == [("pc", "cpu", T0, pytest.approx(8.5), 0.0, 17.0, 18)]  # not recomputed partial
     store.maintain(T0 + 365 * DAY)
     assert len(backend.rows("1h")) == 1
@@ -200,10 +238,10 @@ def test_maintenance_twice_or_on_a_second_instance_writes_the_same_rows(backend)
     first = backend.make()
     first.add(minute_inputs() + samples("nas", "disk", [(T0 + 30, 4.0), (T0 + 3700, 8.0)]))
     first.maintain(T0 + 2 * HOUR + 30)
-    once = {tier: backend.rows(tier) for tier in ("raw", "1m", "1h")}
+    once = {tier: backend.rows(tier) for tier in ("raw", "1m", "5m", "1h")}
     first.maintain(T0 + 2 * HOUR + 30)
     backend.make().maintain(T0 + 2 * HOUR + 30)
-    assert {tier: backend.rows(tier) for tier in ("raw", "1m", "1h")} == once
+    assert {tier: backend.rows(tier) for tier in ("raw", "1m", "5m", "1h")} == once
     assert [r[:3] for r in once["1h"]] == [("nas", "disk", T0), ("nas", "disk", T0 + HOUR), ("pc", "cpu", T0)]
 
 
@@ -403,7 +441,7 @@ def test_stats_count_rows_per_tier(backend):
     store.add(minute_inputs())
     store.maintain(T0 + HOUR + 60)
     got = store.stats()
-    assert (got["rows_raw"], got["rows_1m"], got["rows_1h"], got["series"]) == (6, 3, 1, 1)
+    assert (got["rows_raw"], got["rows_1m"], got["rows_5m"], got["rows_1h"], got["series"]) == (6, 3, 1, 1, 1)
     assert got["bytes"] > 0
 
 

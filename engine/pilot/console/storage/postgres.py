@@ -32,11 +32,14 @@ except ImportError as exc:  # the extra is optional: say which one to install
     raise ImportError("the PostgreSQL store needs psycopg: install pilot-agent[postgres]") from exc
 
 from pilot.console.storage.base import (
+    ROLLUPS,
+    STEP,
     CommandRecord,
     Retention,
     Sample,
     Series,
     SessionRecord,
+    chart_tier,
     check_name,
     check_range,
     check_session,
@@ -45,11 +48,11 @@ from pilot.console.storage.base import (
     command_limit,
     cutoffs,
     history_rows,
-    pick_tier,
     rollup_window,
 )
 
 POOL_SIZE = 4
+ROLLED = "sum(mean * count) / sum(count)::float8, min(min), max(max), sum(count)::bigint"  # roll-up of roll-ups
 SCHEMA_LOCK = 0x70696C6F7401  # pg_advisory_xact_lock keys: creating the schema, and maintenance
 MAINTAIN_LOCK = 0x70696C6F7402
 
@@ -57,7 +60,9 @@ _TIER_TABLE = """CREATE TABLE IF NOT EXISTS pilot_{tier} (
     series integer NOT NULL, ts double precision NOT NULL, mean double precision NOT NULL,
     min double precision NOT NULL, max double precision NOT NULL, count bigint NOT NULL,
     PRIMARY KEY (series, ts) INCLUDE (mean, count))"""
-_VACUUM_OFTEN = "ALTER TABLE {} SET (autovacuum_vacuum_insert_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02)"
+_VACUUM_OFTEN = (
+    "ALTER TABLE {} SET (autovacuum_vacuum_insert_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02)"
+)
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS pilot_series (
         id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, device text NOT NULL, entity text NOT NULL,
@@ -66,10 +71,12 @@ SCHEMA = [
         series integer NOT NULL, ts double precision NOT NULL, value double precision NOT NULL,
         PRIMARY KEY (series, ts) INCLUDE (value))""",
     _TIER_TABLE.format(tier="1m"),
+    _TIER_TABLE.format(tier="5m"),
     _TIER_TABLE.format(tier="1h"),
-    *(_VACUUM_OFTEN.format(table) for table in ("pilot_raw", "pilot_1m", "pilot_1h")),
+    *(_VACUUM_OFTEN.format(table) for table in ("pilot_raw", "pilot_1m", "pilot_5m", "pilot_1h")),
     "CREATE INDEX IF NOT EXISTS pilot_raw_ts ON pilot_raw USING brin (ts)",
     "CREATE INDEX IF NOT EXISTS pilot_1m_ts ON pilot_1m USING brin (ts)",
+    "CREATE INDEX IF NOT EXISTS pilot_5m_ts ON pilot_5m USING brin (ts)",
     "CREATE INDEX IF NOT EXISTS pilot_1h_ts ON pilot_1h USING brin (ts)",
     "CREATE TABLE IF NOT EXISTS pilot_rollup (tier text PRIMARY KEY, done double precision NOT NULL)",
     """CREATE TABLE IF NOT EXISTS pilot_commands (
@@ -85,7 +92,10 @@ SCHEMA = [
     'CREATE INDEX IF NOT EXISTS pilot_sessions_user ON pilot_sessions ("user")',
     "CREATE INDEX IF NOT EXISTS pilot_sessions_expires ON pilot_sessions (expires)",
 ]
-TABLES = ("pilot_series", "pilot_raw", "pilot_1m", "pilot_1h", "pilot_rollup", "pilot_commands", "pilot_sessions")
+TABLES = (
+    *("pilot_series", "pilot_raw", "pilot_1m", "pilot_5m", "pilot_1h"),
+    *("pilot_rollup", "pilot_commands", "pilot_sessions"),
+)
 COMMAND_COLUMNS = 'ts, "user", device, command, value, status, reason, detail'
 SESSION_COLUMNS = 'token_hash, "user", role, csrf, created, expires, last_seen'
 
@@ -199,7 +209,7 @@ class PostgresStorage:
         check_name("device", device)
         check_name("entity", entity)
         start, end, max_points = check_range(start, end, max_points)
-        tier = pick_tier(start, self.clock(), self.retention)
+        tier = chart_tier(start, end, self.clock(), self.retention, max_points)
         with self._pool.connection() as conn:
             sid = self._series_id(conn, device, entity)
             if sid is None or end < start:
@@ -220,7 +230,7 @@ class PostgresStorage:
         return Series(tier, [float(r[0]) for r in rows], [float(r[1]) for r in rows])
 
     def maintain(self, now: float) -> None:
-        """Roll finished buckets up (raw -> 1m -> 1h), then delete what is past retention; idempotent. When
+        """Roll finished buckets up (raw -> 1m -> 5m and 1h), then delete what is past retention; idempotent. When
         another instance is maintaining the same database, this pass does nothing (it did the same work)."""
         now = float(now)
         if not math.isfinite(now):
@@ -229,16 +239,15 @@ class PostgresStorage:
             if not conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (MAINTAIN_LOCK,)).fetchone()[0]:
                 return
             first = "SELECT min((SELECT min(ts) FROM {} WHERE series = s.id)) FROM pilot_series s"  # index seeks
-            for tier, source, aggregates in (
-                ("1m", "pilot_raw", "avg(value), min(value), max(value), count(*)"),
-                ("1h", "pilot_1m", "sum(mean * count) / sum(count)::float8, min(min), max(max), sum(count)::bigint"),
-            ):
+            for tier, source in ROLLUPS:
+                aggregates = ROLLED if source != "raw" else "avg(value), min(value), max(value), count(*)"
+                source = f"pilot_{source}"
                 row = conn.execute("SELECT done FROM pilot_rollup WHERE tier = %s", (tier,)).fetchone()
                 done = row[0] if row else None
                 earliest = conn.execute(first.format(source)).fetchone()[0] if done is None else None
                 start, end = rollup_window(tier, now, self.retention, done, earliest)
                 if end > start:
-                    width = 60.0 if tier == "1m" else 3600.0
+                    width = STEP[tier]
                     conn.execute(
                         f"INSERT INTO pilot_{tier} (series, ts, mean, min, max, count) "
                         f"SELECT series, floor(ts / %s) * %s AS b, {aggregates} FROM {source} "
@@ -336,6 +345,7 @@ class PostgresStorage:
             for key, table in (
                 ("rows_raw", "pilot_raw"),
                 ("rows_1m", "pilot_1m"),
+                ("rows_5m", "pilot_5m"),
                 ("rows_1h", "pilot_1h"),
                 ("series", "pilot_series"),
                 ("commands", "pilot_commands"),

@@ -22,11 +22,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pilot.console.storage.base import (
+    ROLLUPS,
+    STEP,
     CommandRecord,
     Retention,
     Sample,
     Series,
     SessionRecord,
+    chart_tier,
     check_name,
     check_range,
     check_session,
@@ -35,10 +38,10 @@ from pilot.console.storage.base import (
     command_limit,
     cutoffs,
     history_rows,
-    pick_tier,
     rollup_window,
 )
 
+ROLLED = "sum(mean * count) / sum(count), min(min), max(max), sum(count)"  # a roll-up of roll-up rows
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 65536
@@ -49,6 +52,9 @@ CREATE TABLE IF NOT EXISTS pilot_series (
 CREATE TABLE IF NOT EXISTS pilot_raw (
     series INTEGER NOT NULL, ts REAL NOT NULL, value REAL NOT NULL, PRIMARY KEY (series, ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pilot_1m (
+    series INTEGER NOT NULL, ts REAL NOT NULL, mean REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+    count INTEGER NOT NULL, PRIMARY KEY (series, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pilot_5m (
     series INTEGER NOT NULL, ts REAL NOT NULL, mean REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
     count INTEGER NOT NULL, PRIMARY KEY (series, ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pilot_1h (
@@ -180,7 +186,7 @@ class SQLiteStorage:
         check_name("device", device)
         check_name("entity", entity)
         start, end, max_points = check_range(start, end, max_points)
-        tier = pick_tier(start, self.clock(), self.retention)
+        tier = chart_tier(start, end, self.clock(), self.retention, max_points)
         conn = self._conn()
         sid = self._series_id(conn, device, entity)
         if sid is None or end < start:
@@ -199,20 +205,19 @@ class SQLiteStorage:
         return Series(tier, [r[0] for r in rows], [r[1] for r in rows])
 
     def maintain(self, now: float) -> None:
-        """Roll finished buckets up (raw -> 1m -> 1h), then delete what is past retention; idempotent."""
+        """Roll finished buckets up (raw -> 1m -> 5m and 1h), then delete what is past retention; idempotent."""
         every_series = "series IN (SELECT id FROM pilot_series)"  # lets SQLite seek each series' range
         first = "SELECT min((SELECT min(ts) FROM {} WHERE series = s.id)) FROM pilot_series s"  # a seek per series
-        for tier, source, aggregates in (
-            ("1m", "pilot_raw", "avg(value), min(value), max(value), count(*)"),
-            ("1h", "pilot_1m", "sum(mean * count) / sum(count), min(min), max(max), sum(count)"),
-        ):
+        for tier, source in ROLLUPS:
+            aggregates = ROLLED if source != "raw" else "avg(value), min(value), max(value), count(*)"
+            source = f"pilot_{source}"
             with self._write() as conn:
                 row = conn.execute("SELECT done FROM pilot_rollup WHERE tier = ?", (tier,)).fetchone()
                 done = row[0] if row else None
                 earliest = conn.execute(first.format(source)).fetchone()[0] if done is None else None
                 start, end = rollup_window(tier, now, self.retention, done, earliest)
                 if end > start:
-                    width = 60.0 if tier == "1m" else 3600.0
+                    width = STEP[tier]
                     conn.execute(
                         f"INSERT OR REPLACE INTO pilot_{tier} (series, ts, mean, min, max, count) "
                         f"SELECT series, {bucket('ts', width)} AS b, {aggregates} FROM {source} "
@@ -308,6 +313,7 @@ class SQLiteStorage:
         for key, table in (
             ("rows_raw", "pilot_raw"),
             ("rows_1m", "pilot_1m"),
+            ("rows_5m", "pilot_5m"),
             ("rows_1h", "pilot_1h"),
             ("series", "pilot_series"),
             ("commands", "pilot_commands"),
