@@ -182,7 +182,10 @@ class Connection:
 
     @classmethod
     def open(cls, path: str, cookie: bytes, timeout: float = TIMEOUT) -> Connection:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        family = getattr(socket, "AF_UNIX", None)
+        if family is None:
+            raise ProbeUnavailable("this system has no unix sockets to reach PulseAudio on")
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
             sock.connect(path)

@@ -166,7 +166,7 @@ def serve(tmp_path: Path):
         servers.append(FakeServer(path, answer))
         cookie = tmp_path / "cookie"
         cookie.write_bytes(COOKIE)
-        return pulse.Server(str(path), {"PULSE_COOKIE": str(cookie)}, timeout=0.5)
+        return pulse.Server(str(path), {"PULSE_COOKIE": str(cookie)}, timeout=2.0)
 
     yield start
     for server in servers:
@@ -312,7 +312,7 @@ HOSTILE = [
     ("an ERROR", handshake_then(lambda t, c: frame(L(0) + L(t) + L(5))), "the sound server refused: no such entity"),
     ("audio data", handshake_then(lambda t, c: frame(b"\x00" * 64, channel=0)),
      "the sound server sent audio on a connection with no stream"),
-    ("no answer", handshake_then(lambda t, c: None), "the sound server did not answer within 0.5 s"),
+    ("no answer", handshake_then(lambda t, c: None), "the sound server did not answer within 2 s"),
     ("a hang-up", handshake_then(lambda t, c: c.shutdown(socket.SHUT_WR)), "the sound server closed the connection"),
     ("announcements and never the answer",
      handshake_then(lambda t, c: frame(L(61) + L(0xFFFFFFFF) + bytes(65000)) * 70),
@@ -399,3 +399,10 @@ def _until(check, what: str, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not come")
         time.sleep(0.01)
+
+
+def test_without_unix_sockets_the_reason_says_so(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delattr(socket, "AF_UNIX")
+    server = pulse.Server(str(tmp_path / "native"), {})
+    with pytest.raises(ProbeUnavailable, match="^this system has no unix sockets to reach PulseAudio on$"):
+        server.sink()
