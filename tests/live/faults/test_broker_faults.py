@@ -213,11 +213,14 @@ def test_hung_broker_is_detected_buffer_bounded_and_recovered(tmp_path, brokers,
     figure(case, "reconnected after SIGCONT (s, <= 12)", recovery)
 
     w2 = watchers(broker.port, topics=(f"{base}/#",))
+    # the health topic is retained: a new subscriber first gets the last report from before the freeze (connected,
+    # nothing dropped yet) unless the agent has published again; only a report made after the thaw counts
     health = w2.wait_for(
         lambda m: (
             m.topic == f"{base}/health"
             and m.at >= Clock.to_mono(connected["ts"])
             and json.loads(m.payload).get("connected") is True
+            and json.loads(m.payload).get("ts", 0) >= int(thawed_wall)
         ),
         timeout=10,
     )
