@@ -236,3 +236,29 @@ def test_a_spawned_watcher_follows_the_same_rules_and_is_reaped(monkeypatch: pyt
         f"no-such-watcher-pilot is not installed (not found on {FIXED_PATH})"
     )
     assert "NUL" in _programs.spawn(["/bin/echo", "a\x00"])
+
+
+def test_no_descriptor_of_the_agent_reaches_the_program_not_even_an_inheritable_one(tmp_path: Path) -> None:
+    # A C library's descriptor opened without O_CLOEXEC is inheritable; close_fds still keeps it from the
+    # program (the promise os.posix_spawn could not keep on Python 3.11: no close-from file action there)
+    secret = tmp_path / "secret"
+    secret.write_text("the agent's")
+    fd = os.open(secret, os.O_RDONLY)
+    assert fd > 3  # pytest holds 0-2 and more: not a number ls's own listing descriptor could take
+    try:
+        os.set_inheritable(fd, True)
+        result = run_program(["/bin/ls", "/proc/self/fd"])
+    finally:
+        os.close(fd)
+    assert result.ok
+    listed = set(result.text().split())
+    assert str(fd) not in listed
+    assert len(listed - {"0", "1", "2"}) <= 1  # stdin, stdout, stderr and the folder ls reads; nothing of the agent
+
+
+def test_the_program_leads_its_own_session_and_process_group() -> None:
+    result = run_program(["/bin/cat", "/proc/self/stat"])  # proc(5): pid (comm) state ppid pgrp session ...
+    pid = result.text().split()[0]
+    ppid, pgrp, session = result.text().rsplit(")", 1)[1].split()[1:4]
+    assert int(ppid) == os.getpid()
+    assert pid == pgrp == session and int(pgrp) != os.getpgrp()
