@@ -15,7 +15,8 @@ So that the probes do real work and are not left out, the bench starts what the 
 a private dbus-daemon session bus with the test MPRIS player and GNOME's idle monitor on it,
 a second one standing in for the system bus with the test logind (testkit/dbus.py), and
 PulseAudio with a null sink in a private XDG_RUNTIME_DIR (`--audio pipewire`: PipeWire and
-WirePlumber instead, as tests/unit/probes/test_probe_audio.py starts them; `--audio none`).
+WirePlumber instead, as tests/unit/probes/test_probe_audio.py starts them; `--audio pipewire-pulse`:
+those and pipewire-pulse, the usual desktop of today; `--audio none`).
 command.output reads a file with /usr/bin/cat (root-owned, as the probe requires). The
 camera and microphone probes scan the real /proc; updates.pending runs the real apt;
 disk.health runs the real smartctl on the root disk. What this host cannot offer (systemd
@@ -30,7 +31,7 @@ when the second agent's discovery arrived; `--quick`: 45 s after 15 s):
   agents started earlier have a longer pre-window, so compare it only between agents started
   close together.
 * RSS and PSS of the tree (smaps_rollup), the root's VmRSS and VmHWM at the window's end.
-* threads: entries of /proc/PID/task at the end; processes: the tree (a sound watcher is one).
+* threads: entries of /proc/PID/task at the end; processes: the tree.
 
 `--split` adds one agent per group of new sensors (base plus only that group: session, media,
 audio, privacy, program, updates, smart), run beside the others, to show which group costs what.
@@ -42,7 +43,7 @@ Then the issue's targets: desktop - base <= 1 MiB RSS and <= 1 CPU-s/h, and no e
 per probe (extra threads < the number of new sensors). Reported, never asserted.
 
     python bench/desktop.py [--window 120] [--warmup 30] [--quick] [--split]
-                            [--audio pulseaudio|pipewire|none] [--json] [--keep]
+                            [--audio pulseaudio|pipewire|pipewire-pulse|none] [--json] [--keep]
 """
 
 from __future__ import annotations
@@ -191,6 +192,9 @@ class SoundServer:
             return _answers("wpctl", self.env)
 
         _wait(sink_ready, "the PipeWire sink")
+        if self.kind == "pipewire-pulse":  # the usual desktop: PipeWire serving PulseAudio's protocol too
+            self._start(["pipewire-pulse"], env)
+            _wait(lambda: (self.runtime / "pulse" / "native").exists(), "pipewire-pulse")
         return self
 
     def stop(self) -> None:
@@ -209,6 +213,7 @@ def pick_audio(choice: str, notes: list[str]) -> str:
     tools = {
         "pulseaudio": ("pulseaudio", "pactl"),
         "pipewire": ("pipewire", "wireplumber", "wpctl", "pw-cli", "dbus-daemon"),
+        "pipewire-pulse": ("pipewire", "wireplumber", "pipewire-pulse", "wpctl", "pw-cli", "dbus-daemon"),
     }
     if choice == "none":
         notes.append("audio: no sound server started (--audio none); volume and muted are left out")
@@ -553,7 +558,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=30.0)
     parser.add_argument("--quick", action="store_true", help="45 s window after 15 s warm-up")
     parser.add_argument("--split", action="store_true", help="one more agent per group of new sensors")
-    parser.add_argument("--audio", choices=("pulseaudio", "pipewire", "none"), default="pulseaudio")
+    parser.add_argument("--audio", choices=("pulseaudio", "pipewire", "pipewire-pulse", "none"), default="pulseaudio")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
