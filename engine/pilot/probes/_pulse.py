@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import struct
 import threading
 import time
@@ -351,14 +352,28 @@ def read_cookie(environ: Mapping[str, str]) -> bytes:
     if home:
         candidates += [os.path.join(home, ".config", "pulse", "cookie"), os.path.join(home, ".pulse-cookie")]
     for path in filter(None, candidates):
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read(COOKIE_LENGTH + 1)
-        except OSError:
-            continue
-        if len(data) == COOKIE_LENGTH:
+        data = _read_regular(path, COOKIE_LENGTH + 1)
+        if data is not None and len(data) == COOKIE_LENGTH:
             return data
     return bytes(COOKIE_LENGTH)
+
+
+def _read_regular(path: str, limit: int) -> bytes | None:
+    """At most `limit` bytes of a regular file, else None. Opened without blocking, so a FIFO with no
+    writer (which would hold open() for ever) or a device is passed over at once."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except (OSError, ValueError):
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 class Server:

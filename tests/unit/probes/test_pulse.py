@@ -11,6 +11,7 @@ test_probe_audio.py.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -406,3 +407,26 @@ def test_without_unix_sockets_the_reason_says_so(monkeypatch, tmp_path: Path) ->
     server = pulse.Server(str(tmp_path / "native"), {})
     with pytest.raises(ProbeUnavailable, match="^this system has no unix sockets to reach PulseAudio on$"):
         server.sink()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "directory"])
+def test_a_cookie_that_is_not_a_regular_file_is_not_waited_for(tmp_path: Path, kind: str) -> None:
+    """A FIFO with no writer would block open() for ever (on the worker, or at start-up for backend
+    auto); /dev/zero never ends. None of them is a cookie: zeros are sent, at once."""
+    if kind == "fifo":
+        cookie = tmp_path / "cookie"
+        os.mkfifo(cookie)
+    elif kind == "directory":
+        cookie = tmp_path
+    else:
+        cookie = Path(kind)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(pulse.read_cookie({"PULSE_COOKIE": str(cookie)})), daemon=True)
+    reader.start()
+    reader.join(10)  # a guard against a hang, not a speed limit
+    if reader.is_alive():
+        with open(cookie, "wb"):  # let the blocked open() return before failing
+            pass
+        reader.join(10)
+        pytest.fail(f"read_cookie blocked on a {kind}")
+    assert got == [bytes(256)]
