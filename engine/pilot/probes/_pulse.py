@@ -186,7 +186,10 @@ class Connection:
         family = getattr(socket, "AF_UNIX", None)
         if family is None:
             raise ProbeUnavailable("this system has no unix sockets to reach PulseAudio on")
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:  # out of file descriptors, or of memory
+            raise ProbeUnavailable(f"the sound server cannot be reached: {exc.strerror or exc}") from None
         sock.settimeout(timeout)
         try:
             sock.connect(path)

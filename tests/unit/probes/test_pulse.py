@@ -430,3 +430,34 @@ def test_a_cookie_that_is_not_a_regular_file_is_not_waited_for(tmp_path: Path, k
         reader.join(10)
         pytest.fail(f"read_cookie blocked on a {kind}")
     assert got == [bytes(256)]
+
+
+def test_out_of_file_descriptors_is_one_reason(tmp_path: Path, monkeypatch) -> None:
+    """socket() failing (EMFILE, for real: the soft limit lowered and filled) is unavailable, not an
+    OSError out of the probe (backend auto connects in the factory, at profile load)."""
+    import resource
+
+    monkeypatch.setattr(pulse, "_servers", {})
+    env = {"PULSE_SERVER": f"unix:{tmp_path / 'native'}", "HOME": str(tmp_path)}
+    volume = PROBES.get("audio.volume").factory  # its module loaded while files can still be opened
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(int(fd) for fd in os.listdir("/proc/self/fd")) + 8, hard))
+        while True:
+            try:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        with pytest.raises(ProbeUnavailable) as caught:
+            volume(ProbeContext(), environ=env, worker=Worker(start=False), which=lambda name: None)
+        assert str(caught.value) == (
+            "the sound server cannot be reached: Too many open files; "
+            "neither wpctl (PipeWire) nor pactl (PulseAudio) is installed"
+        )
+        with pytest.raises(ProbeUnavailable, match="^the sound server cannot be reached: Too many open files$"):
+            pulse.Server(str(tmp_path / "native"), env).sink()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
