@@ -53,6 +53,7 @@ MASK_SINK, MASK_SERVER = 0x0001, 0x0080
 FACILITY_MASK, FACILITY_SINK, FACILITY_SERVER = 0x000F, 0, 7
 DEFAULT_SINK = "@DEFAULT_SINK@"
 MAX_FRAME = 1 << 20
+SUN_PATH = 108  # bytes of a unix socket address (struct sockaddr_un's sun_path)
 MAX_DRAIN = 256 * 1024  # bytes read per look for changes; more waiting is a change all the same
 MAX_REQUEST = 4 << 20  # bytes read while waiting for one answer (events before it included)
 TIMEOUT = 1.0
@@ -335,16 +336,28 @@ class Connection:
 
 
 def socket_path(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
-    """(path, None) or (None, why): $PULSE_SERVER if it is unix:/path, else $XDG_RUNTIME_DIR/pulse/native."""
+    """(path, None) or (None, why): $PULSE_SERVER if it is one unix:/path, else $XDG_RUNTIME_DIR/pulse/native.
+
+    Only an absolute path of printable characters that fits a unix socket address: a list of
+    servers, a machine-bound or tcp: one is left to the tools, and no control character reaches a
+    reason (a log line, a health report) through the path.
+    """
     server = environ.get("PULSE_SERVER")
     if server:
-        if server.startswith("unix:/") and len(server) <= 4096 and "\0" not in server:
-            return server[len("unix:") :], None
-        return None, "PULSE_SERVER is not unix:/path (only a local socket is read in-process)"
-    runtime = environ.get("XDG_RUNTIME_DIR")
-    if not runtime:
-        return None, "no audio session: XDG_RUNTIME_DIR is not set"
-    return os.path.join(runtime, "pulse", "native"), None
+        entries = server.split()  # PulseAudio's list of servers, tried in turn
+        if len(entries) != 1 or not entries[0].startswith("unix:/") or not entries[0].isprintable():
+            return None, "PULSE_SERVER is not unix:/path (only a local socket is read in-process)"
+        path = entries[0][len("unix:") :]
+    else:
+        runtime = environ.get("XDG_RUNTIME_DIR")
+        if not runtime:
+            return None, "no audio session: XDG_RUNTIME_DIR is not set"
+        if not runtime.startswith("/") or not runtime.isprintable():
+            return None, "XDG_RUNTIME_DIR is not an absolute path of printable characters"
+        path = os.path.join(runtime, "pulse", "native")
+    if len(os.fsencode(path)) > SUN_PATH:
+        return None, f"the sound server's socket path is longer than a unix socket address ({SUN_PATH} bytes)"
+    return path, None
 
 
 def read_cookie(environ: Mapping[str, str]) -> bytes:

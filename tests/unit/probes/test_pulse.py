@@ -461,3 +461,34 @@ def test_out_of_file_descriptors_is_one_reason(tmp_path: Path, monkeypatch) -> N
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+NOT_UNIX = "PULSE_SERVER is not unix:/path (only a local socket is read in-process)"
+NOT_ABSOLUTE = "XDG_RUNTIME_DIR is not an absolute path of printable characters"
+TOO_LONG = "the sound server's socket path is longer than a unix socket address (108 bytes)"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"PULSE_SERVER": "unix:/tmp/a unix:/tmp/b"}, (None, NOT_UNIX)),  # a list: the tools try each in turn
+        ({"PULSE_SERVER": "unix:/tmp/a\ttcp:host"}, (None, NOT_UNIX)),
+        ({"PULSE_SERVER": " unix:/tmp/a\n"}, ("/tmp/a", None)),  # one entry, as PulseAudio splits the list
+        ({"PULSE_SERVER": "{0123abcd}unix:/tmp/a"}, (None, NOT_UNIX)),  # machine-bound: left to the tools
+        ({"PULSE_SERVER": "unix:/tmp/\x1b[31mred"}, (None, NOT_UNIX)),
+        ({"PULSE_SERVER": "unix:/tmp/\udcff"}, (None, NOT_UNIX)),  # an undecodable byte in the environment
+        ({"PULSE_SERVER": "unix:/" + "a" * 107}, ("/" + "a" * 107, None)),  # 108 bytes: the most that fits
+        ({"PULSE_SERVER": "unix:/" + "a" * 108}, (None, TOO_LONG)),
+        ({"PULSE_SERVER": "unix:/" + "é" * 54}, (None, TOO_LONG)),  # 109 bytes in UTF-8, 55 characters
+        ({"XDG_RUNTIME_DIR": "run/user/1000"}, (None, NOT_ABSOLUTE)),  # relative to the agent's cwd
+        ({"XDG_RUNTIME_DIR": "/run/user/1000\n"}, (None, NOT_ABSOLUTE)),
+        ({"XDG_RUNTIME_DIR": "/run/user/\x7f"}, (None, NOT_ABSOLUTE)),
+        ({"XDG_RUNTIME_DIR": "/home/a b/run"}, ("/home/a b/run/pulse/native", None)),
+        ({"XDG_RUNTIME_DIR": "/" + "r" * 94}, ("/" + "r" * 94 + "/pulse/native", None)),  # 108 bytes
+        ({"XDG_RUNTIME_DIR": "/" + "r" * 95}, (None, TOO_LONG)),
+    ],
+)
+def test_a_socket_address_is_a_clean_absolute_path_that_fits(environ: dict[str, str], expected: tuple) -> None:
+    """What cannot be connected to, or would put control characters into a reason (a log line, a
+    health report), is refused before any connection, with a reason that names no path."""
+    assert pulse.socket_path(environ) == expected
