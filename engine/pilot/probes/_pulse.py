@@ -180,7 +180,7 @@ class Connection:
         self.timeout = timeout
         self.buffer = bytearray()
         self.next_tag = 0
-        self.changed = False  # a sink or server event came since the last look
+        self.changed = False  # a sink or server event came since the last reading started
 
     @classmethod
     def open(cls, path: str, cookie: bytes, timeout: float = TIMEOUT) -> Connection:
@@ -214,6 +214,7 @@ class Connection:
 
     def sink(self) -> Sink:
         """The default sink, read up to its mute flag (the rest of the reply is not needed)."""
+        self.changed = False  # this reading answers the changes seen so far
         tags = self.request(CMD_GET_SINK_INFO, put_u32(PACKET), put_string(DEFAULT_SINK))
         tags.u32()  # index
         name = tags.string() or ""
@@ -254,7 +255,9 @@ class Connection:
 
     def drain(self) -> bool:
         """Read what is waiting, without blocking and at most MAX_DRAIN bytes; True if a sink or the
-        server changed since the last look (or more is waiting than one look reads)."""
+        server changed since the last reading started (or more is waiting than one look reads).
+        Looking does not clear it: the look whose refresh is refused (one is still queued, or just
+        finishing) must not lose the change; the next reading clears it."""
         self.sock.setblocking(False)
         try:
             read = 0
@@ -274,8 +277,7 @@ class Connection:
                 self.changed = True
         finally:
             self.sock.settimeout(self.timeout)
-        changed, self.changed = self.changed, False
-        return changed
+        return self.changed
 
     def _handle_waiting(self) -> None:
         while (got := self._packet()) is not None:

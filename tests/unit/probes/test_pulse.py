@@ -259,7 +259,9 @@ def test_changed_drains_sink_and_server_events_without_blocking(serve) -> None:
     assert server.changed() is False
     conn.sendall(event(0, 1))  # a sink changed
     _until(lambda: server.changed(), "the sink event")
-    assert server.changed() is False  # seen once
+    assert server.changed() is True  # seen until a reading starts after it
+    server.sink()
+    assert server.changed() is False
     conn.sendall(event(7))  # the server (its default sink)
     _until(lambda: server.changed(), "the server event")
 
@@ -492,3 +494,45 @@ def test_a_socket_address_is_a_clean_absolute_path_that_fits(environ: dict[str, 
     """What cannot be connected to, or would put control characters into a reason (a log line, a
     health report), is refused before any connection, with a reason that names no path."""
     assert pulse.socket_path(environ) == expected
+
+
+def test_a_change_seen_while_a_reading_finishes_is_not_lost(serve) -> None:
+    """The telemetry loop may look for changes (another thread) after a reading has its answer but
+    before the worker marks it done: the refresh it asks for is then refused as already queued, so
+    the change must still be seen at the next look, until a reading starts after it."""
+    from pilot.probes._background import background_reader
+
+    volumes = iter([0x10000, 0x8000, 0x4000])
+    pushed: list[socket.socket] = []
+
+    def sink(tag: int, conn: socket.socket) -> bytes:
+        pushed.append(conn)
+        return reply(tag, sink_body([next(volumes)], False))
+
+    server = serve(handshake_then(sink))
+    worker = Worker(start=False)
+    looks: list[object] = []
+
+    def reading() -> int:
+        percent = server.sink().percent
+        if len(pushed) == 2:  # the answer is in, the work not yet done: the volume changes, a look sees it
+            pushed[0].sendall(event(0, 1))
+            _until(lambda: _readable(server), "the second sink event")
+            looks.append(read())
+        return percent
+
+    read = background_reader("pulse test", reading, every=600.0, clock=lambda: 0.0, worker=worker, due=server.changed)
+    worker.run_pending()
+    assert read() == 100
+    assert worker.pending() == []
+    pushed[0].sendall(event(0, 1))
+    _until(lambda: _readable(server), "the first sink event")
+    assert read() == 100
+    assert worker.pending() == ["pulse test"]
+    worker.run_pending()
+    assert looks == [100]  # the look during the second reading, which saw the second change
+    assert read() == 50
+    assert worker.pending() == ["pulse test"]  # that change asks again
+    worker.run_pending()
+    assert read() == 25
+    assert worker.pending() == []
