@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import threading
@@ -141,6 +142,9 @@ class Peer:
         self.methods: dict[tuple[str, str, str], Handler] = {}
         self.calls: list[Received] = []
         self.lock = threading.Lock()
+        self.send_lock = threading.Lock()  # the serving thread answers while a test emits signals
+        self.quiet = False  # True: never emits PropertiesChanged (a peer that breaks the spec)
+        self._live = False
         self._names = names
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="test-dbus-peer", daemon=True)
@@ -153,9 +157,54 @@ class Peer:
             if result != 1:  # DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER
                 raise RuntimeError(f"could not own {name} (RequestName answered {result})")
         self._thread.start()
+        self._live = True
         return self
 
+    # attribute -> (object path, interface, properties) a change of it announces; set by subclasses
+    EMITS: dict[str, Callable[[Any], tuple[str, str, tuple[str, ...]]]] = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        announce = type(self).EMITS.get(name)
+        if announce is not None and getattr(self, "_live", False):
+            self.emit_changed(*announce(self))
+
+    def emit_changed(self, path: str, interface: str, names: tuple[str, ...]) -> None:
+        """org.freedesktop.DBus.Properties.PropertiesChanged with the current values of `names`, as
+        sd-bus and every MPRIS player send it for a property that "emits change"."""
+        from jeepney import DBusAddress, new_signal
+
+        if self.quiet:
+            return
+        table = self.properties.get((path, interface), {})
+        changed = {}
+        for name in names:
+            entry = table.get(name)
+            if entry is None:
+                continue
+            signature, current = entry.read() if isinstance(entry, _Dynamic) else entry
+            current = current() if callable(current) else current
+            if current is not NO_REPLY:
+                changed[name] = (signature, current)
+        where = DBusAddress(path, interface="org.freedesktop.DBus.Properties")
+        signal = new_signal(where, "PropertiesChanged", "sa{sv}as", (interface, changed, []))
+        try:
+            signal.serialise(serial=1)  # a trial: the connection numbers the real one
+        except (TypeError, ValueError, OverflowError, struct.error):  # a value a test made wrong: name it only
+            signal = new_signal(where, "PropertiesChanged", "sa{sv}as", (interface, {}, list(names)))
+        self.send(signal)
+
+    def emit(self, path: str, interface: str, member: str, signature: str | None = None, body: tuple = ()) -> None:
+        from jeepney import DBusAddress, new_signal
+
+        self.send(new_signal(DBusAddress(path, interface=interface), member, signature, body))
+
+    def send(self, message: Any) -> None:
+        with self.send_lock:
+            self.conn.send(message)
+
     def stop(self) -> None:
+        self._live = False
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
@@ -208,18 +257,18 @@ class Peer:
                 answer = self._properties(path, member, tuple(msg.body))
             else:
                 answer = ("org.freedesktop.DBus.Error.UnknownMethod", f"no {interface}.{member} at {path}")
-                self.conn.send(new_error(msg, answer[0], "s", (answer[1],)))
+                self.send(new_error(msg, answer[0], "s", (answer[1],)))
                 return
         except LookupError as exc:
-            self.conn.send(new_error(msg, "org.freedesktop.DBus.Error.InvalidArgs", "s", (str(exc),)))
+            self.send(new_error(msg, "org.freedesktop.DBus.Error.InvalidArgs", "s", (str(exc),)))
             return
         if answer is NO_REPLY:
             return
         if isinstance(answer, DBusFailure):
-            self.conn.send(new_error(msg, answer.name, "s", (answer.message,)))
+            self.send(new_error(msg, answer.name, "s", (answer.message,)))
             return
         signature, body = answer
-        self.conn.send(new_method_return(msg, signature, body))
+        self.send(new_method_return(msg, signature, body))
 
     def _properties(self, path: str, member: str, body: tuple[Any, ...]) -> Any:
         table = self.properties.get((path, body[0]))
@@ -367,11 +416,34 @@ MPRIS_PATH = "/org/mpris/MediaPlayer2"
 MPRIS_PLAYER = "org.mpris.MediaPlayer2.Player"
 
 
+class _Announced(dict):  # type: ignore[type-arg]
+    """A dict that calls `changed` after each change (a player's Metadata, set item by item by a test)."""
+
+    def __init__(self, values: dict[str, Any], changed: Callable[[], None]) -> None:
+        super().__init__(values)
+        self._changed = changed
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed()
+
+
 class MprisPlayer(Peer):
     """An MPRIS media player: PlaybackStatus and Metadata a test sets; the control calls recorded.
 
-    The controls change the status like a player would (PlayPause toggles Playing/Paused).
+    The controls change the status like a player would (PlayPause toggles Playing/Paused). A change
+    of `status` or `metadata` is announced with PropertiesChanged, as the MPRIS spec asks (unless
+    `quiet`).
     """
+
+    EMITS = {
+        "status": lambda self: (MPRIS_PATH, MPRIS_PLAYER, ("PlaybackStatus",)),
+        "metadata": lambda self: (MPRIS_PATH, MPRIS_PLAYER, ("Metadata",)),
+    }
 
     def __init__(
         self,
@@ -384,11 +456,14 @@ class MprisPlayer(Peer):
         super().__init__(address, (f"org.mpris.MediaPlayer2.{name}",))
         self.bus_name = f"org.mpris.MediaPlayer2.{name}"
         self.status = status
-        self.metadata: dict[str, tuple[str, Any]] = {
-            "mpris:trackid": ("o", "/org/mpris/MediaPlayer2/Track/1"),
-            "xesam:title": ("s", title),
-            "xesam:artist": ("as", list(artist if artist is not None else ["An Artist"])),
-        }
+        self.metadata: dict[str, tuple[str, Any]] = _Announced(
+            {
+                "mpris:trackid": ("o", "/org/mpris/MediaPlayer2/Track/1"),
+                "xesam:title": ("s", title),
+                "xesam:artist": ("as", list(artist if artist is not None else ["An Artist"])),
+            },
+            lambda: self._live and self.emit_changed(MPRIS_PATH, MPRIS_PLAYER, ("Metadata",)),
+        )
         self.properties[(MPRIS_PATH, "org.mpris.MediaPlayer2")] = {"Identity": ("s", f"Test player {name}")}
         self.properties[(MPRIS_PATH, MPRIS_PLAYER)] = {
             "PlaybackStatus": ("s", lambda: self.status),
@@ -419,12 +494,26 @@ LOGIND_PATH = "/org/freedesktop/login1"
 SESSION_INTERFACE = "org.freedesktop.login1.Session"
 
 
+def _session_hints(*names: str) -> Callable[[Any], tuple[str, str, tuple[str, ...]]]:
+    return lambda self: (self.session_path, SESSION_INTERFACE, names)
+
+
 class Logind(Peer):
     """logind's Manager and one Session: the session's idle and lock hints are what a test sets.
 
     GetSessionByPID answers this session for the PIDs in `pids` (every PID when empty) and
-    logind's own NoSessionForPID error for the others; GetSession answers for `session_id`.
+    logind's own NoSessionForPID error for the others; GetSession answers for `session_id`. A
+    change of a hint, or of seat0's active session, is announced with PropertiesChanged on the
+    session's (or seat's) own path, as logind does (unless `quiet`).
     """
+
+    EMITS = {
+        "idle_hint": _session_hints("IdleHint", "IdleSinceHint"),
+        "idle_since_usec": _session_hints("IdleHint", "IdleSinceHint"),
+        "idle_since_signature": _session_hints("IdleSinceHint"),
+        "locked_hint": _session_hints("LockedHint"),
+        "seat_active": lambda self: (f"{LOGIND_PATH}/seat/seat0", "org.freedesktop.login1.Seat", ("ActiveSession",)),
+    }
 
     def __init__(self, address: str, session_id: str = "31", pids: set[int] | None = None) -> None:
         super().__init__(address, (LOGIND,))
@@ -458,10 +547,15 @@ class Logind(Peer):
         """The session ends and another begins (a logout, then a login): the old path answers no more,
         and GetSessionByPID, GetSession and seat0 name the new one, with the same hints."""
         table = self.properties.pop((self.session_path, SESSION_INTERFACE))
+        old_id, old_path = self.session_id, self.session_path
         self.session_id = session_id
         self.session_path = f"{LOGIND_PATH}/session/{_escape_path(session_id)}"
         table["Id"] = ("s", session_id)
         self.properties[(self.session_path, SESSION_INTERFACE)] = table
+        manager = "org.freedesktop.login1.Manager"
+        if self._live and not self.quiet:
+            self.emit(LOGIND_PATH, manager, "SessionRemoved", "so", (old_id, old_path))
+            self.emit(LOGIND_PATH, manager, "SessionNew", "so", (session_id, self.session_path))
         self.seat_active = (session_id, self.session_path)
         return self
 

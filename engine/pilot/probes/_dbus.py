@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 SYSTEM_BUS_DEFAULT = "unix:path=/run/dbus/system_bus_socket"
@@ -45,6 +46,60 @@ def system_address(environ: Mapping[str, str] | None = None) -> str:
     return env.get("DBUS_SYSTEM_BUS_ADDRESS") or SYSTEM_BUS_DEFAULT
 
 
+MAX_DRAIN = 1024  # signals taken per look; past that the watches all count as changed
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Signals to be told of: `rule` for the bus daemon (AddMatch; it may name a well-known sender)
+    and `member`, `interface`, `path_namespace`, `arg0` (a name, or a namespace when ending in '.*')
+    for the connection's own filter (which sees unique senders only)."""
+
+    interface: str
+    member: str | None = None
+    path_namespace: str | None = None
+    sender: str | None = None
+    arg0: str | None = None
+
+    def rules(self) -> tuple[Any, Any]:
+        """(the daemon's rule, the connection's filter) as jeepney MatchRules."""
+        from jeepney import MatchRule
+
+        def rule(sender: str | None) -> Any:
+            match = MatchRule(
+                type="signal",
+                sender=sender,
+                interface=self.interface,
+                member=self.member,
+                path_namespace=self.path_namespace,
+            )
+            if self.arg0 is not None:
+                if self.arg0.endswith(".*"):
+                    match.add_arg_condition(0, self.arg0[:-2], kind="namespace")
+                else:
+                    match.add_arg_condition(0, self.arg0)
+            return match
+
+        return rule(self.sender), rule(None)
+
+
+class Watch:
+    """Signals on a bus that say something a reader remembers may have changed (PropertiesChanged,
+    NameOwnerChanged): subscribed with AddMatch once per connection, counted by the connection's
+    filter as they arrive, and looked at without blocking (`Bus.look`). Only whether one came
+    matters, not what it says, so a hostile peer's signal costs at most one extra reading. One
+    Watch per set of signals and bus, shared by every reader: each compares the count it last saw."""
+
+    def __init__(self, signals: tuple[Signals, ...]) -> None:
+        self.signals = signals
+        self.count = 0
+        self.armed_on: Any = None  # the connection its rules were added on
+        self.blind = False  # the bus refused its rules: it cannot tell, so every look counts as a change
+
+    def append(self, message: Any) -> None:  # the connection's filter queue: count, keep nothing
+        self.count += 1
+
+
 class Bus:
     """One bus address: a lazily opened, shared connection that reconnects after a failure."""
 
@@ -53,6 +108,66 @@ class Bus:
         self.label = label  # "session bus" / "system bus": for messages
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._watches: list[Watch] = []
+
+    def watch(self, *signals: Signals) -> Watch:
+        """The Watch of these signals on this bus (one per set of signals), subscribed at its first look."""
+        with self._lock:
+            for watch in self._watches:
+                if watch.signals == signals:
+                    return watch
+            watch = Watch(signals)
+            self._watches.append(watch)
+            return watch
+
+    def look(self, watch: Watch, timeout: float = 1.0) -> int:
+        """The count of `watch`'s signals after taking what the socket already holds (never waiting for
+        more). A reader that sees the count it saw last time knows nothing it watches has changed; the
+        count also moves when that cannot be known (a new connection, a flood, a failed look)."""
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                conn = self._conn
+                if watch.armed_on is not conn:
+                    self._arm(conn, watch, timeout)
+                elif watch.blind:
+                    watch.count += 1
+                else:
+                    for _ in range(MAX_DRAIN):
+                        try:
+                            conn.recv_messages(timeout=0)
+                        except TimeoutError:
+                            break
+                    else:  # a flood: whatever it held, every watch must be read again
+                        for other in self._watches:
+                            other.count += 1
+            except TimeoutError:
+                watch.count += 1  # the subscription was not answered in time: armed at the next look
+            except (OSError, ValueError, EOFError, RuntimeError):
+                self._drop()
+                watch.count += 1
+            except DBusError:
+                watch.count += 1
+            return watch.count
+
+    def _arm(self, conn: Any, watch: Watch, timeout: float) -> None:
+        from jeepney import DBusAddress, MessageType, new_method_call
+        from jeepney.io.common import FilterHandle
+
+        daemon = DBusAddress("/org/freedesktop/DBus", "org.freedesktop.DBus", "org.freedesktop.DBus")
+        watch.count += 1  # signals before this look were not counted: whatever the reader holds is old
+        watch.blind = False
+        for signals in watch.signals:
+            rule, local = signals.rules()
+            reply = conn.send_and_get_reply(
+                new_method_call(daemon, "AddMatch", "s", (rule.serialise(),)), timeout=timeout
+            )
+            if reply.header.message_type == MessageType.error:
+                watch.blind = True  # refused (the bus's limit of rules): every look counts as a change
+                break
+            FilterHandle(conn._filters, local, watch)
+        watch.armed_on = conn
 
     def _connect(self) -> Any:
         from jeepney.io.blocking import open_dbus_connection

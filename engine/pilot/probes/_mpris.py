@@ -22,7 +22,7 @@ MAX_TEXT = 255  # Home Assistant's limit for a state
 STATES = ["playing", "paused", "stopped", "idle"]  # idle: no player at all
 TIMEOUT = 0.5  # one player's answer
 SCAN_BUDGET = 1.0  # all players' answers, per reading
-NAMES_MAX_AGE = 60.0  # seconds a list of running players is trusted before the bus's names are listed again
+MAX_AGE = 60.0  # seconds a reading stands without a signal before the players are read again anyway
 # one element of a D-Bus well-known name, dot-separated (the part after org.mpris.MediaPlayer2.)
 PLAYER_NAME = r"^[A-Za-z_-][A-Za-z0-9_-]*(\.[A-Za-z_-][A-Za-z0-9_-]*)*$"
 
@@ -128,46 +128,83 @@ def _state_of(bus: _dbus.Bus, name: str, timeout: float) -> tuple[str, Any]:
     return _status(properties.get("PlaybackStatus")), properties.get("Metadata")
 
 
-class Players:
-    """The players a reading is about, remembered between readings: the bus's names are listed again
-    only when none was found, when one of them quit (ServiceUnknown, NoReply), or after
-    NAMES_MAX_AGE seconds (a player that starts beside a running one waits that long to be
-    seen). Each reading then costs one GetAll per listed player instead of ListNames, a Get of
-    PlaybackStatus per player and a Get of Metadata. Not thread-safe: one per media snapshot."""
+# what may change a reading: a player's properties; a player's name coming or going
+PROPERTIES_CHANGED = _dbus.Signals(
+    interface="org.freedesktop.DBus.Properties", member="PropertiesChanged", path_namespace=MPRIS_PATH
+)
+NAME_CHANGED = _dbus.Signals(
+    interface="org.freedesktop.DBus", member="NameOwnerChanged", sender="org.freedesktop.DBus", arg0=MPRIS_PREFIX + "*"
+)
 
-    def __init__(self, wanted: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+
+class Players:
+    """The players a reading is about, remembered between readings.
+
+    With `watch` (the media probes' snapshot), a reading first looks, without waiting, at the
+    signals the bus has delivered since the last one: PropertiesChanged of a player (MPRIS players
+    announce every change of PlaybackStatus and Metadata) and NameOwnerChanged of an MPRIS name (a
+    player started or quit). When none came, the last reading stands and costs no round trip; when
+    one came, the players are read again (one GetAll each: status and metadata together), and the
+    bus's names are listed again when a name came or went. Everything is listed and read again
+    after MAX_AGE seconds whatever came (for a player that breaks the spec) and after a failure.
+    Without `watch` (or where the bus refuses the subscription) every reading asks. A listed player
+    that quit (ServiceUnknown, NoReply) makes the names be listed again within the same reading.
+    Not thread-safe: one per media snapshot."""
+
+    def __init__(
+        self, wanted: str | None = None, clock: Callable[[], float] = time.monotonic, watch: bool = False
+    ) -> None:
         self.wanted = wanted
         self.clock = clock
+        self.watch = watch
         self._names: list[str] = []
-        self._listed_at: float | None = None
+        self._last: Playing | None = None
+        self._read_at: float | None = None
+        self._seen: dict[_dbus.Signals, tuple[_dbus.Bus, int]] = {}  # per signal: the bus and the count last seen
 
-    def _list(self, bus: _dbus.Bus) -> None:
-        self._names = player_names(bus, self.wanted)
-        self._listed_at = self.clock()
+    def _changed(self, bus: _dbus.Bus, signals: _dbus.Signals) -> bool:
+        if not self.watch:
+            return True
+        count = bus.look(bus.watch(signals))
+        seen = self._seen.get(signals)
+        self._seen[signals] = (bus, count)
+        return seen is None or seen[0] is not bus or seen[1] != count
 
     def read(self, bus: _dbus.Bus) -> Playing:
-        at = self._listed_at
-        listed = not self._names or at is None or not 0 <= self.clock() - at < NAMES_MAX_AGE
-        if listed:
-            self._list(bus)
+        # looked at before reading: a change after the look is seen at the next reading
+        names_changed = self._changed(bus, NAME_CHANGED)
+        properties_changed = self._changed(bus, PROPERTIES_CHANGED)
+        now = self.clock()
+        fresh = self._read_at is not None and 0 <= now - self._read_at < MAX_AGE
+        if self._last is not None and fresh and not (names_changed or properties_changed):
+            return self._last
+        self._last = None
+        ask = lambda name, timeout: _state_of(bus, name, timeout)  # noqa: E731
         try:
-            chosen, gone = _pick(self._names, lambda name, timeout: _state_of(bus, name, timeout), time.monotonic)
+            listed = names_changed or not fresh
+            if listed:
+                self._names = player_names(bus, self.wanted)
+            chosen, gone = _pick(self._names, ask, time.monotonic)
             if gone and not listed:  # a player quit since the list was made: another may have started
-                self._list(bus)
-                chosen, gone = _pick(self._names, lambda name, timeout: _state_of(bus, name, timeout), time.monotonic)
+                self._names = player_names(bus, self.wanted)
+                chosen, gone = _pick(self._names, ask, time.monotonic)
         except _dbus.DBusError:
-            self._listed_at = None  # no reading: list the names again next time
+            self._seen.clear()  # no reading: the next one lists and asks again
+            self._read_at = None
             raise
         self._names = [n for n in self._names if n not in gone]
         if chosen is None:
-            return Playing(None, "idle", "", "")
-        name, status, metadata = chosen
-        return Playing(
-            name[len(MPRIS_PREFIX) :],
-            status,
-            clean_text(_metadata_value(metadata, "xesam:title")),
-            clean_text(_metadata_value(metadata, "xesam:artist")),
-        )
+            playing = Playing(None, "idle", "", "")
+        else:
+            name, status, metadata = chosen
+            playing = Playing(
+                name[len(MPRIS_PREFIX) :],
+                status,
+                clean_text(_metadata_value(metadata, "xesam:title")),
+                clean_text(_metadata_value(metadata, "xesam:artist")),
+            )
+        self._last, self._read_at = playing, now
+        return playing
 
 
 def read_playing(bus: _dbus.Bus, wanted: str | None = None) -> Playing:

@@ -41,7 +41,22 @@ TIMEOUT = 0.5
 FRESH = 1.0  # seconds one reading serves the session probes of a tick, never the next tick's
 REFIND = 60.0  # seconds a fallback (seat0's session) or Mutter's presence is trusted before it is asked again
 AUTO = f"{LOGIND_PATH}/session/auto"
-SEAT0 = ""  # not a path: the session active on seat0, asked at each reading
+SEAT0 = ""  # not a path: the session active on seat0
+MAX_AGE = 60.0  # seconds the session's properties stand without a signal before they are read again anyway
+# what logind announces: a property of a session or seat changed (IdleHint, LockedHint, ActiveSession
+# all "emit change"), a session came or went, logind itself restarted
+LOGIND_SIGNALS = (
+    _dbus.Signals(
+        interface="org.freedesktop.DBus.Properties",
+        member="PropertiesChanged",
+        path_namespace=LOGIND_PATH,
+        sender=LOGIND,
+    ),
+    _dbus.Signals(interface=MANAGER, sender=LOGIND),
+    _dbus.Signals(
+        interface="org.freedesktop.DBus", member="NameOwnerChanged", sender="org.freedesktop.DBus", arg0=LOGIND
+    ),
+)
 SESSION_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 # wall clock for logind's IdleSinceHint (microseconds since the epoch); tests replace it
 CLOCK: Callable[[], float] = time.time
@@ -81,15 +96,17 @@ def seat_session_path(seat: str = "seat0") -> str:
 class SessionReader:
     """What the session probes of one context read, shared between them and remembered between readings.
 
-    The session's object path is looked up once: the named session (GetSession), else this
-    process's own (GetSessionByPID), else logind's `auto`; it is kept until a call on it fails
-    with an error (the session ended, logind restarted), then looked up again. Only the seat0
-    fallback (a system service) asks ActiveSession at each reading, since a user switch changes
-    it, and tries the own and `auto` sessions again after REFIND seconds. The session's
-    properties come in one GetAll, which serves every probe asking within FRESH seconds (idle,
-    idle time and locked in one tick). Mutter's presence is asked with NameHasOwner and trusted
-    for REFIND seconds, or until GetIdletime says it is gone. Costs per reading: one GetAll (two
-    for a system service), or one GetIdletime; before, up to four calls.
+    logind announces every change of IdleHint, IdleSinceHint, LockedHint and seat0's ActiveSession
+    with PropertiesChanged, and sessions coming and going with SessionNew/SessionRemoved; the reader
+    subscribes to those (and to logind restarting) and, at each reading, looks without waiting at
+    what the bus delivered. Nothing came: the last answer stands, no round trip. Something came, or
+    MAX_AGE seconds passed, or the last reading failed: the session's properties are read again in
+    one GetAll, which serves every probe of the tick (within FRESH seconds). The session's object
+    path is looked up once (the named session, else this process's own, else logind's `auto`) and
+    kept until a call on it fails with an error; the seat0 fallback (a system service) asks
+    ActiveSession at each GetAll and tries the own and `auto` sessions again after REFIND seconds.
+    Mutter's idle time has no signal, so it is asked once a tick (GetIdletime); its presence is asked
+    with NameHasOwner and trusted REFIND seconds, or until GetIdletime says it is gone.
     """
 
     def __init__(self, session: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
@@ -101,19 +118,40 @@ class SessionReader:
         self._properties: tuple[float, dict[str, Any] | _dbus.DBusError] | None = None
         self._mutter: tuple[float, bool] | None = None  # (when asked, present)
         self._idle_ms: tuple[float, int | _dbus.DBusError] | None = None
+        self._seen: tuple[_dbus.Bus, int] | None = None  # the system bus and its watch's count at the last look
 
     # ------------------------------------------------------------------ logind
 
+    def _changed(self) -> bool:
+        """Whether logind said something changed since the last look (a property of a session or seat,
+        a session that came or went, logind restarting); True when that cannot be known."""
+        bus = _dbus.system_bus()
+        count = bus.look(bus.watch(*LOGIND_SIGNALS))
+        seen, self._seen = self._seen, (bus, count)
+        return seen is None or seen[0] is not bus or seen[1] != count
+
     def properties(self) -> dict[str, Any]:
-        """The session's properties (IdleHint, IdleSinceHint, LockedHint...), one GetAll a tick."""
+        """The session's properties (IdleHint, IdleSinceHint, LockedHint...): one GetAll when logind
+        announced a change, or MAX_AGE seconds after the last one; one answer for a whole tick."""
         with self._lock:
             now = self.clock()
-            if self._properties is None or not 0 <= now - self._properties[0] < FRESH:
-                try:
-                    value: dict[str, Any] | _dbus.DBusError = self._read_properties(now)
-                except _dbus.DBusError as exc:
-                    value = exc  # no reading for the tick: the other probes are not made to wait again
-                self._properties = (now, value)
+            cached = self._properties
+            if cached is None or not 0 <= now - cached[0] < FRESH:
+                changed = self._changed()  # looked at only past the tick, so no change is lost
+                stands = (
+                    cached is not None
+                    and not isinstance(cached[1], _dbus.DBusError)
+                    and not changed
+                    and 0 <= now - cached[0] < MAX_AGE
+                )
+                if not stands:
+                    try:
+                        value: dict[str, Any] | _dbus.DBusError = self._read_properties(now)
+                    except _dbus.DBusError as exc:
+                        value = exc  # no reading for the tick: the other probes are not made to wait again
+                        self._seen = None
+                    self._properties = (now, value)
+            assert self._properties is not None
             result = self._properties[1]
         if isinstance(result, _dbus.DBusError):
             raise result

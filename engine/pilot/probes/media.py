@@ -36,14 +36,15 @@ _PLAYER = prop(
 
 class _Snapshot:
     """One reading of the player shared by the media probes of a context for `max_age` seconds,
-    so state, title and artist read in the same tick ask the bus once; the players found are
-    remembered from one reading to the next (`_mpris.Players`), so a reading is one GetAll."""
+    so state, title and artist read in the same tick ask the bus once; the players are remembered
+    from one reading to the next and read again only when the bus announced a change
+    (`_mpris.Players`), so a reading without a change costs no round trip."""
 
     def __init__(self, wanted: str | None, clock: Callable[[], float] = time.monotonic, max_age: float = 1.0) -> None:
         self.wanted = wanted
         self.clock = clock
         self.max_age = max_age
-        self.players = Players(wanted, clock)
+        self.players = Players(wanted, clock, watch=True)
         self._at: float | None = None
         self._value: Playing | None = None
 

@@ -4,6 +4,7 @@ private dbus-daemons: one standing in for the system bus, one for the session bu
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -160,7 +161,20 @@ def probes(ctx, session: str | None = None, source: str = "logind"):
     )
 
 
-def test_the_probes_of_a_tick_share_one_getall_and_the_session_is_looked_up_once(buses, logind, clocked) -> None:
+def delivered(change) -> None:
+    """Make `change`, then wait until the agent's system bus connection holds logind's signal for it: the
+    bus delivers it within microseconds, but a test reads at once (an agent's next reading is seconds away)."""
+    bus = _dbus.system_bus()
+    watch = bus.watch(*desktop_session.LOGIND_SIGNALS)
+    before = bus.look(watch)
+    change()
+    deadline = time.monotonic() + 5
+    while bus.look(watch) == before:
+        assert time.monotonic() < deadline, "the change sent no signal"
+        time.sleep(0.005)
+
+
+def test_the_probes_share_one_getall_and_a_tick_without_a_change_costs_no_round_trip(buses, logind, clocked) -> None:
     ctx, now, reader = clocked
     reader()
     idle, locked, idle_time = probes(ctx)
@@ -168,13 +182,19 @@ def test_the_probes_of_a_tick_share_one_getall_and_the_session_is_looked_up_once
         assert (idle(), locked(), idle_time()) == (False, False, 0)
         assert [c.member for c in logind.calls] == ["GetSessionByPID", "GetAll"]
         monitor.clear()
-        for _ in range(4):
+        for _ in range(5):
             now[0] += 10
             assert (idle(), locked(), idle_time()) == (False, False, 0)
-        # four ticks of three probes, one round trip a tick: before, GetSessionByPID and a Get per
-        # property for each probe (eight calls a tick)
-        assert monitor.count() == 4
-        assert monitor.count("GetAll", destination="org.freedesktop.login1") == 4
+        # five ticks of three probes and no round trip: before, GetSessionByPID and a Get per property
+        # for each probe (eight calls a tick)
+        assert monitor.count() == 0
+        delivered(lambda: setattr(logind, "locked_hint", True))
+        now[0] += 5
+        assert (idle(), locked(), idle_time()) == (False, True, 0)
+        assert monitor.count() == 1 and logind.calls[-1].member == "GetAll"  # the path is remembered
+        now[0] += desktop_session.MAX_AGE
+        assert locked() is True
+        assert monitor.count() == 2  # read again after MAX_AGE, whatever was said
 
 
 def test_a_lock_and_idleness_are_seen_at_the_next_tick(logind, clocked) -> None:
@@ -182,11 +202,25 @@ def test_a_lock_and_idleness_are_seen_at_the_next_tick(logind, clocked) -> None:
     reader()
     idle, locked, idle_time = probes(ctx)
     assert (idle(), locked(), idle_time()) == (False, False, 0)
-    logind.locked_hint = True
-    logind.idle_hint, logind.idle_since_usec = True, int((NOW - 90) * 1_000_000)
+    delivered(lambda: setattr(logind, "locked_hint", True))
+    delivered(lambda: setattr(logind, "idle_since_usec", int((NOW - 90) * 1_000_000)))
+    delivered(lambda: setattr(logind, "idle_hint", True))
     assert locked() is False  # the same tick: the reading it already made
     now[0] += desktop_session.FRESH
     assert (idle(), locked(), idle_time()) == (True, True, 90)
+
+
+def test_a_logind_that_never_announces_a_change_is_read_again_after_max_age(logind, clocked) -> None:
+    ctx, now, reader = clocked
+    reader()
+    _, locked, _ = probes(ctx)
+    logind.quiet = True  # breaks its own promise: no PropertiesChanged
+    assert locked() is False
+    logind.locked_hint = True
+    now[0] += desktop_session.MAX_AGE - 1
+    assert locked() is False  # the documented limit: nothing said it changed
+    now[0] += 1
+    assert locked() is True
 
 
 def test_a_session_that_ends_is_looked_up_again_at_the_next_reading(logind, clocked) -> None:
@@ -194,8 +228,8 @@ def test_a_session_that_ends_is_looked_up_again_at_the_next_reading(logind, cloc
     reader()
     idle, locked, _ = probes(ctx)
     assert locked() is False
-    logind.replace_session("32")  # logout and login: the old path answers an error now
-    logind.locked_hint = True
+    delivered(lambda: logind.replace_session("32"))  # logout and login: the old path answers an error now
+    delivered(lambda: setattr(logind, "locked_hint", True))
     now[0] += 10
     assert locked() is True
     assert [c.member for c in logind.calls][-3:] == ["GetAll", "GetSessionByPID", "GetAll"]
@@ -208,7 +242,7 @@ def test_a_named_session_that_ends_is_no_reading(buses, clocked) -> None:
     with Logind(buses[1].address, session_id="c2") as logind:
         _, locked, _ = probes(ctx, session="c2")
         assert locked() is False
-        logind.replace_session("c3")
+        delivered(lambda: logind.replace_session("c3"))
         now[0] += 10
         assert locked() is None  # GetSession("c2"): NoSuchSession
         assert logind.received("GetSession")[-1].body == ("c2",)
@@ -224,16 +258,19 @@ def test_a_system_service_follows_a_user_switch_on_seat0_at_the_next_reading(bus
         now[0] += 10
         asked = len(logind.calls)
         assert locked() is False
-        # the fallbacks that failed are not asked again: seat0's ActiveSession and the session's GetAll
-        assert [c.member for c in logind.calls[asked:]] == ["Get", "GetAll"]
-        logind.replace_session("c8")
-        logind.locked_hint = True
+        assert len(logind.calls) == asked  # nothing changed: nothing asked
+        delivered(lambda: logind.replace_session("c8"))  # a user switch: seat0's ActiveSession changes
+        delivered(lambda: setattr(logind, "locked_hint", True))
         now[0] += 10
         assert locked() is True
-        assert logind.calls[-1].path == "/org/freedesktop/login1/session/c8"
+        # the fallbacks that failed are not asked again: seat0's ActiveSession and the session's GetAll
+        assert [(c.member, c.path) for c in logind.calls[asked:]] == [
+            ("Get", "/org/freedesktop/login1/seat/seat0"),
+            ("GetAll", "/org/freedesktop/login1/session/c8"),
+        ]
         now[0] += desktop_session.REFIND
         assert locked() is True
-        assert logind.received("GetSessionByPID")  # after REFIND the own session is looked for again
+        assert logind.received("GetSessionByPID")[1:]  # after REFIND the own session is looked for again
 
 
 def test_mutter_is_asked_once_a_tick_and_its_quitting_is_seen_at_the_next_reading(buses, logind, clocked) -> None:

@@ -4,6 +4,7 @@ error replies, a broken connection, and the addresses they pick."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -121,3 +122,55 @@ def test_a_dead_bus_is_marked_down_so_no_peer_is_blamed(tmp_path) -> None:
     with pytest.raises(_dbus.DBusError) as caught:
         _dbus.get_all(_dbus.Bus(f"unix:path={tmp_path}/bus", "session bus"), NAME, PATH, IFACE)
     assert caught.value.bus_down and caught.value.name is None
+
+
+def wait_for_count(bus: _dbus.Bus, watch: _dbus.Watch, before: int) -> int:
+    deadline = time.monotonic() + 5
+    while (count := bus.look(watch)) == before:
+        assert time.monotonic() < deadline, "no signal arrived"
+        time.sleep(0.005)
+    return count
+
+
+def test_a_watch_counts_its_signals_without_waiting(peer) -> None:
+    bus = bus_of(peer)
+    pings = _dbus.Signals(interface=IFACE, member="Ping", path_namespace=PATH)
+    watch = bus.watch(pings)
+    assert bus.watch(pings) is watch  # one per set of signals: readers share it
+    armed = bus.look(watch)  # subscribing counts as a change: what a reader held is of unknown age
+    started = time.monotonic()
+    assert bus.look(watch) == armed  # nothing came, and the look did not wait for anything
+    assert time.monotonic() - started < 0.5
+    peer.emit("/org/elsewhere", IFACE, "Ping")  # outside the path namespace
+    peer.emit(PATH, IFACE, "Pong")  # another member
+    peer.emit(PATH + "/Child", IFACE, "Ping")
+    assert wait_for_count(bus, watch, armed) == armed + 1  # only the one that matches
+
+
+def test_a_new_connection_counts_as_a_change_and_is_subscribed_again(peer) -> None:
+    bus = bus_of(peer)
+    watch = bus.watch(_dbus.Signals(interface=IFACE, member="Ping"))
+    first = bus.look(watch)
+    bus._conn.sock.shutdown(socket.SHUT_RDWR)  # the daemon restarted, or the socket died under us
+    second = bus.look(watch)
+    assert second != first
+    third = bus.look(watch)  # reconnected and subscribed again
+    assert third != second
+    peer.emit(PATH, IFACE, "Ping")
+    assert wait_for_count(bus, watch, third) == third + 1
+
+
+def test_a_signal_from_another_sender_is_not_taken_for_the_bus_daemons(peer) -> None:
+    bus = bus_of(peer)
+    owners = _dbus.Signals(
+        interface="org.freedesktop.DBus", member="NameOwnerChanged", sender="org.freedesktop.DBus", arg0="org.example.*"
+    )
+    watch = bus.watch(owners)
+    armed = bus.look(watch)
+    # a forged NameOwnerChanged from a peer: the daemon's rule names the sender, so it is never delivered
+    peer.emit("/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged", "sss", ("org.example.X", "", ":1.9"))
+    with Peer(peer.address, ("org.example.Other",)):  # a real owner change, sent by the daemon
+        assert wait_for_count(bus, watch, armed) == armed + 1
+        time.sleep(0.2)  # time for anything else in flight to arrive
+        _dbus.list_names(bus)
+        assert bus.look(watch) == armed + 1  # the forged one never came
