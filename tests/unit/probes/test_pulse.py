@@ -411,15 +411,20 @@ def test_without_unix_sockets_the_reason_says_so(monkeypatch, tmp_path: Path) ->
         server.sink()
 
 
-@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "directory"])
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "directory", "huge"])
 def test_a_cookie_that_is_not_a_regular_file_is_not_waited_for(tmp_path: Path, kind: str) -> None:
     """A FIFO with no writer would block open() for ever (on the worker, or at start-up for backend
-    auto); /dev/zero never ends. None of them is a cookie: zeros are sent, at once."""
+    auto); /dev/zero never ends; a huge file is read 257 bytes far. None of them is a cookie: zeros
+    are sent, at once."""
     if kind == "fifo":
         cookie = tmp_path / "cookie"
         os.mkfifo(cookie)
     elif kind == "directory":
         cookie = tmp_path
+    elif kind == "huge":
+        cookie = tmp_path / "cookie"
+        with open(cookie, "wb") as handle:
+            handle.truncate(1 << 40)  # sparse: a terabyte that takes no room
     else:
         cookie = Path(kind)
     got: list[bytes] = []
@@ -536,3 +541,69 @@ def test_a_change_seen_while_a_reading_finishes_is_not_lost(serve) -> None:
     worker.run_pending()
     assert read() == 25
     assert worker.pending() == []
+
+
+# ------------------------------------------------------------------ framing edge cases and clean-up
+
+
+def test_a_reply_dribbled_a_byte_at_a_time_after_an_event_is_read_whole(serve) -> None:
+    """Frames split across many recv() calls, and an event before the answer: the answer is the sink."""
+
+    def sink(tag: int, conn: socket.socket) -> None:
+        for byte in event(0, 4) + reply(tag, sink_body([0x4000, 0x4000], True)):
+            conn.sendall(bytes([byte]))
+        return None
+
+    server = serve(handshake_then(sink))
+    assert server.sink() == pulse.Sink("fake", (0x4000, 0x4000), True)
+    assert server.changed() is True  # the event that came while asking is kept
+
+
+def test_tags_wrap_around_below_the_event_tag(serve) -> None:
+    server = serve(handshake_then(lambda tag, conn: reply(tag, sink_body([0x10000], False))))
+    server.connect()
+    assert server.conn is not None
+    server.conn.next_tag = 0x7FFFFFFF
+    sent = []
+    for _ in range(3):
+        sent.append(server.conn.next_tag)
+        assert server.sink().percent == 100
+    assert sent == [0x7FFFFFFF, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda command, tag, conn: frame(L(0) + L(tag) + L(1)),  # AUTH refused
+        handshake_then(lambda t, c: c.shutdown(socket.SHUT_WR)),  # gone at the reading
+        handshake_then(lambda t, c: reply(t, b"Z")),  # a malformed answer
+    ],
+    ids=["refused", "hang-up", "malformed"],
+)
+def test_no_file_descriptor_is_left_open_by_failures(serve, answer) -> None:
+    """Every failure closes its socket itself: none is left for the garbage collector (which would
+    close it too in CPython, so the warning it gives is what is counted, with the descriptors)."""
+    import gc
+    import warnings
+
+    server = serve(answer)
+    now = [0.0]
+    server.clock = lambda: now[0]
+    missing = pulse.Server(str(Path(server.path).with_name("absent")), {}, clock=lambda: now[0])
+    before = _fds()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(50):
+            now[0] += pulse.RECONNECT_AFTER
+            with pytest.raises(ProbeUnavailable):
+                server.sink()
+            with pytest.raises(ProbeUnavailable, match="^no sound server at "):
+                missing.sink()
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert server.conn is None
+    _until(lambda: _fds() <= before, "the descriptors' release (the fake server closes its side)")
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
