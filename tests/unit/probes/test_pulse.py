@@ -607,3 +607,36 @@ def test_no_file_descriptor_is_left_open_by_failures(serve, answer) -> None:
 
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def test_looks_from_the_telemetry_thread_never_take_a_readings_answer(serve) -> None:
+    """The telemetry loop looks for changes while the worker reads, on one connection: the look
+    must never read the answer a reading waits for (the lock), nor change the socket's blocking
+    mode under it."""
+
+    def sink(tag: int, conn: socket.socket) -> bytes:
+        return event(0, 1) + reply(tag, sink_body([0x10000, 0x10000], False)) + event(7)
+
+    server = serve(handshake_then(sink))
+    server.connect()
+    first = server.conn
+    errors: list[str] = []
+
+    def readings() -> None:
+        for _ in range(100):
+            try:
+                assert server.sink().percent == 100
+            except (ProbeUnavailable, AssertionError) as exc:
+                errors.append(str(exc))
+                return
+
+    reader = threading.Thread(target=readings, daemon=True)
+    reader.start()
+    looks = 0
+    while reader.is_alive():
+        server.changed()
+        looks += 1
+    reader.join()
+    assert errors == []
+    assert server.conn is first  # never dropped and opened again
+    assert looks > 0
