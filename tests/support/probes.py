@@ -40,3 +40,18 @@ def reason(probe: str, ctx: ProbeContext, /, **args: object) -> str | None:
 
 def read(probe: str, ctx: ProbeContext, /, **args: object):
     return bind(probe, ctx, **args)()
+
+
+def signal_delivered(bus, signals: tuple, change, timeout: float = 5.0) -> None:
+    """Make `change`, then wait until the agent's D-Bus connection `bus` holds the signal it causes (one of the
+    `signals` watched together): the bus delivers it within microseconds, but a test reads at once (on a desktop
+    the next reading is seconds away)."""
+    import time
+
+    watch = bus.watch(*signals)
+    before = bus.look(watch)
+    change()
+    deadline = time.monotonic() + timeout
+    while bus.look(watch) == before:
+        assert time.monotonic() < deadline, "the change sent no signal"
+        time.sleep(0.005)

@@ -4,13 +4,13 @@ private dbus-daemons: one standing in for the system bus, one for the session bu
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 from pilot.probes import ProbeContext, ProbeUnavailable, _dbus, desktop_session
 from pilot.registry import PROBES
 from testkit.dbus import Logind, Monitor, MutterIdleMonitor, bus_environment, find_dbus_daemon, private_buses
+from tests.support.probes import signal_delivered
 
 pytestmark = pytest.mark.skipif(find_dbus_daemon() is None, reason="dbus-daemon is not installed")
 NOW = 1_800_000_000.0  # the wall clock the probes see
@@ -162,16 +162,8 @@ def probes(ctx, session: str | None = None, source: str = "logind"):
 
 
 def delivered(change) -> None:
-    """Make `change`, then wait until the agent's system bus connection holds logind's signal for it: the
-    bus delivers it within microseconds, but a test reads at once (an agent's next reading is seconds away)."""
-    bus = _dbus.system_bus()
-    watch = bus.watch(*desktop_session.LOGIND_SIGNALS)
-    before = bus.look(watch)
-    change()
-    deadline = time.monotonic() + 5
-    while bus.look(watch) == before:
-        assert time.monotonic() < deadline, "the change sent no signal"
-        time.sleep(0.005)
+    """Make `change` and wait until the agent's system bus connection holds logind's signal for it."""
+    signal_delivered(_dbus.system_bus(), desktop_session.LOGIND_SIGNALS, change)
 
 
 def test_the_probes_share_one_getall_and_a_tick_without_a_change_costs_no_round_trip(buses, logind, clocked) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import jsonschema
 import pytest
 
@@ -11,6 +9,7 @@ from pilot.probes import ProbeContext, ProbeUnavailable, _dbus, _mpris
 from pilot.probes.media import _Snapshot
 from pilot.registry import PROBES
 from testkit.dbus import NO_REPLY, Monitor, MprisPlayer, bus_environment, find_dbus_daemon, private_buses
+from tests.support.probes import signal_delivered
 
 pytestmark = pytest.mark.skipif(find_dbus_daemon() is None, reason="dbus-daemon is not installed")
 
@@ -31,16 +30,8 @@ def read(name: str, **args):
 
 
 def delivered(signals: _dbus.Signals, change) -> None:
-    """Make `change`, then wait until the agent's connection holds the signal it causes: the bus delivers
-    a signal within microseconds, but a test reads at once (on a desktop the next reading is seconds away)."""
-    bus = _dbus.session_bus()
-    watch = bus.watch(signals)
-    before = bus.look(watch)
-    change()
-    deadline = time.monotonic() + 5
-    while bus.look(watch) == before:
-        assert time.monotonic() < deadline, "the change sent no signal"
-        time.sleep(0.005)
+    """Make `change` and wait until the agent's session bus connection holds the signal it causes."""
+    signal_delivered(_dbus.session_bus(), (signals,), change)
 
 
 def test_no_player_reads_idle_and_empty(bus) -> None:
