@@ -172,51 +172,6 @@ def run_program(
             _running.discard(proc.pid)
 
 
-def spawn(argv: Sequence[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes] | str:
-    """Start a long-running watcher (such as `pactl subscribe`) by the same rules as run_program: no shell,
-    the fixed PATH, a cleared environment, its own process group, killed when the agent exits. Its stdout
-    is non-blocking, for a reader that drains it without waiting; stderr is discarded. Returns the
-    process, or why it could not start. Call `reap` when done with it."""
-    if isinstance(argv, (str, bytes)) or not argv or not all(isinstance(a, str) and "\x00" not in a for a in argv):
-        return "argv must be a non-empty list of text arguments without NUL bytes"
-    path, why = resolve(argv[0])
-    if path is None:
-        return why or "cannot run"
-    environment = _environment(env)
-    if isinstance(environment, str):
-        return environment
-    try:
-        proc = subprocess.Popen(
-            [path, *argv[1:]],
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-        )
-    except OSError as exc:
-        return f"{path[:200]} could not be started ({exc.strerror or type(exc).__name__})"
-    assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    with _running_lock:
-        _running.add(proc.pid)
-    return proc
-
-
-def reap(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a spawned watcher (its whole group) and forget it."""
-    _kill_group(proc)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-    if proc.stdout is not None:
-        proc.stdout.close()
-    with _running_lock:
-        _running.discard(proc.pid)
-
-
 @atexit.register
 def stop_all() -> None:
     """Kill every program group still running (the agent is exiting): a probe's helper must not

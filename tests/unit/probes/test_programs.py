@@ -217,27 +217,6 @@ def test_the_windows_reader_keeps_the_deadline_and_the_caps() -> None:
     assert echoed.ok and echoed.stdout == b"in"
 
 
-def test_a_spawned_watcher_follows_the_same_rules_and_is_reaped(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pilot.probes import _programs
-
-    monkeypatch.setenv("PILOT_SECRET_TOKEN", "hunter2")
-    proc = _programs.spawn([SH, "-c", "env; exec sleep 60"], {"EXTRA": "1"})
-    assert not isinstance(proc, str)
-    assert proc.pid in _programs._running
-    deadline = time.monotonic() + 10
-    out = b""
-    while b"EXTRA=1" not in out and time.monotonic() < deadline:
-        out += proc.stdout.read() or b""  # non-blocking: None while nothing is waiting
-        time.sleep(0.01)
-    assert b"PILOT_SECRET_TOKEN" not in out and f"PATH={FIXED_PATH}".encode() in out
-    _programs.reap(proc)
-    assert proc.returncode == -9 and proc.pid not in _programs._running
-    assert _programs.spawn(["no-such-watcher-pilot"]) == (
-        f"no-such-watcher-pilot is not installed (not found on {FIXED_PATH})"
-    )
-    assert "NUL" in _programs.spawn(["/bin/echo", "a\x00"])
-
-
 def test_no_descriptor_of_the_agent_reaches_the_program_not_even_an_inheritable_one(tmp_path: Path) -> None:
     # A C library's descriptor opened without O_CLOEXEC is inheritable; close_fds still keeps it from the
     # program (the promise os.posix_spawn could not keep on Python 3.11: no close-from file action there)
