@@ -161,15 +161,19 @@ def handshake_then(sink_answer: Callable[[int, socket.socket], bytes | None]):
 @pytest.fixture
 def serve(tmp_path: Path):
     servers: list[FakeServer] = []
+    clients: list[pulse.Server] = []
 
     def start(answer) -> pulse.Server:
         path = tmp_path / "native"
         servers.append(FakeServer(path, answer))
         cookie = tmp_path / "cookie"
         cookie.write_bytes(COOKIE)
-        return pulse.Server(str(path), {"PULSE_COOKIE": str(cookie)}, timeout=2.0)
+        clients.append(pulse.Server(str(path), {"PULSE_COOKIE": str(cookie)}, timeout=2.0))
+        return clients[-1]
 
     yield start
+    for client in clients:
+        client.close()
     for server in servers:
         server.close()
 
@@ -590,6 +594,7 @@ def test_no_file_descriptor_is_left_open_by_failures(serve, answer) -> None:
     now = [0.0]
     server.clock = lambda: now[0]
     missing = pulse.Server(str(Path(server.path).with_name("absent")), {}, clock=lambda: now[0])
+    gc.collect()  # what earlier tests left is not counted here
     before = _fds()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
