@@ -379,7 +379,9 @@ def read_cookie(environ: Mapping[str, str]) -> bytes:
 def _read_regular(path: str, limit: int) -> bytes | None:
     """At most `limit` bytes of a regular file, else None. Opened without blocking, so a FIFO with no
     writer (which would hold open() for ever) or a device is passed over at once."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0)  # each flag where the system has it (not all on Windows)
+    for name in ("O_NONBLOCK", "O_NOCTTY", "O_CLOEXEC"):
+        flags |= getattr(os, name, 0)
     try:
         fd = os.open(path, flags)
     except (OSError, ValueError):

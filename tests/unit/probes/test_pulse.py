@@ -410,6 +410,9 @@ def _until(check, what: str, timeout: float = 5.0) -> None:
 
 def test_without_unix_sockets_the_reason_says_so(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.delattr(socket, "AF_UNIX")
+    monkeypatch.delattr(os, "O_NONBLOCK")  # nor on Windows (the cookie is read before connecting)
+    (tmp_path / "cookie").write_bytes(COOKIE)
+    assert pulse.read_cookie({"PULSE_COOKIE": str(tmp_path / "cookie")}) == COOKIE
     server = pulse.Server(str(tmp_path / "native"), {})
     with pytest.raises(ProbeUnavailable, match="^this system has no unix sockets to reach PulseAudio on$"):
         server.sink()
