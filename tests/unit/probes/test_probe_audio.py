@@ -198,16 +198,20 @@ def _answers(tool: str, env: dict[str, str]) -> bool:
     return done.returncode == 0 and done.stdout.startswith(b"Volume:" if tool == "wpctl" else b"Mute:")
 
 
-@pytest.fixture
-def pulseaudio(tmp_path_factory):
+def _start_pulseaudio(runtime: Path) -> tuple[dict[str, str], list]:
+    """A private PulseAudio with a null sink in `runtime`: its environment and its process (for _stop)."""
     if not (shutil.which("pulseaudio") and shutil.which("pactl")):
         pytest.skip("PulseAudio (pulseaudio, pactl) is not installed")
-    runtime = tmp_path_factory.mktemp("pa-runtime")
     runtime.chmod(0o700)
     env = {"PATH": FIXED_PATH, "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": str(runtime), "HOME": str(runtime)}
     argv = ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no"]
     argv += ["--load=module-native-protocol-unix", "--load=module-null-sink sink_name=pilot_test"]
-    procs = [_start(argv, env, runtime / "pulseaudio.log")]
+    return env, [_start(argv, env, runtime / "pulseaudio.log")]
+
+
+@pytest.fixture
+def pulseaudio(tmp_path_factory):
+    env, procs = _start_pulseaudio(tmp_path_factory.mktemp("pa-runtime"))
     try:
         _wait_until(lambda: _answers("pactl", env), "PulseAudio")
         yield env
@@ -362,14 +366,8 @@ def test_in_process_a_change_is_seen_at_the_next_reading_and_only_then_read_agai
 
 
 def test_a_killed_server_is_unavailable_and_readings_resume_after_the_reconnect_delay(tmp_path_factory) -> None:
-    if not (shutil.which("pulseaudio") and shutil.which("pactl")):
-        pytest.skip("PulseAudio (pulseaudio, pactl) is not installed")
     runtime = tmp_path_factory.mktemp("pa-restart")
-    runtime.chmod(0o700)
-    env = {"PATH": FIXED_PATH, "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": str(runtime), "HOME": str(runtime)}
-    argv = ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no"]
-    argv += ["--load=module-native-protocol-unix", "--load=module-null-sink sink_name=pilot_test"]
-    procs = [_start(argv, env, runtime / "pulseaudio.log")]
+    env, procs = _start_pulseaudio(runtime)
     now = [1000.0]
     native = _pulse.Server(_pulse.socket_path(env)[0], env, clock=lambda: now[0])
     try:
@@ -382,7 +380,7 @@ def test_a_killed_server_is_unavailable_and_readings_resume_after_the_reconnect_
         now[0] += _pulse.RECONNECT_AFTER
         with pytest.raises(ProbeUnavailable, match=f"^no sound server at {runtime}/pulse/native: "):
             native.sink()  # tried again after the delay: still gone
-        procs = [_start(argv, env, runtime / "pulseaudio.log")]
+        _, procs = _start_pulseaudio(runtime)
         _wait_until(lambda: _answers("pactl", env), "PulseAudio, again")
         with pytest.raises(ProbeUnavailable, match="^no sound server at"):
             native.sink()  # not before the delay
