@@ -112,6 +112,22 @@ def bus_environment(session: DBusDaemon | None, system: DBusDaemon | None) -> di
     return env
 
 
+def method_calls(conn: Any, stop: threading.Event) -> Iterator[Any]:
+    """The method calls arriving on `conn` until `stop` is set or the connection closes (a peer's or a
+    monitor's serving loop; signals and replies are passed over)."""
+    from jeepney import MessageType
+
+    while not stop.is_set():
+        try:
+            msg = conn.receive(timeout=0.1)
+        except TimeoutError:
+            continue
+        except (OSError, ValueError):
+            return
+        if msg.header.message_type == MessageType.method_call:
+            yield msg
+
+
 @dataclass(frozen=True)
 class Received:
     """One method call a peer answered (or ignored), as it arrived."""
@@ -226,17 +242,8 @@ class Peer:
             return len(self.calls)
 
     def _serve(self) -> None:
-        from jeepney import MessageType
-
-        while not self._stop.is_set():
-            try:
-                msg = self.conn.receive(timeout=0.1)
-            except TimeoutError:
-                continue
-            except (OSError, ValueError):
-                return
-            if msg.header.message_type == MessageType.method_call:
-                self._answer(msg)
+        for msg in method_calls(self.conn, self._stop):
+            self._answer(msg)
 
     def _answer(self, msg: Any) -> None:
         from jeepney import new_error, new_method_return
@@ -372,18 +379,9 @@ class Monitor:
             )
 
     def _serve(self) -> None:
-        from jeepney import MessageType
         from jeepney.low_level import HeaderFields
 
-        while not self._stop.is_set():
-            try:
-                msg = self.conn.receive(timeout=0.1)
-            except TimeoutError:
-                continue
-            except (OSError, ValueError):
-                return
-            if msg.header.message_type != MessageType.method_call:
-                continue
+        for msg in method_calls(self.conn, self._stop):
             fields = msg.header.fields
             call = (
                 fields.get(HeaderFields.destination, ""),
