@@ -47,6 +47,12 @@ def system_address(environ: Mapping[str, str] | None = None) -> str:
 
 
 MAX_DRAIN = 1024  # signals taken per look; past that the watches all count as changed
+# What a connection's stream can raise. Any program on the bus can send a message to this connection
+# (straight to its unique name: no match rule needed) that the daemon passes on but jeepney cannot parse
+# (an 'h' without its fd: IndexError); jeepney has then consumed the bytes with its parser left out of
+# step, and every later message is misread (AssertionError, KeyError, struct.error...). So whatever a
+# send or a receive raises, the connection is lost and is replaced; only TimeoutError leaves it usable.
+LOST = Exception
 
 
 @dataclass(frozen=True)
@@ -144,10 +150,10 @@ class Bus:
                             other.count += 1
             except TimeoutError:
                 watch.count += 1  # the subscription was not answered in time: armed at the next look
-            except (OSError, ValueError, EOFError, RuntimeError):
-                self._drop()
-                watch.count += 1
             except DBusError:
+                watch.count += 1
+            except LOST:
+                self._drop()
                 watch.count += 1
             return watch.count
 
@@ -188,10 +194,11 @@ class Bus:
                 except TimeoutError:
                     # a late reply would be matched to nothing; the connection itself is fine
                     raise DBusError(f"no answer on the {self.label} within {timeout:g} s") from None
-                except (OSError, ValueError, EOFError) as exc:
+                except LOST as exc:
                     self._drop()
                     if attempt == 2:
-                        raise DBusError(f"the {self.label} connection failed ({_short(exc)})", bus_down=True) from None
+                        reason = _short(exc) or type(exc).__name__  # jeepney's AssertionError says nothing
+                        raise DBusError(f"the {self.label} connection failed ({reason})", bus_down=True) from None
             raise AssertionError("unreachable")
 
     def _drop(self) -> None:
