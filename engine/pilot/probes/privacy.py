@@ -20,6 +20,12 @@ does not grow with open files; the fd scan is its fallback where /proc/asound is
 even that is skipped while /dev/snd holds no capture node (pcmC<card>D<device>c): with none on
 the machine no program can hold one, so "not in use" comes from one listing of /dev/snd.
 
+A camera that is there is watched rather than polled: inotify reports every open and close of a
+/dev/videoN node (and nodes added or removed in /dev), so a camera reading scans only when one of
+those happened since the last reading, and at least every RESCAN_AFTER seconds; otherwise its last
+answer stands. Where the watch cannot be set up (no inotify, no read access to the node), every
+reading scans, as it did before.
+
 The scan is bounded (MAX_PROCESSES process folders, MAX_LINKS links in all, MAX_SUBSTREAMS
 status files): a machine that exceeds one gets no reading rather than a "no" that did not look
 everywhere. It stops once it has its answers, and never reports which program or device: the
@@ -49,6 +55,11 @@ MAX_SUBSTREAMS = 4096
 FRESH = 1.0  # seconds a shared scan answers for: the sensors of one tick, never the next tick's
 SYSTEM_UID_MAX = 999  # login.defs' SYS_UID_MAX on Debian, Ubuntu and Fedora: service accounts such as `pilot`
 CAPTURING = frozenset({"RUNNING", "DRAINING", "XRUN"})  # XRUN: an overrun stopped a running capture for now
+RESCAN_AFTER = 3600.0  # a watched camera is scanned at least this often, events or not (opens and closes suffice)
+# inotify(7): the events a watch asks for, and inotify_init1's flags (O_NONBLOCK, O_CLOEXEC on Linux)
+IN_CLOSE_WRITE, IN_CLOSE_NOWRITE, IN_OPEN, IN_CREATE, IN_DELETE = 0x08, 0x10, 0x20, 0x100, 0x200
+IN_NONBLOCK, IN_CLOEXEC = 0o4000, 0o2000000
+EVENT_READS = 16  # reads of at most 64 KiB per look: a flood is a change all the same, never a long loop
 _VIDEO_NODE = re.compile(r"video[0-9]{1,4}")
 _CAPTURE_NODE = re.compile(r"pcmC[0-9]{1,3}D[0-9]{1,3}c")
 _SUBSTREAM = re.compile(r"card[0-9]{1,3}/pcm[0-9]{1,3}c/sub[0-9]{1,4}")
@@ -196,10 +207,12 @@ class SharedScan:
                 self._wanted[name] = device
                 self._at = None
 
-    def read(self, name: str) -> bool | None:
+    def read(self, name: str, since: float | None = None) -> bool | None:
+        """The answer for `name` from a scan of this tick; `since`: from a scan made at or after it."""
         with self._lock:
             now = self.clock()
-            if self._at is None or not 0 <= now - self._at < FRESH or name not in self._answers:
+            stale = self._at is None or not 0 <= now - self._at < FRESH or (since is not None and self._at < since)
+            if stale or name not in self._answers:
                 names = tuple(self._wanted)
                 found = devices_in_use(
                     self.proc_root, tuple(self._wanted[n] for n in names), skip=frozenset({str(os.getpid())})
@@ -208,6 +221,95 @@ class SharedScan:
                 self._at = now
                 self.scans += 1
             return self._answers.get(name)
+
+
+class VideoWatch:
+    """inotify on the /dev/videoN nodes (opened, closed) and on /dev (nodes added, removed): says whether
+    anything happened since the last look, without blocking. A watch that cannot be set up (no inotify,
+    no read access to a node) says "something happened" at every look, so the caller scans as before."""
+
+    def __init__(self, dev_root: Path) -> None:
+        self.dev_root = dev_root
+        self.fd: int | None = None
+        self.why: str | None = None
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            self._add_watch = libc.inotify_add_watch
+            fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), "inotify_init1")
+            self.fd = fd
+            self._errno = ctypes.get_errno
+            self._watch(dev_root, IN_CREATE | IN_DELETE)
+            self._watch_nodes()
+        except (OSError, AttributeError) as exc:  # AttributeError: a libc without inotify
+            self.why = getattr(exc, "strerror", None) or type(exc).__name__
+            self.close()
+
+    def _watch(self, path: Path, mask: int) -> None:
+        if self._add_watch(self.fd, os.fsencode(path), mask) < 0:
+            raise OSError(self._errno(), f"inotify_add_watch {path}")
+
+    def _watch_nodes(self) -> None:
+        """Watch every video node now in /dev (again: a node already watched keeps its watch)."""
+        for name in os.listdir(self.dev_root):
+            if _VIDEO_NODE.fullmatch(name):
+                self._watch(self.dev_root / name, IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)
+
+    def changed(self) -> bool:
+        if self.fd is None:
+            return True
+        seen = False
+        for _ in range(EVENT_READS):
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.close()
+                return True
+            if not data:
+                break
+            seen = True
+        if seen:
+            try:
+                self._watch_nodes()  # a node plugged in since is watched from now on
+            except OSError:
+                self.close()
+        return seen
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class CameraReader:
+    """privacy.camera_in_use's reader: nothing while sysfs lists no video node; else the shared scan, run
+    again only after the VideoWatch saw an open, a close or a node come or go (or after RESCAN_AFTER)."""
+
+    def __init__(self, scan: SharedScan, sysfs_root: Path, dev_root: Path) -> None:
+        self.scan, self.sysfs_root, self.dev_root = scan, sysfs_root, dev_root
+        self.watch: VideoWatch | None = None
+        self.answer: bool | None = None
+        self.at: float | None = None
+
+    def __call__(self) -> bool | None:
+        if no_video_device(self.sysfs_root):
+            if self.watch is not None:
+                self.watch.close()
+                self.watch, self.answer = None, None
+            return False
+        if self.watch is None:
+            self.watch = VideoWatch(self.dev_root)
+        now = self.scan.clock()
+        if self.watch.changed():  # drained before the scan: an open during the scan is the next look's
+            self.answer, self.at = self.scan.read("camera", since=now), now
+        elif self.answer is None or self.at is None or not 0 <= now - self.at < RESCAN_AFTER:
+            self.answer, self.at = self.scan.read("camera"), now
+        return self.answer
 
 
 SCAN_KEY = "privacy.scan"
@@ -246,9 +348,9 @@ def _reason(ctx: ProbeContext, **_: Any) -> str | None:
 )
 def camera_in_use(ctx: ProbeContext) -> Reader:
     """Whether some program has a camera (/dev/video*) open."""
-    scan, sysfs = shared_scan(ctx), ctx.sysfs_root
+    scan = shared_scan(ctx)
     scan.want("camera", CAMERA)
-    return lambda: False if no_video_device(sysfs) else scan.read("camera")
+    return CameraReader(scan, ctx.sysfs_root, ctx.dev_root)
 
 
 @PROBES.register(

@@ -364,3 +364,109 @@ def test_camera_and_a_gated_microphone_cost_one_scan_a_tick() -> None:
     microphone = PROBES.get("privacy.microphone_in_use").factory(ctx)
     assert (microphone(), camera(), scan.scans) == (False, True, 1)
     assert (microphone(), camera(), scan.scans) == (False, True, 1)
+
+
+# --- a watched camera: inotify on the video nodes (real inotify, on stand-in nodes in a temporary /dev) --------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _watched_camera(tmp_path: Path, tree: str = "camera-only"):
+    """A camera reader over a copy of a recorded /proc tree (so a test can close the camera in it), a sysfs
+    listing video2, and a /dev whose video2 is a regular file: inotify reports its opens and closes as it does a
+    device node's. Returns the reader, its scan, the clock, the /proc copy and the stand-in node."""
+    import shutil
+
+    proc = tmp_path / "proc"
+    shutil.copytree(PROC / tree, proc, symlinks=True)
+    sysfs = tmp_path / "sys"
+    (sysfs / "class" / "video4linux" / "video2").mkdir(parents=True)
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    node = dev / "video2"
+    node.write_bytes(b"")
+    clock = Clock()
+    scan = SharedScan(proc, clock=clock)
+    scan.want("camera", CAMERA)
+    return privacy.CameraReader(scan, sysfs, dev), scan, clock, proc, node
+
+
+def test_a_watched_camera_is_scanned_again_only_after_a_node_is_opened_or_closed(tmp_path: Path) -> None:
+    camera, scan, clock, proc, node = _watched_camera(tmp_path)
+    assert (camera(), scan.scans) == (True, 1)  # the first reading scans: 3977 holds /dev/video2
+    for _ in range(5):
+        clock.now += 30
+        assert (camera(), scan.scans) == (True, 1)  # nothing opened or closed: the answer stands, no scan
+    (proc / "3977" / "fd" / "31").unlink()  # the call ends: the browser closes the camera...
+    node.open("rb").close()  # ...which the kernel reports as an open and a close of the node
+    clock.now += 30
+    assert (camera(), scan.scans) == (False, 2)
+    clock.now += 30
+    assert (camera(), scan.scans) == (False, 2)
+    clock.now += privacy.RESCAN_AFTER  # events or not, a watched camera is scanned again this often
+    assert (camera(), scan.scans) == (False, 3)
+
+
+def test_an_open_between_two_readings_is_seen_even_if_the_other_probe_scanned_in_between(tmp_path: Path) -> None:
+    camera, scan, clock, proc, node = _watched_camera(tmp_path, tree="idle")
+    assert (camera(), scan.scans) == (False, 1)
+    clock.now += 30
+    scan.want("microphone", MICROPHONE)
+    assert scan.read("microphone") is False  # the microphone's fallback scans first in this tick...
+    assert scan.scans == 2
+    (proc / "3977" / "fd").mkdir(parents=True)
+    (proc / "3977" / "fd" / "31").symlink_to("/dev/video2")
+    node.open("rb").close()  # ...then a program opens the camera, a millisecond later, in the same tick
+    clock.now += 0.001
+    assert (camera(), scan.scans) == (True, 3)  # the camera does not take the microphone's older scan
+
+
+def test_a_node_plugged_in_later_is_watched_too(tmp_path: Path) -> None:
+    camera, scan, clock, proc, node = _watched_camera(tmp_path, tree="idle")
+    assert (camera(), scan.scans) == (False, 1)
+    second = node.parent / "video3"
+    second.write_bytes(b"")  # a second webcam appears in /dev: a change, and its node is watched from now on
+    clock.now += 30
+    assert (camera(), scan.scans) == (False, 2)
+    clock.now += 30
+    assert (camera(), scan.scans) == (False, 2)
+    second.open("rb").close()
+    clock.now += 30
+    assert (camera(), scan.scans) == (False, 3)
+
+
+def test_without_a_watch_every_camera_reading_scans(tmp_path: Path) -> None:
+    camera, scan, clock, proc, node = _watched_camera(tmp_path)
+    camera.dev_root = tmp_path / "no-dev"  # inotify cannot watch what is not there: the scan runs every reading
+    for n in range(1, 4):
+        assert (camera(), scan.scans) == (True, n)
+        clock.now += 30
+    assert camera.watch is not None and camera.watch.fd is None and camera.watch.why
+
+
+def test_a_flood_of_events_is_one_change_and_one_scan(tmp_path: Path) -> None:
+    camera, scan, clock, proc, node = _watched_camera(tmp_path)
+    assert camera() is True
+    for _ in range(20000):  # 40,000 events: past the kernel's queue (max_queued_events, 16,384 by default)
+        node.open("rb").close()
+    clock.now += 30
+    assert (camera(), scan.scans) == (True, 2)  # one scan for all of them (the look reads at most 1 MiB)
+    clock.now += 30
+    assert (camera(), scan.scans) == (True, 2)  # the queue, overflow marker included, was drained
+
+
+def test_the_watch_is_closed_when_the_last_video_node_goes(tmp_path: Path) -> None:
+    camera, scan, clock, proc, node = _watched_camera(tmp_path)
+    assert camera() is True
+    fd = camera.watch.fd
+    assert fd is not None and os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+    (camera.sysfs_root / "class" / "video4linux" / "video2").rmdir()  # unplugged: sysfs lists no video node
+    assert camera() is False and camera.watch is None
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed, not leaked
