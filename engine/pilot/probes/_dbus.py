@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -166,9 +167,7 @@ class Bus:
         watch.blind = False
         for signals in watch.signals:
             rule, local = signals.rules()
-            reply = conn.send_and_get_reply(
-                new_method_call(daemon, "AddMatch", "s", (rule.serialise(),)), timeout=timeout
-            )
+            reply = _exchange(conn, new_method_call(daemon, "AddMatch", "s", (rule.serialise(),)), timeout)
             if reply.header.message_type == MessageType.error:
                 watch.blind = True  # refused (the bus's limit of rules): every look counts as a change
                 break
@@ -190,7 +189,7 @@ class Bus:
                 if self._conn is None:
                     self._conn = self._connect()
                 try:
-                    return self._conn.send_and_get_reply(message, timeout=timeout)
+                    return _exchange(self._conn, message, timeout)
                 except TimeoutError:
                     # a late reply would be matched to nothing; the connection itself is fine
                     raise DBusError(f"no answer on the {self.label} within {timeout:g} s") from None
@@ -212,6 +211,25 @@ class Bus:
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+
+def _exchange(conn: Any, message: Any, timeout: float) -> Any:
+    """Send a method call on `conn` and return its reply; TimeoutError past `timeout` seconds. jeepney's
+    send_and_get_reply checks its deadline only when the socket is empty, so messages queued ahead of a
+    reply that never comes (a peer's flood of signals) held a call for as long as they kept coming. The
+    other messages go to the connection's filters (the watches count them), as jeepney does."""
+    from jeepney.low_level import HeaderFields
+
+    deadline = time.monotonic() + timeout
+    serial = next(conn.outgoing_serial)
+    conn.send(message, serial=serial)
+    while (remaining := deadline - time.monotonic()) > 0:
+        received = conn.receive(timeout=remaining)
+        if received.header.fields.get(HeaderFields.reply_serial, -1) == serial:
+            return received
+        for handle in conn._filters.matches(received):
+            handle.queue.append(received)
+    raise TimeoutError
 
 
 _buses: dict[str, Bus] = {}

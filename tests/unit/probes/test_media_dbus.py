@@ -230,3 +230,32 @@ def test_a_message_jeepney_cannot_parse_during_a_call_is_a_dbus_error_at_worst(p
     peer.methods[(PATH, IFACE, "Ping")] = ping
     assert _dbus.call(bus, NAME, PATH, IFACE, "Ping") == ("pong",)  # asked again on a new connection
     assert _dbus.call(bus, NAME, PATH, IFACE, "Ping") == ("pong",)
+
+
+def test_a_call_gives_up_at_its_deadline_even_while_a_flood_keeps_the_socket_busy(peer) -> None:
+    # jeepney checks a call's deadline only when the socket is empty: with signals queued ahead of a reply
+    # that never comes, a 0.2 s call took as long as the flood lasted (4.5 s for 200,000 pings here)
+    from collections import deque
+
+    from jeepney import DBusAddress, new_signal
+    from jeepney.io.common import FilterHandle
+
+    peer.methods[(PATH, IFACE, "Hang")] = lambda body: NO_REPLY
+    bus = bus_of(peer)
+    pings = _dbus.Signals(interface=IFACE, member="Ping", path_namespace=PATH)
+    bus.look(bus.watch(pings))  # subscribed: the daemon sends this connection every Ping
+
+    class Slow(deque):  # a loaded machine: each message takes 1 ms to handle
+        def append(self, message) -> None:
+            time.sleep(0.001)
+            super().append(message)
+
+    _, local = pings.rules()
+    handled = Slow()
+    FilterHandle(bus._conn._filters, local, handled)
+    flood = 2000
+    send_raw(peer, new_signal(DBusAddress(PATH, interface=IFACE), "Ping").serialise(serial=7) * flood)
+    with pytest.raises(_dbus.DBusError, match="no answer"):
+        _dbus.call(bus, NAME, PATH, IFACE, "Hang", timeout=0.2)
+    taken = len(handled)
+    assert taken < flood  # it gave up with the flood still waiting (2 s of it)
