@@ -54,6 +54,7 @@ MAX_DRAIN = 1024  # signals taken per look; past that the watches all count as c
 # step, and every later message is misread (AssertionError, KeyError, struct.error...). So whatever a
 # send or a receive raises, the connection is lost and is replaced; only TimeoutError leaves it usable.
 LOST = Exception
+MAX_MESSAGE = 4 * 1024 * 1024  # bytes: a GetAll of a player with its cover art inline is ~100 KiB
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,11 @@ class Bus:
         from jeepney.io.blocking import open_dbus_connection
 
         try:
-            return open_dbus_connection(self.address, auth_timeout=1.0)
+            conn = open_dbus_connection(self.address, auth_timeout=1.0)
         except (OSError, RuntimeError, ValueError) as exc:
             raise DBusError(f"cannot connect to the {self.label} ({_short(exc)})", bus_down=True) from None
+        conn.parser = _Bounded(conn.parser)  # the same parser (it may hold bytes after Hello's reply), bounded
+        return conn
 
     def send_and_get_reply(self, message: Any, timeout: float) -> Any:
         """Send one method call and return the reply message; DBusError when none comes."""
@@ -211,6 +214,29 @@ class Bus:
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+
+class _Bounded:
+    """A jeepney Parser that refuses a message longer than MAX_MESSAGE as soon as its first 16 bytes say
+    so (a SizeLimitError: the connection is dropped), where jeepney would buffer and parse up to 128 MiB."""
+
+    def __init__(self, parser: Any) -> None:
+        self.parser = parser
+
+    def add_data(self, data: bytes, fds: Any = ()) -> None:
+        self.parser.add_data(data, fds)
+
+    def bytes_desired(self) -> int:
+        desired: int = self.parser.bytes_desired()
+        return desired
+
+    def get_next_message(self) -> Any:
+        from jeepney.low_level import SizeLimitError, calc_msg_size
+
+        buffered = self.parser.buf
+        if buffered.bytes_buffered >= 16 and calc_msg_size(buffered.peek(16)) > MAX_MESSAGE:
+            raise SizeLimitError(f"a message of more than {MAX_MESSAGE} bytes")
+        return self.parser.get_next_message()
 
 
 def _exchange(conn: Any, message: Any, timeout: float) -> Any:

@@ -259,3 +259,28 @@ def test_a_call_gives_up_at_its_deadline_even_while_a_flood_keeps_the_socket_bus
         _dbus.call(bus, NAME, PATH, IFACE, "Hang", timeout=0.2)
     taken = len(handled)
     assert taken < flood  # it gave up with the flood still waiting (2 s of it)
+
+
+def test_an_oversized_message_is_refused_before_it_is_read_whole(peer) -> None:
+    # the session bus passes messages of up to 128 MiB, straight to this connection if a peer likes; jeepney
+    # buffered each whole and parsed it (an 'ai' of 128 MiB is 32 million Python ints)
+    import tracemalloc
+
+    bus = bus_of(peer)
+    pings = _dbus.Signals(interface=IFACE, member="Ping", path_namespace=PATH)
+    watch = bus.watch(pings)
+    armed = bus.look(watch)
+    first = bus._conn
+    big = 3 * _dbus.MAX_MESSAGE  # the test daemon passes up to 32 MiB
+    peer.emit(PATH, IFACE, "Ping", "ay", (b"\0" * big,))
+    tracemalloc.start()
+    try:
+        changed = wait_for_count(bus, watch, armed)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert changed > armed and bus._conn is not first  # what it said is lost with the connection
+    assert peak < 2 * _dbus.MAX_MESSAGE  # never the whole of it
+    settled = bus.look(watch)
+    peer.emit(PATH, IFACE, "Ping", "ay", (b"\0" * (_dbus.MAX_MESSAGE // 2),))  # under the limit: read
+    assert wait_for_count(bus, watch, settled) == settled + 1
