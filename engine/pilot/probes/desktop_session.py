@@ -173,14 +173,15 @@ class SessionReader:
     def _find(self, bus: _dbus.Bus, now: float) -> None:
         self._path = None
         if self.session is not None:
-            path = _dbus.call(bus, LOGIND, LOGIND_PATH, MANAGER, "GetSession", "s", (self.session,), TIMEOUT)[0]
+            body = _dbus.call(bus, LOGIND, LOGIND_PATH, MANAGER, "GetSession", "s", (self.session,), TIMEOUT)
         else:
             try:
-                path = _dbus.call(bus, LOGIND, LOGIND_PATH, MANAGER, "GetSessionByPID", "u", (os.getpid(),), TIMEOUT)[0]
+                body = _dbus.call(bus, LOGIND, LOGIND_PATH, MANAGER, "GetSessionByPID", "u", (os.getpid(),), TIMEOUT)
             except _dbus.DBusError as exc:
                 if exc.name != "org.freedesktop.login1.NoSessionForPID":
                     raise
-                path = AUTO
+                body = (AUTO,)
+        path = body[0] if len(body) == 1 else None
         if not isinstance(path, str):
             raise _dbus.DBusError("logind sent a malformed session path")
         self._path, self._found_at = path, now

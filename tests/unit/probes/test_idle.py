@@ -303,3 +303,14 @@ def test_a_failed_tick_is_no_reading_for_every_probe_of_it_and_the_next_tick_ask
             logind.locked_hint = True
             now[0] += 10
             assert (idle(), locked(), idle_time()) == (False, True, 0)
+
+
+def test_a_session_lookup_answered_with_nothing_is_no_reading_not_an_exception(buses) -> None:
+    # GetSessionByPID answered with an empty body: an IndexError out of the probe, where every other
+    # malformed answer is no reading
+    with Logind(buses[1].address, session_id="31", pids={os.getpid()}) as logind:
+        manager = "org.freedesktop.login1.Manager"
+        logind.methods[("/org/freedesktop/login1", manager, "GetSessionByPID")] = lambda body: ("", ())
+        assert read("session.locked") is None
+        logind.methods[("/org/freedesktop/login1", manager, "GetSessionByPID")] = lambda body: ("u", (7,))
+        assert read("session.locked") is None
