@@ -10,6 +10,7 @@ their own dbus-daemon; the session bus falls back to $XDG_RUNTIME_DIR/bus like s
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -54,6 +55,7 @@ MAX_DRAIN = 1024  # signals taken per look; past that the watches all count as c
 # step, and every later message is misread (AssertionError, KeyError, struct.error...). So whatever a
 # send or a receive raises, the connection is lost and is replaced; only TimeoutError leaves it usable.
 LOST = Exception
+CONNECT_TIMEOUT = 1.0  # seconds for the authentication, and again for Hello's answer
 MAX_MESSAGE = 4 * 1024 * 1024  # bytes: a GetAll of a player with its cover art inline is ~100 KiB
 
 
@@ -176,14 +178,14 @@ class Bus:
         watch.armed_on = conn
 
     def _connect(self) -> Any:
-        from jeepney.io.blocking import open_dbus_connection
+        from jeepney.bus import get_bus
+        from jeepney.io.blocking import prep_socket
 
         try:
-            conn = open_dbus_connection(self.address, auth_timeout=1.0)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise DBusError(f"cannot connect to the {self.label} ({_short(exc)})", bus_down=True) from None
-        conn.parser = _Bounded(conn.parser)  # the same parser (it may hold bytes after Hello's reply), bounded
-        return conn
+            return _connection_type()(prep_socket(get_bus(self.address), timeout=CONNECT_TIMEOUT))
+        except LOST as exc:
+            reason = _short(exc) or type(exc).__name__
+            raise DBusError(f"cannot connect to the {self.label} ({reason})", bus_down=True) from None
 
     def send_and_get_reply(self, message: Any, timeout: float) -> Any:
         """Send one method call and return the reply message; DBusError when none comes."""
@@ -214,6 +216,35 @@ class Bus:
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+
+@functools.cache
+def _connection_type() -> Any:
+    """The connection class, made at the first connection: jeepney is imported only then."""
+    from jeepney.io.blocking import DBusConnection, DBusConnectionBase
+    from jeepney.io.common import MessageFilters
+
+    class Connection(DBusConnection):
+        """jeepney's blocking connection with a bounded parser (_Bounded) and a deadline on Hello, which
+        jeepney's own waits for without one; its socket is closed when Hello fails."""
+
+        def __init__(self, sock: Any) -> None:
+            from jeepney import MessageType
+            from jeepney.bus_messages import message_bus
+
+            DBusConnectionBase.__init__(self, sock)
+            self.parser = _Bounded(self.parser)
+            self._filters = MessageFilters()
+            try:
+                reply = _exchange(self, message_bus.Hello(), CONNECT_TIMEOUT)
+                if reply.header.message_type != MessageType.method_return or not reply.body:
+                    raise ValueError("the bus refused Hello")
+            except BaseException:
+                self.close()
+                raise
+            self.unique_name = reply.body[0]
+
+    return Connection
 
 
 class _Bounded:

@@ -284,3 +284,44 @@ def test_an_oversized_message_is_refused_before_it_is_read_whole(peer) -> None:
     settled = bus.look(watch)
     peer.emit(PATH, IFACE, "Ping", "ay", (b"\0" * (_dbus.MAX_MESSAGE // 2),))  # under the limit: read
     assert wait_for_count(bus, watch, settled) == settled + 1
+
+
+def test_a_bus_that_takes_the_connection_but_never_says_hello_is_an_error_not_a_hang(tmp_path) -> None:
+    # jeepney waits for the answer to Hello without a deadline: a bus daemon stopped (SIGSTOP, swapped
+    # out) right after the authentication held the probe, and the telemetry thread with it, for ever
+    import threading
+
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "bus"))
+    server.listen(1)
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        accepted.append(conn)
+        conn.recv(4096)  # the NUL byte and AUTH EXTERNAL
+        conn.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n")  # then Hello is read and never answered
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    outcome: list[BaseException | None] = []
+
+    def ask() -> None:
+        try:
+            _dbus.list_names(_dbus.Bus(f"unix:path={tmp_path}/bus", "session bus"), timeout=0.2)
+            outcome.append(None)
+        except BaseException as exc:  # whatever it is, the test reports it
+            outcome.append(exc)
+
+    caller = threading.Thread(target=ask, daemon=True)
+    caller.start()
+    caller.join(timeout=10)  # a hang, not a speed: the connection gives up after about a second
+    try:
+        assert not caller.is_alive(), "the caller is still waiting for Hello's answer"
+        assert isinstance(outcome[0], _dbus.DBusError) and outcome[0].bus_down, outcome
+        assert "cannot connect to the session bus" in str(outcome[0])
+    finally:
+        for conn in accepted:
+            conn.close()
+        server.close()
+        caller.join(timeout=5)
