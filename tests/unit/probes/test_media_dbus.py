@@ -346,3 +346,22 @@ def test_a_bus_daemon_killed_and_started_again_is_reconnected_and_subscribed_aga
                 assert wait_for_count(bus, watch, armed) == armed + 1
         assert len(os.listdir("/proc/self/fd")) == descriptors
         bus.close()
+
+
+def test_one_look_takes_at_most_max_drain_signals_and_a_flood_counts_as_a_change_for_every_watch(peer) -> None:
+    from jeepney import DBusAddress, new_method_call, new_signal
+    from jeepney.io.blocking import open_dbus_connection
+
+    bus = bus_of(peer)
+    pings = bus.watch(_dbus.Signals(interface=IFACE, member="Ping", path_namespace=PATH))
+    other = bus.watch(_dbus.Signals(interface=IFACE, member="Other"))
+    before, unrelated = bus.look(pings), bus.look(other)
+    flood = _dbus.MAX_DRAIN + 500
+    with open_dbus_connection(peer.address) as flooder:
+        flooder.send(new_signal(DBusAddress(PATH, interface=IFACE), "Ping"))  # one, then the rest at once
+        flooder.sock.sendall(new_signal(DBusAddress(PATH, interface=IFACE), "Ping").serialise(serial=9) * flood)
+        daemon = DBusAddress("/org/freedesktop/DBus", "org.freedesktop.DBus", "org.freedesktop.DBus")
+        flooder.send_and_get_reply(new_method_call(daemon, "GetId"), timeout=5)  # all routed once this answers
+    taken = bus.look(pings) - before
+    assert 0 < taken <= _dbus.MAX_DRAIN + 1  # bounded: the rest waits for the next look
+    assert bus.look(other) > unrelated  # a flood: what it may have hidden counts as a change for every watch
