@@ -328,6 +328,7 @@ def test_a_bus_that_takes_the_connection_but_never_says_hello_is_an_error_not_a_
 
 
 def test_a_bus_daemon_killed_and_started_again_is_reconnected_and_subscribed_again_without_a_leak() -> None:
+    import gc
     import os
 
     pings = _dbus.Signals(interface=IFACE, member="Ping", path_namespace=PATH)
@@ -335,17 +336,22 @@ def test_a_bus_daemon_killed_and_started_again_is_reconnected_and_subscribed_aga
         bus = _dbus.Bus(daemon.address, "test bus")
         watch = bus.watch(pings)
         bus.look(watch)
-        descriptors = len(os.listdir("/proc/self/fd"))  # the connection's socket and epoll among them
-        for _ in range(10):
-            before = bus.look(watch)
-            daemon.restart()
-            assert wait_for_count(bus, watch, before) > before  # the connection broke: whatever was held is old
-            armed = bus.look(watch)  # connected and subscribed again
-            with Peer(daemon.address, (NAME,)) as peer:
-                peer.emit(PATH, IFACE, "Ping")
-                assert wait_for_count(bus, watch, armed) == armed + 1
-        assert len(os.listdir("/proc/self/fd")) == descriptors
-        bus.close()
+        gc.collect()  # earlier tests' connections left to the collector are not counted
+        gc.disable()  # nor is one of this test's collected before the count (a leak would hide)
+        try:
+            descriptors = len(os.listdir("/proc/self/fd"))  # the connection's socket and epoll among them
+            for _ in range(10):
+                before = bus.look(watch)
+                daemon.restart()
+                assert wait_for_count(bus, watch, before) > before  # the connection broke: what it held is old
+                armed = bus.look(watch)  # connected and subscribed again
+                with Peer(daemon.address, (NAME,)) as peer:
+                    peer.emit(PATH, IFACE, "Ping")
+                    assert wait_for_count(bus, watch, armed) == armed + 1
+            assert len(os.listdir("/proc/self/fd")) == descriptors
+        finally:
+            gc.enable()
+            bus.close()
 
 
 def test_one_look_takes_at_most_max_drain_signals_and_a_flood_counts_as_a_change_for_every_watch(peer) -> None:
