@@ -371,3 +371,38 @@ def test_one_look_takes_at_most_max_drain_signals_and_a_flood_counts_as_a_change
     taken = bus.look(pings) - before
     assert 0 < taken <= _dbus.MAX_DRAIN + 1  # bounded: the rest waits for the next look
     assert bus.look(other) > unrelated  # a flood: what it may have hidden counts as a change for every watch
+
+
+def test_looks_and_calls_from_two_threads_share_the_connection_without_losing_a_reply_or_a_signal(peer) -> None:
+    # the telemetry thread's looks and an action's calls (its own thread) on one connection: the lock is
+    # what keeps a look from taking a call's reply, or two threads from feeding jeepney's parser at once
+    import threading
+
+    peer.methods[(PATH, IFACE, "Echo")] = lambda body: ("u", (body[0],))
+    bus = bus_of(peer)
+    watch = bus.watch(_dbus.Signals(interface=IFACE, member="Ping", path_namespace=PATH))
+    armed = bus.look(watch)
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def look() -> None:
+        while not stop.is_set():
+            try:
+                bus.look(watch)
+            except BaseException as exc:  # whatever it is, the test reports it
+                failures.append(exc)
+                return
+
+    looker = threading.Thread(target=look, daemon=True)
+    looker.start()
+    try:
+        for n in range(300):
+            if n % 3 == 0:
+                peer.emit(PATH, IFACE, "Ping")
+            assert _dbus.call(bus, NAME, PATH, IFACE, "Echo", "u", (n,)) == (n,)
+    finally:
+        stop.set()
+        looker.join(timeout=10)
+    assert not failures, failures
+    assert wait_for_count(bus, watch, armed) >= armed + 100  # every Ping counted, by a look or a call
+    assert bus.look(watch) == armed + 100
