@@ -284,3 +284,20 @@ def test_a_named_player_is_found_again_after_it_restarts(bus) -> None:
         assert snapshot().title == "Second"
     finally:
         second.stop()
+
+
+def test_when_the_playing_player_pauses_and_the_paused_one_plays_the_choice_follows(bus) -> None:
+    now = [100.0]
+    with (
+        MprisPlayer(bus.address, "aaa", "Playing", "First") as first,
+        MprisPlayer(bus.address, "zzz", "Paused", "Second") as second,
+    ):
+        snapshot = _Snapshot(None, clock=lambda: now[0])
+        assert (snapshot().player, snapshot().title) == ("aaa", "First")
+        delivered(_mpris.PROPERTIES_CHANGED, lambda: setattr(first, "status", "Paused"))
+        delivered(_mpris.PROPERTIES_CHANGED, lambda: setattr(second, "status", "Playing"))
+        now[0] += 1
+        assert (snapshot().player, snapshot().status, snapshot().title) == ("zzz", "playing", "Second")
+        delivered(_mpris.PROPERTIES_CHANGED, lambda: setattr(second, "status", "Paused"))  # only the other's signal
+        now[0] += 1
+        assert (snapshot().player, snapshot().status) == ("aaa", "paused")  # both paused: the first by name
