@@ -201,7 +201,7 @@ class Connection:
         try:
             version = conn.request(CMD_AUTH, put_u32(PROTOCOL_VERSION), put_bytes(cookie)).u32() & 0xFFFF
             if version < 13:
-                raise ProbeUnavailable(f"the sound server speaks protocol {version} (13 or later is needed)")
+                raise Refused(f"the sound server speaks protocol {version} (13 or later is needed)")
             conn.request(CMD_SET_CLIENT_NAME, put_proplist({"application.name": "pilot"}))
             conn.request(CMD_SUBSCRIBE, put_u32(MASK_SINK | MASK_SERVER))
         except BaseException:
@@ -249,7 +249,7 @@ class Connection:
                     raise ProbeUnavailable(f"the sound server answered request {answer_tag}, which was not asked")
                 if kind == CMD_ERROR:
                     code = tags.u32()
-                    raise ProbeUnavailable(f"the sound server refused: {ERRORS.get(code, f'error {code}')}")
+                    raise Refused(f"the sound server refused: {ERRORS.get(code, f'error {code}')}")
                 return tags
             # other announcements (no streams here) are not for us
 
@@ -396,6 +396,19 @@ def _read_regular(path: str, limit: int) -> bytes | None:
         os.close(fd)
 
 
+class Refused(ProbeUnavailable):
+    """A definite no from the sound server (an ERROR answer such as access denied, or a protocol too old),
+    as against one that is not there, slow or gone: `auto` may then try the tools, which read the cookie."""
+
+
+def is_socket(path: str) -> bool:
+    """Whether a unix socket is at `path` now (whether or not a server answers on it)."""
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 class Server:
     """The one connection to one sound server that audio.volume and audio.muted share.
 
@@ -418,6 +431,7 @@ class Server:
         self.conn: Connection | None = None
         self.failed_at: float | None = None
         self.why = ""
+        self.refused = False  # the last failure was a Refused
         self.lock = threading.Lock()
 
     def changed(self) -> bool:
@@ -459,19 +473,19 @@ class Server:
         if self.conn is not None:
             return
         if self.failed_at is not None and self.clock() - self.failed_at < RECONNECT_AFTER:
-            raise ProbeUnavailable(self.why)
+            raise (Refused if self.refused else ProbeUnavailable)(self.why)
         try:
             self.conn = Connection.open(self.path, read_cookie(self.environ), self.timeout)
         except ProbeUnavailable as exc:
-            self._fail(str(exc))
+            self._fail(str(exc), refused=isinstance(exc, Refused))
             raise
         self.failed_at = None
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, why: str, refused: bool = False) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
-        self.failed_at, self.why = self.clock(), why
+        self.failed_at, self.why, self.refused = self.clock(), why, refused
 
 
 _servers: dict[str, Server] = {}

@@ -200,9 +200,15 @@ def _register(name: str, field: str, defaults: dict[str, Any], doc: str) -> None
             server, native_why = _pulse.shared_server(variables, clock)
         if server is not None and backend == "auto":
             try:
-                server.connect()  # auto takes the socket only where it answers now
-            except ProbeUnavailable as exc:
+                server.connect()
+            except _pulse.Refused as exc:  # a definite no (access denied...): pactl, which reads the cookie, may pass
                 server, native_why = None, str(exc)
+            except ProbeUnavailable as exc:
+                # nothing at the address (PipeWire without pipewire-pulse, no server): the tools. A socket that
+                # did not answer just now (a server starting, a busy machine) stays chosen and is tried again
+                # every RECONNECT_AFTER seconds, rather than forking a tool at every reading from then on
+                if not _pulse.is_socket(server.path):
+                    server, native_why = None, str(exc)
         if server is not None:
             shared = server
             raw = background_reader(

@@ -382,6 +382,45 @@ def test_a_probe_on_a_hostile_server_reads_none_and_the_agent_goes_on(tmp_path: 
         pulse._servers.clear()
 
 
+def _auto_setup(tmp_path: Path, answer, monkeypatch) -> tuple[list[str], FakeServer]:
+    """Set up audio.volume and audio.muted with backend auto against a fake server at the usual address
+    ($XDG_RUNTIME_DIR/pulse/native), with pactl "installed"; returns the work they queued (pulse or pactl)."""
+    monkeypatch.setattr(pulse, "_servers", {})
+    (tmp_path / "pulse").mkdir()
+    fake = FakeServer(tmp_path / "pulse" / "native", answer)
+    env = {"XDG_RUNTIME_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    worker = Worker(start=False)
+    which = lambda name: f"/usr/bin/{name}" if name == "pactl" else None  # noqa: E731
+    for name in ("audio.volume", "audio.muted"):
+        PROBES.get(name).factory(ProbeContext(), environ=env, worker=worker, which=which)
+    return worker.pending(), fake
+
+
+def test_auto_keeps_a_socket_that_does_not_answer_yet_rather_than_forking_pactl_at_every_reading(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # a sound server still starting (or a busy machine) at the agent's start: the socket is there but the
+    # handshake times out; both probes stay on the socket (tried again every RECONNECT_AFTER), never on pactl
+    pending, fake = _auto_setup(tmp_path, lambda command, tag, conn: None, monkeypatch)
+    try:
+        assert pending == [f"audio pulse {tmp_path}/pulse/native"]
+    finally:
+        fake.close()
+        for server in pulse._servers.values():
+            server.close()
+
+
+def test_auto_takes_the_tools_after_a_definite_refusal(tmp_path: Path, monkeypatch) -> None:
+    # access denied (a cookie Pilot could not read): pactl, which reads it, may get in; both probes move
+    pending, fake = _auto_setup(tmp_path, lambda command, tag, conn: frame(L(0) + L(tag) + L(1)), monkeypatch)
+    try:
+        assert pending == [f"audio pactl {tmp_path}"]
+    finally:
+        fake.close()
+        for server in pulse._servers.values():
+            server.close()
+
+
 def test_backend_pulse_without_a_unix_socket_address_is_unavailable(monkeypatch) -> None:
     monkeypatch.setattr(pulse, "_servers", {})
     env = {"PULSE_SERVER": "tcp:192.0.2.1:4713", "XDG_RUNTIME_DIR": "/nonexistent"}
