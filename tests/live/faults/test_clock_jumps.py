@@ -135,5 +135,7 @@ def test_wall_clock_jump_forward_one_hour(tmp_path, faketime, brokers, watchers,
     assert cooled["status"] == "rejected" and cooled["reason"] == "cooldown"
     assert len(recorded_calls(record)) == calls_before
     assert len(ticks) <= 12 // 5 + 2, ticks  # the runs due anyway, plus at most one catch-up
-    assert all(g >= 1.0 for g in gaps), gaps  # no backlog fired in a burst
+    # no backlog fired in a burst: the one catch-up run may land just before or after a regular run (the jump
+    # can come a moment before one is due), but no second pair of runs is that close
+    assert sum(g < 1.0 for g in gaps) <= 1, gaps
     assert agent.running()
