@@ -20,6 +20,7 @@ from testkit.agent import new_keyring, pilot_run
 from testkit.broker import Mosquitto, Watcher, free_port
 from testkit.console import ConsoleProcess
 from tests.live.console.conftest import wait
+from tests.support.deploy_profiles import deploy_profile
 
 DEVICE = "consoledeploy"
 BASE = f"pilot/{DEVICE}"
@@ -27,19 +28,7 @@ PASSWORDS = {"ada": "ada-admin-pw-1", "olga": "olga-operator-pw"}
 
 
 def profile_text(keyring: Path, port: int, sensors: str = "") -> str:
-    return (
-        "pilot: 1\n"
-        f"device: {{id: {DEVICE}, name: Console deploy rig}}\n"
-        f"mqtt: {{host: 127.0.0.1, port: {port}}}\n"
-        "# a comment the deploy must keep\n"
-        "sensors:\n"
-        "  up: {probe: system.uptime, every: 30s}\n"
-        f"{sensors}"
-        "commands:\n"
-        "  backup: {action: process.run, platform: button,\n"
-        "           args: {argv: [/bin/echo, backup], env: {API_TOKEN: t0ps3cret-value}}}\n"
-        f"policies:\n  hmac: {{keyring: {keyring}, window: 60s}}\n"
-    )
+    return deploy_profile(DEVICE, "Console deploy rig", keyring, port, sensors)
 
 
 @pytest.fixture(scope="module")
